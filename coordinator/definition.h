@@ -1,0 +1,143 @@
+/* definition.h - the saga definition model, and its loader and validator.
+ *
+ * A definition is one JSON file in sagas/ (format: docs/definitions.md). Loading parses
+ * and validates it completely; a definition that loads is safe to run: every template
+ * reference is resolved against the steps before it, every limit is checked. Errors are
+ * collected (not only the first) into a caller-owned defn_errors_t, each naming the file
+ * and either line:column (JSON syntax) or the JSON path (meaning) and what was expected.
+ *
+ * Steps are stored flat, in order. Each step carries the index of its group: steps of one
+ * group run at once (a parallel group); a plain sequential step is a group of one. The
+ * groups are numbered 0..group_count-1 in order. */
+#ifndef SAGA_DEFINITION_H
+#define SAGA_DEFINITION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits on what a definition may contain. Each, when exceeded, is a definition error. */
+#define DEFN_MAX_FILE_BYTES (1024 * 1024)   /* one definition file */
+#define DEFN_MAX_STEPS 64                   /* steps in one saga, all groups counted */
+#define DEFN_MAX_NAME_LEN 128               /* saga, step and command type names */
+#define DEFN_MAX_TOPIC_LEN 249              /* Kafka's own limit on topic names */
+#define DEFN_MAX_DEPTH 16                   /* nesting depth of a payload template */
+#define DEFN_MAX_TEMPLATE_REFS 256          /* {{...}} references in one payload */
+#define DEFN_MAX_ATTEMPTS 100               /* retry.max_attempts */
+#define DEFN_MAX_TIMEOUT_MS (7LL * 24 * 3600 * 1000) /* a step timeout or deadline */
+#define DEFN_MAX_ERRORS 100                 /* errors collected per load before giving up */
+
+/* When a compensation exhausts its retries. */
+typedef enum {
+    DEFN_ON_COMP_FAILURE_STOP = 0,     /* stop compensating, saga stuck (default) */
+    DEFN_ON_COMP_FAILURE_CONTINUE = 1  /* compensate the earlier steps, then stuck */
+} defn_comp_failure_policy_t;
+
+typedef struct defn_retry {
+    int max_attempts;          /* total attempts including the first, >= 1 */
+    int64_t initial_backoff_ms;
+    int64_t max_backoff_ms;
+    double multiplier;         /* >= 1.0 */
+    double jitter;             /* 0..1: the delay is scaled by a random factor in [1-j, 1+j] */
+} defn_retry_t;
+
+/* One command the coordinator sends: the action or the compensation of a step. */
+typedef struct defn_command {
+    char *type;                /* command type the participant dispatches on */
+    json_t *payload;           /* payload template (owned); strings may hold {{...}} */
+    int64_t timeout_ms;        /* how long to wait for the reply to one attempt */
+    defn_retry_t retry;
+} defn_command_t;
+
+typedef struct defn_step {
+    char *name;
+    char *topic;               /* the participant's command topic */
+    int group;                 /* index of the step's group, see above */
+    defn_command_t action;
+    bool has_compensation;     /* false only when the file says "compensation": "none" */
+    defn_command_t compensation; /* valid when has_compensation */
+    bool compensate_on_timeout;  /* compensate a timed-out action (default true) */
+} defn_step_t;
+
+typedef struct definition {
+    char *name;
+    int version;               /* >= 1 */
+    char *description;         /* may be NULL */
+    int64_t deadline_ms;       /* whole-saga deadline; 0 = none */
+    json_t *input_schema;      /* the "input" object as written (owned), or NULL */
+    defn_comp_failure_policy_t on_compensation_failure;
+    size_t step_count;
+    defn_step_t *steps;        /* step_count entries, in order */
+    int group_count;
+    char *source;              /* the file it came from (owned) */
+    char *content_hash;        /* hex SHA-256 of the canonical JSON (owned) */
+    json_t *json;              /* the whole definition as written (owned) */
+} definition_t;
+
+/* One error found in a definition. */
+typedef struct defn_error {
+    char source[256];          /* file path */
+    int line, column;          /* > 0 for JSON syntax errors, else 0 */
+    char path[256];            /* JSON path such as steps[2].compensation.topic, or "" */
+    char text[256];            /* what is wrong and what was expected */
+} defn_error_t;
+
+/* Errors collected while loading; init with {0}, release with defn_errors_release(). */
+typedef struct defn_errors {
+    size_t count;
+    size_t capacity;
+    defn_error_t *items;
+} defn_errors_t;
+
+/* A set of loaded definitions, looked up by name (and version). */
+typedef struct defn_set defn_set_t;
+
+/* Loads and validates one definition file. Returns the definition (caller owns, free
+ * with definition_free) or NULL, with every error found appended to errs. */
+definition_t *definition_load_file(const char *path, defn_errors_t *errs);
+
+/* The same from a string; source names it in errors. */
+definition_t *definition_load_string(const char *text, size_t len, const char *source,
+                                     defn_errors_t *errs);
+
+void definition_free(definition_t *d);
+
+/* Index of the step called name, or -1. */
+int definition_step_index(const definition_t *d, const char *name);
+
+/* Checks a saga input against the definition's input schema. Returns 0 when it conforms
+ * (or there is no schema), -1 with a reason naming the path (input.amount: expected a
+ * number) written to why. */
+int definition_check_input(const definition_t *d, const json_t *input, char *why,
+                           size_t why_len);
+
+/* Loads every *.json file of a folder, or one file. Returns a set (caller owns) when
+ * every file is valid and saga names+versions are unique; NULL with all errors otherwise
+ * (nothing half-loaded). */
+defn_set_t *defn_set_load(const char *dir_or_file, defn_errors_t *errs);
+
+void defn_set_free(defn_set_t *set);
+
+/* The definition of that name and version, or the highest version when version <= 0.
+ * Borrowed: valid as long as the set. NULL when unknown. */
+const definition_t *defn_set_find(const defn_set_t *set, const char *name, int version);
+
+size_t defn_set_count(const defn_set_t *set);
+const definition_t *defn_set_at(const defn_set_t *set, size_t i);
+
+/* Takes ownership of d; fails (-1, error appended) on a duplicate name+version. */
+int defn_set_add(defn_set_t *set, definition_t *d, defn_errors_t *errs);
+defn_set_t *defn_set_new(void);
+
+/* Appends an error (printf-style text). path and source may be NULL. */
+void defn_errors_add(defn_errors_t *errs, const char *source, int line, int column,
+                     const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* Formats one error as "file:line:col: text" or "file: path: text". */
+void defn_error_format(const defn_error_t *e, char *buf, size_t len);
+
+void defn_errors_release(defn_errors_t *errs);
+
+#endif
