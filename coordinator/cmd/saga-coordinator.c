@@ -1,0 +1,171 @@
+/* saga-coordinator.c - the coordinator daemon: configuration, definitions, signals and
+ * the main loop; `--check` validates definitions and exits. */
+#include "config.h"
+#include "coordinator.h"
+#include "definition.h"
+#include "log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: saga-coordinator [--config FILE] [--NAME=VALUE ...]\n"
+            "       saga-coordinator --check DIR_OR_FILE\n"
+            "\n"
+            "Runs sagas declared in JSON definitions: consumes the input topic, sends step\n"
+            "commands, compensates in reverse order on failure, keeps every saga in Redis.\n"
+            "Instances sharing group_id share the input topic's partitions.\n"
+            "\n"
+            "  --check PATH    validate the definitions in PATH, print every error, exit 1 on any\n"
+            "  --config FILE   read settings from FILE (name = value lines)\n"
+            "  --help          this text\n"
+            "\n"
+            "Precedence: defaults < config file < SAGA_* environment < flags.\n\n");
+    config_usage(out);
+    fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
+                 "fatal runtime error (Redis or Kafka unusable at start).\n");
+}
+
+/* Finds --config among the flags first: the file is weaker than the flags after it. */
+static const char *find_config_flag(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+    }
+    return NULL;
+}
+
+static int apply_flags(config_t *cfg, int argc, char **argv)
+{
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--config=", 9) == 0)
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "saga-coordinator: unexpected argument \"%s\" (see --help)\n", a);
+            return -1;
+        }
+        char name[300];
+        const char *value;
+        const char *eq = strchr(a, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a - 2), a + 2);
+            value = eq + 1;
+        } else {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "saga-coordinator: %s needs a value\n", a);
+                return -1;
+            }
+            snprintf(name, sizeof name, "%s", a + 2);
+            value = argv[++i];
+        }
+        for (char *p = name; *p; p++)
+            if (*p == '-' && strncmp(name, "kafka.", 6) && strncmp(name, "consumer.", 9) &&
+                strncmp(name, "producer.", 9))
+                *p = '_';
+        if (config_set(cfg, name, value, err, sizeof err) < 0) {
+            fprintf(stderr, "saga-coordinator: --%s: %s\n", name, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--check") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "saga-coordinator: --check needs a folder or file\n");
+                return 1;
+            }
+            return definition_check_path(argv[i + 1], stdout) == 0 ? 0 : 1;
+        }
+    }
+
+    log_init("coordinator");
+    config_t cfg;
+    config_defaults(&cfg);
+    char err[1024];
+    const char *file = find_config_flag(argc, argv);
+    if (file && config_load_file(&cfg, file, err, sizeof err) < 0) {
+        fprintf(stderr, "saga-coordinator: %s\n", err);
+        return 1;
+    }
+    if (config_load_env(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "saga-coordinator: %s\n", err);
+        return 1;
+    }
+    if (apply_flags(&cfg, argc, argv) < 0)
+        return 1;
+    log_level_t level;
+    if (log_level_parse(cfg.log_level, &level) < 0) {
+        fprintf(stderr, "saga-coordinator: log_level: expected debug, info, warn or error\n");
+        return 1;
+    }
+    log_set_level(level);
+
+    defn_errors_t errs = {0};
+    defn_set_t *defs = defn_set_load(cfg.definitions, &errs);
+    if (!defs) {
+        for (size_t i = 0; i < errs.count; i++) {
+            char line[1024];
+            defn_error_format(&errs.items[i], line, sizeof line);
+            fprintf(stderr, "%s\n", line);
+        }
+        fprintf(stderr, "saga-coordinator: refusing to start: %zu error(s) in %s\n", errs.count,
+                cfg.definitions);
+        defn_errors_release(&errs);
+        return 1;
+    }
+    defn_errors_release(&errs);
+    log_info("%zu saga definitions loaded from %s", defn_set_count(defs), cfg.definitions);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    coordinator_t *c = coordinator_new(&cfg, defs, err, sizeof err);
+    if (!c) {
+        log_error("cannot start: %s", err);
+        defn_set_free(defs);
+        return 2;
+    }
+    int rc = coordinator_start(c) == 0 && coordinator_run(c, &stop_requested) == 0 ? 0 : 2;
+    const coordinator_stats_t *st = coordinator_stats(c);
+    log_info("stopped: %llu started, %llu completed, %llu compensated, %llu stuck, %llu "
+             "rejected, %llu dead letters",
+             (unsigned long long)st->started, (unsigned long long)st->completed,
+             (unsigned long long)st->compensated, (unsigned long long)st->stuck,
+             (unsigned long long)st->rejected, (unsigned long long)st->dead_letters);
+    coordinator_free(c);
+    defn_set_free(defs);
+    return rc;
+}

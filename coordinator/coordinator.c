@@ -1,0 +1,1070 @@
+/* coordinator.c - the engine: partitions, sagas, timers and the loop turn (see
+ * coordinator.h). The order inside a turn is what makes the guarantees: Redis first,
+ * then Kafka produce, then offsets; a crash anywhere re-does work, never loses it. */
+#include "coordinator.h"
+
+#include "idmap.h"
+#include "log.h"
+#include "machine.h"
+#include "protocol.h"
+#include "store.h"
+#include "timers.h"
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COORD_RELOAD_RETRY_MS 500   /* between attempts to reload a partition */
+#define COORD_FLUSH_TIMEOUT_MS 10000 /* producer flush at shutdown */
+
+typedef struct partition {
+    int32_t id;
+    bool owned;
+    bool fenced;            /* another owner took our epoch: hands off until revoked */
+    bool needs_reload;      /* state in memory may be wrong: reload from Redis */
+    int64_t epoch;
+    idmap_t *sagas;
+    bool paused;
+    int64_t turn_first_offset; /* first input offset taken this turn, -1 = none */
+    int64_t turn_next_offset;  /* offset after the last one taken this turn */
+    int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
+    int64_t reload_at;
+} partition_t;
+
+/* A transition waiting for the turn's Redis pipeline. */
+typedef struct pending {
+    saga_t *saga;
+    int32_t partition;
+    int64_t expected_version;
+    json_t *history;             /* owned */
+    outbox_entry_t *entries;     /* owned */
+    size_t entry_count;
+} pending_t;
+
+/* What a produced message needs when its delivery report comes back. */
+typedef struct delivery {
+    int32_t partition;      /* input partition whose outbox holds it, -1 = not in an outbox */
+    char *outbox_id;        /* NULL = not in an outbox */
+    int64_t epoch;          /* the epoch it was produced under */
+} delivery_t;
+
+typedef struct ack {
+    int32_t partition;
+    char *id;
+} ack_t;
+
+struct coordinator {
+    config_t cfg;
+    defn_set_t *defs;
+    store_t *store;
+    rd_kafka_t *consumer, *producer;
+    rd_kafka_queue_t *queue;
+    partition_t **parts;
+    size_t nparts;
+    timer_heap_t timers;
+    pending_t *pending;
+    size_t npending, pending_cap;
+    store_status_t *results;
+    size_t results_cap;
+    ack_t *acks;
+    size_t nacks, acks_cap;
+    saga_t **doomed;
+    size_t ndoomed, doomed_cap;
+    rd_kafka_message_t **batch;
+    uint64_t rng;
+    bool timer_fired;
+    coordinator_stats_t stats;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Grows a vector (*items, *cap) to hold at least need entries of size sz. */
+static int grow(void **items, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*items, n * sz);
+    if (!p)
+        return -1;
+    *items = p;
+    *cap = n;
+    return 0;
+}
+
+void coordinator_crash_point(const char *point)
+{
+    static long hits = 0;
+    const char *at = getenv("SAGA_CRASH_AT");
+    if (!at || strcmp(at, point) != 0)
+        return;
+    const char *after = getenv("SAGA_CRASH_AFTER");
+    long n = after ? strtol(after, NULL, 10) : 1;
+    if (++hits >= n) {
+        log_warn("crash point %s reached: killing myself (SAGA_CRASH_AT)", point);
+        raise(SIGKILL);
+    }
+}
+
+/* --- partitions ------------------------------------------------------------------- */
+
+static partition_t *part_get(coordinator_t *c, int32_t id, bool create)
+{
+    if (id < 0)
+        return NULL;
+    if ((size_t)id >= c->nparts) {
+        if (!create)
+            return NULL;
+        size_t n = (size_t)id + 1;
+        partition_t **p = realloc(c->parts, n * sizeof *p);
+        if (!p)
+            return NULL;
+        for (size_t i = c->nparts; i < n; i++)
+            p[i] = NULL;
+        c->parts = p;
+        c->nparts = n;
+    }
+    if (!c->parts[id] && create) {
+        partition_t *p = calloc(1, sizeof *p);
+        if (!p || !(p->sagas = idmap_new())) {
+            free(p);
+            return NULL;
+        }
+        p->id = id;
+        p->turn_first_offset = -1;
+        c->parts[id] = p;
+    }
+    return c->parts[id];
+}
+
+/* Frees every saga of p held in memory. */
+static void part_drop_sagas(coordinator_t *c, partition_t *p)
+{
+    const char *id;
+    void *v;
+    for (size_t it = 0; idmap_next(p->sagas, &it, &id, &v);) {
+        timers_remove(&c->timers, v);
+        saga_free(v);
+    }
+    idmap_free(p->sagas);
+    p->sagas = idmap_new();
+}
+
+static void pause_partition(coordinator_t *c, partition_t *p, bool pause)
+{
+    p->paused = pause;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, c->cfg.input_topic, p->id);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->consumer, l)
+                                    : rd_kafka_resume_partitions(c->consumer, l);
+    if (err)
+        log_warn("partition %d: %s failed: %s", (int)p->id, pause ? "pause" : "resume",
+                 rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static const definition_t *find_definition(coordinator_t *c, const char *name, int version)
+{
+    return defn_set_find(c->defs, name, version);
+}
+
+typedef struct load_ctx {
+    coordinator_t *c;
+    partition_t *p;
+    int failed;
+} load_ctx_t;
+
+static void on_loaded_saga(const json_t *fields, void *opaque)
+{
+    load_ctx_t *lc = opaque;
+    const char *id = json_string_value(json_object_get(fields, "id"));
+    const char *name = json_string_value(json_object_get(fields, "definition"));
+    const char *ver = json_string_value(json_object_get(fields, "definition_version"));
+    const definition_t *def = name && ver ? find_definition(lc->c, name, atoi(ver)) : NULL;
+    if (!def) {
+        log_msg(LOG_ERROR, id, "partition %d: saga uses definition %s v%s, which is not loaded; "
+                "it stays in Redis untouched", (int)lc->p->id, name ? name : "?", ver ? ver : "?");
+        lc->failed++;
+        return;
+    }
+    char why[256];
+    saga_t *s = saga_decode_fields(fields, def, why, sizeof why);
+    if (!s) {
+        log_msg(LOG_ERROR, id, "partition %d: cannot rebuild saga: %s", (int)lc->p->id, why);
+        lc->failed++;
+        return;
+    }
+    s->partition = lc->p->id;
+    if (idmap_put(lc->p->sagas, s->id, s) < 0) {
+        saga_free(s);
+        lc->failed++;
+        return;
+    }
+    (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
+}
+
+static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
+                          int64_t epoch);
+
+static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
+{
+    load_ctx_t *lc = opaque;
+    produce_entry(lc->c, e, lc->p->id, lc->p->epoch);
+    lc->c->stats.outbox_resent++;
+}
+
+/* Loads p's active sagas and re-sends its outbox. Takes a new epoch first when
+ * new_epoch. Returns 0, or -1 (then p needs a reload later). */
+static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
+{
+    int64_t t0 = now_ms();
+    part_drop_sagas(c, p);
+    if (new_epoch && store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
+        goto fail;
+    load_ctx_t lc = {.c = c, .p = p};
+    int n = store_load_partition(c->store, p->id, on_loaded_saga, &lc);
+    if (n < 0)
+        goto fail;
+    int ob = store_load_outbox(c->store, p->id, on_loaded_outbox, &lc);
+    if (ob < 0)
+        goto fail;
+    p->needs_reload = false;
+    p->fenced = false;
+    c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
+    c->stats.last_load_ms = now_ms() - t0;
+    coordinator_crash_point("after_load");
+    log_info("partition %d: epoch %lld, %d active sagas loaded, %d outbox messages re-sent in "
+             "%lld ms", (int)p->id, (long long)p->epoch, (int)idmap_size(p->sagas), ob,
+             (long long)(now_ms() - t0));
+    return 0;
+fail:
+    c->stats.redis_errors++;
+    log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
+              store_last_error(c->store));
+    part_drop_sagas(c, p);
+    p->needs_reload = true;
+    p->reload_at = now_ms() + COORD_RELOAD_RETRY_MS;
+    return -1;
+}
+
+static void partition_acquire(coordinator_t *c, int32_t id)
+{
+    partition_t *p = part_get(c, id, true);
+    if (!p)
+        return;
+    p->owned = true;
+    p->epoch = 0;
+    p->paused = false;
+    p->confirmed_offset = -1;
+    p->turn_first_offset = -1;
+    c->stats.partitions_assigned++;
+    (void)partition_load(c, p, true);
+}
+
+static void partition_release(coordinator_t *c, int32_t id)
+{
+    partition_t *p = part_get(c, id, false);
+    if (!p)
+        return;
+    part_drop_sagas(c, p);
+    p->owned = p->fenced = p->needs_reload = false;
+    c->stats.partitions_revoked++;
+    log_info("partition %d: released", (int)id);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    coordinator_t *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < list->cnt; i++)
+            partition_acquire(c, list->elems[i].partition);
+        rd_kafka_assign(rk, list);
+        /* A partition that could not be loaded waits, paused, for its reload. */
+        for (int i = 0; i < list->cnt; i++) {
+            partition_t *p = part_get(c, list->elems[i].partition, false);
+            if (p)
+                pause_partition(c, p, p->needs_reload);
+        }
+    } else {
+        if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            log_error("rebalance error: %s", rd_kafka_err2str(err));
+        for (int i = 0; i < list->cnt; i++)
+            partition_release(c, list->elems[i].partition);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* --- producing -------------------------------------------------------------------- */
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    coordinator_t *c = opaque;
+    delivery_t *d = m->_private;
+    if (m->err) {
+        c->stats.kafka_errors++;
+        log_error("delivery to %s failed: %s%s", rd_kafka_topic_name(m->rkt),
+                  rd_kafka_err2str(m->err),
+                  d && d->outbox_id ? " (kept in the outbox: re-sent on the next load)" : "");
+        /* Not acknowledged, the entry stays in the outbox; reload the partition so that it
+         * is re-sent now rather than at the next rebalance. */
+        partition_t *p = d ? part_get(c, d->partition, false) : NULL;
+        if (p && p->owned && d->outbox_id && !p->needs_reload) {
+            p->needs_reload = true;
+            p->reload_at = now_ms();
+        }
+    } else if (d && d->outbox_id &&
+               grow((void **)&c->acks, &c->acks_cap, c->nacks + 1, sizeof *c->acks) == 0) {
+        c->acks[c->nacks].partition = d->partition;
+        c->acks[c->nacks].id = d->outbox_id;
+        c->nacks++;
+        d->outbox_id = NULL;
+    }
+    if (d) {
+        free(d->outbox_id);
+        free(d);
+    }
+}
+
+/* Produces one message; in_partition >= 0 means it is in that partition's outbox and is
+ * acknowledged there once delivered. */
+static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
+                        const char *key, size_t key_len, const char *value, size_t len,
+                        int32_t in_partition, const char *outbox_id, int64_t epoch)
+{
+    delivery_t *d = calloc(1, sizeof *d);
+    if (d) {
+        d->partition = in_partition;
+        d->outbox_id = outbox_id ? strdup(outbox_id) : NULL;
+        d->epoch = epoch;
+    }
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            c->producer, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(c->producer, 10);
+            continue;
+        }
+        if (err) {
+            c->stats.kafka_errors++;
+            log_error("cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+            if (d) {
+                free(d->outbox_id);
+                free(d);
+            }
+        }
+        return;
+    }
+}
+
+static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
+                          int64_t epoch)
+{
+    produce_raw(c, e->topic, e->partition, e->key, strlen(e->key), e->value, strlen(e->value),
+                in_partition, e->id, epoch);
+}
+
+static void produce_json(coordinator_t *c, const char *topic, const char *key, json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (text) {
+        produce_raw(c, topic, -1, key, key ? strlen(key) : 0, text, strlen(text), -1, NULL, 0);
+        free(text);
+    }
+}
+
+static void dead_letter(coordinator_t *c, const rd_kafka_message_t *m, const char *why)
+{
+    c->stats.dead_letters++;
+    json_t *dl = protocol_dead_letter(why, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                                      m->key, m->key_len, m->payload, m->len);
+    log_warn("input partition %d offset %lld dead-lettered: %s", (int)m->partition,
+             (long long)m->offset, why);
+    if (dl) {
+        char *text = json_dumps(dl, JSON_COMPACT);
+        if (text) {
+            produce_raw(c, c->cfg.deadletter_topic, -1, m->key, m->key ? m->key_len : 0, text,
+                        strlen(text), -1, NULL, 0);
+            free(text);
+        }
+        json_decref(dl);
+    }
+}
+
+/* --- transitions ------------------------------------------------------------------ */
+
+static machine_env_t env_now(coordinator_t *c, int64_t now)
+{
+    machine_env_t env = {.now_ms = now, .rng = &c->rng, .reply_topic = c->cfg.input_topic};
+    return env;
+}
+
+static int entry_set(outbox_entry_t *e, const char *id, const char *topic, const char *key,
+                     const json_t *msg)
+{
+    e->id = strdup(id);
+    e->topic = strdup(topic);
+    e->key = strdup(key);
+    e->value = json_dumps(msg, JSON_COMPACT);
+    e->partition = -1;
+    return e->id && e->topic && e->key && e->value ? 0 : -1;
+}
+
+/* Queues the transition in res for the turn's pipeline. Takes res's history; res can be
+ * released by the caller after. */
+static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machine_result_t *res,
+                             int64_t expected_version)
+{
+    if (grow((void **)&c->pending, &c->pending_cap, c->npending + 1, sizeof *c->pending) < 0) {
+        log_error("out of memory queueing a transition");
+        p->needs_reload = true;
+        return;
+    }
+    pending_t *pd = &c->pending[c->npending];
+    memset(pd, 0, sizeof *pd);
+    pd->saga = s;
+    pd->partition = p->id;
+    pd->expected_version = expected_version;
+    pd->history = res->history;
+    res->history = NULL;
+    size_t n = res->command_count + (res->outcome ? 1 : 0);
+    pd->entries = calloc(n ? n : 1, sizeof *pd->entries);
+    bool ok = pd->entries != NULL;
+    for (size_t i = 0; ok && i < res->command_count; i++) {
+        const machine_command_t *cmd = &res->commands[i];
+        ok = entry_set(&pd->entries[i], cmd->id, cmd->topic, s->id, cmd->message) == 0;
+        pd->entry_count++;
+    }
+    if (ok && res->outcome) {
+        char id[MACHINE_COMMAND_ID_MAX];
+        snprintf(id, sizeof id, "%s/outcome/%lld", s->id, (long long)expected_version + 1);
+        ok = entry_set(&pd->entries[pd->entry_count++], id, c->cfg.outcomes_topic, s->id,
+                       res->outcome) == 0;
+    }
+    s->version = expected_version + 1;
+    c->npending++;
+    store_transition_t t = {.partition = p->id,
+                            .epoch = p->epoch,
+                            .saga = s,
+                            .expected_version = expected_version,
+                            .old_status = res->old_status,
+                            .history = pd->history,
+                            .outbox = pd->entries,
+                            .outbox_count = pd->entry_count};
+    if (!ok || store_queue_transition(c->store, &t) < 0) {
+        log_error("partition %d: cannot queue a transition (%s); reloading", (int)p->id,
+                  ok ? store_last_error(c->store) : "out of memory");
+        p->needs_reload = true;
+        c->npending--;
+        json_decref(pd->history);
+        for (size_t i = 0; i < pd->entry_count; i++)
+            outbox_entry_release(&pd->entries[i]);
+        free(pd->entries);
+    }
+}
+
+/* Applies a machine result: queue it when the saga changed, count it when not. */
+static void apply_result(coordinator_t *c, partition_t *p, saga_t *s, machine_result_t *res)
+{
+    if (res->changed) {
+        queue_transition(c, p, s, res, s->version);
+        return;
+    }
+    switch (res->verdict) {
+    case MACHINE_DUPLICATE: c->stats.duplicate_replies++; break;
+    case MACHINE_LATE: c->stats.late_replies++; break;
+    case MACHINE_UNEXPECTED: c->stats.unexpected_replies++; break;
+    case MACHINE_NOT_APPLICABLE: c->stats.ignored_operator++; break;
+    default: break;
+    }
+}
+
+static void reject_start(coordinator_t *c, const input_msg_t *m, const char *id, const char *why)
+{
+    c->stats.rejected++;
+    log_msg(LOG_WARN, id, "start rejected: %s", why);
+    json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms());
+    if (o) {
+        produce_json(c, c->cfg.outcomes_topic, id, o);
+        json_decref(o);
+    }
+}
+
+static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_message_t *km,
+                         input_msg_t *m, int64_t now)
+{
+    char id[SAGA_ID_MAX_LEN + 1];
+    if (m->saga_id)
+        snprintf(id, sizeof id, "%s", m->saga_id);
+    else /* derived from the message's place, so a redelivery makes the same saga */
+        snprintf(id, sizeof id, "p%d-o%lld", (int)km->partition, (long long)km->offset);
+    const definition_t *def = find_definition(c, m->saga_name, m->version);
+    char why[512];
+    if (!def) {
+        if (m->version > 0 && find_definition(c, m->saga_name, 0))
+            snprintf(why, sizeof why, "saga definition \"%s\" has no version %d", m->saga_name,
+                     m->version);
+        else
+            snprintf(why, sizeof why, "unknown saga definition \"%s\"", m->saga_name);
+        reject_start(c, m, id, why);
+        return;
+    }
+    if (definition_check_input(def, m->input, why, sizeof why) < 0) {
+        reject_start(c, m, id, why);
+        return;
+    }
+    if (idmap_get(p->sagas, id)) {
+        c->stats.duplicate_starts++;
+        log_msg(LOG_DEBUG, id, "duplicate start ignored: the saga is running");
+        return;
+    }
+    saga_t *s = saga_new(id, def, p->id, m->input, now);
+    if (!s || idmap_put(p->sagas, s->id, s) < 0) {
+        saga_free(s);
+        log_msg(LOG_ERROR, id, "out of memory starting a saga");
+        p->needs_reload = true;
+        return;
+    }
+    machine_env_t env = env_now(c, now);
+    machine_result_t res;
+    machine_result_init(&res);
+    machine_start(s, &env, &res);
+    queue_transition(c, p, s, &res, 0);
+    machine_result_release(&res);
+}
+
+static void handle_reply(coordinator_t *c, partition_t *p, const rd_kafka_message_t *km,
+                         input_msg_t *m, int64_t now)
+{
+    saga_t *s = idmap_get(p->sagas, m->saga_id);
+    char why[512];
+    if (!s) {
+        c->stats.unknown_saga_replies++;
+        snprintf(why, sizeof why,
+                 "reply for saga \"%s\", which is not active on partition %d (finished and "
+                 "settled, expired, or never started)", m->saga_id, (int)p->id);
+        dead_letter(c, km, why);
+        return;
+    }
+    int step = definition_step_index(s->def, m->step);
+    if (step < 0) {
+        c->stats.unexpected_replies++;
+        snprintf(why, sizeof why, "$.step: saga \"%s\" (%s v%d) has no step \"%s\"", s->id,
+                 s->def->name, s->def->version, m->step);
+        dead_letter(c, km, why);
+        return;
+    }
+    machine_reply_t r = {.step = step, .kind = m->kind, .attempt = m->attempt, .ok = m->ok,
+                         .retryable = m->retryable, .output = m->output, .error = m->error};
+    machine_env_t env = env_now(c, now);
+    machine_result_t res;
+    machine_result_init(&res);
+    machine_on_reply(s, &r, &env, &res);
+    if (!res.changed)
+        log_msg(LOG_DEBUG, s->id, "reply %s/%s/%d ignored (verdict %d)", m->step,
+                command_kind_name(m->kind), m->attempt, res.verdict);
+    apply_result(c, p, s, &res);
+    machine_result_release(&res);
+}
+
+static void handle_operator(coordinator_t *c, partition_t *p, const rd_kafka_message_t *km,
+                            input_msg_t *m, int64_t now)
+{
+    saga_t *s = idmap_get(p->sagas, m->saga_id);
+    if (!s) {
+        char why[512];
+        c->stats.ignored_operator++;
+        snprintf(why, sizeof why, "%s for saga \"%s\", which is not active on partition %d",
+                 m->type == MSG_ABORT ? "abort" : m->type == MSG_RETRY ? "retry" : "skip",
+                 m->saga_id, (int)p->id);
+        dead_letter(c, km, why);
+        return;
+    }
+    machine_env_t env = env_now(c, now);
+    machine_result_t res;
+    machine_result_init(&res);
+    if (m->type == MSG_ABORT)
+        machine_abort(s, m->reason, &env, &res);
+    else if (m->type == MSG_RETRY)
+        machine_retry(s, &env, &res);
+    else
+        machine_skip(s, m->reason, &env, &res);
+    if (!res.changed)
+        log_msg(LOG_WARN, s->id, "operator command ignored: the saga is %s",
+                saga_status_name(s->status));
+    apply_result(c, p, s, &res);
+    machine_result_release(&res);
+}
+
+static void handle_message(coordinator_t *c, const rd_kafka_message_t *km, int64_t now)
+{
+    if (km->err) {
+        if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            c->stats.kafka_errors++;
+            log_error("consumer: %s", rd_kafka_message_errstr(km));
+        }
+        return;
+    }
+    partition_t *p = part_get(c, km->partition, false);
+    if (!p || !p->owned || p->fenced || p->needs_reload)
+        return; /* not ours (any more): its offset is not stored, it will be re-read */
+    c->stats.messages++;
+    if (p->turn_first_offset < 0)
+        p->turn_first_offset = km->offset;
+    p->turn_next_offset = km->offset + 1;
+
+    input_msg_t m;
+    char why[512];
+    if (protocol_decode_input(km->payload, km->len, km->key, km->key_len,
+                              (size_t)c->cfg.max_message_bytes, &m, why, sizeof why) < 0) {
+        dead_letter(c, km, why);
+        return;
+    }
+    switch (m.type) {
+    case MSG_START: handle_start(c, p, km, &m, now); break;
+    case MSG_REPLY: handle_reply(c, p, km, &m, now); break;
+    default: handle_operator(c, p, km, &m, now); break;
+    }
+    input_msg_release(&m);
+}
+
+/* Fires every due timer once. */
+static void run_timers(coordinator_t *c, int64_t now)
+{
+    saga_t *due[256];
+    size_t n = 0;
+    saga_t *s;
+    while (n < sizeof due / sizeof *due && (s = timers_due(&c->timers, now))) {
+        timers_remove(&c->timers, s);
+        due[n++] = s;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s = due[i];
+        partition_t *p = part_get(c, s->partition, false);
+        machine_env_t env = env_now(c, now);
+        machine_result_t res;
+        machine_result_init(&res);
+        machine_on_timer(s, &env, &res);
+        if (res.changed) {
+            c->timer_fired = true;
+            apply_result(c, p, s, &res);
+        } else {
+            int64_t next = machine_next_timer(s);
+            (void)timers_set(&c->timers, s, next > now ? next : now + 1);
+        }
+        machine_result_release(&res);
+    }
+}
+
+/* --- finishing a turn ------------------------------------------------------------- */
+
+static void doom(coordinator_t *c, saga_t *s)
+{
+    if (grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
+        c->doomed[c->ndoomed++] = s;
+}
+
+static void count_outcome(coordinator_t *c, const saga_t *s, const pending_t *pd)
+{
+    if (pd->expected_version == 0)
+        c->stats.started++;
+    switch (s->status) {
+    case SAGA_COMPLETED: c->stats.completed++; break;
+    case SAGA_COMPENSATED: c->stats.compensated++; break;
+    case SAGA_STUCK: c->stats.stuck++; break;
+    default: break;
+    }
+}
+
+/* Moves p's fetch position back to the first offset not confirmed, so that messages
+ * skipped while its state was in doubt are read again. */
+static void seek_to_confirmed(coordinator_t *c, partition_t *p)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, c->cfg.input_topic, p->id);
+    tp->offset = p->confirmed_offset;
+    if (tp->offset < 0) {
+        rd_kafka_resp_err_t err = rd_kafka_committed(c->consumer, l, 5000);
+        if (err || tp->err || tp->offset < 0)
+            tp->offset = RD_KAFKA_OFFSET_BEGINNING; /* nothing committed: as auto.offset.reset */
+    }
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, 5000);
+    if (e) {
+        log_error("partition %d: seek to %lld failed: %s", (int)p->id, (long long)tp->offset,
+                  rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void finish_turn(coordinator_t *c)
+{
+    for (size_t i = 0; i < c->nacks; i++) {
+        partition_t *p = part_get(c, c->acks[i].partition, false);
+        if (p && p->owned && !p->fenced)
+            (void)store_queue_outbox_ack(c->store, p->id, c->acks[i].id);
+        free(c->acks[i].id);
+    }
+    c->nacks = 0;
+
+    size_t n = c->npending;
+    if (grow((void **)&c->results, &c->results_cap, n + 1, sizeof *c->results) < 0) {
+        log_error("out of memory finishing a turn");
+        abort(); /* cannot know what to do safely; a restart recovers everything */
+    }
+    if (store_flush(c->store, c->results) < 0) {
+        c->stats.redis_errors++;
+        log_error("redis pipeline failed: %s", store_last_error(c->store));
+    }
+    if (c->timer_fired)
+        coordinator_crash_point("after_timer_write");
+    if (n)
+        coordinator_crash_point("after_redis_write");
+
+    for (size_t i = 0; i < n; i++) {
+        pending_t *pd = &c->pending[i];
+        partition_t *p = part_get(c, pd->partition, false);
+        saga_t *s = pd->saga;
+        switch (c->results[i]) {
+        case STORE_OK:
+            c->stats.transitions++;
+            c->stats.commands_sent += pd->entry_count;
+            for (size_t k = 0; k < pd->entry_count; k++)
+                produce_entry(c, &pd->entries[k], p->id, p->epoch);
+            count_outcome(c, s, pd);
+            if (saga_status_is_terminal(s->status)) {
+                timers_remove(&c->timers, s);
+                if (idmap_get(p->sagas, s->id) == s) {
+                    idmap_remove(p->sagas, s->id);
+                    doom(c, s);
+                }
+            } else {
+                (void)timers_set(&c->timers, s, machine_next_timer(s));
+            }
+            break;
+        case STORE_EXISTS:
+            c->stats.duplicate_starts++;
+            log_msg(LOG_DEBUG, s->id, "duplicate start ignored: the saga exists in Redis");
+            timers_remove(&c->timers, s);
+            if (idmap_get(p->sagas, s->id) == s) {
+                idmap_remove(p->sagas, s->id);
+                doom(c, s);
+            }
+            break;
+        case STORE_FENCED:
+            if (!p->fenced) {
+                c->stats.fenced++;
+                log_error("partition %d: fenced (another instance took it over); letting go",
+                          (int)p->id);
+            }
+            p->fenced = true;
+            break;
+        default:
+            if (!p->needs_reload)
+                log_error("partition %d: transition of saga %s not confirmed (%s); reloading",
+                          (int)p->id, s->id,
+                          c->results[i] == STORE_CONFLICT ? "version conflict"
+                                                          : store_last_error(c->store));
+            p->needs_reload = true;
+            break;
+        }
+    }
+    if (n)
+        coordinator_crash_point("after_produce");
+
+    /* Offsets: stored only for partitions whose whole turn is confirmed. A partition in
+     * doubt drops its sagas and pauses until it is reloaded (or revoked, when fenced). */
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (!p)
+            continue;
+        if (p->owned && (p->fenced || p->needs_reload)) {
+            if (!p->paused) {
+                part_drop_sagas(c, p);
+                pause_partition(c, p, true);
+                p->reload_at = now_ms();
+            }
+        } else if (p->turn_first_offset >= 0) {
+            rd_kafka_topic_partition_list_add(offsets, c->cfg.input_topic, p->id)->offset =
+                p->turn_next_offset;
+            p->confirmed_offset = p->turn_next_offset;
+        }
+        p->turn_first_offset = -1;
+    }
+    if (offsets->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->consumer, offsets);
+        if (err)
+            log_warn("offsets store: %s", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+
+    for (size_t i = 0; i < n; i++) {
+        json_decref(c->pending[i].history);
+        for (size_t k = 0; k < c->pending[i].entry_count; k++)
+            outbox_entry_release(&c->pending[i].entries[k]);
+        free(c->pending[i].entries);
+    }
+    c->npending = 0;
+    for (size_t i = 0; i < c->ndoomed; i++)
+        saga_free(c->doomed[i]);
+    c->ndoomed = 0;
+    c->timer_fired = false;
+}
+
+/* Reloads the partitions whose state is in doubt, when their retry time came. */
+static void reload_partitions(coordinator_t *c, int64_t now)
+{
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (!p || !p->owned || p->fenced || !p->needs_reload || p->reload_at > now)
+            continue;
+        if (store_ensure_connected(c->store) < 0) {
+            p->reload_at = now + COORD_RELOAD_RETRY_MS;
+            continue;
+        }
+        if (partition_load(c, p, p->epoch == 0) == 0) {
+            seek_to_confirmed(c, p);
+            pause_partition(c, p, false);
+        }
+    }
+}
+
+int coordinator_turn(coordinator_t *c, int max_wait_ms)
+{
+    int64_t now = now_ms();
+    reload_partitions(c, now);
+    int wait = max_wait_ms;
+    int64_t next = timers_next(&c->timers);
+    if (next) {
+        int64_t until = next - now;
+        if (until < wait)
+            wait = until < 0 ? 0 : (int)until;
+    }
+    if (c->nacks)
+        wait = 0;
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, (size_t)c->cfg.batch_size);
+    if (n < 0) {
+        log_error("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
+        n = 0;
+    }
+    now = now_ms();
+    for (ssize_t i = 0; i < n; i++)
+        handle_message(c, c->batch[i], now);
+    run_timers(c, now);
+    finish_turn(c);
+    for (ssize_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(c->batch[i]);
+    rd_kafka_poll(c->producer, 0);
+    return 0;
+}
+
+/* --- lifecycle -------------------------------------------------------------------- */
+
+static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char session[32];
+    snprintf(session, sizeof session, "%lld", (long long)cfg->session_timeout_ms);
+    const char *base[][2] = {{"bootstrap.servers", cfg->bootstrap_servers},
+                             {"client.id", cfg->instance_id}};
+    const char *consumer[][2] = {{"group.id", cfg->group_id},
+                                 {"enable.auto.commit", "true"},
+                                 {"auto.commit.interval.ms", "500"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"session.timeout.ms", session},
+                                 {"enable.partition.eof", "false"},
+                                 {"fetch.wait.max.ms", "10"}};
+    const char *producer[][2] = {{"enable.idempotence", "true"},
+                                 {"linger.ms", "1"},
+                                 {"partitioner", "murmur2_random"}};
+    for (size_t i = 0; i < 2; i++)
+        if (rd_kafka_conf_set(conf, base[i][0], base[i][1], err, errlen) != RD_KAFKA_CONF_OK)
+            goto fail;
+    if (scope == 1) {
+        for (size_t i = 0; i < sizeof consumer / sizeof *consumer; i++)
+            if (rd_kafka_conf_set(conf, consumer[i][0], consumer[i][1], err, errlen) !=
+                RD_KAFKA_CONF_OK)
+                goto fail;
+    } else {
+        for (size_t i = 0; i < sizeof producer / sizeof *producer; i++)
+            if (rd_kafka_conf_set(conf, producer[i][0], producer[i][1], err, errlen) !=
+                RD_KAFKA_CONF_OK)
+                goto fail;
+    }
+    for (size_t i = 0; i < cfg->prop_count; i++) {
+        const config_prop_t *p = &cfg->props[i];
+        if (p->scope != 0 && p->scope != scope)
+            continue;
+        char why[512];
+        if (rd_kafka_conf_set(conf, p->name, p->value, why, sizeof why) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "kafka property %s: %s", p->name, why);
+            goto fail;
+        }
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen)
+{
+    coordinator_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->cfg = *cfg;
+    c->defs = defs;
+    c->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+    timers_init(&c->timers);
+    c->batch = calloc((size_t)cfg->batch_size, sizeof *c->batch);
+    if (!c->batch) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    store_config_t sc = {.host = cfg->redis_host,
+                         .port = cfg->redis_port,
+                         .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
+                         .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
+                         .db = cfg->redis_db,
+                         .prefix = cfg->redis_prefix,
+                         .retention_ms = cfg->retention_ms,
+                         .history_cap = cfg->history_cap,
+                         .timeout_ms = cfg->redis_timeout_ms};
+    c->store = store_new(&sc, err, errlen);
+    if (!c->store)
+        goto err;
+    for (size_t i = 0; i < defn_set_count(defs); i++) {
+        if (store_put_definition(c->store, defn_set_at(defs, i)) < 0) {
+            snprintf(err, errlen, "cannot record definitions in Redis: %s",
+                     store_last_error(c->store));
+            goto err;
+        }
+    }
+
+    rd_kafka_conf_t *pconf = kafka_conf(cfg, 2, err, errlen);
+    if (!pconf)
+        goto err;
+    rd_kafka_conf_set_opaque(pconf, c);
+    rd_kafka_conf_set_dr_msg_cb(pconf, dr_msg_cb);
+    c->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, errlen);
+    if (!c->producer) {
+        rd_kafka_conf_destroy(pconf);
+        goto err;
+    }
+    rd_kafka_conf_t *cconf = kafka_conf(cfg, 1, err, errlen);
+    if (!cconf)
+        goto err;
+    rd_kafka_conf_set_opaque(cconf, c);
+    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    c->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, errlen);
+    if (!c->consumer) {
+        rd_kafka_conf_destroy(cconf);
+        goto err;
+    }
+    rd_kafka_poll_set_consumer(c->consumer);
+    c->queue = rd_kafka_queue_get_consumer(c->consumer);
+    return c;
+err:
+    coordinator_free(c);
+    return NULL;
+}
+
+int coordinator_start(coordinator_t *c)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, c->cfg.input_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        log_error("cannot subscribe to %s: %s", c->cfg.input_topic, rd_kafka_err2str(err));
+        return -1;
+    }
+    log_info("instance %s subscribed to %s as group %s", c->cfg.instance_id, c->cfg.input_topic,
+             c->cfg.group_id);
+    return 0;
+}
+
+int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
+{
+    while (!*stop)
+        if (coordinator_turn(c, c->cfg.poll_interval_ms) < 0)
+            return -1;
+    log_info("stopping: leaving the group");
+    rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
+    rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS);
+    finish_turn(c); /* acknowledge what the flush delivered */
+    return 0;
+}
+
+void coordinator_free(coordinator_t *c)
+{
+    if (!c)
+        return;
+    if (c->queue)
+        rd_kafka_queue_destroy(c->queue);
+    if (c->consumer)
+        rd_kafka_destroy(c->consumer);
+    if (c->producer) {
+        rd_kafka_flush(c->producer, 1000);
+        rd_kafka_destroy(c->producer); /* its delivery reports may add acks: freed below */
+    }
+    for (size_t i = 0; i < c->nparts; i++) {
+        if (!c->parts[i])
+            continue;
+        part_drop_sagas(c, c->parts[i]);
+        idmap_free(c->parts[i]->sagas);
+        free(c->parts[i]);
+    }
+    free(c->parts);
+    for (size_t i = 0; i < c->nacks; i++)
+        free(c->acks[i].id);
+    free(c->acks);
+    free(c->pending);
+    free(c->results);
+    free(c->doomed);
+    free(c->batch);
+    timers_release(&c->timers);
+    store_free(c->store);
+    free(c);
+}
+
+const coordinator_stats_t *coordinator_stats(const coordinator_t *c)
+{
+    return &c->stats;
+}
+
+int coordinator_partitions_owned(const coordinator_t *c)
+{
+    int n = 0;
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i] && c->parts[i]->owned)
+            n++;
+    return n;
+}
+
+size_t coordinator_sagas_in_memory(const coordinator_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i])
+            n += idmap_size(c->parts[i]->sagas);
+    return n;
+}

@@ -1,0 +1,63 @@
+/* coordinator.h - the coordinator engine: owns the partitions it is assigned, their
+ * sagas and timers, and runs the loop turn that connects Kafka, the state machine and
+ * Redis.
+ *
+ * One turn (coordinator_turn): take up to batch_size input messages, decide every
+ * transition in memory, fire due timers, write all transitions to Redis in one pipeline,
+ * then produce the commands and outcomes they recorded in the outbox, and only then store
+ * the input offsets. One thread runs it; librdkafka's threads are behind its queues. */
+#ifndef SAGA_COORDINATOR_H
+#define SAGA_COORDINATOR_H
+
+#include "config.h"
+#include "definition.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+typedef struct coordinator coordinator_t;
+
+/* Counters since start (exported as metrics). */
+typedef struct coordinator_stats {
+    uint64_t messages;           /* input messages taken */
+    uint64_t started, completed, compensated, stuck, rejected;
+    uint64_t transitions;        /* written to Redis */
+    uint64_t commands_sent;
+    uint64_t duplicate_starts;
+    uint64_t duplicate_replies, late_replies, unexpected_replies, unknown_saga_replies;
+    uint64_t ignored_operator;   /* abort of a finished saga, retry of one not stuck, ... */
+    uint64_t dead_letters;
+    uint64_t redis_errors, kafka_errors, fenced;
+    uint64_t partitions_assigned, partitions_revoked;
+    uint64_t outbox_resent;
+    uint64_t sagas_loaded;
+    int64_t last_load_ms;        /* time the last assignment's loading took */
+} coordinator_stats_t;
+
+/* Creates the engine: connects to Redis, records the definitions there, creates the Kafka
+ * consumer (not yet subscribed) and producer. defs is borrowed and must outlive it.
+ * Returns NULL with the reason in err. */
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen);
+void coordinator_free(coordinator_t *c);
+
+/* Subscribes to the input topic. Returns 0 or -1. */
+int coordinator_start(coordinator_t *c);
+
+/* Runs one loop turn, waiting at most max_wait_ms for input. Returns 0, or -1 on a fatal
+ * error (the reason is logged). */
+int coordinator_turn(coordinator_t *c, int max_wait_ms);
+
+/* Runs turns until *stop becomes non-zero, then leaves the group cleanly: finishes the
+ * turn in flight, flushes the producer, commits offsets. Returns 0 or -1. */
+int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop);
+
+const coordinator_stats_t *coordinator_stats(const coordinator_t *c);
+/* Number of partitions owned and sagas in memory. */
+int coordinator_partitions_owned(const coordinator_t *c);
+size_t coordinator_sagas_in_memory(const coordinator_t *c);
+
+/* Crash points for tests: when the environment variable SAGA_CRASH_AT names point, the
+ * process kills itself with SIGKILL there (after SAGA_CRASH_AFTER passes, default 1). */
+void coordinator_crash_point(const char *point);
+
+#endif

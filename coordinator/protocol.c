@@ -1,0 +1,315 @@
+/* protocol.c - input-topic message decoding and checking (see protocol.h). */
+#include "protocol.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool protocol_valid_saga_id(const char *id)
+{
+    size_t n = 0;
+    for (const char *p = id; *p; p++, n++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return n >= 1 && n <= SAGA_ID_MAX_LEN;
+}
+
+int protocol_json_depth(const json_t *v)
+{
+    int max = 0;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c)
+        {
+            int d = protocol_json_depth(c) + 1;
+            if (d > max)
+                max = d;
+            if (max > PROTOCOL_MAX_DEPTH)
+                return max; /* deep enough to refuse: stop before the stack grows */
+        }
+        return max ? max : 1;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+        {
+            int d = protocol_json_depth(c) + 1;
+            if (d > max)
+                max = d;
+            if (max > PROTOCOL_MAX_DEPTH)
+                return max;
+        }
+        return max ? max : 1;
+    }
+    return 0;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+/* The fields each message type allows (besides "type" and "meta"). */
+static const char *const START_FIELDS[] = {"saga_id", "saga", "version", "input", NULL};
+static const char *const REPLY_FIELDS[] = {"command_id", "saga_id", "step", "kind", "attempt",
+                                           "status", "output", "error", "retryable", NULL};
+static const char *const ABORT_FIELDS[] = {"saga_id", "reason", NULL};
+static const char *const RETRY_FIELDS[] = {"saga_id", NULL};
+
+static int check_fields(const json_t *root, const char *const *allowed, char *why, size_t n)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)root, k, v)
+    {
+        if (strcmp(k, "type") == 0 || strcmp(k, "meta") == 0)
+            continue;
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (strcmp(*a, k) == 0)
+                ok = true;
+        if (!ok) {
+            snprintf(why, n, "$.%s: unknown field for a %s message", k,
+                     json_string_value(json_object_get(root, "type")));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads an optional (or required) string field with a length limit. */
+static int get_string(const json_t *root, const char *name, bool required, size_t max_len,
+                      const char **out, char *why, size_t n)
+{
+    const json_t *v = json_object_get(root, name);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            snprintf(why, n, "$.%s: missing, expected a string", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        snprintf(why, n, "$.%s: expected a string, got %s", name, json_type_name(v));
+        return -1;
+    }
+    if (json_string_length(v) > max_len) {
+        snprintf(why, n, "$.%s: longer than %zu bytes", name, max_len);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int get_saga_id(const json_t *root, bool required, input_msg_t *m, char *why, size_t n)
+{
+    if (get_string(root, "saga_id", required, SAGA_ID_MAX_LEN * 4, &m->saga_id, why, n) < 0)
+        return -1;
+    if (m->saga_id && !protocol_valid_saga_id(m->saga_id)) {
+        snprintf(why, n, "$.saga_id: expected 1-%d characters of [A-Za-z0-9._:-]",
+                 SAGA_ID_MAX_LEN);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_object(const json_t *root, const char *name, json_t **out, char *why, size_t n)
+{
+    json_t *v = json_object_get(root, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_object(v)) {
+        snprintf(why, n, "$.%s: expected an object, got %s", name, json_type_name(v));
+        return -1;
+    }
+    if (protocol_json_depth(v) > PROTOCOL_MAX_DEPTH) {
+        snprintf(why, n, "$.%s: nested deeper than %d levels", name, PROTOCOL_MAX_DEPTH);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int decode_start(json_t *root, input_msg_t *m, char *why, size_t n)
+{
+    if (check_fields(root, START_FIELDS, why, n) < 0 || get_saga_id(root, false, m, why, n) < 0 ||
+        get_string(root, "saga", true, DEFN_MAX_NAME_LEN, &m->saga_name, why, n) < 0 ||
+        get_object(root, "input", &m->input, why, n) < 0)
+        return -1;
+    const json_t *v = json_object_get(root, "version");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX) {
+            snprintf(why, n, "$.version: expected an integer >= 1, got %s", json_type_name(v));
+            return -1;
+        }
+        m->version = (int)json_integer_value(v);
+    }
+    if (!m->input) {
+        json_object_set_new(root, "input", json_object());
+        m->input = json_object_get(root, "input");
+    }
+    return 0;
+}
+
+static int decode_reply(json_t *root, input_msg_t *m, char *why, size_t n)
+{
+    const char *kind, *status;
+    if (check_fields(root, REPLY_FIELDS, why, n) < 0 || get_saga_id(root, true, m, why, n) < 0 ||
+        get_string(root, "command_id", false, 1024, &m->command_id, why, n) < 0 ||
+        get_string(root, "step", true, DEFN_MAX_NAME_LEN, &m->step, why, n) < 0 ||
+        get_string(root, "kind", true, 16, &kind, why, n) < 0 ||
+        get_string(root, "status", true, 16, &status, why, n) < 0 ||
+        get_string(root, "error", false, PROTOCOL_MAX_REASON_LEN, &m->error, why, n) < 0 ||
+        get_object(root, "output", &m->output, why, n) < 0)
+        return -1;
+    if (strcmp(kind, "action") == 0)
+        m->kind = CMD_ACTION;
+    else if (strcmp(kind, "compensation") == 0)
+        m->kind = CMD_COMPENSATION;
+    else {
+        snprintf(why, n, "$.kind: expected \"action\" or \"compensation\", got \"%.40s\"", kind);
+        return -1;
+    }
+    if (strcmp(status, "ok") == 0)
+        m->ok = true;
+    else if (strcmp(status, "failed") == 0)
+        m->ok = false;
+    else {
+        snprintf(why, n, "$.status: expected \"ok\" or \"failed\", got \"%.40s\"", status);
+        return -1;
+    }
+    const json_t *a = json_object_get(root, "attempt");
+    if (!a) {
+        snprintf(why, n, "$.attempt: missing, expected an integer >= 1");
+        return -1;
+    }
+    if (!json_is_integer(a) || json_integer_value(a) < 1 || json_integer_value(a) > INT32_MAX) {
+        snprintf(why, n, "$.attempt: expected an integer >= 1, got %s", json_type_name(a));
+        return -1;
+    }
+    m->attempt = (int)json_integer_value(a);
+    const json_t *r = json_object_get(root, "retryable");
+    if (r && !json_is_null(r)) {
+        if (!json_is_boolean(r)) {
+            snprintf(why, n, "$.retryable: expected a boolean, got %s", json_type_name(r));
+            return -1;
+        }
+        m->retryable = json_is_true(r);
+    }
+    return 0;
+}
+
+int protocol_decode_input(const char *buf, size_t len, const char *key, size_t key_len,
+                          size_t max_bytes, input_msg_t *out, char *why, size_t why_len)
+{
+    memset(out, 0, sizeof *out);
+    if (len > max_bytes) {
+        snprintf(why, why_len, "message of %zu bytes exceeds max_message_bytes (%zu)", len,
+                 max_bytes);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(why, why_len, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+        return -1;
+    }
+    out->root = root;
+    if (!json_is_object(root)) {
+        snprintf(why, why_len, "$: expected an object, got %s", json_type_name(root));
+        goto err;
+    }
+    const char *type;
+    if (get_string(root, "type", true, 32, &type, why, why_len) < 0)
+        goto err;
+    int rc;
+    if (strcmp(type, "start") == 0) {
+        out->type = MSG_START;
+        rc = decode_start(root, out, why, why_len);
+    } else if (strcmp(type, "reply") == 0) {
+        out->type = MSG_REPLY;
+        rc = decode_reply(root, out, why, why_len);
+    } else if (strcmp(type, "abort") == 0 || strcmp(type, "skip") == 0) {
+        out->type = type[0] == 'a' ? MSG_ABORT : MSG_SKIP;
+        rc = (check_fields(root, ABORT_FIELDS, why, why_len) < 0 ||
+              get_saga_id(root, true, out, why, why_len) < 0 ||
+              get_string(root, "reason", false, PROTOCOL_MAX_REASON_LEN, &out->reason, why,
+                         why_len) < 0)
+                 ? -1
+                 : 0;
+    } else if (strcmp(type, "retry") == 0) {
+        out->type = MSG_RETRY;
+        rc = (check_fields(root, RETRY_FIELDS, why, why_len) < 0 ||
+              get_saga_id(root, true, out, why, why_len) < 0)
+                 ? -1
+                 : 0;
+    } else {
+        snprintf(why, why_len,
+                 "$.type: expected one of start, reply, abort, retry, skip; got \"%.40s\"", type);
+        goto err;
+    }
+    if (rc < 0)
+        goto err;
+    const json_t *meta = json_object_get(root, "meta");
+    if (meta && (!json_is_object(meta) || protocol_json_depth(meta) > PROTOCOL_MAX_DEPTH)) {
+        snprintf(why, why_len, "$.meta: expected an object of at most %d levels",
+                 PROTOCOL_MAX_DEPTH);
+        goto err;
+    }
+    if (key && key_len && out->saga_id &&
+        (strlen(out->saga_id) != key_len || memcmp(out->saga_id, key, key_len) != 0)) {
+        snprintf(why, why_len, "the message key \"%.*s\" is not the saga id \"%s\"",
+                 (int)(key_len > 64 ? 64 : key_len), key, out->saga_id);
+        goto err;
+    }
+    return 0;
+err:
+    input_msg_release(out);
+    return -1;
+}
+
+void input_msg_release(input_msg_t *m)
+{
+    if (!m)
+        return;
+    json_decref(m->root);
+    memset(m, 0, sizeof *m);
+}
+
+json_t *protocol_dead_letter(const char *reason, const char *topic, int32_t partition,
+                             int64_t offset, const char *key, size_t key_len,
+                             const char *payload, size_t len)
+{
+    size_t keep = len > PROTOCOL_DEAD_LETTER_PAYLOAD_MAX ? PROTOCOL_DEAD_LETTER_PAYLOAD_MAX : len;
+    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:i, s:I}}", "type", "dead_letter", "reason", reason,
+                          "source", "topic", topic, "partition", (int)partition, "offset",
+                          (json_int_t)offset);
+    if (!o)
+        return NULL;
+    /* The payload may be any bytes: keep it as a string only when it is valid UTF-8. */
+    json_t *p = json_stringn(payload ? payload : "", payload ? keep : 0);
+    json_object_set_new(o, "payload", p ? p : json_string("(not UTF-8)"));
+    if (keep < len)
+        json_object_set_new(o, "truncated", json_true());
+    if (key) {
+        json_t *k = json_stringn(key, key_len);
+        json_object_set_new(o, "key", k ? k : json_string("(not UTF-8)"));
+    }
+    return o;
+}

@@ -1,0 +1,296 @@
+/* saga.c - saga instances and their encoding as Redis hash fields (see saga.h). */
+#include "saga.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const STATUS_NAMES[SAGA_STATUS_COUNT] = {
+    "running", "compensating", "completed", "compensated", "stuck"};
+
+static const char *const PHASE_NAMES[STEP_PHASE_COUNT] = {
+    "pending",      "running",           "retry_wait",  "done",
+    "failed",       "timed_out",         "comp_pending", "compensating", "comp_retry_wait",
+    "compensated",  "comp_failed",       "skipped"};
+
+const char *saga_status_name(saga_status_t st)
+{
+    return (unsigned)st < SAGA_STATUS_COUNT ? STATUS_NAMES[st] : "unknown";
+}
+
+int saga_status_parse(const char *name, saga_status_t *out)
+{
+    for (int i = 0; i < SAGA_STATUS_COUNT; i++) {
+        if (name && strcmp(name, STATUS_NAMES[i]) == 0) {
+            *out = (saga_status_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *step_phase_name(step_phase_t ph)
+{
+    return (unsigned)ph < STEP_PHASE_COUNT ? PHASE_NAMES[ph] : "unknown";
+}
+
+int step_phase_parse(const char *name, step_phase_t *out)
+{
+    for (int i = 0; i < STEP_PHASE_COUNT; i++) {
+        if (name && strcmp(name, PHASE_NAMES[i]) == 0) {
+            *out = (step_phase_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+bool saga_status_is_terminal(saga_status_t st)
+{
+    return st == SAGA_COMPLETED || st == SAGA_COMPENSATED;
+}
+
+const char *saga_status_index(saga_status_t st)
+{
+    switch (st) {
+    case SAGA_RUNNING: return "running";
+    case SAGA_COMPENSATING: return "compensating";
+    case SAGA_STUCK: return "stuck";
+    default: return "finished";
+    }
+}
+
+void saga_set_text(char **field, const char *text)
+{
+    char *copy = text ? strdup(text) : NULL;
+    free(*field);
+    *field = copy;
+}
+
+saga_t *saga_new(const char *id, const definition_t *def, int32_t partition, json_t *input,
+                 int64_t now_ms)
+{
+    saga_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->steps = calloc(def->step_count ? def->step_count : 1, sizeof *s->steps);
+    if (!s->steps) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->def = def;
+    s->partition = partition;
+    s->status = SAGA_RUNNING;
+    s->input = input ? json_incref(input) : json_object();
+    s->created_at = s->updated_at = now_ms;
+    s->step_count = (int)def->step_count;
+    s->timer_slot = SAGA_NO_TIMER_SLOT;
+    return s;
+}
+
+void saga_free(saga_t *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->step_count; i++) {
+        json_decref(s->steps[i].output);
+        free(s->steps[i].error);
+    }
+    free(s->steps);
+    json_decref(s->input);
+    free(s->error);
+    free(s);
+}
+
+int saga_current_step(const saga_t *s)
+{
+    int best = -1;
+    int64_t best_at = -1;
+    for (int i = 0; i < s->step_count; i++) {
+        const step_state_t *st = &s->steps[i];
+        if (st->phase == STEP_COMPENSATING || st->phase == STEP_COMP_RETRY_WAIT ||
+            st->phase == STEP_COMP_FAILED)
+            return i;
+        int64_t at = st->comp_started_at > st->started_at ? st->comp_started_at : st->started_at;
+        if (st->phase != STEP_PENDING && at >= best_at) {
+            best = i;
+            best_at = at;
+        }
+    }
+    return best;
+}
+
+/* Sets a string field from an integer. */
+static void set_int(json_t *obj, const char *key, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    json_object_set_new(obj, key, json_string(buf));
+}
+
+json_t *saga_encode_steps(const saga_t *s)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < s->step_count; i++) {
+        const step_state_t *st = &s->steps[i];
+        json_t *o = json_pack("{s:s, s:s, s:i, s:i}", "name", s->def->steps[i].name, "phase",
+                              step_phase_name(st->phase), "attempt", st->attempt,
+                              "comp_attempt", st->comp_attempt);
+        if (st->comp_budget_from)
+            json_object_set_new(o, "comp_budget_from", json_integer(st->comp_budget_from));
+        if (st->started_at)
+            json_object_set_new(o, "started_at", json_integer(st->started_at));
+        if (st->finished_at)
+            json_object_set_new(o, "finished_at", json_integer(st->finished_at));
+        if (st->comp_started_at)
+            json_object_set_new(o, "comp_started_at", json_integer(st->comp_started_at));
+        if (st->comp_finished_at)
+            json_object_set_new(o, "comp_finished_at", json_integer(st->comp_finished_at));
+        if (st->timer_at)
+            json_object_set_new(o, "timer_at", json_integer(st->timer_at));
+        if (st->output)
+            json_object_set(o, "output", st->output);
+        if (st->error)
+            json_object_set_new(o, "error", json_string(st->error));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+json_t *saga_encode_fields(const saga_t *s)
+{
+    json_t *f = json_object();
+    json_object_set_new(f, "id", json_string(s->id));
+    json_object_set_new(f, "definition", json_string(s->def->name));
+    set_int(f, "definition_version", s->def->version);
+    if (s->def->content_hash)
+        json_object_set_new(f, "definition_hash", json_string(s->def->content_hash));
+    json_object_set_new(f, "status", json_string(saga_status_name(s->status)));
+    int cur = saga_current_step(s);
+    json_object_set_new(f, "step", json_string(cur >= 0 ? s->def->steps[cur].name : ""));
+    set_int(f, "step_index", cur);
+    const step_state_t *cst = cur >= 0 ? &s->steps[cur] : NULL;
+    bool comp = cst && cst->comp_attempt > 0;
+    set_int(f, "attempt", cst ? (comp ? cst->comp_attempt : cst->attempt) : 0);
+    set_int(f, "partition", s->partition);
+    set_int(f, "version", s->version);
+    set_int(f, "created_at", s->created_at);
+    set_int(f, "updated_at", s->updated_at);
+    set_int(f, "finished_at", s->finished_at);
+    set_int(f, "deadline_at", s->deadline_at);
+    set_int(f, "group", s->group);
+    json_object_set_new(f, "error", json_string(s->error ? s->error : ""));
+    char *in = json_dumps(s->input, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_object_set_new(f, "input", json_string(in ? in : "{}"));
+    free(in);
+    json_t *steps = saga_encode_steps(s);
+    char *st = json_dumps(steps, JSON_COMPACT);
+    json_object_set_new(f, "steps", json_string(st ? st : "[]"));
+    free(st);
+    json_decref(steps);
+    return f;
+}
+
+/* Reads an integer field written by set_int. Missing fields read as 0. */
+static int get_int(const json_t *fields, const char *key, int64_t *out)
+{
+    const char *v = json_string_value(json_object_get(fields, key));
+    if (!v) {
+        *out = 0;
+        return 0;
+    }
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0')
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int64_t obj_int(const json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *why,
+                           size_t why_len)
+{
+    const char *id = json_string_value(json_object_get(fields, "id"));
+    const char *status = json_string_value(json_object_get(fields, "status"));
+    const char *input = json_string_value(json_object_get(fields, "input"));
+    const char *steps = json_string_value(json_object_get(fields, "steps"));
+    if (!id || !status || !input || !steps) {
+        snprintf(why, why_len, "missing one of the fields id, status, input, steps");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *in = json_loads(input, JSON_DECODE_ANY, &jerr);
+    json_t *arr = json_loads(steps, 0, &jerr);
+    saga_t *s = NULL;
+    if (!in || !json_is_array(arr)) {
+        snprintf(why, why_len, "saga %s: field input or steps is not valid JSON", id);
+        goto err;
+    }
+    if (json_array_size(arr) != def->step_count) {
+        snprintf(why, why_len, "saga %s: %zu steps recorded, definition %s v%d has %zu", id,
+                 json_array_size(arr), def->name, def->version, def->step_count);
+        goto err;
+    }
+    s = saga_new(id, def, 0, in, 0);
+    if (!s)
+        goto err;
+    int64_t v;
+    if (saga_status_parse(status, &s->status) < 0) {
+        snprintf(why, why_len, "saga %s: unknown status \"%s\"", id, status);
+        goto err;
+    }
+    if (get_int(fields, "partition", &v) < 0)
+        goto bad_int;
+    s->partition = (int32_t)v;
+    if (get_int(fields, "version", &s->version) < 0 ||
+        get_int(fields, "created_at", &s->created_at) < 0 ||
+        get_int(fields, "updated_at", &s->updated_at) < 0 ||
+        get_int(fields, "finished_at", &s->finished_at) < 0 ||
+        get_int(fields, "deadline_at", &s->deadline_at) < 0 || get_int(fields, "group", &v) < 0)
+        goto bad_int;
+    s->group = (int)v;
+    const char *error = json_string_value(json_object_get(fields, "error"));
+    if (error && *error)
+        s->error = strdup(error);
+    for (size_t i = 0; i < def->step_count; i++) {
+        const json_t *o = json_array_get(arr, i);
+        step_state_t *st = &s->steps[i];
+        const char *name = json_string_value(json_object_get(o, "name"));
+        if (!name || strcmp(name, def->steps[i].name) != 0 ||
+            step_phase_parse(json_string_value(json_object_get(o, "phase")), &st->phase) < 0) {
+            snprintf(why, why_len, "saga %s: steps[%zu] does not match the definition", id, i);
+            goto err;
+        }
+        st->attempt = (int)obj_int(o, "attempt");
+        st->comp_attempt = (int)obj_int(o, "comp_attempt");
+        st->comp_budget_from = (int)obj_int(o, "comp_budget_from");
+        st->started_at = obj_int(o, "started_at");
+        st->finished_at = obj_int(o, "finished_at");
+        st->comp_started_at = obj_int(o, "comp_started_at");
+        st->comp_finished_at = obj_int(o, "comp_finished_at");
+        st->timer_at = obj_int(o, "timer_at");
+        json_t *out = json_object_get(o, "output");
+        if (out)
+            st->output = json_incref(out);
+        const char *e = json_string_value(json_object_get(o, "error"));
+        if (e)
+            st->error = strdup(e);
+    }
+    json_decref(in);
+    json_decref(arr);
+    return s;
+bad_int:
+    snprintf(why, why_len, "saga %s: an integer field is not a number", id);
+err:
+    saga_free(s);
+    json_decref(in);
+    json_decref(arr);
+    return NULL;
+}

@@ -1,0 +1,119 @@
+/* store.h - the Redis store: the documented key layout, the fenced transition script,
+ * the outbox, partition loading and the fencing epochs.
+ *
+ * Every key of a partition carries the hash tag {pN} so that one partition's sagas,
+ * indexes, outbox and epoch live in one Redis Cluster slot and one script can check and
+ * write them atomically (docs/redis.md is the contract). Writes are pipelined: queue any
+ * number of transitions and outbox acknowledgements, then store_flush() sends them in one
+ * round trip and reports a result per queued transition, in order. */
+#ifndef SAGA_STORE_H
+#define SAGA_STORE_H
+
+#include "saga.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_KEY_MAX 512
+#define STORE_LAYOUT_VERSION 1
+#define STORE_DEFAULT_PREFIX "saga"
+#define STORE_DEFAULT_HISTORY_CAP 1000
+#define STORE_LOAD_CHUNK 1000 /* sagas fetched per pipeline when loading a partition */
+
+typedef struct store store_t;
+
+typedef struct store_config {
+    const char *host;          /* default 127.0.0.1 */
+    int port;                  /* default 6379 */
+    const char *user;          /* ACL user, or NULL */
+    const char *password;      /* or NULL */
+    int db;                    /* SELECT db when > 0 */
+    const char *prefix;        /* key prefix, default "saga" */
+    int64_t retention_ms;      /* how long finished sagas stay; 0 = forever */
+    int history_cap;           /* history entries kept per saga */
+    int timeout_ms;            /* connect and command timeout */
+} store_config_t;
+
+/* One message to produce, recorded in the outbox by the transition that caused it. */
+typedef struct outbox_entry {
+    char *id;                  /* unique in the partition: command id, or saga/outcome/... */
+    char *topic;
+    char *key;
+    char *value;               /* the serialized message */
+    int32_t partition;         /* -1: by key */
+} outbox_entry_t;
+
+void outbox_entry_release(outbox_entry_t *e);
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_EXISTS = 1,          /* a create found the saga already there */
+    STORE_FENCED = 2,          /* the partition's epoch moved on: another owner */
+    STORE_CONFLICT = 3,        /* the saga's version is not the expected one */
+    STORE_ERROR = 4            /* connection or server error: outcome unknown */
+} store_status_t;
+
+/* One transition to write. All pointers are borrowed until store_flush() returns. */
+typedef struct store_transition {
+    int32_t partition;
+    int64_t epoch;
+    const saga_t *saga;        /* the state after the transition */
+    int64_t expected_version;  /* 0 = the saga must not exist yet */
+    saga_status_t old_status;  /* ignored when expected_version is 0 */
+    const json_t *history;     /* array of entries, or NULL */
+    const outbox_entry_t *outbox;
+    size_t outbox_count;
+} store_transition_t;
+
+/* Connects. Returns NULL with the reason in err. */
+store_t *store_new(const store_config_t *cfg, char *err, size_t errlen);
+void store_free(store_t *st);
+
+/* Reconnects if the connection was lost. 0 when connected. */
+int store_ensure_connected(store_t *st);
+const char *store_last_error(const store_t *st);
+redisContext *store_context(store_t *st);
+
+/* Key names of the layout (buf of STORE_KEY_MAX). */
+void store_key_saga(const store_t *st, char *buf, int32_t partition, const char *saga_id);
+void store_key_history(const store_t *st, char *buf, int32_t partition, const char *saga_id);
+void store_key_index(const store_t *st, char *buf, int32_t partition, const char *index);
+void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what);
+void store_key_global(const store_t *st, char *buf, const char *what);
+
+/* Takes a new fencing epoch for partition (INCR) and records owner. Returns 0 and the
+ * epoch, or -1. */
+int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
+
+/* Calls fn for every saga of partition listed as running, compensating or stuck, with
+ * its hash fields (a JSON object of strings, borrowed for the call). Returns the number
+ * of sagas, or -1 on a Redis error. */
+typedef void (*store_saga_fn)(const json_t *fields, void *opaque);
+int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void *opaque);
+
+/* Calls fn for every outbox entry of partition (borrowed for the call). Returns the count
+ * or -1. */
+typedef void (*store_outbox_fn)(const outbox_entry_t *e, void *opaque);
+int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *opaque);
+
+/* Queues a transition; its result comes from store_flush at the same position. */
+int store_queue_transition(store_t *st, const store_transition_t *t);
+/* Queues the removal of a delivered outbox entry (no result reported). */
+int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id);
+/* Number of transitions queued. */
+size_t store_queued(const store_t *st);
+
+/* Sends everything queued and reads the replies. results gets one status per queued
+ * transition (caller provides store_queued() entries). Returns 0 when every reply was
+ * read (individual transitions may still be EXISTS/FENCED/CONFLICT), -1 on a connection
+ * error (then every unread result is STORE_ERROR). */
+int store_flush(store_t *st, store_status_t *results);
+
+/* Records the layout version and the input topic's partition count (saga:meta), and the
+ * loaded definitions (saga:definitions). Returns 0 or -1. */
+int store_put_meta(store_t *st, int partitions);
+int store_put_definition(store_t *st, const definition_t *d);
+
+#endif

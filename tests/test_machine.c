@@ -1,0 +1,478 @@
+/* test_machine.c - unit tests of the pure saga state machine: every transition, with
+ * definitions loaded from strings and time and randomness under the test's control. */
+#include "machine.h"
+#include "saga.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static const char ORDER_DEF[] =
+    "{\"name\": \"order\", \"version\": 1, \"deadline_ms\": 60000,"
+    " \"defaults\": {\"timeout_ms\": 1000,"
+    "   \"retry\": {\"max_attempts\": 3, \"initial_backoff_ms\": 100, \"max_backoff_ms\": 1000,"
+    "             \"multiplier\": 2.0, \"jitter\": 0}},"
+    " \"steps\": ["
+    "  {\"name\": \"reserve\", \"topic\": \"inventory\","
+    "   \"action\": {\"command\": \"inventory.reserve\", \"payload\": {\"sku\": \"{{input.sku}}\", \"qty\": \"{{input.qty}}\"}},"
+    "   \"compensation\": {\"command\": \"inventory.release\", \"payload\": {\"order\": \"{{saga.id}}\"}}},"
+    "  {\"name\": \"charge\", \"topic\": \"payment\","
+    "   \"action\": {\"command\": \"payment.charge\", \"payload\": {\"res\": \"{{steps.reserve.output.reservation_id}}\"}},"
+    "   \"compensation\": {\"command\": \"payment.refund\", \"payload\": {\"order\": \"{{saga.id}}\"}}},"
+    "  {\"name\": \"ship\", \"topic\": \"shipping\","
+    "   \"action\": {\"command\": \"shipping.schedule\", \"payload\": {\"pay\": \"{{steps.charge.output.payment_id}}\"}},"
+    "   \"compensation\": {\"command\": \"shipping.cancel\", \"payload\": {\"order\": \"{{saga.id}}\"}}}"
+    " ]}";
+
+static definition_t *def;
+static saga_t *saga;
+static machine_result_t res;
+static uint64_t rng = 42;
+static int64_t clock_ms = 1000000;
+
+static machine_env_t env(void)
+{
+    machine_env_t e = {.now_ms = clock_ms, .rng = &rng, .reply_topic = "saga.input"};
+    return e;
+}
+
+static definition_t *load(const char *text)
+{
+    defn_errors_t errs = {0};
+    definition_t *d = definition_load_string(text, strlen(text), "test.json", &errs);
+    for (size_t i = 0; i < errs.count; i++) {
+        char line[1024];
+        defn_error_format(&errs.items[i], line, sizeof line);
+        cr_log_error("%s", line);
+    }
+    defn_errors_release(&errs);
+    cr_assert_not_null(d, "test definition must load");
+    return d;
+}
+
+static void setup_with(const char *text)
+{
+    def = load(text);
+    json_t *input = json_pack("{s:s, s:i}", "sku", "A-1", "qty", 2);
+    saga = saga_new("s-1", def, 3, input, clock_ms);
+    json_decref(input);
+    machine_result_init(&res);
+}
+
+static void setup(void)
+{
+    setup_with(ORDER_DEF);
+}
+
+static void teardown(void)
+{
+    machine_result_release(&res);
+    saga_free(saga);
+    definition_free(def);
+}
+
+static void fresh(void)
+{
+    machine_result_release(&res);
+}
+
+/* Asserts the result sent exactly one command: step, kind, attempt. */
+static const machine_command_t *expect_one_command(const char *step, command_kind_t kind,
+                                                   int attempt)
+{
+    cr_assert_eq(res.command_count, 1, "expected one command, got %zu", res.command_count);
+    const machine_command_t *c = &res.commands[0];
+    cr_assert_str_eq(def->steps[c->step].name, step);
+    cr_assert_eq(c->kind, kind);
+    cr_assert_eq(c->attempt, attempt);
+    return c;
+}
+
+static void reply(const char *step, command_kind_t kind, int attempt, bool ok, bool retryable,
+                  json_t *output)
+{
+    fresh();
+    machine_reply_t r = {.step = definition_step_index(def, step), .kind = kind,
+                         .attempt = attempt, .ok = ok, .retryable = retryable,
+                         .output = output, .error = ok ? NULL : "boom"};
+    machine_env_t e = env();
+    machine_on_reply(saga, &r, &e, &res);
+    json_decref(output);
+}
+
+static void ok(const char *step, int attempt, const char *key, const char *value)
+{
+    reply(step, CMD_ACTION, attempt, true, false, key ? json_pack("{s:s}", key, value) : NULL);
+}
+
+static void tick(int64_t advance)
+{
+    fresh();
+    clock_ms += advance;
+    machine_env_t e = env();
+    machine_on_timer(saga, &e, &res);
+}
+
+static void start(void)
+{
+    machine_env_t e = env();
+    machine_start(saga, &e, &res);
+}
+
+TestSuite(machine, .init = setup, .fini = teardown);
+
+Test(machine, happy_path_passes_outputs_between_steps)
+{
+    start();
+    cr_assert(res.changed);
+    const machine_command_t *c = expect_one_command("reserve", CMD_ACTION, 1);
+    cr_assert_str_eq(c->id, "s-1/reserve/action/1");
+    cr_assert_str_eq(c->topic, "inventory");
+    json_t *payload = json_object_get(c->message, "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "sku")), "A-1");
+    cr_assert_eq(json_integer_value(json_object_get(payload, "qty")), 2, "typed substitution");
+    json_t *reply_to = json_object_get(c->message, "reply_to");
+    cr_assert_eq(json_integer_value(json_object_get(reply_to, "partition")), 3);
+    cr_assert_eq(saga->deadline_at, clock_ms + 60000);
+
+    ok("reserve", 1, "reservation_id", "r-9");
+    c = expect_one_command("charge", CMD_ACTION, 1);
+    payload = json_object_get(c->message, "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "res")), "r-9");
+
+    ok("charge", 1, "payment_id", "p-7");
+    c = expect_one_command("ship", CMD_ACTION, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c->message, "payload"), "pay")),
+                     "p-7");
+    ok("ship", 1, "shipment_id", "sh-1");
+    cr_assert_eq(res.command_count, 0);
+    cr_assert_eq(saga->status, SAGA_COMPLETED);
+    cr_assert_not_null(res.outcome);
+    cr_assert_str_eq(json_string_value(json_object_get(res.outcome, "status")), "completed");
+    cr_assert_eq(machine_next_timer(saga), 0, "a completed saga has no timer");
+}
+
+/* A non-retryable failure at step k compensates k-1..1, one at a time, in reverse. */
+static void fail_at(int k)
+{
+    start();
+    const char *names[] = {"reserve", "charge", "ship"};
+    for (int i = 0; i < k - 1; i++)
+        ok(names[i], 1, "id", "x");
+    reply(names[k - 1], CMD_ACTION, 1, false, false, NULL);
+    cr_assert_eq(saga->status, k == 1 ? SAGA_COMPENSATED : SAGA_COMPENSATING);
+    for (int i = k - 2; i >= 0; i--) {
+        expect_one_command(names[i], CMD_COMPENSATION, 1);
+        reply(names[i], CMD_COMPENSATION, 1, true, false, NULL);
+    }
+    cr_assert_eq(res.command_count, 0);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+    cr_assert_str_eq(json_string_value(json_object_get(res.outcome, "status")), "compensated");
+    cr_assert_eq(saga->steps[k - 1].phase, STEP_FAILED);
+}
+
+Test(machine, failure_at_step_1_compensates_nothing) { fail_at(1); }
+Test(machine, failure_at_step_2_compensates_step_1) { fail_at(2); }
+Test(machine, failure_at_step_3_compensates_2_then_1) { fail_at(3); }
+
+Test(machine, retryable_failure_is_retried_with_backoff_then_compensates)
+{
+    start();
+    reply("reserve", CMD_ACTION, 1, false, true, NULL);
+    cr_assert_eq(saga->steps[0].phase, STEP_RETRY_WAIT);
+    cr_assert_eq(res.command_count, 0);
+    cr_assert_eq(machine_next_timer(saga), clock_ms + 100, "first backoff is initial_backoff_ms");
+    tick(99);
+    cr_assert_not(res.changed, "nothing due before the backoff");
+    tick(1);
+    expect_one_command("reserve", CMD_ACTION, 2);
+    reply("reserve", CMD_ACTION, 2, false, true, NULL);
+    cr_assert_eq(machine_next_timer(saga), clock_ms + 200, "backoff doubles");
+    tick(200);
+    expect_one_command("reserve", CMD_ACTION, 3);
+    reply("reserve", CMD_ACTION, 3, false, true, NULL);
+    cr_assert_eq(saga->steps[0].phase, STEP_FAILED, "max_attempts 3 exhausted");
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+    cr_assert(strstr(saga->error, "after all attempts"));
+}
+
+Test(machine, retry_then_success_goes_on)
+{
+    start();
+    reply("reserve", CMD_ACTION, 1, false, true, NULL);
+    tick(100);
+    ok("reserve", 2, "reservation_id", "r-1");
+    expect_one_command("charge", CMD_ACTION, 1);
+    cr_assert_eq(saga->steps[0].attempt, 2);
+}
+
+Test(machine, timeout_at_step_k_compensates_k_down_to_1)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    tick(1000);
+    cr_assert_eq(saga->steps[1].phase, STEP_TIMED_OUT);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    expect_one_command("charge", CMD_COMPENSATION, 1);
+    reply("charge", CMD_COMPENSATION, 1, true, false, NULL);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+}
+
+Test(machine, timed_out_step_not_compensated_when_definition_says_so)
+{
+    teardown();
+    char text[sizeof ORDER_DEF + 64];
+    /* The charge step (second) declares compensate_on_timeout false. */
+    const char *needle = "{\"name\": \"charge\", \"topic\": \"payment\",";
+    const char *at = strstr(ORDER_DEF, needle);
+    snprintf(text, sizeof text, "%.*s%s \"compensate_on_timeout\": false,%s",
+             (int)(at - ORDER_DEF), ORDER_DEF, needle, at + strlen(needle));
+    setup_with(text);
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    tick(1000);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+}
+
+Test(machine, late_reply_after_timeout_changes_nothing)
+{
+    start();
+    tick(1000);
+    cr_assert_eq(saga->steps[0].phase, STEP_COMPENSATING);
+    int64_t version_before = saga->updated_at;
+    ok("reserve", 1, "reservation_id", "late");
+    cr_assert_not(res.changed);
+    cr_assert_eq(res.verdict, MACHINE_LATE);
+    cr_assert_eq(saga->updated_at, version_before);
+    cr_assert_null(saga->steps[0].output);
+}
+
+Test(machine, duplicate_reply_changes_nothing)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    ok("reserve", 1, "reservation_id", "r");
+    cr_assert_not(res.changed);
+    cr_assert_eq(res.verdict, MACHINE_LATE, "attempt 1 of a step already done is late/duplicate");
+    cr_assert_eq(res.command_count, 0);
+    reply("charge", CMD_ACTION, 5, true, false, NULL);
+    cr_assert_eq(res.verdict, MACHINE_UNEXPECTED, "attempt never sent");
+    reply("ship", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_not(res.changed);
+}
+
+Test(machine, compensation_fails_a_few_times_then_succeeds)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    reply("charge", CMD_ACTION, 1, false, false, NULL);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, false, true, NULL);
+    cr_assert_eq(saga->steps[0].phase, STEP_COMP_RETRY_WAIT);
+    tick(100);
+    expect_one_command("reserve", CMD_COMPENSATION, 2);
+    reply("reserve", CMD_COMPENSATION, 2, false, true, NULL);
+    tick(200);
+    expect_one_command("reserve", CMD_COMPENSATION, 3);
+    reply("reserve", CMD_COMPENSATION, 3, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+}
+
+Test(machine, compensation_timeout_is_retried)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    reply("charge", CMD_ACTION, 1, false, false, NULL);
+    tick(1000); /* the compensation's own timeout */
+    cr_assert_eq(saga->steps[0].phase, STEP_COMP_RETRY_WAIT);
+    tick(100);
+    expect_one_command("reserve", CMD_COMPENSATION, 2);
+}
+
+static void drive_to_stuck(void)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    ok("charge", 1, "payment_id", "p");
+    reply("ship", CMD_ACTION, 1, false, false, NULL);
+    expect_one_command("charge", CMD_COMPENSATION, 1);
+    reply("charge", CMD_COMPENSATION, 1, false, true, NULL);
+    tick(100);
+    reply("charge", CMD_COMPENSATION, 2, false, true, NULL);
+    tick(200);
+    reply("charge", CMD_COMPENSATION, 3, false, true, NULL);
+}
+
+Test(machine, compensation_exhausting_retries_leaves_saga_stuck)
+{
+    drive_to_stuck();
+    cr_assert_eq(saga->status, SAGA_STUCK);
+    cr_assert_eq(saga->steps[1].phase, STEP_COMP_FAILED);
+    cr_assert_eq(saga->steps[0].phase, STEP_DONE, "stop policy: earlier steps wait");
+    cr_assert(strstr(saga->error, "compensation of step charge failed after 3 attempts"));
+    cr_assert_str_eq(json_string_value(json_object_get(res.outcome, "status")), "stuck");
+    cr_assert_eq(machine_next_timer(saga), 0, "stuck sagas wait for an operator");
+}
+
+Test(machine, operator_retry_gives_a_fresh_budget)
+{
+    drive_to_stuck();
+    fresh();
+    machine_env_t e = env();
+    machine_retry(saga, &e, &res);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    expect_one_command("charge", CMD_COMPENSATION, 4);
+    reply("charge", CMD_COMPENSATION, 4, true, false, NULL);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+}
+
+Test(machine, operator_skip_marks_done_and_goes_on)
+{
+    drive_to_stuck();
+    fresh();
+    machine_env_t e = env();
+    machine_skip(saga, "refunded by hand", &e, &res);
+    cr_assert_eq(saga->steps[1].phase, STEP_SKIPPED);
+    cr_assert(strstr(saga->steps[1].error, "refunded by hand"));
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+}
+
+Test(machine, retry_and_skip_ignored_unless_stuck)
+{
+    start();
+    fresh();
+    machine_env_t e = env();
+    machine_retry(saga, &e, &res);
+    cr_assert_eq(res.verdict, MACHINE_NOT_APPLICABLE);
+    machine_skip(saga, "x", &e, &res);
+    cr_assert_eq(res.verdict, MACHINE_NOT_APPLICABLE);
+    cr_assert_eq(saga->status, SAGA_RUNNING);
+}
+
+Test(machine, non_retryable_compensation_failure_is_stuck_at_once)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    reply("charge", CMD_ACTION, 1, false, false, NULL);
+    reply("reserve", CMD_COMPENSATION, 1, false, false, NULL);
+    cr_assert_eq(saga->status, SAGA_STUCK);
+}
+
+Test(machine, continue_policy_compensates_earlier_steps_then_stuck)
+{
+    teardown();
+    char text[sizeof ORDER_DEF + 64];
+    snprintf(text, sizeof text, "{\"on_compensation_failure\": \"continue\", %s", ORDER_DEF + 1);
+    setup_with(text);
+    drive_to_stuck();
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_STUCK);
+    cr_assert_eq(saga->steps[0].phase, STEP_COMPENSATED);
+    cr_assert_eq(saga->steps[1].phase, STEP_COMP_FAILED);
+}
+
+Test(machine, deadline_starts_compensation)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    /* Keep every step reply in time but let the saga's own deadline pass. */
+    for (int i = 0; i < 59; i++) {
+        reply("charge", CMD_ACTION, saga->steps[1].attempt, false, true, NULL);
+        if (saga->status != SAGA_RUNNING)
+            break;
+        tick(machine_next_timer(saga) - clock_ms);
+    }
+    cr_assert_eq(saga->steps[1].phase, STEP_FAILED);
+    clock_ms += 60000;
+    teardown();
+    setup();
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    saga->steps[1].timer_at = clock_ms + 10 * 60000; /* a long step: the deadline wins */
+    tick(60000);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    cr_assert(strstr(saga->error, "deadline"));
+}
+
+Test(machine, abort_compensates_a_running_saga_once)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    ok("charge", 1, "payment_id", "p");
+    fresh();
+    machine_env_t e = env();
+    machine_abort(saga, "customer cancelled", &e, &res);
+    /* ship is in flight: wait for its reply or timeout before compensating anything */
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    cr_assert_eq(res.command_count, 0);
+    ok("ship", 1, "shipment_id", "s");
+    expect_one_command("ship", CMD_COMPENSATION, 1);
+    fresh();
+    machine_abort(saga, "again", &e, &res);
+    cr_assert_eq(res.verdict, MACHINE_NOT_APPLICABLE);
+}
+
+Test(machine, unrenderable_payload_fails_the_step)
+{
+    start();
+    ok("reserve", 1, NULL, NULL); /* no reservation_id: charge's payload cannot render */
+    cr_assert_eq(saga->steps[1].phase, STEP_FAILED);
+    cr_assert(strstr(saga->steps[1].error, "cannot build the action payload"));
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+}
+
+Test(machine, backoff_grows_caps_and_jitters)
+{
+    defn_retry_t p = {.max_attempts = 10, .initial_backoff_ms = 100, .max_backoff_ms = 1000,
+                      .multiplier = 2.0, .jitter = 0.0};
+    cr_assert_eq(machine_backoff_ms(&p, 2, &rng), 100);
+    cr_assert_eq(machine_backoff_ms(&p, 3, &rng), 200);
+    cr_assert_eq(machine_backoff_ms(&p, 9, &rng), 1000);
+    p.jitter = 0.5;
+    for (int i = 0; i < 1000; i++) {
+        int64_t b = machine_backoff_ms(&p, 2, &rng);
+        cr_assert(b >= 50 && b <= 150, "jittered backoff %lld out of range", (long long)b);
+    }
+}
+
+Test(machine, saga_fields_round_trip)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r-1");
+    reply("charge", CMD_ACTION, 1, false, true, NULL);
+    json_t *fields = saga_encode_fields(saga);
+    cr_assert_str_eq(json_string_value(json_object_get(fields, "status")), "running");
+    cr_assert_str_eq(json_string_value(json_object_get(fields, "step")), "charge");
+    cr_assert_str_eq(json_string_value(json_object_get(fields, "partition")), "3");
+    char why[256];
+    saga_t *back = saga_decode_fields(fields, def, why, sizeof why);
+    cr_assert_not_null(back, "%s", why);
+    cr_assert_eq(back->status, saga->status);
+    cr_assert_eq(back->steps[1].phase, STEP_RETRY_WAIT);
+    cr_assert_eq(back->steps[1].timer_at, saga->steps[1].timer_at);
+    cr_assert_str_eq(json_string_value(json_object_get(back->steps[0].output, "reservation_id")),
+                     "r-1");
+    cr_assert_eq(machine_next_timer(back), machine_next_timer(saga));
+    json_t *again = saga_encode_fields(back);
+    cr_assert(json_equal(fields, again), "decode(encode(s)) encodes the same");
+    json_decref(again);
+    json_decref(fields);
+    saga_free(back);
+}
+
+Test(machine, decode_refuses_a_mismatched_definition)
+{
+    json_t *fields = saga_encode_fields(saga);
+    json_object_set_new(fields, "steps", json_string("[]"));
+    char why[256];
+    cr_assert_null(saga_decode_fields(fields, def, why, sizeof why));
+    cr_assert(strstr(why, "0 steps recorded"));
+    json_decref(fields);
+}
