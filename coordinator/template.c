@@ -28,7 +28,9 @@ typedef struct ref {
     int step_index;      /* REF_STEP: index in the scope, -1 without one */
     ref_seg_t *segs;     /* below input or steps.NAME.output */
     size_t seg_count;
-    char *text;          /* the reference as written, braces and blanks trimmed */
+    char *text;          /* the reference as written, braces, blanks and "?" trimmed */
+    bool optional;       /* written with a trailing "?": a missing value renders as null
+                          * (alone in a string) or as nothing (inside text) */
 } ref_t;
 
 /* A piece of an interpolated string: literal text, or a reference when ref is set. */
@@ -412,6 +414,13 @@ static ref_t *parse_ref(compiler_t *c, const char *body, size_t len)
     }
     while (len > 0 && is_blank(body[len - 1]))
         len--;
+    bool optional = false;
+    if (len > 0 && body[len - 1] == '?') {
+        optional = true;
+        len--;
+        while (len > 0 && is_blank(body[len - 1]))
+            len--;
+    }
     if (len == 0) {
         compile_error(c, "empty reference \"{{}}\"");
         return NULL;
@@ -422,6 +431,7 @@ static ref_t *parse_ref(compiler_t *c, const char *body, size_t len)
         compile_error(c, "out of memory");
         return NULL;
     }
+    r->optional = optional;
     const char *s = r->text;
     char detail[TEMPLATE_TEXT_MAX] = "";
     size_t root_len = scan_name(s, 0, len);
@@ -917,6 +927,8 @@ static json_t *render_node(const node_t *n, const template_ctx_t *ctx, char *why
     case NODE_REF: {
         json_t *made;
         const json_t *v = ref_resolve(n->ref, ctx, &made, why, why_len);
+        if (!v && n->ref->optional)
+            return json_null();
         if (!v)
             return NULL;
         if (made)
@@ -932,6 +944,8 @@ static json_t *render_node(const node_t *n, const template_ctx_t *ctx, char *why
             if (p->ref) {
                 json_t *made;
                 const json_t *v = ref_resolve(p->ref, ctx, &made, why, why_len);
+                if (!v && p->ref->optional)
+                    continue;
                 if (!v) {
                     free(b.data);
                     return NULL;

@@ -5,7 +5,9 @@
  *   {{saga.id}}  {{saga.name}}  {{input.PATH}}  {{steps.NAME.output.PATH}}
  * where PATH is dot-separated keys with optional [N] array indexes (input.items[0].sku).
  * A string that is exactly one reference becomes the referenced JSON value, type and all;
- * a reference inside longer text is interpolated as text. "{{{{" is a literal "{{".
+ * a reference inside longer text is interpolated as text. A trailing "?" ({{input.note?}})
+ * makes a reference optional: missing, it renders as null, or as nothing inside text.
+ * "{{{{" is a literal "{{".
  *
  * Templates are compiled once, when a definition loads: compiling checks the syntax,
  * that every referenced step exists and runs before the payload's step, and that input

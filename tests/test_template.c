@@ -164,6 +164,15 @@ Test(template, missing_values)
                         "(step \"charge\" has no output)");
 }
 
+Test(template, optional_references)
+{
+    assert_renders("{\"x\": \"{{input.nope?}}\", \"y\": \"{{ input.qty ? }}\"}",
+                   "{\"x\": null, \"y\": 2}");
+    assert_renders("{\"s\": \"a{{input.nope?}}b{{steps.charge.output.id?}}c\"}",
+                   "{\"s\": \"abc\"}");
+    assert_renders("{\"s\": \"{{steps.charge.output?}}\"}", "{\"s\": null}");
+}
+
 Test(template, missing_context_members)
 {
     json_t *tmpl = json_pack("{s:s}", "id", "{{saga.id}}");
