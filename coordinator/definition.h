@@ -16,6 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "template.h"
 
 /* Limits on what a definition may contain. Each, when exceeded, is a definition error. */
 #define DEFN_MAX_FILE_BYTES (1024 * 1024)   /* one definition file */
@@ -27,6 +30,15 @@
 #define DEFN_MAX_ATTEMPTS 100               /* retry.max_attempts */
 #define DEFN_MAX_TIMEOUT_MS (7LL * 24 * 3600 * 1000) /* a step timeout or deadline */
 #define DEFN_MAX_ERRORS 100                 /* errors collected per load before giving up */
+
+/* Built-in defaults, used when neither the command nor the saga's "defaults" say. */
+#define DEFN_DEFAULT_TIMEOUT_MS 30000            /* action and compensation timeout_ms */
+#define DEFN_DEFAULT_MAX_ATTEMPTS 3              /* action retry.max_attempts */
+#define DEFN_DEFAULT_COMP_MAX_ATTEMPTS 5         /* compensation retry.max_attempts */
+#define DEFN_DEFAULT_INITIAL_BACKOFF_MS 200      /* retry.initial_backoff_ms */
+#define DEFN_DEFAULT_MAX_BACKOFF_MS 10000        /* retry.max_backoff_ms */
+#define DEFN_DEFAULT_MULTIPLIER 2.0              /* retry.multiplier */
+#define DEFN_DEFAULT_JITTER 0.2                  /* retry.jitter */
 
 /* When a compensation exhausts its retries. */
 typedef enum {
@@ -48,6 +60,9 @@ typedef struct defn_command {
     json_t *payload;           /* payload template (owned); strings may hold {{...}} */
     int64_t timeout_ms;        /* how long to wait for the reply to one attempt */
     defn_retry_t retry;
+    char *topic;               /* where it is sent: the step's topic unless the command
+                                * names its own (owned, never NULL in a loaded definition) */
+    template_t *compiled;      /* payload compiled (owned): render it with template_render */
 } defn_command_t;
 
 typedef struct defn_step {
@@ -70,6 +85,8 @@ typedef struct definition {
     size_t step_count;
     defn_step_t *steps;        /* step_count entries, in order */
     int group_count;
+    char **group_names;        /* group_count entries: a parallel group's optional "name",
+                                * else NULL (owned) */
     char *source;              /* the file it came from (owned) */
     char *content_hash;        /* hex SHA-256 of the canonical JSON (owned) */
     json_t *json;              /* the whole definition as written (owned) */
@@ -126,11 +143,20 @@ const definition_t *defn_set_find(const defn_set_t *set, const char *name, int v
 size_t defn_set_count(const defn_set_t *set);
 const definition_t *defn_set_at(const defn_set_t *set, size_t i);
 
-/* Takes ownership of d; fails (-1, error appended) on a duplicate name+version. */
+/* Takes ownership of d; fails (-1, error appended) on a duplicate name+version, and then
+ * frees d. */
 int defn_set_add(defn_set_t *set, definition_t *d, defn_errors_t *errs);
 defn_set_t *defn_set_new(void);
 
-/* Appends an error (printf-style text). path and source may be NULL. */
+/* Loads a folder or one file as defn_set_load does and prints to out every error, one
+ * per line as defn_error_format writes it, then a summary line: "N definitions OK" or
+ * "N errors in M files". Returns 0 when everything is valid, 1 otherwise (the exit
+ * status of saga-coordinator --check). */
+int definition_check_path(const char *path, FILE *out);
+
+/* Appends an error (printf-style text). path and source may be NULL. errs may be NULL
+ * (the error is dropped). Past DEFN_MAX_ERRORS - 1 errors, one last error says that
+ * more were dropped. */
 void defn_errors_add(defn_errors_t *errs, const char *source, int line, int column,
                      const char *path, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
