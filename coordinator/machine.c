@@ -380,7 +380,7 @@ static void action_reply(saga_t *s, const machine_reply_t *r, const machine_env_
     if (st->phase != STEP_RUNNING || r->attempt != st->attempt) {
         if (r->attempt > st->attempt)
             out->verdict = MACHINE_UNEXPECTED;
-        else if (st->phase == STEP_TIMED_OUT || r->attempt < st->attempt)
+        else if (st->action_timed_out || r->attempt < st->attempt)
             out->verdict = MACHINE_LATE;
         else
             out->verdict = MACHINE_DUPLICATE;
@@ -500,6 +500,7 @@ void machine_on_timer(saga_t *s, const machine_env_t *env, machine_result_t *out
             mark_changed(s, env, out);
             snprintf(err, sizeof err, "no reply within %lld ms", (long long)d->action.timeout_ms);
             st->phase = STEP_TIMED_OUT;
+            st->action_timed_out = true;
             st->timer_at = 0;
             st->finished_at = now;
             saga_set_text(&st->error, err);

@@ -140,6 +140,8 @@ json_t *saga_encode_steps(const saga_t *s)
                               "comp_attempt", st->comp_attempt);
         if (st->comp_budget_from)
             json_object_set_new(o, "comp_budget_from", json_integer(st->comp_budget_from));
+        if (st->action_timed_out)
+            json_object_set_new(o, "action_timed_out", json_true());
         if (st->started_at)
             json_object_set_new(o, "started_at", json_integer(st->started_at));
         if (st->finished_at)
@@ -271,6 +273,7 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
         st->attempt = (int)obj_int(o, "attempt");
         st->comp_attempt = (int)obj_int(o, "comp_attempt");
         st->comp_budget_from = (int)obj_int(o, "comp_budget_from");
+        st->action_timed_out = json_is_true(json_object_get(o, "action_timed_out"));
         st->started_at = obj_int(o, "started_at");
         st->finished_at = obj_int(o, "finished_at");
         st->comp_started_at = obj_int(o, "comp_started_at");

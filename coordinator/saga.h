@@ -47,6 +47,7 @@ typedef struct step_state {
     int attempt;            /* action attempts sent so far */
     int comp_attempt;       /* compensation attempts sent so far */
     int comp_budget_from;   /* comp_attempt when the current retry budget began */
+    bool action_timed_out;  /* the last action attempt got no reply in time */
     int64_t started_at;     /* first action sent, epoch ms; 0 = never */
     int64_t finished_at;    /* action settled, epoch ms */
     int64_t comp_started_at, comp_finished_at;

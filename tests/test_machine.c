@@ -10,7 +10,9 @@ static const char ORDER_DEF[] =
     "{\"name\": \"order\", \"version\": 1, \"deadline_ms\": 60000,"
     " \"defaults\": {\"timeout_ms\": 1000,"
     "   \"retry\": {\"max_attempts\": 3, \"initial_backoff_ms\": 100, \"max_backoff_ms\": 1000,"
-    "             \"multiplier\": 2.0, \"jitter\": 0}},"
+    "             \"multiplier\": 2.0, \"jitter\": 0},"
+    "   \"compensation\": {\"timeout_ms\": 1000, \"retry\": {\"max_attempts\": 3,"
+    "     \"initial_backoff_ms\": 100, \"max_backoff_ms\": 1000, \"multiplier\": 2.0, \"jitter\": 0}}},"
     " \"steps\": ["
     "  {\"name\": \"reserve\", \"topic\": \"inventory\","
     "   \"action\": {\"command\": \"inventory.reserve\", \"payload\": {\"sku\": \"{{input.sku}}\", \"qty\": \"{{input.qty}}\"}},"
@@ -156,8 +158,9 @@ static void fail_at(int k)
 {
     start();
     const char *names[] = {"reserve", "charge", "ship"};
+    const char *outputs[] = {"reservation_id", "payment_id", "shipment_id"};
     for (int i = 0; i < k - 1; i++)
-        ok(names[i], 1, "id", "x");
+        ok(names[i], 1, outputs[i], "x");
     reply(names[k - 1], CMD_ACTION, 1, false, false, NULL);
     cr_assert_eq(saga->status, k == 1 ? SAGA_COMPENSATED : SAGA_COMPENSATING);
     for (int i = k - 2; i >= 0; i--) {
@@ -210,9 +213,10 @@ Test(machine, timeout_at_step_k_compensates_k_down_to_1)
     start();
     ok("reserve", 1, "reservation_id", "r");
     tick(1000);
-    cr_assert_eq(saga->steps[1].phase, STEP_TIMED_OUT);
+    cr_assert(saga->steps[1].action_timed_out);
     cr_assert_eq(saga->status, SAGA_COMPENSATING);
     expect_one_command("charge", CMD_COMPENSATION, 1);
+    cr_assert_eq(saga->steps[1].phase, STEP_COMPENSATING);
     reply("charge", CMD_COMPENSATION, 1, true, false, NULL);
     expect_one_command("reserve", CMD_COMPENSATION, 1);
     reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
@@ -254,7 +258,7 @@ Test(machine, duplicate_reply_changes_nothing)
     ok("reserve", 1, "reservation_id", "r");
     ok("reserve", 1, "reservation_id", "r");
     cr_assert_not(res.changed);
-    cr_assert_eq(res.verdict, MACHINE_LATE, "attempt 1 of a step already done is late/duplicate");
+    cr_assert_eq(res.verdict, MACHINE_DUPLICATE, "the step already took this reply");
     cr_assert_eq(res.command_count, 0);
     reply("charge", CMD_ACTION, 5, true, false, NULL);
     cr_assert_eq(res.verdict, MACHINE_UNEXPECTED, "attempt never sent");
@@ -382,23 +386,15 @@ Test(machine, deadline_starts_compensation)
 {
     start();
     ok("reserve", 1, "reservation_id", "r");
-    /* Keep every step reply in time but let the saga's own deadline pass. */
-    for (int i = 0; i < 59; i++) {
-        reply("charge", CMD_ACTION, saga->steps[1].attempt, false, true, NULL);
-        if (saga->status != SAGA_RUNNING)
-            break;
-        tick(machine_next_timer(saga) - clock_ms);
-    }
-    cr_assert_eq(saga->steps[1].phase, STEP_FAILED);
-    clock_ms += 60000;
-    teardown();
-    setup();
-    start();
-    ok("reserve", 1, "reservation_id", "r");
-    saga->steps[1].timer_at = clock_ms + 10 * 60000; /* a long step: the deadline wins */
-    tick(60000);
+    saga->steps[1].timer_at = clock_ms + 10 * 60000; /* a long step: the deadline comes first */
+    cr_assert_eq(machine_next_timer(saga), saga->deadline_at);
+    tick(saga->deadline_at - clock_ms);
     cr_assert_eq(saga->status, SAGA_COMPENSATING);
     cr_assert(strstr(saga->error, "deadline"));
+    /* charge is still in flight: nothing is compensated before its reply or timeout */
+    cr_assert_eq(res.command_count, 0);
+    ok("charge", 1, "payment_id", "p");
+    expect_one_command("charge", CMD_COMPENSATION, 1);
 }
 
 Test(machine, abort_compensates_a_running_saga_once)
