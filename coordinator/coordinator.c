@@ -857,7 +857,14 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     }
     if (c->nacks)
         wait = 0;
-    ssize_t n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, (size_t)c->cfg.batch_size);
+    /* Wait for the first message only, then take whatever else is already there: a
+     * batch call alone would wait for a full batch or the whole timeout. */
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, 1);
+    if (n == 1 && c->cfg.batch_size > 1) {
+        ssize_t more = rd_kafka_consume_batch_queue(c->queue, 0, c->batch + 1,
+                                                    (size_t)c->cfg.batch_size - 1);
+        n += more > 0 ? more : 0;
+    }
     if (n < 0) {
         log_error("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
         n = 0;
@@ -889,7 +896,8 @@ static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, si
                                  {"auto.offset.reset", "earliest"},
                                  {"session.timeout.ms", session},
                                  {"enable.partition.eof", "false"},
-                                 {"fetch.wait.max.ms", "10"}};
+                                 {"fetch.wait.max.ms", "10"},
+                                 {"fetch.error.backoff.ms", "10"}};
     const char *producer[][2] = {{"enable.idempotence", "true"},
                                  {"linger.ms", "1"},
                                  {"partitioner", "murmur2_random"}};
