@@ -485,7 +485,22 @@ static void schema_check(loader_t *L, const json_t *s, const char *path, int dep
         lerr(L, path, "schema nested deeper than %d levels", DEFN_MAX_DEPTH);
         return;
     }
-    check_fields(L, s, path, SCHEMA_FIELDS);
+    /* Unknown keywords are named by their own path, as JSON Schema tools do. */
+    const char *kw;
+    const json_t *kv;
+    json_object_foreach((json_t *)s, kw, kv)
+    {
+        if (in_list(kw, SCHEMA_FIELDS))
+            continue;
+        const char *hint = closest_name(kw, SCHEMA_FIELDS);
+        path_key(p, path, kw);
+        if (hint)
+            lerr(L, p, "unknown schema keyword (did you mean \"%s\"?)", hint);
+        else
+            lerr(L, p, "unknown schema keyword (this subset of JSON Schema has: type, "
+                 "properties, required, additionalProperties, items, enum, minLength, "
+                 "maxLength, minimum, maximum, description, title)");
+    }
 
     const char *type = NULL;
     const json_t *t = json_object_get(s, "type");
@@ -529,7 +544,8 @@ static void schema_check(loader_t *L, const json_t *s, const char *path, int dep
     const json_t *en = json_object_get(s, "enum");
     if (en && (!json_is_array(en) || json_array_size(en) == 0)) {
         path_key(p, path, "enum");
-        lerr(L, p, "expected a non-empty array, got %s", type_name(en));
+        lerr(L, p, "expected a non-empty array, got %s",
+             json_is_array(en) ? "an empty array" : type_name(en));
     }
     int64_t min_len = 0, max_len = INT64_MAX;
     int has_min = get_int(L, s, "minLength", path, false, 0, INT32_MAX, &min_len);

@@ -124,8 +124,8 @@ void definition_free(definition_t *d);
 int definition_step_index(const definition_t *d, const char *name);
 
 /* Checks a saga input against the definition's input schema. Returns 0 when it conforms
- * (or there is no schema), -1 with a reason naming the path (input.amount: expected a
- * number) written to why. */
+ * (with no schema: when it is an object), -1 with a reason naming the path
+ * (input.amount: expected a number, got a string) written to why (may be NULL). */
 int definition_check_input(const definition_t *d, const json_t *input, char *why,
                            size_t why_len);
 
