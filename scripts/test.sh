@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/deps.sh"
 dir=$("$root/scripts/build.sh" "$@" | tail -n 1)
-log="$dir/ctest-output.log"
+log="$dir/Testing/Temporary/LastTest.log" # every test's whole output
 if [[ "${1:-}" == "--sanitize" ]]; then
   export ASAN_OPTIONS="detect_leaks=1:${ASAN_OPTIONS:-}"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
@@ -16,7 +16,7 @@ if [[ "${1:-}" == "--sanitize" ]]; then
 fi
 cd "$dir"
 status=0
-ctest --output-on-failure -j"$(nproc)" --timeout 600 --output-log "$log" || status=$?
+ctest --output-on-failure -j"$(nproc)" --timeout 600 || status=$?
 if [[ "${1:-}" == "--sanitize" ]] &&
    grep -E "ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:" "$log" >/dev/null; then
   echo "sanitizer reports found in the test output:" >&2
