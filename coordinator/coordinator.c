@@ -995,8 +995,28 @@ err:
     return NULL;
 }
 
+/* Records the input topic's partition count in saga:meta, so readers know which {pN}
+ * to look in. */
+static void record_partition_count(coordinator_t *c)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->producer, c->cfg.input_topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
+    if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
+            log_warn("cannot record saga:meta: %s", store_last_error(c->store));
+    } else {
+        log_warn("no metadata for %s (%s): saga:meta not recorded", c->cfg.input_topic,
+                 rd_kafka_err2str(err ? err : md->topics[0].err));
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+}
+
 int coordinator_start(coordinator_t *c)
 {
+    record_partition_count(c);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, c->cfg.input_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(c->consumer, topics);
