@@ -6,6 +6,7 @@
 #include "sp_result.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,4 +197,40 @@ Test(participant_sdk, config_errors)
     cr_assert(strstr(err, "redis"), "%s", err);
     saga_participant_free(NULL);
     saga_participant_stop(NULL);
+}
+
+/* docs/schemas: every message of docs/protocol.md has a draft 2020-12 schema, and every
+ * property at every depth is described. */
+static void schema_props_described(json_t *node, const char *path)
+{
+    json_t *props = json_object_get(node, "properties");
+    const char *name;
+    json_t *sub;
+    json_object_foreach(props, name, sub)
+    {
+        cr_assert(json_is_string(json_object_get(sub, "description")), "%s.%s has no description", path, name);
+        char p[512];
+        snprintf(p, sizeof p, "%s.%s", path, name);
+        schema_props_described(sub, p);
+    }
+}
+
+Test(participant_sdk, schemas_describe_every_field)
+{
+    static const char *const NAMES[] = {"start", "command", "reply", "abort", "retry", "skip", "outcome", "dead_letter"};
+    const char *src = getenv("SAGA_SOURCE_DIR");
+    cr_assert_not_null(src, "SAGA_SOURCE_DIR");
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/docs/schemas/%s.json", src, NAMES[i]);
+        json_error_t e;
+        json_t *s = json_load_file(path, 0, &e);
+        cr_assert_not_null(s, "%s:%d:%d: %s", path, e.line, e.column, e.text);
+        cr_assert_str_eq(json_string_value(json_object_get(s, "$schema")), "https://json-schema.org/draft/2020-12/schema");
+        cr_assert(json_is_string(json_object_get(s, "description")), "%s", path);
+        json_t *type = json_object_get(json_object_get(s, "properties"), "type");
+        cr_assert_str_eq(json_string_value(json_object_get(type, "const")), NAMES[i], "%s", path);
+        schema_props_described(s, NAMES[i]);
+        json_decref(s);
+    }
 }
