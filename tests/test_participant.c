@@ -476,6 +476,32 @@ static bool slow_started(void *opaque)
     return started;
 }
 
+/* A compensation that failed (not retryable: the saga is stuck) runs again when the
+ * operator retries it, and undoes the action once. */
+static void case_compensation_failure_not_final(impl_t impl)
+{
+    T.svc = service_start(impl, NULL);
+    char aid[256], cid1[256], cid2[256];
+    command_send("o-stuck", "reserve", "action", "inventory.reserve", 1, "{\"sku\":\"M-1\",\"qty\":3}", aid);
+    json_t *a = reply_wait(aid, 1);
+    reply_assert_ok(a, aid, 1);
+    char payload[256];
+    snprintf(payload, sizeof payload, "{\"reservation_id\":\"%s\"}",
+             json_string_value(json_object_get(json_object_get(a, "output"), "reservation_id")));
+    json_decref(a);
+    command_send("o-stuck", "reserve", "compensation", "inventory.release", 1, "{\"reservation_id\":\"r-other\"}", cid1);
+    json_t *r = reply_wait(cid1, 1);
+    reply_assert_failed(r, "is not this step's reservation", 0);
+    json_decref(r);
+    cr_assert_eq(redis_hget_int(LEDGER("balance"), "M-1"), 3, "nothing undone yet");
+    command_send("o-stuck", "reserve", "compensation", "inventory.release", 2, payload, cid2);
+    r = reply_wait(cid2, 1);
+    reply_assert_ok(r, cid2, 2);
+    json_decref(r);
+    cr_assert_eq(redis_hget_int(LEDGER("balance"), "M-1"), 0);
+    cr_assert_eq(redis_hget_int(LEDGER("counts"), "release"), 1);
+}
+
 static void case_graceful_sigterm(impl_t impl)
 {
     const char *flags[] = {"--delay-on", "sku=SLOW:1500", NULL};
@@ -548,6 +574,7 @@ Test(participant, compensation_undoes_once) { case_compensation_undoes_once(IMPL
 Test(participant, invalid_messages_do_not_stop_it) { case_invalid_messages(IMPL_C); }
 Test(participant, failed_action_compensated_without_handler) { case_failed_action_then_compensation(IMPL_C); }
 Test(participant, compensation_fails_retryably_then_succeeds) { case_compensation_fails_retryably_first(IMPL_C); }
+Test(participant, failed_compensation_runs_again_on_retry) { case_compensation_failure_not_final(IMPL_C); }
 Test(participant, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_C); }
 Test(participant, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_C); }
 
@@ -589,5 +616,6 @@ Test(participant_python, compensation_undoes_once) { case_compensation_undoes_on
 Test(participant_python, invalid_messages_do_not_stop_it) { case_invalid_messages(IMPL_PYTHON); }
 Test(participant_python, failed_action_compensated_without_handler) { case_failed_action_then_compensation(IMPL_PYTHON); }
 Test(participant_python, compensation_fails_retryably_then_succeeds) { case_compensation_fails_retryably_first(IMPL_PYTHON); }
+Test(participant_python, failed_compensation_runs_again_on_retry) { case_compensation_failure_not_final(IMPL_PYTHON); }
 Test(participant_python, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_PYTHON); }
 Test(participant_python, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_PYTHON); }

@@ -127,17 +127,18 @@ Test(participant_sdk, result_bodies)
     sp_result_init(&res);
     json_t *b = sp_result_body_new(&res); /* nothing set: failed, retryable */
     cr_assert(json_is_true(json_object_get(b, "retryable")));
-    cr_assert_str_eq(sp_result_state(&res), "retryable");
+    cr_assert_str_eq(sp_result_state(&res, SAGA_KIND_ACTION), "retryable");
     json_decref(b);
 
     cr_assert_eq(saga_result_ok(&res, json_pack("{s:s}", "id", "x")), 0);
     b = sp_result_body_new(&res);
     cr_assert_str_eq(json_string_value(json_object_get(json_object_get(b, "output"), "id")), "x");
-    cr_assert_str_eq(sp_result_state(&res), "ok");
+    cr_assert_str_eq(sp_result_state(&res, SAGA_KIND_ACTION), "ok");
     json_decref(b);
 
     cr_assert_eq(saga_result_ok(&res, json_integer(3)), -1); /* not an object: failed */
-    cr_assert_str_eq(sp_result_state(&res), "failed");
+    cr_assert_str_eq(sp_result_state(&res, SAGA_KIND_ACTION), "failed");
+    cr_assert_str_eq(sp_result_state(&res, SAGA_KIND_COMPENSATION), "retryable", "never final");
 
     saga_result_fail(&res, NULL);
     b = sp_result_body_new(&res);
@@ -146,7 +147,7 @@ Test(participant_sdk, result_bodies)
     json_decref(b);
 
     saga_result_retry(&res, "later");
-    cr_assert_str_eq(sp_result_state(&res), "retryable");
+    cr_assert_str_eq(sp_result_state(&res, SAGA_KIND_ACTION), "retryable");
     sp_result_release(&res);
     sp_result_release(NULL);
 }

@@ -579,7 +579,9 @@ class Participant:
             except Exception as e:  # a handler bug must not kill the participant
                 log("error", "handler %s raised %r" % (cmd["type"], e), cmd["saga_id"])
                 body, effect = failed("handler error: %s" % e, True), None
-        state = "ok" if body["status"] == "ok" else ("retryable" if body.get("retryable") else "failed")
+        # A compensation's failure is never final: an operator's retry must run it again.
+        state = "ok" if body["status"] == "ok" else (
+            "retryable" if body.get("retryable") or cmd["kind"] == "compensation" else "failed")
         args = [cmd["kind"], ret, state, json.dumps(body, separators=(",", ":"))]
         if state == "ok" and effect:
             entry = {"saga_id": cmd["saga_id"], "step": cmd["step"], "kind": cmd["kind"],

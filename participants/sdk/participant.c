@@ -396,6 +396,7 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
         snprintf(errbuf, errlen, "redis_port, redis_db, dedup_retention_s or inflight_lease_ms out of range");
         return NULL;
     }
+    sp_log_init_once(cfg->client_id ? cfg->client_id : cfg->group_id);
     saga_participant_t *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(errbuf, errlen, "out of memory");

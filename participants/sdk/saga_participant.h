@@ -158,7 +158,10 @@ json_t *saga_command_action_output(const saga_command_t *cmd);
 int saga_result_ok(saga_result_t *res, json_t *output);
 
 /* Failure that trying again will not fix (validation, business rule): the reply is
- * failed, retryable=false, and is recorded as final. error is copied; NULL: "failed". */
+ * failed, retryable=false. For an action it is recorded as final (a repeat gets the same
+ * reply, the handler is not called again). A compensation's failure is never final: the
+ * coordinator stops retrying (the saga is stuck), but an operator's retry runs the
+ * handler again. error is copied; NULL: "failed". */
 void saga_result_fail(saga_result_t *res, const char *error);
 
 /* Failure that trying again may fix (a dependency is down): the reply is failed,

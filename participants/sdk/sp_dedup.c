@@ -433,7 +433,7 @@ int sp_dedup_record(sp_dedup_t *d, const saga_command_t *cmd, const saga_result_
         argv[argc++] = res->effects[i].argv[1];
     argv[argc++] = cmd->kind == SAGA_KIND_ACTION ? "action" : "compensation";
     argv[argc++] = ret;
-    argv[argc++] = sp_result_state(res);
+    argv[argc++] = sp_result_state(res, cmd->kind);
     argv[argc++] = bodys;
     argv[argc++] = neff;
     for (int i = 0; i < neffects; i++) {

@@ -13,6 +13,7 @@
 static char sp_log_component[64] = "participant";
 static sp_log_level_t sp_log_threshold = SP_LOG_INFO;
 static int sp_log_threshold_set = 0;
+static int sp_log_component_set = 0;
 static const char *const SP_LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
 
 int sp_log_level_parse(const char *s, sp_log_level_t *out)
@@ -29,9 +30,16 @@ int sp_log_level_parse(const char *s, sp_log_level_t *out)
 void sp_log_init(const char *component)
 {
     snprintf(sp_log_component, sizeof sp_log_component, "%s", component ? component : "participant");
+    sp_log_component_set = 1;
     sp_log_level_t lv;
     if (!sp_log_threshold_set && sp_log_level_parse(getenv("SAGA_LOG_LEVEL"), &lv) == 0)
         sp_log_threshold = lv;
+}
+
+void sp_log_init_once(const char *component)
+{
+    if (!sp_log_component_set)
+        sp_log_init(component);
 }
 
 void sp_log_set_level(sp_log_level_t level)

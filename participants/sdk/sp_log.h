@@ -11,6 +11,8 @@ typedef enum { SP_LOG_DEBUG = 0, SP_LOG_INFO = 1, SP_LOG_WARN = 2, SP_LOG_ERROR 
 
 /* Sets the component name printed on every line (copied; truncated to 63 bytes). */
 void sp_log_init(const char *component);
+/* Like sp_log_init, but only when no component was set yet (the SDK's default). */
+void sp_log_init_once(const char *component);
 /* Parses "debug", "info", "warn" or "error"; returns 0, or -1 on anything else. */
 int sp_log_level_parse(const char *s, sp_log_level_t *out);
 void sp_log_set_level(sp_log_level_t level);

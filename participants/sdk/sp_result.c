@@ -171,13 +171,13 @@ json_t *sp_result_body_new(const saga_result_t *res)
     }
 }
 
-const char *sp_result_state(const saga_result_t *res)
+const char *sp_result_state(const saga_result_t *res, saga_kind_t kind)
 {
     switch (res->status) {
     case SP_RESULT_OK:
         return "ok";
     case SP_RESULT_FAILED:
-        return "failed";
+        return kind == SAGA_KIND_ACTION ? "failed" : "retryable";
     default:
         return "retryable";
     }

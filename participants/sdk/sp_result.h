@@ -36,8 +36,10 @@ void sp_result_release(saga_result_t *res);
  * "error":..., "retryable":...}. Returns a new reference, NULL when out of memory. */
 json_t *sp_result_body_new(const saga_result_t *res);
 
-/* The record state for res: "ok", "failed" or "retryable". */
-const char *sp_result_state(const saga_result_t *res);
+/* The record state for res: "ok", "failed" or "retryable". A compensation's failure is
+ * never final (a compensation must eventually succeed: an operator's `sagactl retry` sends
+ * it again and it must run again), so it is recorded "retryable" whatever the reply says. */
+const char *sp_result_state(const saga_result_t *res, saga_kind_t kind);
 
 /* A failed reply body (new reference). */
 json_t *sp_body_failed_new(const char *error, int retryable);
