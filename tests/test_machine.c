@@ -230,8 +230,9 @@ Test(machine, timed_out_step_not_compensated_when_definition_says_so)
     /* The charge step (second) declares compensate_on_timeout false. */
     const char *needle = "{\"name\": \"charge\", \"topic\": \"payment\",";
     const char *at = strstr(ORDER_DEF, needle);
-    snprintf(text, sizeof text, "%.*s%s \"compensate_on_timeout\": false,%s",
-             (int)(at - ORDER_DEF), ORDER_DEF, needle, at + strlen(needle));
+    int n = snprintf(text, sizeof text, "%.*s%s \"compensate_on_timeout\": false,%s",
+                     (int)(at - ORDER_DEF), ORDER_DEF, needle, at + strlen(needle));
+    cr_assert_lt(n, (int)sizeof text);
     setup_with(text);
     start();
     ok("reserve", 1, "reservation_id", "r");
