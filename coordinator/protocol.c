@@ -66,8 +66,23 @@ static const char *json_type_name(const json_t *v)
 static const char *const START_FIELDS[] = {"saga_id", "saga", "version", "input", NULL};
 static const char *const REPLY_FIELDS[] = {"command_id", "saga_id", "step", "kind", "attempt",
                                            "status", "output", "error", "retryable", NULL};
-static const char *const ABORT_FIELDS[] = {"saga_id", "reason", NULL};
-static const char *const RETRY_FIELDS[] = {"saga_id", NULL};
+static const char *const ABORT_FIELDS[] = {"saga_id", "reason", "expected_version", NULL};
+static const char *const RETRY_FIELDS[] = {"saga_id", "expected_version", NULL};
+
+/* The optional expected_version of an operator command. */
+static int get_expected_version(const json_t *root, input_msg_t *m, char *why, size_t n)
+{
+    const json_t *v = json_object_get(root, "expected_version");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 1) {
+        snprintf(why, n, "$.expected_version: expected an integer >= 1, got %s",
+                 json_type_name(v));
+        return -1;
+    }
+    m->expected_version = json_integer_value(v);
+    return 0;
+}
 
 static int check_fields(const json_t *root, const char *const *allowed, char *why, size_t n)
 {
@@ -249,6 +264,7 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
         out->type = type[0] == 'a' ? MSG_ABORT : MSG_SKIP;
         rc = (check_fields(root, ABORT_FIELDS, why, why_len) < 0 ||
               get_saga_id(root, true, out, why, why_len) < 0 ||
+              get_expected_version(root, out, why, why_len) < 0 ||
               get_string(root, "reason", false, PROTOCOL_MAX_REASON_LEN, &out->reason, why,
                          why_len) < 0)
                  ? -1
@@ -256,7 +272,8 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
     } else if (strcmp(type, "retry") == 0) {
         out->type = MSG_RETRY;
         rc = (check_fields(root, RETRY_FIELDS, why, why_len) < 0 ||
-              get_saga_id(root, true, out, why, why_len) < 0)
+              get_saga_id(root, true, out, why, why_len) < 0 ||
+              get_expected_version(root, out, why, why_len) < 0)
                  ? -1
                  : 0;
     } else {

@@ -39,6 +39,8 @@ typedef struct input_msg {
     const char *error;
     /* abort, skip */
     const char *reason;
+    /* abort, retry, skip: the saga version the operator saw, 0 = any */
+    int64_t expected_version;
 } input_msg_t;
 
 /* Decodes one message. key (may be NULL) is the Kafka key: when present it must equal the

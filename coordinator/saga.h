@@ -72,6 +72,7 @@ typedef struct saga {
     /* Runtime bookkeeping of the coordinator, never stored: */
     int64_t timer_due;         /* the time it is filed under in the timer heap */
     size_t timer_slot;         /* its place in the timer heap, or SAGA_NO_TIMER_SLOT */
+    bool creating;             /* its start is written in this turn, not yet confirmed */
 } saga_t;
 
 /* A new running-to-be saga (status RUNNING, nothing sent). input is borrowed and copied

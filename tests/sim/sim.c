@@ -630,13 +630,11 @@ static void engine_handle(sim_t *w, const char *text)
         machine_on_reply(s, &r, &env, &res);
         engine_apply(w, s, &res);
     } else if (m.type != MSG_ABORT && w->cfg.plant != SIM_PLANT_SKIP_REDELIVERY &&
-               json_integer_value(json_object_get(json_object_get(m.root, "meta"), "version")) !=
-                   s->version) {
+               m.expected_version != s->version) {
         /* A retry or skip is about the state the operator saw: read again after a crash it
          * must not act on a compensation that failed since (docs/simulation.md). */
         trace(w, "  %s for %s v%lld: saga at v%lld, ignored", jstr(m.root, "type"), s->id,
-              (long long)json_integer_value(
-                  json_object_get(json_object_get(m.root, "meta"), "version")),
+              (long long)m.expected_version,
               (long long)s->version);
     } else {
         if (m.type == MSG_ABORT)
@@ -1038,12 +1036,12 @@ static void operator_look(sim_t *w)
                 if (strcmp(jstr(json_array_get(steps, k), "phase"), "comp_failed") == 0)
                     operator_compensate_by_hand(w, idx, (int)k);
             json_decref(steps);
-            m = json_pack("{s:s, s:s, s:s, s:{s:I}}", "type", "skip", "saga_id", id, "reason",
-                          "undone by hand", "meta", "version", (json_int_t)r->version);
+            m = json_pack("{s:s, s:s, s:s, s:I}", "type", "skip", "saga_id", id, "reason",
+                          "undone by hand", "expected_version", (json_int_t)r->version);
             w->res->skips++;
         } else {
-            m = json_pack("{s:s, s:s, s:{s:I}}", "type", "retry", "saga_id", id, "meta",
-                          "version", (json_int_t)r->version);
+            m = json_pack("{s:s, s:s, s:I}", "type", "retry", "saga_id", id, "expected_version",
+                          (json_int_t)r->version);
             w->res->retries++;
         }
         trace(w, "operator: %s %s (%s)", skip ? "skip" : "retry", id, err);
