@@ -155,7 +155,8 @@ static int devbroker_topic_add(devbroker_opts_t *o, const char *spec, size_t len
         return -1;
     }
     devbroker_topic_t *t = &o->topics[o->topic_cnt++];
-    snprintf(t->name, sizeof t->name, "%s", name);
+    size_t name_len = strlen(name); /* <= DEVBROKER_MAX_TOPIC_NAME: checked above */
+    memcpy(t->name, name, name_len + 1);
     t->partitions = partitions;
     return 0;
 }
