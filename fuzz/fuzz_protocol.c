@@ -69,10 +69,15 @@ static void protocol_decode_once(const uint8_t *data, size_t size, const char *k
                                       (const char *)data, size);
     if (!dl)
         fuzz_fail("no dead letter for a refused message");
-    /* Valid UTF-8 stays readable text, even when cut to PROTOCOL_DEAD_LETTER_PAYLOAD_MAX. */
+    /* Valid UTF-8 (NUL bytes included) stays text: whole, or cut to at most 3 bytes less
+     * than PROTOCOL_DEAD_LETTER_PAYLOAD_MAX (back to a character boundary). */
     json_t *as_text = json_stringn((const char *)data, size);
-    if (as_text && strcmp(json_string_value(json_object_get(dl, "payload")), "(not UTF-8)") == 0)
-        fuzz_fail("a UTF-8 payload became \"(not UTF-8)\" in the dead letter");
+    const json_t *kept = json_object_get(dl, "payload");
+    if (as_text && size <= PROTOCOL_DEAD_LETTER_PAYLOAD_MAX && !json_equal(kept, as_text))
+        fuzz_fail("a UTF-8 payload was not copied whole into the dead letter");
+    if (as_text && size > PROTOCOL_DEAD_LETTER_PAYLOAD_MAX &&
+        json_string_length(kept) + 4 <= PROTOCOL_DEAD_LETTER_PAYLOAD_MAX)
+        fuzz_fail("a UTF-8 payload was cut short in the dead letter");
     json_decref(as_text);
     char *text = json_dumps(dl, JSON_COMPACT);
     if (!text)
