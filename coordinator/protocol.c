@@ -2,6 +2,7 @@
 #include "protocol.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool protocol_valid_saga_id(const char *id)
@@ -316,15 +317,33 @@ static size_t utf8_cut(const char *s, size_t len, size_t max)
     return keep;
 }
 
+/* The reason as a JSON string (new reference). It may quote the message's own bytes
+ * (jansson's "near '...'", a value cut by "%.40s"), which need not be UTF-8: then each
+ * non-ASCII byte becomes '?', rather than losing the whole dead letter. */
+static json_t *reason_string(const char *reason)
+{
+    json_t *s = json_string(reason);
+    char *copy = s ? NULL : strdup(reason);
+    if (!copy)
+        return s;
+    for (char *p = copy; *p; p++) {
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    }
+    s = json_string(copy);
+    free(copy);
+    return s;
+}
+
 json_t *protocol_dead_letter(const char *reason, const char *topic, int32_t partition,
                              int64_t offset, const char *key, size_t key_len,
                              const char *payload, size_t len)
 {
     size_t keep = utf8_cut(payload, len, PROTOCOL_DEAD_LETTER_PAYLOAD_MAX);
     size_t key_keep = key ? utf8_cut(key, key_len, PROTOCOL_DEAD_LETTER_KEY_MAX) : 0;
-    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:i, s:I}}", "type", "dead_letter", "reason", reason,
-                          "source", "topic", topic, "partition", (int)partition, "offset",
-                          (json_int_t)offset);
+    json_t *o = json_pack("{s:s, s:o, s:{s:s, s:i, s:I}}", "type", "dead_letter", "reason",
+                          reason_string(reason), "source", "topic", topic, "partition",
+                          (int)partition, "offset", (json_int_t)offset);
     if (!o)
         return NULL;
     /* The payload may be any bytes: keep it as a string only when it is valid UTF-8. */

@@ -226,6 +226,23 @@ Test(limits, dead_letter_payload_and_key)
     free(key);
 }
 
+/* A reason quoting bytes of the message that are not UTF-8 (jansson's "near '...'")
+ * still gives a dead letter, with those bytes as '?'. */
+Test(limits, dead_letter_reason_not_utf8)
+{
+    const char msg[] = "{\"typ\\ud8\xc6\x9b\"}";
+    char why[WHY_LEN];
+    input_msg_t m;
+    cr_assert_eq(protocol_decode_input(msg, strlen(msg), NULL, 0, PROTOCOL_MAX_MESSAGE_BYTES,
+                                       &m, why, sizeof why), -1);
+    json_t *dl = protocol_dead_letter(why, "saga.input", 0, 1, NULL, 0, msg, strlen(msg));
+    cr_assert(dl, "no dead letter for: %s", why);
+    const char *reason = json_string_value(json_object_get(dl, "reason"));
+    cr_expect(strstr(reason, "invalid JSON at line 1"), "%s", reason);
+    cr_expect(strchr(reason, '?'), "%s", reason);
+    json_decref(dl);
+}
+
 /* ---------- definitions (definition.c) ---------- */
 
 /* Loads text; returns the definition or NULL with the first error formatted in first. */
