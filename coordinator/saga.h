@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define SAGA_ID_MAX_LEN 128
+/* The largest attempt counter a saga may hold: the machine computes attempt + 1. */
+#define SAGA_MAX_ATTEMPT (INT32_MAX - 1)
 #define SAGA_NO_TIMER_SLOT ((size_t)-1)
 
 typedef enum {
