@@ -225,9 +225,18 @@ static void marker_sync(void)
     json_decref(r);
 }
 
+/* r as text, for assertion messages (a static buffer: nothing to free). */
+static const char *reply_text(const json_t *r)
+{
+    static char buf[4096];
+    size_t n = json_dumpb(r, buf, sizeof buf - 1, JSON_COMPACT);
+    buf[n < sizeof buf ? n : 0] = '\0';
+    return buf;
+}
+
 static void reply_assert_ok(json_t *r, const char *command_id, int attempt)
 {
-    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "ok", "reply %s", json_dumps(r, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "ok", "reply %s", reply_text(r));
     cr_assert_str_eq(json_string_value(json_object_get(r, "command_id")), command_id);
     cr_assert_eq(json_integer_value(json_object_get(r, "attempt")), attempt);
     cr_assert(json_is_object(json_object_get(r, "output")));
@@ -235,7 +244,7 @@ static void reply_assert_ok(json_t *r, const char *command_id, int attempt)
 
 static void reply_assert_failed(json_t *r, const char *error, int retryable)
 {
-    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "failed", "reply %s", json_dumps(r, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "failed", "reply %s", reply_text(r));
     const char *e = json_string_value(json_object_get(r, "error"));
     cr_assert(e && strstr(e, error), "error \"%s\" lacks \"%s\"", e ? e : "(none)", error);
     cr_assert_eq(json_is_true(json_object_get(r, "retryable")), retryable);
