@@ -6,6 +6,7 @@
 #include "idmap.h"
 #include "log.h"
 #include "machine.h"
+#include "metrics.h"
 #include "protocol.h"
 #include "store.h"
 #include "timers.h"
@@ -78,6 +79,14 @@ struct coordinator {
     uint64_t rng;
     bool timer_fired;
     coordinator_stats_t stats;
+    /* Observability (see the section "observability" below; metrics.h): */
+    metrics_t *metrics;
+    bool joined;                  /* got an assignment from the group (maybe empty) */
+    bool redis_ok;                /* the last Redis round trip succeeded */
+    int64_t turns, last_publish_ms, last_redis_ms;
+    int32_t *lag_partition;       /* scratch for metrics_publish */
+    int64_t *lag;
+    size_t lag_cap;
 };
 
 static int64_t now_ms(void)
@@ -241,6 +250,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
         goto fail;
     p->needs_reload = false;
     p->fenced = false;
+    c->redis_ok = true;
     c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
     c->stats.last_load_ms = now_ms() - t0;
     coordinator_crash_point("after_load");
@@ -250,6 +260,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     return 0;
 fail:
     c->stats.redis_errors++;
+    c->redis_ok = false;
     log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
               store_last_error(c->store));
     part_drop_sagas(c, p);
@@ -288,6 +299,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     coordinator_t *c = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->joined = true;
         for (int i = 0; i < list->cnt; i++)
             partition_acquire(c, list->elems[i].partition);
         rd_kafka_assign(rk, list);
@@ -496,6 +508,7 @@ static void apply_result(coordinator_t *c, partition_t *p, saga_t *s, machine_re
 static void reject_start(coordinator_t *c, const input_msg_t *m, const char *id, const char *why)
 {
     c->stats.rejected++;
+    metrics_on_rejected(c->metrics, m->saga_name);
     log_msg(LOG_WARN, id, "start rejected: %s", why);
     json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms());
     if (o) {
@@ -719,6 +732,7 @@ static void finish_turn(coordinator_t *c)
             (void)store_queue_outbox_ack(c->store, p->id, c->acks[i].id);
         free(c->acks[i].id);
     }
+    bool talked = c->nacks > 0 || c->npending > 0;
     c->nacks = 0;
 
     size_t n = c->npending;
@@ -726,9 +740,14 @@ static void finish_turn(coordinator_t *c)
         log_error("out of memory finishing a turn");
         abort(); /* cannot know what to do safely; a restart recovers everything */
     }
-    if (store_flush(c->store, c->results) < 0) {
+    int flushed = store_flush(c->store, c->results);
+    if (flushed < 0) {
         c->stats.redis_errors++;
         log_error("redis pipeline failed: %s", store_last_error(c->store));
+    }
+    if (talked) {
+        c->redis_ok = flushed == 0;
+        c->last_redis_ms = now_ms();
     }
     if (c->timer_fired)
         coordinator_crash_point("after_timer_write");
@@ -746,6 +765,7 @@ static void finish_turn(coordinator_t *c)
             for (size_t k = 0; k < pd->entry_count; k++)
                 produce_entry(c, &pd->entries[k], p->id, p->epoch);
             count_outcome(c, s, pd);
+            metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->history);
             if (saga_status_is_terminal(s->status)) {
                 timers_remove(&c->timers, s);
                 if (idmap_get(p->sagas, s->id) == s) {
@@ -826,6 +846,74 @@ static void finish_turn(coordinator_t *c)
     c->timer_fired = false;
 }
 
+/* --- observability ---------------------------------------------------------------- */
+
+#define COORD_REDIS_PING_MS 1000  /* an idle loop checks Redis this often (for /readyz) */
+
+/* Lag of every owned partition: high watermark (cached by librdkafka from fetches, no
+ * round trip) minus the consumer's position (local). Fills c->lag*; returns the count. */
+static size_t compute_lag(coordinator_t *c)
+{
+    int owned = coordinator_partitions_owned(c);
+    if (owned == 0 ||
+        (grow((void **)&c->lag_partition, &c->lag_cap, (size_t)owned, sizeof *c->lag_partition) < 0))
+        return 0;
+    int64_t *l = realloc(c->lag, c->lag_cap * sizeof *l);
+    if (!l)
+        return 0;
+    c->lag = l;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(owned);
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i] && c->parts[i]->owned)
+            rd_kafka_topic_partition_list_add(list, c->cfg.input_topic, c->parts[i]->id);
+    (void)rd_kafka_position(c->consumer, list); /* per-partition errors checked below */
+    size_t n = 0;
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        partition_t *p = part_get(c, tp->partition, false);
+        int64_t lo = -1, hi = -1, pos = tp->err ? -1 : tp->offset;
+        if (pos < 0 && p)
+            pos = p->confirmed_offset;
+        (void)rd_kafka_get_watermark_offsets(c->consumer, c->cfg.input_topic, tp->partition,
+                                             &lo, &hi);
+        c->lag_partition[n] = tp->partition;
+        c->lag[n++] = hi >= 0 && pos >= 0 ? (hi > pos ? hi - pos : 0) : -1;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return n;
+}
+
+/* Ends a turn for the observers: checks Redis when the loop was idle, and publishes the
+ * metrics snapshot for the HTTP thread at most every METRICS_PUBLISH_MS. */
+static void observe_turn(coordinator_t *c)
+{
+    int64_t now = now_ms();
+    c->turns++;
+    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS) {
+        c->redis_ok = store_ping(c->store) == 0;
+        c->last_redis_ms = now;
+    }
+    if (now - c->last_publish_ms < METRICS_PUBLISH_MS)
+        return;
+    c->last_publish_ms = now;
+    metrics_engine_t e = {.stats = c->stats,
+                          .partitions_owned = coordinator_partitions_owned(c),
+                          .sagas_in_memory = coordinator_sagas_in_memory(c),
+                          .joined = c->joined,
+                          .redis_ok = c->redis_ok,
+                          .turns = c->turns,
+                          .last_turn_ms = now};
+    e.lag_count = compute_lag(c);
+    e.lag_partition = c->lag_partition;
+    e.lag = c->lag;
+    metrics_publish(c->metrics, &e);
+}
+
+struct metrics *coordinator_metrics(coordinator_t *c)
+{
+    return c->metrics;
+}
+
 /* Reloads the partitions whose state is in doubt, when their retry time came. */
 static void reload_partitions(coordinator_t *c, int64_t now)
 {
@@ -877,6 +965,7 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     for (ssize_t i = 0; i < n; i++)
         rd_kafka_message_destroy(c->batch[i]);
     rd_kafka_poll(c->producer, 0);
+    observe_turn(c);
     return 0;
 }
 
@@ -959,6 +1048,12 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         goto err;
+    c->redis_ok = true;
+    c->metrics = metrics_new(defs);
+    if (!c->metrics) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
     for (size_t i = 0; i < defn_set_count(defs); i++) {
         if (store_put_definition(c->store, defn_set_at(defs, i)) < 0) {
             snprintf(err, errlen, "cannot record definitions in Redis: %s",
@@ -1051,6 +1146,9 @@ void coordinator_free(coordinator_t *c)
     free(c->batch);
     timers_release(&c->timers);
     store_free(c->store);
+    metrics_free(c->metrics);
+    free(c->lag_partition);
+    free(c->lag);
     free(c);
 }
 

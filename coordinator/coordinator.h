@@ -56,6 +56,10 @@ const coordinator_stats_t *coordinator_stats(const coordinator_t *c);
 int coordinator_partitions_owned(const coordinator_t *c);
 size_t coordinator_sagas_in_memory(const coordinator_t *c);
 
+/* The engine's metrics (metrics.h): the loop publishes a snapshot of them at most every
+ * METRICS_PUBLISH_MS, which any thread may read (the HTTP server does). Borrowed. */
+struct metrics *coordinator_metrics(coordinator_t *c);
+
 /* Crash points for tests: when the environment variable SAGA_CRASH_AT names point, the
  * process kills itself with SIGKILL there (after SAGA_CRASH_AFTER passes, default 1). */
 void coordinator_crash_point(const char *point);
