@@ -21,6 +21,9 @@
 
 #define COORD_RELOAD_RETRY_MS 500   /* between attempts to reload a partition */
 #define COORD_FLUSH_TIMEOUT_MS 10000 /* producer flush at shutdown */
+#define COORD_CATCHUP_MAX_MS 30000   /* longest a loaded partition's timers wait for catch-up */
+#define COORD_CATCHUP_RECHECK_MS 20  /* how often a deferred timer looks again */
+#define COORD_QUERY_TIMEOUT_MS 5000  /* watermark and committed-offset queries */
 
 typedef struct partition {
     int32_t id;
@@ -34,6 +37,11 @@ typedef struct partition {
     int64_t turn_next_offset;  /* offset after the last one taken this turn */
     int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
     int64_t reload_at;
+    /* After a load, timers wait until the input read before the load is processed: a
+     * reply that arrived while no one owned the partition must win over its timeout. */
+    int64_t catchup_offset;    /* offset to reach (the end at load time), -1 = caught up */
+    int64_t catchup_deadline;  /* stop waiting then, whatever the offset */
+    int64_t loaded_at;
 } partition_t;
 
 /* A transition waiting for the turn's Redis pipeline. */
@@ -112,15 +120,33 @@ static int grow(void **items, size_t *cap, size_t need, size_t sz)
     return 0;
 }
 
+/* Counts hits of a named point for the SAGA_CRASH_AT / SAGA_FREEZE_AT test hooks: true
+ * when this hit is the one to act on. */
+static bool test_point_hit(const char *var, const char *after_var, const char *point,
+                           long *hits)
+{
+    const char *at = getenv(var);
+    if (!at || strcmp(at, point) != 0)
+        return false;
+    const char *after = getenv(after_var);
+    long n = after ? strtol(after, NULL, 10) : 1;
+    return ++*hits == n;
+}
+
+void coordinator_freeze_point(const char *point)
+{
+    static long hits = 0;
+    if (test_point_hit("SAGA_FREEZE_AT", "SAGA_FREEZE_AFTER", point, &hits)) {
+        log_warn("freeze point %s reached: stopping myself (SAGA_FREEZE_AT)", point);
+        raise(SIGSTOP);
+        log_warn("resumed after freeze point %s", point);
+    }
+}
+
 void coordinator_crash_point(const char *point)
 {
     static long hits = 0;
-    const char *at = getenv("SAGA_CRASH_AT");
-    if (!at || strcmp(at, point) != 0)
-        return;
-    const char *after = getenv("SAGA_CRASH_AFTER");
-    long n = after ? strtol(after, NULL, 10) : 1;
-    if (++hits >= n) {
+    if (test_point_hit("SAGA_CRASH_AT", "SAGA_CRASH_AFTER", point, &hits)) {
         log_warn("crash point %s reached: killing myself (SAGA_CRASH_AT)", point);
         raise(SIGKILL);
     }
@@ -226,11 +252,74 @@ static void on_loaded_saga(const json_t *fields, void *opaque)
 static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
                           int64_t epoch);
 
+/* Parses a command id "saga/step/kind/attempt" (none of the parts holds a '/'). Returns
+ * 0, or -1 for other outbox ids (outcomes). */
+static int parse_command_id(const char *id, char *saga, size_t saga_len, char *step,
+                            size_t step_len, command_kind_t *kind, int *attempt)
+{
+    const char *a = strchr(id, '/');
+    const char *b = a ? strchr(a + 1, '/') : NULL;
+    const char *k = b ? strchr(b + 1, '/') : NULL;
+    if (!k || strchr(k + 1, '/') || (size_t)(a - id) >= saga_len ||
+        (size_t)(b - a - 1) >= step_len)
+        return -1;
+    if (strncmp(b + 1, "action/", 7) == 0)
+        *kind = CMD_ACTION;
+    else if (strncmp(b + 1, "compensation/", 13) == 0)
+        *kind = CMD_COMPENSATION;
+    else
+        return -1;
+    snprintf(saga, saga_len, "%.*s", (int)(a - id), id);
+    snprintf(step, step_len, "%.*s", (int)(b - a - 1), a + 1);
+    *attempt = atoi(k + 1);
+    return 0;
+}
+
 static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
 {
     load_ctx_t *lc = opaque;
     produce_entry(lc->c, e, lc->p->id, lc->p->epoch);
     lc->c->stats.outbox_resent++;
+    /* The command goes out only now: its timeout starts now. */
+    char saga_id[SAGA_ID_MAX_LEN + 1], step[DEFN_MAX_NAME_LEN + 1];
+    command_kind_t kind;
+    int attempt;
+    if (parse_command_id(e->id, saga_id, sizeof saga_id, step, sizeof step, &kind, &attempt) < 0)
+        return;
+    saga_t *s = idmap_get(lc->p->sagas, saga_id);
+    if (s && machine_command_resent(s, definition_step_index(s->def, step), kind, attempt,
+                                    now_ms()))
+        (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
+}
+
+/* Finds where p's input ends and where this group's committed offset is: when something
+ * is left to read, timers wait for it (see partition_t.catchup_offset). */
+static void start_catchup(coordinator_t *c, partition_t *p)
+{
+    p->catchup_offset = -1;
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        c->consumer, c->cfg.input_topic, p->id, &low, &high, COORD_QUERY_TIMEOUT_MS);
+    if (err) {
+        log_warn("partition %d: no watermarks (%s): timers do not wait for catch-up",
+                 (int)p->id, rd_kafka_err2str(err));
+        return;
+    }
+    int64_t from = p->confirmed_offset;
+    if (from < 0) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, c->cfg.input_topic,
+                                                                           p->id);
+        if (!rd_kafka_committed(c->consumer, l, COORD_QUERY_TIMEOUT_MS) && !tp->err)
+            from = tp->offset >= 0 ? tp->offset : low;
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (from >= 0 && from < high) {
+        p->catchup_offset = high;
+        p->catchup_deadline = now_ms() + COORD_CATCHUP_MAX_MS;
+        log_info("partition %d: %lld input messages to catch up on before timers fire",
+                 (int)p->id, (long long)(high - from));
+    }
 }
 
 /* Loads p's active sagas and re-sends its outbox. Takes a new epoch first when
@@ -250,6 +339,8 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
         goto fail;
     p->needs_reload = false;
     p->fenced = false;
+    p->loaded_at = now_ms();
+    start_catchup(c, p);
     c->redis_ok = true;
     c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
     c->stats.last_load_ms = now_ms() - t0;
@@ -279,6 +370,7 @@ static void partition_acquire(coordinator_t *c, int32_t id)
     p->paused = false;
     p->confirmed_offset = -1;
     p->turn_first_offset = -1;
+    p->catchup_offset = -1;
     c->stats.partitions_assigned++;
     (void)partition_load(c, p, true);
 }
@@ -639,6 +731,11 @@ static void handle_message(coordinator_t *c, const rd_kafka_message_t *km, int64
     if (p->turn_first_offset < 0)
         p->turn_first_offset = km->offset;
     p->turn_next_offset = km->offset + 1;
+    if (p->catchup_offset >= 0 && km->offset + 1 >= p->catchup_offset) {
+        log_info("partition %d: caught up %lld ms after the load", (int)p->id,
+                 (long long)(now - p->loaded_at));
+        p->catchup_offset = -1;
+    }
 
     input_msg_t m;
     char why[512];
@@ -668,6 +765,10 @@ static void run_timers(coordinator_t *c, int64_t now)
     for (size_t i = 0; i < n; i++) {
         s = due[i];
         partition_t *p = part_get(c, s->partition, false);
+        if (p->catchup_offset >= 0 && now < p->catchup_deadline) {
+            (void)timers_set(&c->timers, s, now + COORD_CATCHUP_RECHECK_MS);
+            continue;
+        }
         machine_env_t env = env_now(c, now);
         machine_result_t res;
         machine_result_init(&res);
@@ -740,6 +841,8 @@ static void finish_turn(coordinator_t *c)
         log_error("out of memory finishing a turn");
         abort(); /* cannot know what to do safely; a restart recovers everything */
     }
+    if (n)
+        coordinator_freeze_point("before_redis_write");
     int flushed = store_flush(c->store, c->results);
     if (flushed < 0) {
         c->stats.redis_errors++;
@@ -1090,8 +1193,28 @@ err:
     return NULL;
 }
 
+/* Records the input topic's partition count in saga:meta, so readers know which {pN}
+ * to look in. */
+static void record_partition_count(coordinator_t *c)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->producer, c->cfg.input_topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
+    if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
+            log_warn("cannot record saga:meta: %s", store_last_error(c->store));
+    } else {
+        log_warn("no metadata for %s (%s): saga:meta not recorded", c->cfg.input_topic,
+                 rd_kafka_err2str(err ? err : md->topics[0].err));
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+}
+
 int coordinator_start(coordinator_t *c)
 {
+    record_partition_count(c);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, c->cfg.input_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(c->consumer, topics);

@@ -61,7 +61,13 @@ size_t coordinator_sagas_in_memory(const coordinator_t *c);
 struct metrics *coordinator_metrics(coordinator_t *c);
 
 /* Crash points for tests: when the environment variable SAGA_CRASH_AT names point, the
- * process kills itself with SIGKILL there (after SAGA_CRASH_AFTER passes, default 1). */
+ * process kills itself with SIGKILL there (on hit SAGA_CRASH_AFTER, default 1). Points:
+ * after_load, after_redis_write, after_timer_write, after_produce. */
 void coordinator_crash_point(const char *point);
+
+/* Freeze points for tests: when SAGA_FREEZE_AT names point, the process stops itself with
+ * SIGSTOP there (on hit SAGA_FREEZE_AFTER, default 1), as a stalled zombie would; the
+ * test resumes it with SIGCONT. Points: before_redis_write. */
+void coordinator_freeze_point(const char *point);
 
 #endif

@@ -607,6 +607,27 @@ void machine_skip(saga_t *s, const char *reason, const machine_env_t *env,
     advance_compensation(s, env, out);
 }
 
+bool machine_command_resent(saga_t *s, int step, command_kind_t kind, int attempt,
+                            int64_t now_ms)
+{
+    if (step < 0 || step >= s->step_count)
+        return false;
+    step_state_t *st = &s->steps[step];
+    const defn_step_t *d = &s->def->steps[step];
+    int64_t timeout;
+    if (kind == CMD_ACTION && st->phase == STEP_RUNNING && st->attempt == attempt)
+        timeout = d->action.timeout_ms;
+    else if (kind == CMD_COMPENSATION && st->phase == STEP_COMPENSATING &&
+             st->comp_attempt == attempt)
+        timeout = d->compensation.timeout_ms;
+    else
+        return false;
+    if (st->timer_at >= now_ms + timeout)
+        return false;
+    st->timer_at = now_ms + timeout;
+    return true;
+}
+
 int64_t machine_next_timer(const saga_t *s)
 {
     int64_t next = 0;

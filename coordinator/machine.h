@@ -93,6 +93,14 @@ void machine_retry(saga_t *s, const machine_env_t *env, machine_result_t *out);
 void machine_skip(saga_t *s, const char *reason, const machine_env_t *env,
                   machine_result_t *out);
 
+/* A recorded command was sent again (recovery re-sends the outbox): when the saga still
+ * waits for exactly that attempt, its timeout restarts from now, so that the time the
+ * coordinator was down does not count against the participant. Only the in-memory timer
+ * moves (nothing to write): the stored, earlier one stays a safe bound for recovery.
+ * Returns true when the timer moved. */
+bool machine_command_resent(saga_t *s, int step, command_kind_t kind, int attempt,
+                            int64_t now_ms);
+
 /* The earliest time the saga needs machine_on_timer(), or 0 for none. */
 int64_t machine_next_timer(const saga_t *s);
 

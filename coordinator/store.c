@@ -562,6 +562,10 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     argv_push_fmt(&a, "%d", st->history_cap);
 
     json_t *fields = saga_encode_fields(s);
+    /* The version written is always the one after expected, whatever s says. */
+    char version[24];
+    snprintf(version, sizeof version, "%" PRId64, t->expected_version + 1);
+    json_object_set_new(fields, "version", json_string(version));
     argv_push_fmt(&a, "%zu", json_object_size(fields));
     const char *fk;
     json_t *fv;

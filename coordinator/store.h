@@ -55,7 +55,8 @@ typedef enum {
     STORE_ERROR = 4            /* connection or server error: outcome unknown */
 } store_status_t;
 
-/* One transition to write. All pointers are borrowed until store_flush() returns. */
+/* One transition to write. All pointers are borrowed until store_flush() returns. The
+ * saga's "version" field is written as expected_version + 1. */
 typedef struct store_transition {
     int32_t partition;
     int64_t epoch;

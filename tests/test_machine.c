@@ -472,3 +472,16 @@ Test(machine, decode_refuses_a_mismatched_definition)
     cr_assert(strstr(why, "0 steps recorded"));
     json_decref(fields);
 }
+
+Test(machine, a_resent_command_restarts_its_timeout_only_while_awaited)
+{
+    start();
+    int64_t first = saga->steps[0].timer_at;
+    clock_ms += 500;
+    cr_assert(machine_command_resent(saga, 0, CMD_ACTION, 1, clock_ms));
+    cr_assert_eq(saga->steps[0].timer_at, first + 500, "the timeout counts from the re-send");
+    cr_assert_not(machine_command_resent(saga, 0, CMD_ACTION, 2, clock_ms), "not that attempt");
+    cr_assert_not(machine_command_resent(saga, 0, CMD_COMPENSATION, 1, clock_ms));
+    ok("reserve", 1, "reservation_id", "r");
+    cr_assert_not(machine_command_resent(saga, 0, CMD_ACTION, 1, clock_ms), "no longer awaited");
+}

@@ -1,0 +1,470 @@
+/* sp_dedup.c - the de-duplication store: the Redis connection, the check and record Lua
+ * scripts, and their verdicts (see sp_dedup.h). */
+#include "sp_dedup.h"
+
+#include "sp_log.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SP_REDIS_CONNECT_TIMEOUT_MS 2000
+#define SP_REDIS_COMMAND_TIMEOUT_MS 10000
+#define SP_MAX_SCRIPT_ARGS (8 + SAGA_PARTICIPANT_MAX_EFFECTS * (SAGA_PARTICIPANT_MAX_EFFECT_ARGS + 1))
+
+/* KEYS[1] the command's record, KEYS[2] its action's record (the same for an action).
+ * ARGV: kind, retention_s, lease_ms, noop body. Returns {verdict, data}.
+ * Reads everything before the first write (a script error leaves nothing half-done). */
+static const char SP_CHECK_LUA[] =
+    "local key, akey = KEYS[1], KEYS[2]\n"
+    "local kind, ret, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local function claim()\n"
+    "  redis.call('HSET', key, 'state', 'pending', 'lease_until', now + lease, 'updated_at', now)\n"
+    "  redis.call('HINCRBY', key, 'runs', 1)\n"
+    "  redis.call('EXPIRE', key, ret)\n"
+    "end\n"
+    "local s = redis.call('HMGET', key, 'state', 'reply')\n"
+    "if s[1] == 'ok' or s[1] == 'failed' then return {'resend', s[2]} end\n"
+    "if kind == 'action' then\n"
+    "  if s[1] == 'tombstone' then return {'refuse', ''} end\n"
+    "  claim()\n"
+    "  return {'run', ''}\n"
+    "end\n"
+    "local a = redis.call('HMGET', akey, 'state', 'reply', 'lease_until')\n"
+    "if a[1] == 'ok' then claim() return {'run', a[2]} end\n"
+    "if a[1] == 'pending' and tonumber(a[3] or '0') > now then return {'busy', ''} end\n"
+    "local why\n"
+    "if a[1] == 'failed' then\n"
+    "  why = 'action failed: nothing to undo'\n"
+    "else\n"
+    "  if a[1] == 'retryable' then why = 'action failed retryably, never applied: nothing to undo'\n"
+    "  elseif a[1] == 'tombstone' then why = 'action already tombstoned: nothing to undo'\n"
+    "  else why = 'action never applied: nothing to undo, action tombstoned' end\n"
+    "  redis.call('HSET', akey, 'state', 'tombstone', 'updated_at', now)\n"
+    "  redis.call('HDEL', akey, 'lease_until', 'reply')\n"
+    "  redis.call('EXPIRE', akey, ret)\n"
+    "end\n"
+    "redis.call('HSET', key, 'state', 'ok', 'reply', ARGV[4], 'updated_at', now, 'noop', why)\n"
+    "redis.call('HDEL', key, 'lease_until')\n"
+    "redis.call('EXPIRE', key, ret)\n"
+    "return {'noop', why}\n";
+
+/* KEYS[1] the record, KEYS[2] the action's record, KEYS[2+i] the key of effect i.
+ * ARGV: kind, retention_s, state (ok|failed|retryable), reply body, effect count, then
+ * per effect: its argument count after the key, the command, the arguments.
+ * Re-checks the record (another run may have won, or a compensation may have tombstoned
+ * the action meanwhile), checks every effect against the data before the first write,
+ * then applies the effects and writes the record. Returns {verdict, body}. */
+static const char SP_RECORD_LUA[] =
+    "local key, kind, ret, state, reply = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local s = redis.call('HMGET', key, 'state', 'reply')\n"
+    "if s[1] == 'ok' or s[1] == 'failed' then return {'resend', s[2]} end\n"
+    "if kind == 'action' and s[1] == 'tombstone' then return {'refuse', ''} end\n"
+    "local function put(st, body)\n"
+    "  redis.call('HSET', key, 'state', st, 'reply', body, 'updated_at', now)\n"
+    "  redis.call('HDEL', key, 'lease_until')\n"
+    "  redis.call('EXPIRE', key, ret)\n"
+    "  return {'recorded', body}\n"
+    "end\n"
+    "if state ~= 'ok' then return put(state, reply) end\n"
+    "local effects, i = {}, 6\n"
+    "for e = 1, tonumber(ARGV[5]) do\n"
+    "  local n = tonumber(ARGV[i])\n"
+    "  local args = {}\n"
+    "  for j = 1, n do args[j] = ARGV[i + 1 + j] end\n"
+    "  effects[e] = {cmd = ARGV[i + 1], key = KEYS[2 + e], args = args}\n"
+    "  i = i + 2 + n\n"
+    "end\n"
+    "local want = {SET='*', DEL='*', EXPIRE='*', INCRBY='string', HSET='hash', HDEL='hash',\n"
+    "  HINCRBY='hash', RPUSH='list', LPUSH='list', SADD='set', SREM='set', ZADD='zset', ZINCRBY='zset'}\n"
+    "local makes = {SET='string', DEL='none', INCRBY='string', HSET='hash', HINCRBY='hash',\n"
+    "  RPUSH='list', LPUSH='list', SADD='set', ZADD='zset', ZINCRBY='zset'}\n"
+    "local function isint(v) return v ~= nil and string.len(v) <= 18 and string.match(v, '^%-?%d+$') ~= nil end\n"
+    "local function isnum(v) return v ~= nil and tonumber(v) ~= nil end\n"
+    "local types, bad = {}, nil\n"
+    "for e, ef in ipairs(effects) do\n"
+    "  local ty = types[ef.key]\n"
+    "  if ty == nil then ty = redis.call('TYPE', ef.key).ok end\n"
+    "  local w, a = want[ef.cmd], ef.args\n"
+    "  if w == nil then bad = 'command ' .. tostring(ef.cmd) .. ' not allowed'\n"
+    "  elseif w ~= '*' and ty ~= 'none' and ty ~= w then bad = ef.key .. ' holds a ' .. ty .. ', ' .. ef.cmd .. ' needs a ' .. w\n"
+    "  elseif ef.cmd == 'INCRBY' and (not isint(a[1]) or (ty == 'string' and not isint(redis.call('GET', ef.key)))) then bad = ef.key .. ': INCRBY needs integers'\n"
+    "  elseif ef.cmd == 'HINCRBY' and not isint(a[2]) then bad = ef.key .. ': HINCRBY needs an integer increment'\n"
+    "  elseif ef.cmd == 'HINCRBY' and ty == 'hash' then\n"
+    "    local v = redis.call('HGET', ef.key, a[1])\n"
+    "    if v and not isint(v) then bad = ef.key .. ' ' .. a[1] .. ': not an integer' end\n"
+    "  elseif ef.cmd == 'EXPIRE' and not isint(a[1]) then bad = ef.key .. ': EXPIRE needs integer seconds'\n"
+    "  elseif ef.cmd == 'ZINCRBY' and not isnum(a[1]) then bad = ef.key .. ': ZINCRBY needs a number'\n"
+    "  elseif ef.cmd == 'ZADD' then\n"
+    "    for j = 1, #a, 2 do if not isnum(a[j]) then bad = ef.key .. ': ZADD needs numeric scores' end end\n"
+    "  end\n"
+    "  if bad then break end\n"
+    "  types[ef.key] = makes[ef.cmd] or ty\n"
+    "end\n"
+    "if bad then\n"
+    "  return put('retryable', cjson.encode({status='failed', retryable=true, error='effect rejected, nothing applied: ' .. bad}))\n"
+    "end\n"
+    "for e, ef in ipairs(effects) do\n"
+    "  local r = redis.pcall(ef.cmd, ef.key, unpack(ef.args))\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    if e == 1 then\n"
+    "      return put('retryable', cjson.encode({status='failed', retryable=true, error='effect failed, nothing applied: ' .. r.err}))\n"
+    "    end\n"
+    "    return put('failed', cjson.encode({status='failed', retryable=false, error='effect ' .. e .. ' failed after ' .. (e - 1) .. ' applied (needs an operator): ' .. r.err}))\n"
+    "  end\n"
+    "end\n"
+    "return put('ok', reply)\n";
+
+struct sp_dedup {
+    redisContext *ctx;
+    char *host;
+    int port;
+    char *user;
+    char *password;
+    int db;
+    char *prefix;
+    long retention_s;
+    long lease_ms;
+    char check_sha[41];
+    char record_sha[41];
+};
+
+static char *sp_strdup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void sp_dedup_disconnect(sp_dedup_t *d)
+{
+    if (d->ctx)
+        redisFree(d->ctx);
+    d->ctx = NULL;
+}
+
+/* Runs one command on the current connection; returns the reply (caller frees) or NULL
+ * with err filled. An I/O failure drops the connection. */
+static redisReply *sp_dedup_command(sp_dedup_t *d, int argc, const char **argv, const size_t *lens,
+                                    char *err, size_t errlen)
+{
+    redisReply *r = redisCommandArgv(d->ctx, argc, argv, lens);
+    if (!r) {
+        snprintf(err, errlen, "redis %s:%d: %s", d->host, d->port, d->ctx->errstr[0] ? d->ctx->errstr : "I/O error");
+        sp_dedup_disconnect(d);
+    }
+    return r;
+}
+
+static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41], char *err, size_t errlen)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", src};
+    redisReply *r = sp_dedup_command(d, 3, argv, NULL, err, errlen);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_STRING && r->len == 40) {
+        memcpy(sha, r->str, 41);
+        rc = 0;
+    } else {
+        snprintf(err, errlen, "redis SCRIPT LOAD: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Connects when not connected: AUTH, SELECT, SCRIPT LOAD. Returns 0 or -1 (err set). */
+static int sp_dedup_connect(sp_dedup_t *d, char *err, size_t errlen)
+{
+    if (d->ctx)
+        return 0;
+    struct timeval ct = {SP_REDIS_CONNECT_TIMEOUT_MS / 1000, (SP_REDIS_CONNECT_TIMEOUT_MS % 1000) * 1000};
+    struct timeval rt = {SP_REDIS_COMMAND_TIMEOUT_MS / 1000, (SP_REDIS_COMMAND_TIMEOUT_MS % 1000) * 1000};
+    d->ctx = redisConnectWithTimeout(d->host, d->port, ct);
+    if (!d->ctx) {
+        snprintf(err, errlen, "redis %s:%d: out of memory", d->host, d->port);
+        return -1;
+    }
+    if (d->ctx->err) {
+        snprintf(err, errlen, "redis %s:%d: %s", d->host, d->port, d->ctx->errstr);
+        sp_dedup_disconnect(d);
+        return -1;
+    }
+    if (redisSetTimeout(d->ctx, rt) != REDIS_OK) {
+        snprintf(err, errlen, "redis %s:%d: cannot set timeout", d->host, d->port);
+        sp_dedup_disconnect(d);
+        return -1;
+    }
+    redisReply *r;
+    if (d->password) {
+        const char *argv[] = {"AUTH", d->user ? d->user : d->password, d->password};
+        r = sp_dedup_command(d, d->user ? 3 : 2, argv, NULL, err, errlen);
+        if (!r)
+            return -1;
+        int bad = r->type == REDIS_REPLY_ERROR;
+        if (bad)
+            snprintf(err, errlen, "redis AUTH: %s", r->str);
+        freeReplyObject(r);
+        if (bad) {
+            sp_dedup_disconnect(d);
+            return -1;
+        }
+    }
+    if (d->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", d->db);
+        const char *argv[] = {"SELECT", db};
+        r = sp_dedup_command(d, 2, argv, NULL, err, errlen);
+        if (!r)
+            return -1;
+        int bad = r->type == REDIS_REPLY_ERROR;
+        if (bad)
+            snprintf(err, errlen, "redis SELECT %d: %s", d->db, r->str);
+        freeReplyObject(r);
+        if (bad) {
+            sp_dedup_disconnect(d);
+            return -1;
+        }
+    }
+    if (sp_dedup_load_script(d, SP_CHECK_LUA, d->check_sha, err, errlen) != 0 ||
+        sp_dedup_load_script(d, SP_RECORD_LUA, d->record_sha, err, errlen) != 0) {
+        sp_dedup_disconnect(d);
+        return -1;
+    }
+    return 0;
+}
+
+sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
+{
+    sp_dedup_t *d = calloc(1, sizeof *d);
+    if (!d)
+        goto oom;
+    d->host = strdup(cfg->host);
+    d->port = cfg->port;
+    d->user = sp_strdup_or_null(cfg->user);
+    d->password = sp_strdup_or_null(cfg->password);
+    d->db = cfg->db;
+    d->prefix = strdup(cfg->prefix);
+    d->retention_s = cfg->retention_s;
+    d->lease_ms = cfg->lease_ms;
+    if (!d->host || !d->prefix || (cfg->user && !d->user) || (cfg->password && !d->password))
+        goto oom;
+    if (sp_dedup_connect(d, err, errlen) != 0)
+        goto err;
+    return d;
+oom:
+    snprintf(err, errlen, "out of memory");
+err:
+    sp_dedup_free(d);
+    return NULL;
+}
+
+void sp_dedup_free(sp_dedup_t *d)
+{
+    if (!d)
+        return;
+    sp_dedup_disconnect(d);
+    free(d->host);
+    free(d->user);
+    free(d->password);
+    free(d->prefix);
+    free(d);
+}
+
+static char *sp_dedup_key(const sp_dedup_t *d, const char *k)
+{
+    size_t n = strlen(d->prefix) + strlen(k) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s", d->prefix, k);
+    return s;
+}
+
+/* EVALSHA with the given arguments (argv[0..1] are filled here), re-loading the scripts
+ * once on NOSCRIPT (a Redis restart or SCRIPT FLUSH). Returns the reply, or NULL with
+ * *rc = -1 (unreachable) or -2 (error reply, logged). */
+static redisReply *sp_dedup_eval(sp_dedup_t *d, int which_record, int argc, const char **argv,
+                                 size_t *lens, int *rc)
+{
+    char err[256];
+    for (int tries = 0; tries < 2; tries++) {
+        if (sp_dedup_connect(d, err, sizeof err) != 0) {
+            sp_log(SP_LOG_WARN, NULL, "%s", err);
+            *rc = -1;
+            return NULL;
+        }
+        argv[0] = "EVALSHA";
+        argv[1] = which_record ? d->record_sha : d->check_sha;
+        lens[0] = 7;
+        lens[1] = 40;
+        redisReply *r = sp_dedup_command(d, argc, argv, lens, err, sizeof err);
+        if (!r) {
+            sp_log(SP_LOG_WARN, NULL, "%s", err);
+            *rc = -1;
+            return NULL;
+        }
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r);
+            sp_dedup_disconnect(d); /* reconnecting loads the scripts again */
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            sp_log(SP_LOG_ERROR, NULL, "redis %s script: %s", which_record ? "record" : "check", r->str);
+            freeReplyObject(r);
+            *rc = -2;
+            return NULL;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING) {
+            sp_log(SP_LOG_ERROR, NULL, "redis %s script: unexpected reply shape", which_record ? "record" : "check");
+            freeReplyObject(r);
+            *rc = -2;
+            return NULL;
+        }
+        *rc = 0;
+        return r;
+    }
+    sp_log(SP_LOG_ERROR, NULL, "redis: NOSCRIPT after reloading the scripts");
+    *rc = -2;
+    return NULL;
+}
+
+/* Decodes a recorded body; NULL (logged) when it is not a JSON object. */
+static json_t *sp_body_decode(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING || r->len == 0)
+        return NULL;
+    json_t *b = json_loadb(r->str, r->len, 0, NULL);
+    if (!json_is_object(b)) {
+        json_decref(b);
+        sp_log(SP_LOG_ERROR, NULL, "redis: a recorded reply is not a JSON object");
+        return NULL;
+    }
+    return b;
+}
+
+int sp_dedup_check(sp_dedup_t *d, const saga_command_t *cmd, sp_check_t *out)
+{
+    memset(out, 0, sizeof *out);
+    char *key = sp_dedup_key(d, cmd->key);
+    char *akey = sp_dedup_key(d, cmd->action_key);
+    char ret[32], lease[32];
+    snprintf(ret, sizeof ret, "%ld", d->retention_s);
+    snprintf(lease, sizeof lease, "%ld", d->lease_ms);
+    int rc = -2;
+    if (!key || !akey) {
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "out of memory");
+        goto done;
+    }
+    const char *argv[] = {NULL, NULL, "2", key, akey,
+                          cmd->kind == SAGA_KIND_ACTION ? "action" : "compensation", ret, lease, SP_NOOP_BODY};
+    size_t lens[9];
+    for (int i = 2; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = sp_dedup_eval(d, 0, 9, argv, lens, &rc);
+    if (!r)
+        goto done;
+    const char *v = r->element[0]->str;
+    if (strcmp(v, "resend") == 0) {
+        out->verdict = SP_CHECK_RESEND;
+        out->body = sp_body_decode(r->element[1]);
+        if (!out->body)
+            rc = -2;
+    } else if (strcmp(v, "refuse") == 0) {
+        out->verdict = SP_CHECK_REFUSE;
+    } else if (strcmp(v, "busy") == 0) {
+        out->verdict = SP_CHECK_BUSY;
+    } else if (strcmp(v, "noop") == 0) {
+        out->verdict = SP_CHECK_NOOP;
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            snprintf(out->why, sizeof out->why, "%s", r->element[1]->str);
+    } else if (strcmp(v, "run") == 0) {
+        out->verdict = SP_CHECK_RUN;
+        if (cmd->kind == SAGA_KIND_COMPENSATION) {
+            out->body = sp_body_decode(r->element[1]);
+            if (!out->body)
+                rc = -2;
+        }
+    } else {
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "redis check script: unknown verdict %s", v);
+        rc = -2;
+    }
+    freeReplyObject(r);
+done:
+    free(key);
+    free(akey);
+    if (rc != 0) {
+        json_decref(out->body);
+        out->body = NULL;
+    }
+    return rc;
+}
+
+int sp_dedup_record(sp_dedup_t *d, const saga_command_t *cmd, const saga_result_t *res,
+                    const json_t *body, sp_record_t *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = -2;
+    const char *argv[SP_MAX_SCRIPT_ARGS];
+    size_t lens[SP_MAX_SCRIPT_ARGS];
+    char nargs[SAGA_PARTICIPANT_MAX_EFFECTS][16];
+    char ret[32], neff[16];
+    char *key = sp_dedup_key(d, cmd->key);
+    char *akey = sp_dedup_key(d, cmd->action_key);
+    char *bodys = json_dumps(body, JSON_COMPACT);
+    if (!key || !akey || !bodys) {
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "out of memory");
+        goto done;
+    }
+    int neffects = res->status == SP_RESULT_OK ? res->neffects : 0;
+    snprintf(ret, sizeof ret, "%ld", d->retention_s);
+    snprintf(neff, sizeof neff, "%d", neffects);
+    char nkeys[16];
+    snprintf(nkeys, sizeof nkeys, "%d", 2 + neffects);
+    int argc = 0;
+    argv[argc++] = NULL;
+    argv[argc++] = NULL;
+    argv[argc++] = nkeys;
+    argv[argc++] = key;
+    argv[argc++] = akey;
+    for (int i = 0; i < neffects; i++)
+        argv[argc++] = res->effects[i].argv[1];
+    argv[argc++] = cmd->kind == SAGA_KIND_ACTION ? "action" : "compensation";
+    argv[argc++] = ret;
+    argv[argc++] = sp_result_state(res, cmd->kind);
+    argv[argc++] = bodys;
+    argv[argc++] = neff;
+    for (int i = 0; i < neffects; i++) {
+        const sp_effect_t *e = &res->effects[i];
+        snprintf(nargs[i], sizeof nargs[i], "%d", e->argc - 2);
+        argv[argc++] = nargs[i];
+        argv[argc++] = e->argv[0];
+        for (int j = 2; j < e->argc; j++)
+            argv[argc++] = e->argv[j];
+    }
+    for (int i = 2; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = sp_dedup_eval(d, 1, argc, argv, lens, &rc);
+    if (!r)
+        goto done;
+    const char *v = r->element[0]->str;
+    if (strcmp(v, "recorded") == 0 || strcmp(v, "resend") == 0) {
+        out->verdict = strcmp(v, "resend") == 0 ? SP_RECORD_RESEND : SP_RECORD_RECORDED;
+        out->body = sp_body_decode(r->element[1]);
+        if (!out->body)
+            rc = -2;
+    } else if (strcmp(v, "refuse") == 0) {
+        out->verdict = SP_RECORD_REFUSE;
+    } else {
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "redis record script: unknown verdict %s", v);
+        rc = -2;
+    }
+    freeReplyObject(r);
+done:
+    free(key);
+    free(akey);
+    free(bodys);
+    return rc;
+}

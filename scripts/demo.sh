@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, builds, then starts the embedded Kafka broker,
+# redis-server, one coordinator and the example services (inventory, payment, shipping)
+# on free loopback ports; runs a batch of order sagas of which some complete, some fail
+# at each step and compensate and one times out; prints what Redis says about each saga
+# and the services' ledgers; stops everything it started, also on Ctrl-C or failure.
+# Usage: scripts/demo.sh [--keep]   (--keep: leave the run folder with logs behind)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+keep=0
+[[ "${1:-}" == "--keep" ]] && keep=1
+"$root/scripts/deps.sh"
+build=$("$root/scripts/build.sh" | tail -n 1)
+bin="$build/bin"
+
+run=$(mktemp -d /tmp/saga-demo-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [[ $keep == 1 ]]; then echo "logs kept in $run"; else rm -rf "$run"; fi
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then echo "demo: timed out waiting for $what" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
+
+echo "== starting redis-server, the embedded Kafka broker, the coordinator and three services"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" --appendonly yes \
+  --save "" --logfile "$run/redis.log" --daemonize no &
+pids+=($!)
+wait_for 10 "redis-server" redis-cli -p "$redis_port" ping
+
+"$bin/saga-devbroker" --brokers 1 --bootstrap-file "$run/bootstrap" \
+  --topics saga.input:4,saga.outcomes:1,saga.deadletter:1,inventory.commands:2,payment.commands:2,shipping.commands:2,accounts.commands:1,travel.commands:1 \
+  >"$run/devbroker.out" 2>"$run/devbroker.log" &
+pids+=($!)
+wait_for 10 "the broker" test -s "$run/bootstrap"
+bootstrap=$(cat "$run/bootstrap")
+
+export SAGA_BOOTSTRAP_SERVERS="$bootstrap" SAGA_REDIS_PORT="$redis_port"
+"$bin/saga-coordinator" --definitions "$root/sagas" --http_listen= >"$run/coordinator.log" 2>&1 &
+pids+=($!)
+"$bin/inventory-service" --bootstrap "$bootstrap" --redis-port "$redis_port" \
+  --fail-on sku=OUT-OF-STOCK >"$run/inventory.log" 2>&1 &
+pids+=($!)
+"$bin/payment-service" --bootstrap "$bootstrap" --redis-port "$redis_port" \
+  --fail-on amount=9999 >"$run/payment.log" 2>&1 &
+pids+=($!)
+"$bin/shipping-service" --bootstrap "$bootstrap" --redis-port "$redis_port" \
+  --fail-on address=Nowhere --delay-on "address=Slow Lane:8000" >"$run/shipping.log" 2>&1 &
+pids+=($!)
+owned() { for p in 0 1 2 3; do [[ $(redis-cli -p "$redis_port" EXISTS "saga:{p$p}:owner") == 1 ]] || return 1; done; }
+wait_for 30 "the coordinator to own the input partitions" owned
+
+echo "== starting 8 order sagas"
+sagas=(
+  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|completes"
+  "order-1002|{\"order_id\":\"1002\",\"sku\":\"MUG-7\",\"qty\":3,\"amount\":27,\"address\":\"2 High St\"}|completes"
+  "order-1003|{\"order_id\":\"1003\",\"sku\":\"PEN-2\",\"qty\":10,\"amount\":8.9,\"address\":\"3 Low Rd\"}|completes"
+  "order-1004|{\"order_id\":\"1004\",\"sku\":\"OUT-OF-STOCK\",\"qty\":1,\"amount\":5,\"address\":\"4 Elm St\"}|inventory refuses: nothing to undo"
+  "order-1005|{\"order_id\":\"1005\",\"sku\":\"LAMP-3\",\"qty\":2,\"amount\":9999,\"address\":\"5 Oak St\"}|card declined: stock released"
+  "order-1006|{\"order_id\":\"1006\",\"sku\":\"DESK-9\",\"qty\":1,\"amount\":150,\"address\":\"Nowhere\"}|no shipping: refund, release"
+  "order-1007|{\"order_id\":\"1007\",\"sku\":\"CHAIR-4\",\"qty\":4,\"amount\":80,\"address\":\"Slow Lane\"}|shipping times out: all undone"
+  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|the same start again: one saga"
+)
+for s in "${sagas[@]}"; do
+  IFS='|' read -r id input _ <<<"$s"
+  printf '%s|{"type":"start","saga_id":"%s","saga":"order-placement","input":%s}\n' "$id" "$id" "$input"
+done | kcat -P -b "$bootstrap" -t saga.input -K '|' -X partitioner=murmur2_random
+
+echo "== waiting for every saga to finish (one waits for a 5 s step timeout)"
+export REDIS_PORT=$redis_port
+python3 "$root/scripts/demo_report.py" --wait 45 "${sagas[@]}"
