@@ -418,7 +418,8 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out)
             }
         }
     }
-    qsort(rows.items, rows.n, sizeof *rows.items, row_cmp);
+    if (rows.n > 1)
+        qsort(rows.items, rows.n, sizeof *rows.items, row_cmp);
     json_t *list = json_array();
     size_t n = rows.n < (size_t)limit ? rows.n : (size_t)limit;
     for (size_t i = 0; i < n; i++) {
