@@ -496,8 +496,11 @@ static void dead_letter(coordinator_t *c, const rd_kafka_message_t *m, const cha
     c->stats.dead_letters++;
     json_t *dl = protocol_dead_letter(why, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                                       m->key, m->key_len, m->payload, m->len);
-    log_warn("input partition %d offset %lld dead-lettered: %s", (int)m->partition,
-             (long long)m->offset, why);
+    char key[SAGA_ID_MAX_LEN + 1] = "";
+    if (m->key && m->key_len <= SAGA_ID_MAX_LEN)
+        snprintf(key, sizeof key, "%.*s", (int)m->key_len, (const char *)m->key);
+    log_msg(LOG_WARN, key[0] ? key : NULL, "input partition %d offset %lld dead-lettered: %s",
+            (int)m->partition, (long long)m->offset, why);
     if (dl) {
         char *text = json_dumps(dl, JSON_COMPACT);
         if (text) {
@@ -786,6 +789,8 @@ static void run_timers(coordinator_t *c, int64_t now)
 
 /* --- finishing a turn ------------------------------------------------------------- */
 
+static void log_transition(const saga_t *s, const json_t *history); /* observability */
+
 static void doom(coordinator_t *c, saga_t *s)
 {
     if (grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
@@ -869,6 +874,7 @@ static void finish_turn(coordinator_t *c)
                 produce_entry(c, &pd->entries[k], p->id, p->epoch);
             count_outcome(c, s, pd);
             metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->history);
+            log_transition(s, pd->history);
             if (saga_status_is_terminal(s->status)) {
                 timers_remove(&c->timers, s);
                 if (idmap_get(p->sagas, s->id) == s) {
@@ -898,7 +904,8 @@ static void finish_turn(coordinator_t *c)
             break;
         default:
             if (!p->needs_reload)
-                log_error("partition %d: transition of saga %s not confirmed (%s); reloading",
+                log_msg(LOG_ERROR, s->id,
+                        "partition %d: transition of saga %s not confirmed (%s); reloading",
                           (int)p->id, s->id,
                           c->results[i] == STORE_CONFLICT ? "version conflict"
                                                           : store_last_error(c->store));
@@ -952,6 +959,33 @@ static void finish_turn(coordinator_t *c)
 /* --- observability ---------------------------------------------------------------- */
 
 #define COORD_REDIS_PING_MS 1000  /* an idle loop checks Redis this often (for /readyz) */
+
+/* One log line, with saga_id, for the moments an operator looks for: a saga started,
+ * began compensating, and how it ended (the final history entry says so). */
+static void log_transition(const saga_t *s, const json_t *history)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(history, i, e)
+    {
+        const char *ev = json_string_value(json_object_get(e, "event"));
+        if (!ev)
+            continue;
+        if (strcmp(ev, "started") == 0)
+            log_msg(LOG_DEBUG, s->id, "saga started (%s v%d, partition %d)", s->def->name,
+                    s->def->version, (int)s->partition);
+        else if (strcmp(ev, "compensation_started") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensating: %s", s->error ? s->error : "");
+        else if (strcmp(ev, "completed") == 0)
+            log_msg(LOG_INFO, s->id, "saga completed (%s v%d)", s->def->name, s->def->version);
+        else if (strcmp(ev, "compensated") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensated (%s v%d): %s", s->def->name,
+                    s->def->version, s->error ? s->error : "");
+        else if (strcmp(ev, "stuck") == 0)
+            log_msg(LOG_WARN, s->id, "saga stuck, needs an operator (sagactl retry/skip): %s",
+                    s->error ? s->error : "");
+    }
+}
 
 /* Lag of every owned partition: high watermark (cached by librdkafka from fetches, no
  * round trip) minus the consumer's position (local). Fills c->lag*; returns the count. */
