@@ -641,6 +641,8 @@ static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_messag
         return;
     }
     saga_t *s = saga_new(id, def, p->id, m->input, now);
+    if (s)
+        s->creating = true;
     if (!s || idmap_put(p->sagas, s->id, s) < 0) {
         saga_free(s);
         log_msg(LOG_ERROR, id, "out of memory starting a saga");
@@ -660,6 +662,14 @@ static void handle_reply(coordinator_t *c, partition_t *p, const rd_kafka_messag
 {
     saga_t *s = idmap_get(p->sagas, m->saga_id);
     char why[512];
+    if (s && s->creating) {
+        /* Its start is in this turn's writes and nothing was sent for it yet: the reply is
+         * about an earlier saga of that id (the start may be a duplicate of a finished one,
+         * and may turn out to change nothing). */
+        c->stats.late_replies++;
+        log_msg(LOG_DEBUG, s->id, "reply for an earlier saga of this id ignored");
+        return;
+    }
     if (!s) {
         c->stats.unknown_saga_replies++;
         snprintf(why, sizeof why,
@@ -693,6 +703,17 @@ static void handle_operator(coordinator_t *c, partition_t *p, const rd_kafka_mes
                             input_msg_t *m, int64_t now)
 {
     saga_t *s = idmap_get(p->sagas, m->saga_id);
+    if (s && s->creating)
+        s = NULL; /* nothing was sent for it yet: the command is for an earlier saga */
+    if (s && m->expected_version && m->expected_version != s->version) {
+        /* The operator acted on a state that has changed since (or the command is read
+         * again after a crash): acting now could skip a different compensation. */
+        c->stats.ignored_operator++;
+        log_msg(LOG_WARN, s->id, "%s ignored: sent for version %lld, the saga is at %lld",
+                m->type == MSG_ABORT ? "abort" : m->type == MSG_RETRY ? "retry" : "skip",
+                (long long)m->expected_version, (long long)s->version);
+        return;
+    }
     if (!s) {
         char why[512];
         c->stats.ignored_operator++;
@@ -868,6 +889,7 @@ static void finish_turn(coordinator_t *c)
         saga_t *s = pd->saga;
         switch (c->results[i]) {
         case STORE_OK:
+            s->creating = false;
             c->stats.transitions++;
             c->stats.commands_sent += pd->entry_count;
             for (size_t k = 0; k < pd->entry_count; k++)

@@ -741,8 +741,13 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
     size_t n = flatten_steps(L, steps, d, &flat);
     if (!flat)
         return;
-    if (n > DEFN_MAX_STEPS)
+    if (n > DEFN_MAX_STEPS) {
+        /* Stop here: checking each of them (names pairwise, every template) is quadratic,
+         * and a 1 MiB file holds ~60000 tiny steps, seconds of work for one load. */
         lerr(L, "steps", "too many steps: %zu (at most %d)", n, DEFN_MAX_STEPS);
+        free(flat);
+        return;
+    }
     d->steps = calloc(n ? n : 1, sizeof *d->steps);
     const char **names = calloc(n ? n : 1, sizeof *names);
     int *groups = calloc(n ? n : 1, sizeof *groups);

@@ -311,6 +311,11 @@ static void advance_compensation(saga_t *s, const machine_env_t *env, machine_re
     bool any_failed = false;
     int failed_step = -1;
     for (int g = s->group; g >= 0; g--) {
+        /* A group's compensations wait until none of its actions is in flight: a sibling
+         * still running may yet succeed (and need undoing too) or time out. */
+        for (int i = 0; i < s->step_count; i++)
+            if (s->def->steps[i].group == g && s->steps[i].phase == STEP_RUNNING)
+                return;
         bool busy = false;
         for (int i = s->step_count - 1; i >= 0; i--) {
             if (s->def->steps[i].group != g)

@@ -2,6 +2,7 @@
 #include "protocol.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool protocol_valid_saga_id(const char *id)
@@ -66,8 +67,23 @@ static const char *json_type_name(const json_t *v)
 static const char *const START_FIELDS[] = {"saga_id", "saga", "version", "input", NULL};
 static const char *const REPLY_FIELDS[] = {"command_id", "saga_id", "step", "kind", "attempt",
                                            "status", "output", "error", "retryable", NULL};
-static const char *const ABORT_FIELDS[] = {"saga_id", "reason", NULL};
-static const char *const RETRY_FIELDS[] = {"saga_id", NULL};
+static const char *const ABORT_FIELDS[] = {"saga_id", "reason", "expected_version", NULL};
+static const char *const RETRY_FIELDS[] = {"saga_id", "expected_version", NULL};
+
+/* The optional expected_version of an operator command. */
+static int get_expected_version(const json_t *root, input_msg_t *m, char *why, size_t n)
+{
+    const json_t *v = json_object_get(root, "expected_version");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 1) {
+        snprintf(why, n, "$.expected_version: expected an integer >= 1, got %s",
+                 json_type_name(v));
+        return -1;
+    }
+    m->expected_version = json_integer_value(v);
+    return 0;
+}
 
 static int check_fields(const json_t *root, const char *const *allowed, char *why, size_t n)
 {
@@ -127,7 +143,10 @@ static int get_saga_id(const json_t *root, bool required, input_msg_t *m, char *
     return 0;
 }
 
-static int get_object(const json_t *root, const char *name, json_t **out, char *why, size_t n)
+/* Reads an optional object field, at most PROTOCOL_MAX_DEPTH deep and max_bytes long as
+ * compact JSON. */
+static int get_object(const json_t *root, const char *name, size_t max_bytes, json_t **out,
+                      char *why, size_t n)
 {
     json_t *v = json_object_get(root, name);
     *out = NULL;
@@ -141,6 +160,13 @@ static int get_object(const json_t *root, const char *name, json_t **out, char *
         snprintf(why, n, "$.%s: nested deeper than %d levels", name, PROTOCOL_MAX_DEPTH);
         return -1;
     }
+    /* json_dumpb() without a buffer only counts: the size Redis will store. */
+    size_t bytes = json_dumpb(v, NULL, 0, JSON_COMPACT);
+    if (bytes > max_bytes) {
+        snprintf(why, n, "$.%s: %zu bytes as compact JSON, more than %zu", name, bytes,
+                 max_bytes);
+        return -1;
+    }
     *out = v;
     return 0;
 }
@@ -149,7 +175,7 @@ static int decode_start(json_t *root, input_msg_t *m, char *why, size_t n)
 {
     if (check_fields(root, START_FIELDS, why, n) < 0 || get_saga_id(root, false, m, why, n) < 0 ||
         get_string(root, "saga", true, DEFN_MAX_NAME_LEN, &m->saga_name, why, n) < 0 ||
-        get_object(root, "input", &m->input, why, n) < 0)
+        get_object(root, "input", PROTOCOL_MAX_INPUT_BYTES, &m->input, why, n) < 0)
         return -1;
     const json_t *v = json_object_get(root, "version");
     if (v && !json_is_null(v)) {
@@ -170,12 +196,13 @@ static int decode_reply(json_t *root, input_msg_t *m, char *why, size_t n)
 {
     const char *kind, *status;
     if (check_fields(root, REPLY_FIELDS, why, n) < 0 || get_saga_id(root, true, m, why, n) < 0 ||
-        get_string(root, "command_id", false, 1024, &m->command_id, why, n) < 0 ||
+        get_string(root, "command_id", false, PROTOCOL_MAX_COMMAND_ID_LEN, &m->command_id, why,
+                   n) < 0 ||
         get_string(root, "step", true, DEFN_MAX_NAME_LEN, &m->step, why, n) < 0 ||
-        get_string(root, "kind", true, 16, &kind, why, n) < 0 ||
-        get_string(root, "status", true, 16, &status, why, n) < 0 ||
+        get_string(root, "kind", true, PROTOCOL_MAX_KEYWORD_LEN, &kind, why, n) < 0 ||
+        get_string(root, "status", true, PROTOCOL_MAX_KEYWORD_LEN, &status, why, n) < 0 ||
         get_string(root, "error", false, PROTOCOL_MAX_REASON_LEN, &m->error, why, n) < 0 ||
-        get_object(root, "output", &m->output, why, n) < 0)
+        get_object(root, "output", PROTOCOL_MAX_OUTPUT_BYTES, &m->output, why, n) < 0)
         return -1;
     if (strcmp(kind, "action") == 0)
         m->kind = CMD_ACTION;
@@ -236,7 +263,7 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
         goto err;
     }
     const char *type;
-    if (get_string(root, "type", true, 32, &type, why, why_len) < 0)
+    if (get_string(root, "type", true, PROTOCOL_MAX_KEYWORD_LEN, &type, why, why_len) < 0)
         goto err;
     int rc;
     if (strcmp(type, "start") == 0) {
@@ -249,6 +276,7 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
         out->type = type[0] == 'a' ? MSG_ABORT : MSG_SKIP;
         rc = (check_fields(root, ABORT_FIELDS, why, why_len) < 0 ||
               get_saga_id(root, true, out, why, why_len) < 0 ||
+              get_expected_version(root, out, why, why_len) < 0 ||
               get_string(root, "reason", false, PROTOCOL_MAX_REASON_LEN, &out->reason, why,
                          why_len) < 0)
                  ? -1
@@ -256,7 +284,8 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
     } else if (strcmp(type, "retry") == 0) {
         out->type = MSG_RETRY;
         rc = (check_fields(root, RETRY_FIELDS, why, why_len) < 0 ||
-              get_saga_id(root, true, out, why, why_len) < 0)
+              get_saga_id(root, true, out, why, why_len) < 0 ||
+              get_expected_version(root, out, why, why_len) < 0)
                  ? -1
                  : 0;
     } else {
@@ -292,14 +321,46 @@ void input_msg_release(input_msg_t *m)
     memset(m, 0, sizeof *m);
 }
 
+/* How many of the len bytes of s to keep within max: cut before a UTF-8 continuation
+ * byte, so that a cut valid text stays valid (else the whole payload would be lost as
+ * "(not UTF-8)"). */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (!s || len <= max)
+        return s ? len : 0;
+    size_t keep = max;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+        keep--;
+    return keep;
+}
+
+/* The reason as a JSON string (new reference). It may quote the message's own bytes
+ * (jansson's "near '...'", a value cut by "%.40s"), which need not be UTF-8: then each
+ * non-ASCII byte becomes '?', rather than losing the whole dead letter. */
+static json_t *reason_string(const char *reason)
+{
+    json_t *s = json_string(reason);
+    char *copy = s ? NULL : strdup(reason);
+    if (!copy)
+        return s;
+    for (char *p = copy; *p; p++) {
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    }
+    s = json_string(copy);
+    free(copy);
+    return s;
+}
+
 json_t *protocol_dead_letter(const char *reason, const char *topic, int32_t partition,
                              int64_t offset, const char *key, size_t key_len,
                              const char *payload, size_t len)
 {
-    size_t keep = len > PROTOCOL_DEAD_LETTER_PAYLOAD_MAX ? PROTOCOL_DEAD_LETTER_PAYLOAD_MAX : len;
-    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:i, s:I}}", "type", "dead_letter", "reason", reason,
-                          "source", "topic", topic, "partition", (int)partition, "offset",
-                          (json_int_t)offset);
+    size_t keep = utf8_cut(payload, len, PROTOCOL_DEAD_LETTER_PAYLOAD_MAX);
+    size_t key_keep = key ? utf8_cut(key, key_len, PROTOCOL_DEAD_LETTER_KEY_MAX) : 0;
+    json_t *o = json_pack("{s:s, s:o, s:{s:s, s:i, s:I}}", "type", "dead_letter", "reason",
+                          reason_string(reason), "source", "topic", topic, "partition",
+                          (int)partition, "offset", (json_int_t)offset);
     if (!o)
         return NULL;
     /* The payload may be any bytes: keep it as a string only when it is valid UTF-8. */
@@ -308,8 +369,10 @@ json_t *protocol_dead_letter(const char *reason, const char *topic, int32_t part
     if (keep < len)
         json_object_set_new(o, "truncated", json_true());
     if (key) {
-        json_t *k = json_stringn(key, key_len);
+        json_t *k = json_stringn(key, key_keep);
         json_object_set_new(o, "key", k ? k : json_string("(not UTF-8)"));
+        if (key_keep < key_len)
+            json_object_set_new(o, "key_truncated", json_true());
     }
     return o;
 }

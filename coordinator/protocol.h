@@ -17,6 +17,15 @@
 #define PROTOCOL_MAX_DEPTH 32                     /* nesting of input and output JSON */
 #define PROTOCOL_MAX_REASON_LEN 1024              /* error and reason strings */
 #define PROTOCOL_DEAD_LETTER_PAYLOAD_MAX (64 * 1024)
+#define PROTOCOL_DEAD_LETTER_KEY_MAX 1024        /* the Kafka key copied into a dead letter */
+/* A start's input and a reply's output, as compact JSON. Both are kept in the saga's
+ * Redis hash and rewritten with it on every transition, rendered into later commands and
+ * (outputs) copied into the outcome: the message limit alone would let 64 steps store
+ * 64 MiB. */
+#define PROTOCOL_MAX_INPUT_BYTES (256 * 1024)
+#define PROTOCOL_MAX_OUTPUT_BYTES (64 * 1024)
+#define PROTOCOL_MAX_COMMAND_ID_LEN (MACHINE_COMMAND_ID_MAX - 1) /* longer: not one we sent */
+#define PROTOCOL_MAX_KEYWORD_LEN 32              /* "type", "kind", "status" values */
 
 typedef enum { MSG_START, MSG_REPLY, MSG_ABORT, MSG_RETRY, MSG_SKIP } input_msg_type_t;
 
@@ -39,6 +48,8 @@ typedef struct input_msg {
     const char *error;
     /* abort, skip */
     const char *reason;
+    /* abort, retry, skip: the saga version the operator saw, 0 = any */
+    int64_t expected_version;
 } input_msg_t;
 
 /* Decodes one message. key (may be NULL) is the Kafka key: when present it must equal the

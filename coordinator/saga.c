@@ -211,9 +211,38 @@ static int get_int(const json_t *fields, const char *key, int64_t *out)
     return 0;
 }
 
-static int64_t obj_int(const json_t *o, const char *key)
+/* Reads an integer member of a step object: absent reads as 0, else it must be an integer
+ * in 0..max. The machine indexes and adds with these, so a hand-edited or corrupt hash
+ * must not hand it a negative or overflowing value. */
+static int obj_int(const json_t *o, const char *key, int64_t max, int64_t *out)
 {
-    return json_integer_value(json_object_get(o, key));
+    const json_t *v = json_object_get(o, key);
+    *out = 0;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+        return -1;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* Reads the counters and times of one step (see obj_int). */
+static int decode_step_ints(const json_t *o, step_state_t *st)
+{
+    int64_t attempt, comp_attempt, budget_from;
+    if (obj_int(o, "attempt", SAGA_MAX_ATTEMPT, &attempt) < 0 ||
+        obj_int(o, "comp_attempt", SAGA_MAX_ATTEMPT, &comp_attempt) < 0 ||
+        obj_int(o, "comp_budget_from", comp_attempt, &budget_from) < 0 ||
+        obj_int(o, "started_at", INT64_MAX, &st->started_at) < 0 ||
+        obj_int(o, "finished_at", INT64_MAX, &st->finished_at) < 0 ||
+        obj_int(o, "comp_started_at", INT64_MAX, &st->comp_started_at) < 0 ||
+        obj_int(o, "comp_finished_at", INT64_MAX, &st->comp_finished_at) < 0 ||
+        obj_int(o, "timer_at", INT64_MAX, &st->timer_at) < 0)
+        return -1;
+    st->attempt = (int)attempt;
+    st->comp_attempt = (int)comp_attempt;
+    st->comp_budget_from = (int)budget_from;
+    return 0;
 }
 
 saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *why,
@@ -227,12 +256,21 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
         snprintf(why, why_len, "missing one of the fields id, status, input, steps");
         return NULL;
     }
+    /* saga_t keeps the id in a fixed buffer: a longer one would be cut silently and the
+     * saga then written back under another key. */
+    size_t id_len = strlen(id);
+    if (id_len == 0 || id_len > SAGA_ID_MAX_LEN) {
+        snprintf(why, why_len, "saga id of %zu bytes (expected 1 to %d)", id_len,
+                 SAGA_ID_MAX_LEN);
+        return NULL;
+    }
     json_error_t jerr;
     json_t *in = json_loads(input, JSON_DECODE_ANY, &jerr);
     json_t *arr = json_loads(steps, 0, &jerr);
     saga_t *s = NULL;
-    if (!in || !json_is_array(arr)) {
-        snprintf(why, why_len, "saga %s: field input or steps is not valid JSON", id);
+    if (!json_is_object(in) || !json_is_array(arr)) {
+        snprintf(why, why_len, "saga %s: field input or steps is not a JSON object or array",
+                 id);
         goto err;
     }
     if (json_array_size(arr) != def->step_count) {
@@ -248,7 +286,7 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
         snprintf(why, why_len, "saga %s: unknown status \"%s\"", id, status);
         goto err;
     }
-    if (get_int(fields, "partition", &v) < 0)
+    if (get_int(fields, "partition", &v) < 0 || v < 0 || v > INT32_MAX)
         goto bad_int;
     s->partition = (int32_t)v;
     if (get_int(fields, "version", &s->version) < 0 ||
@@ -257,6 +295,13 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
         get_int(fields, "finished_at", &s->finished_at) < 0 ||
         get_int(fields, "deadline_at", &s->deadline_at) < 0 || get_int(fields, "group", &v) < 0)
         goto bad_int;
+    /* The machine walks groups from this one down to 0 and ends the saga past the last:
+     * out of range it would loop ~2^31 times or complete the saga unrun. */
+    if (v < 0 || v >= def->group_count) {
+        snprintf(why, why_len, "saga %s: group %" PRId64 " is not one of the %d groups of %s",
+                 id, v, def->group_count, def->name);
+        goto err;
+    }
     s->group = (int)v;
     const char *error = json_string_value(json_object_get(fields, "error"));
     if (error && *error)
@@ -270,15 +315,12 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
             snprintf(why, why_len, "saga %s: steps[%zu] does not match the definition", id, i);
             goto err;
         }
-        st->attempt = (int)obj_int(o, "attempt");
-        st->comp_attempt = (int)obj_int(o, "comp_attempt");
-        st->comp_budget_from = (int)obj_int(o, "comp_budget_from");
+        if (decode_step_ints(o, st) < 0) {
+            snprintf(why, why_len, "saga %s: steps[%zu]: a counter or time is not an integer "
+                     "in range", id, i);
+            goto err;
+        }
         st->action_timed_out = json_is_true(json_object_get(o, "action_timed_out"));
-        st->started_at = obj_int(o, "started_at");
-        st->finished_at = obj_int(o, "finished_at");
-        st->comp_started_at = obj_int(o, "comp_started_at");
-        st->comp_finished_at = obj_int(o, "comp_finished_at");
-        st->timer_at = obj_int(o, "timer_at");
         json_t *out = json_object_get(o, "output");
         if (out)
             st->output = json_incref(out);

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #define SAGA_ID_MAX_LEN 128
+/* The largest attempt counter a saga may hold: the machine computes attempt + 1. */
+#define SAGA_MAX_ATTEMPT (INT32_MAX - 1)
 #define SAGA_NO_TIMER_SLOT ((size_t)-1)
 
 typedef enum {
@@ -72,6 +74,7 @@ typedef struct saga {
     /* Runtime bookkeeping of the coordinator, never stored: */
     int64_t timer_due;         /* the time it is filed under in the timer heap */
     size_t timer_slot;         /* its place in the timer heap, or SAGA_NO_TIMER_SLOT */
+    bool creating;             /* its start is written in this turn, not yet confirmed */
 } saga_t;
 
 /* A new running-to-be saga (status RUNNING, nothing sent). input is borrowed and copied

@@ -880,8 +880,12 @@ typedef struct strbuf {
     size_t len, cap;
 } strbuf_t;
 
+/* Returns 0, -1 on out of memory, -2 past TEMPLATE_MAX_RENDER_BYTES (checked as the text
+ * grows: the final check in template_render would come after the memory was spent). */
 static int strbuf_add(strbuf_t *b, const char *s, size_t len)
 {
+    if (len > TEMPLATE_MAX_RENDER_BYTES - b->len)
+        return -2;
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + len + 1)
@@ -957,7 +961,11 @@ static json_t *render_node(const node_t *n, const template_ctx_t *ctx, char *why
             }
             if (rc < 0) {
                 free(b.data);
-                set_why(why, why_len, "out of memory");
+                if (rc == -2)
+                    set_why(why, why_len, "a text longer than %d bytes",
+                            TEMPLATE_MAX_RENDER_BYTES);
+                else
+                    set_why(why, why_len, "out of memory");
                 return NULL;
             }
         }
@@ -996,7 +1004,16 @@ json_t *template_render(const template_t *t, const template_ctx_t *ctx, char *wh
         set_why(why, why_len, "no template");
         return NULL;
     }
-    return render_node(t->root, ctx ? ctx : &empty_ctx, why, why_len);
+    json_t *out = render_node(t->root, ctx ? ctx : &empty_ctx, why, why_len);
+    /* json_dumpb() without a buffer only counts the bytes. */
+    size_t bytes = out ? json_dumpb(out, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+    if (bytes > TEMPLATE_MAX_RENDER_BYTES) {
+        json_decref(out);
+        set_why(why, why_len, "the rendered payload is %zu bytes, more than %d", bytes,
+                TEMPLATE_MAX_RENDER_BYTES);
+        return NULL;
+    }
+    return out;
 }
 
 typedef struct first_error {

@@ -20,6 +20,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The largest rendered payload, as compact JSON: a command must fit a Kafka message
+ * (1 MiB by default) with its envelope. A few references to a large input or output,
+ * interpolated into text, would otherwise build one of many megabytes. */
+#define TEMPLATE_MAX_RENDER_BYTES (512 * 1024)
+
 /* A compiled template. Immutable once compiled: one may be rendered by several threads. */
 typedef struct template template_t;
 
@@ -70,7 +75,8 @@ void template_free(template_t *t);
 
 /* Renders t. Returns a new reference (caller owns; it shares nothing with the template,
  * the input or the step outputs), or NULL with the reason in why (may be NULL), such as
- * "steps.reserve.output.reservation_id: no such value". NULL also on out of memory. */
+ * "steps.reserve.output.reservation_id: no such value", or when the result is larger
+ * than TEMPLATE_MAX_RENDER_BYTES. NULL also on out of memory. */
 json_t *template_render(const template_t *t, const template_ctx_t *ctx, char *why,
                         size_t why_len);
 

@@ -15,13 +15,14 @@ bin="$build/bin"
 
 run=$(mktemp -d /tmp/saga-demo-XXXXXX)
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+cleanup() { # newest first: the services and coordinator leave their groups while Kafka runs
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  wait 2>/dev/null || true
   if [[ $keep == 1 ]]; then echo "logs kept in $run"; else rm -rf "$run"; fi
 }
 trap cleanup EXIT INT TERM

@@ -230,8 +230,9 @@ Test(machine, timed_out_step_not_compensated_when_definition_says_so)
     /* The charge step (second) declares compensate_on_timeout false. */
     const char *needle = "{\"name\": \"charge\", \"topic\": \"payment\",";
     const char *at = strstr(ORDER_DEF, needle);
-    snprintf(text, sizeof text, "%.*s%s \"compensate_on_timeout\": false,%s",
-             (int)(at - ORDER_DEF), ORDER_DEF, needle, at + strlen(needle));
+    int n = snprintf(text, sizeof text, "%.*s%s \"compensate_on_timeout\": false,%s",
+                     (int)(at - ORDER_DEF), ORDER_DEF, needle, at + strlen(needle));
+    cr_assert_lt(n, (int)sizeof text);
     setup_with(text);
     start();
     ok("reserve", 1, "reservation_id", "r");
@@ -484,4 +485,85 @@ Test(machine, a_resent_command_restarts_its_timeout_only_while_awaited)
     cr_assert_not(machine_command_resent(saga, 0, CMD_COMPENSATION, 1, clock_ms));
     ok("reserve", 1, "reservation_id", "r");
     cr_assert_not(machine_command_resent(saga, 0, CMD_ACTION, 1, clock_ms), "no longer awaited");
+}
+
+/* A parallel group: book, then {hotel, car, insure} at once, then confirm. */
+static const char TRIP_DEF[] =
+    "{\"name\": \"trip\", \"version\": 1,"
+    " \"defaults\": {\"timeout_ms\": 1000, \"retry\": {\"max_attempts\": 1},"
+    "   \"compensation\": {\"timeout_ms\": 1000}},"
+    " \"steps\": ["
+    "  {\"name\": \"flight\", \"topic\": \"f\", \"action\": {\"command\": \"f.book\"},"
+    "   \"compensation\": {\"command\": \"f.cancel\"}},"
+    "  {\"name\": \"stay\", \"parallel\": ["
+    "    {\"name\": \"hotel\", \"topic\": \"h\", \"action\": {\"command\": \"h.book\"},"
+    "     \"compensation\": {\"command\": \"h.cancel\"}},"
+    "    {\"name\": \"car\", \"topic\": \"c\", \"action\": {\"command\": \"c.rent\"},"
+    "     \"compensation\": {\"command\": \"c.return\"}},"
+    "    {\"name\": \"insure\", \"topic\": \"i\", \"action\": {\"command\": \"i.buy\"},"
+    "     \"compensation\": {\"command\": \"i.cancel\"}}]},"
+    "  {\"name\": \"confirm\", \"topic\": \"m\", \"action\": {\"command\": \"m.send\"},"
+    "   \"compensation\": \"none\"}"
+    " ]}";
+
+/* Runs after the suite's setup (Criterion runs both): trade its saga for a trip. */
+static void setup_trip(void)
+{
+    teardown();
+    setup_with(TRIP_DEF);
+}
+
+Test(machine, parallel_group_sends_its_steps_at_once_and_goes_on_when_all_done,
+     .init = setup_trip)
+{
+    start();
+    ok("flight", 1, "id", "f-1");
+    cr_assert_eq(res.command_count, 3, "hotel, car and insure at once");
+    ok("car", 1, "id", "c-1");
+    cr_assert_eq(res.command_count, 0);
+    ok("hotel", 1, "id", "h-1");
+    cr_assert_eq(res.command_count, 0);
+    ok("insure", 1, "id", "i-1");
+    expect_one_command("confirm", CMD_ACTION, 1);
+}
+
+/* Found by the simulation (seed 15 of saga-sim, issue #9): a sibling's failure made the
+ * machine compensate the group's completed steps while another sibling was still in
+ * flight, against the rule of machine.h. The group now waits for that sibling. */
+Test(machine, parallel_group_compensates_only_when_no_sibling_is_in_flight,
+     .init = setup_trip)
+{
+    start();
+    ok("flight", 1, "id", "f-1");
+    reply("car", CMD_ACTION, 1, false, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    cr_assert_eq(res.command_count, 0, "hotel and insure are in flight");
+    ok("hotel", 1, "id", "h-1");
+    cr_assert_eq(res.command_count, 0, "insure is still in flight: hotel waits");
+    cr_assert_eq(saga->steps[1].phase, STEP_DONE);
+    ok("insure", 1, "id", "i-1");
+    cr_assert_eq(res.command_count, 2, "now hotel and insure are undone together");
+    cr_assert_eq(res.commands[0].kind, CMD_COMPENSATION);
+    cr_assert_eq(res.commands[1].kind, CMD_COMPENSATION);
+    reply("insure", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(res.command_count, 0, "flight waits for hotel's compensation");
+    reply("hotel", CMD_COMPENSATION, 1, true, false, NULL);
+    expect_one_command("flight", CMD_COMPENSATION, 1);
+    reply("flight", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+    cr_assert_eq(saga->steps[2].phase, STEP_FAILED, "car failed: nothing to undo");
+}
+
+Test(machine, parallel_group_sibling_timeout_releases_the_group,
+     .init = setup_trip)
+{
+    start();
+    ok("flight", 1, "id", "f-1");
+    ok("hotel", 1, "id", "h-1");
+    reply("car", CMD_ACTION, 1, false, false, NULL);
+    cr_assert_eq(res.command_count, 0, "insure is in flight: hotel waits");
+    tick(1000);
+    cr_assert_eq(saga->steps[3].phase, STEP_COMPENSATING, "timed-out insure is undone");
+    cr_assert_eq(saga->steps[1].phase, STEP_COMPENSATING);
+    cr_assert_eq(res.command_count, 2);
 }

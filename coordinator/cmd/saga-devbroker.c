@@ -7,13 +7,12 @@
  *
  * Measured with Debian 12's librdkafka 2.0.2 (see docs/devbroker.md for the details):
  * - Unknown topics ARE auto-created, with 4 partitions (the mock's default, not
- *   configurable in 2.0.2) and replication factor min(brokers, 3), when a client sends a
- *   Metadata request that names the topic and allows auto-creation: a producer (librdkafka,
- *   kcat -P) does, so producing to an unknown topic creates it. A librdkafka consumer does
- *   not by default (allow.auto.create.topics=false): subscribing to an unknown topic only
- *   reports UNKNOWN_TOPIC_OR_PART until someone creates it. A Metadata request for all
- *   topics creates nothing. Create the topics you rely on with --topic to get the partition
- *   count you want.
+ *   configurable in 2.0.2) and replication factor min(brokers, 3), whenever a client's
+ *   Metadata request names the topic. The mock ignores the request's AllowAutoTopicCreation
+ *   flag: a producer's first message, `kcat -L -t x`, and a consumer subscribing with the
+ *   default allow.auto.create.topics=false all create it. A Metadata request for all topics
+ *   creates nothing. Create the topics whose partition count matters with --topic; a typo
+ *   in a topic name silently makes a new 4-partition topic.
  * - Ports cannot be chosen: 2.0.2 has no API or property for the mock's listen address;
  *   every mock broker binds 127.0.0.1 on an ephemeral port picked by the kernel. So the
  *   brokers listen on loopback only (checked with `ss -ltnp`), and the address changes on
@@ -80,7 +79,7 @@ static void devbroker_usage_print(FILE *out)
             "                           removed again on a clean stop\n"
             "  --help                   this text\n"
             "\n"
-            "Unknown topics are auto-created with 4 partitions when a producer asks for them.\n"
+            "Unknown topics are auto-created with 4 partitions as soon as a client names them.\n"
             "Logs go to stderr (SAGA_LOG_LEVEL=debug|info|warn|error).\n",
             DEVBROKER_MAX_BROKERS, DEVBROKER_MAX_PARTITIONS, DEVBROKER_MAX_REPLICATION);
 }
@@ -155,7 +154,8 @@ static int devbroker_topic_add(devbroker_opts_t *o, const char *spec, size_t len
         return -1;
     }
     devbroker_topic_t *t = &o->topics[o->topic_cnt++];
-    snprintf(t->name, sizeof t->name, "%s", name);
+    size_t name_len = strlen(name); /* <= DEVBROKER_MAX_TOPIC_NAME: checked above */
+    memcpy(t->name, name, name_len + 1);
     t->partitions = partitions;
     return 0;
 }
