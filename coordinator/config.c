@@ -52,7 +52,7 @@ static const setting_t SETTINGS[] = {
     I64(session_timeout_ms, 1000, 3600000, "6000", "Kafka consumer session timeout (failover time)"),
     STR(group_instance_id, "", "static group membership: a stable id per instance (restart keeps its partitions)"),
     STR(log_level, "info", "debug, info, warn or error"),
-    STR(http_listen, "127.0.0.1:0", "address of metrics, health checks and dashboard (\"\" = off)"),
+    STR(http_listen, "127.0.0.1:8080", "HOST:PORT of metrics, health checks and dashboard (\"\" = off)"),
 };
 #define SETTING_COUNT (sizeof SETTINGS / sizeof *SETTINGS)
 

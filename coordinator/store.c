@@ -270,6 +270,13 @@ fail:
     return -1;
 }
 
+int store_ping(store_t *st)
+{
+    redisReply *r = command(st, "PING");
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
 int store_ensure_connected(store_t *st)
 {
     if (st->ctx && !st->ctx->err)

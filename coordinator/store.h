@@ -75,6 +75,8 @@ void store_free(store_t *st);
 /* Reconnects if the connection was lost. 0 when connected. */
 int store_ensure_connected(store_t *st);
 const char *store_last_error(const store_t *st);
+/* PING (reconnecting first if needed). Nothing may be queued. Returns 0 or -1. */
+int store_ping(store_t *st);
 redisContext *store_context(store_t *st);
 
 /* Key names of the layout (buf of STORE_KEY_MAX). */
