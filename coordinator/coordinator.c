@@ -318,8 +318,10 @@ int coordinator_reload(coordinator_t *c)
     if (rc == 0) {
         c->stats.reloads_ok++;
         log_info("definitions reloaded from %s: %zu in the folder, %zu new, %zu no longer "
-                 "offered (sagas running on them keep them)", c->cfg.definitions, ch.files,
-                 ch.added, ch.removed);
+                 "offered (sagas running on them keep them); reloads: %llu applied, %llu "
+                 "refused", c->cfg.definitions, ch.files, ch.added, ch.removed,
+                 (unsigned long long)c->stats.reloads_ok,
+                 (unsigned long long)c->stats.reloads_failed);
     } else {
         c->stats.reloads_failed++;
         for (size_t i = 0; i < errs.count; i++) {
@@ -328,7 +330,9 @@ int coordinator_reload(coordinator_t *c)
             log_error("reload: %s", line);
         }
         log_error("reload of %s refused: %zu error(s); nothing changed, the definitions "
-                  "loaded before stay in use", c->cfg.definitions, errs.count);
+                  "loaded before stay in use; reloads: %llu applied, %llu refused",
+                  c->cfg.definitions, errs.count, (unsigned long long)c->stats.reloads_ok,
+                  (unsigned long long)c->stats.reloads_failed);
     }
     defn_errors_release(&errs);
     return rc;
