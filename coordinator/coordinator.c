@@ -3,6 +3,7 @@
  * then Kafka produce, then offsets; a crash anywhere re-does work, never loses it. */
 #include "coordinator.h"
 
+#include "guards.h"
 #include "idmap.h"
 #include "log.h"
 #include "machine.h"
@@ -1154,6 +1155,10 @@ static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, si
                 RD_KAFKA_CONF_OK)
                 goto fail;
     }
+    if (scope == 1 && cfg->group_instance_id[0] &&
+        rd_kafka_conf_set(conf, "group.instance.id", cfg->group_instance_id, err, errlen) !=
+            RD_KAFKA_CONF_OK)
+        goto fail;
     for (size_t i = 0; i < cfg->prop_count; i++) {
         const config_prop_t *p = &cfg->props[i];
         if (p->scope != 0 && p->scope != scope)
@@ -1198,6 +1203,13 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         goto err;
+    guards_redis_report_t report;
+    if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
+        guards_check_redis(&report, cfg, err, errlen) < 0)
+        goto err;
+    store_set_wait_replicas(c->store, cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
+                                      : report.replicas > 0         ? 1
+                                                                    : 0);
     c->registry = registry_new(defs);
     if (!c->registry) {
         snprintf(err, errlen, "out of memory");
@@ -1252,6 +1264,8 @@ static void record_partition_count(coordinator_t *c)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
     if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        guards_check_input_topic(c->cfg.input_topic, md->topics[0].partition_cnt,
+                                 md->topics[0].partitions[0].replica_cnt);
         if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
             log_warn("cannot record saga:meta: %s", store_last_error(c->store));
     } else {

@@ -84,9 +84,13 @@ void store_key_index(const store_t *st, char *buf, int32_t partition, const char
 void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what);
 void store_key_global(const store_t *st, char *buf, const char *what);
 
-/* Takes a new fencing epoch for partition (INCR) and records owner. Returns 0 and the
- * epoch, or -1. */
+/* Takes a new fencing epoch for partition (INCR) and records owner. With replicas to
+ * wait for (store_set_wait_replicas), the bump must reach that many replicas (WAIT)
+ * before it counts: a Redis failover must not lose it. Returns 0 and the epoch, or -1. */
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
+
+/* How many replicas an epoch bump waits for (0 = none). */
+void store_set_wait_replicas(store_t *st, int replicas);
 
 /* Calls fn for every saga of partition listed as running, compensating or stuck, with
  * its hash fields (a JSON object of strings, borrowed for the call). Returns the number
