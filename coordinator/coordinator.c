@@ -9,6 +9,7 @@
 #include "machine.h"
 #include "metrics.h"
 #include "protocol.h"
+#include "registry.h"
 #include "store.h"
 #include "timers.h"
 
@@ -96,6 +97,9 @@ struct coordinator {
     int32_t *lag_partition;       /* scratch for metrics_publish */
     int64_t *lag;
     size_t lag_cap;
+    /* Definitions (see the section "definitions" below; registry.h): */
+    registry_t *registry;
+    volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
 
 static int64_t now_ms(void)
@@ -210,27 +214,43 @@ static void pause_partition(coordinator_t *c, partition_t *p, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static const definition_t *find_definition(coordinator_t *c, const char *name, int version)
+/* --- definitions: versions, pinning, reload ------------------------------------ */
+
+/* A start: the version it names (any known here or in Redis), else the folder's latest.
+ * Returns NULL with *redis_error set when Redis could not say. */
+static const definition_t *find_definition(coordinator_t *c, const char *name, int version,
+                                           bool *redis_error)
 {
-    return defn_set_find(c->defs, name, version);
+    *redis_error = false;
+    const definition_t *d = registry_find(c->registry, name, version);
+    if (d || version <= 0 || !name)
+        return d;
+    int status;
+    char why[512];
+    d = registry_fetch(c->registry, c->store, name, version, NULL, &status, why, sizeof why);
+    if (d)
+        log_info("definition %s v%d loaded from Redis for a start naming it", name, version);
+    else if (status < 0)
+        *redis_error = true;
+    return d;
 }
 
 typedef struct load_ctx {
     coordinator_t *c;
     partition_t *p;
     int failed;
+    json_t *deferred;   /* hashes of sagas whose definition is fetched after the load */
 } load_ctx_t;
 
-static void on_loaded_saga(const json_t *fields, void *opaque)
+/* Rebuilds one loaded saga on def, the exact definition it started with. */
+static void adopt_loaded_saga(load_ctx_t *lc, const json_t *fields, const definition_t *def)
 {
-    load_ctx_t *lc = opaque;
     const char *id = json_string_value(json_object_get(fields, "id"));
-    const char *name = json_string_value(json_object_get(fields, "definition"));
-    const char *ver = json_string_value(json_object_get(fields, "definition_version"));
-    const definition_t *def = name && ver ? find_definition(lc->c, name, atoi(ver)) : NULL;
-    if (!def) {
-        log_msg(LOG_ERROR, id, "partition %d: saga uses definition %s v%s, which is not loaded; "
-                "it stays in Redis untouched", (int)lc->p->id, name ? name : "?", ver ? ver : "?");
+    const char *hash = json_string_value(json_object_get(fields, "definition_hash"));
+    if (hash && *hash && strcmp(hash, def->content_hash) != 0) {
+        log_msg(LOG_ERROR, id, "partition %d: saga started on %s v%d with hash %.12s, but that "
+                "version here has hash %.12s; it stays in Redis untouched", (int)lc->p->id,
+                def->name, def->version, hash, def->content_hash);
         lc->failed++;
         return;
     }
@@ -248,6 +268,89 @@ static void on_loaded_saga(const json_t *fields, void *opaque)
         return;
     }
     (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
+}
+
+/* Called while the store reads a pipeline: no Redis command may be sent from here, so a
+ * saga whose definition version is not known here waits in lc->deferred. */
+static void on_loaded_saga(const json_t *fields, void *opaque)
+{
+    load_ctx_t *lc = opaque;
+    const char *name = json_string_value(json_object_get(fields, "definition"));
+    const char *ver = json_string_value(json_object_get(fields, "definition_version"));
+    const definition_t *def =
+        name && ver && atoi(ver) > 0 ? registry_find(lc->c->registry, name, atoi(ver)) : NULL;
+    if (def)
+        adopt_loaded_saga(lc, fields, def);
+    else if (!lc->deferred || json_array_append_new(lc->deferred, json_deep_copy(fields)) < 0)
+        lc->failed++;
+}
+
+/* Rebuilds the deferred sagas on their definitions fetched from Redis. Returns 0, or -1
+ * on a Redis error (the load is retried). */
+static int adopt_deferred_sagas(load_ctx_t *lc)
+{
+    size_t i;
+    json_t *fields;
+    json_array_foreach(lc->deferred, i, fields)
+    {
+        const char *id = json_string_value(json_object_get(fields, "id"));
+        const char *name = json_string_value(json_object_get(fields, "definition"));
+        const char *ver = json_string_value(json_object_get(fields, "definition_version"));
+        const char *hash = json_string_value(json_object_get(fields, "definition_hash"));
+        int status = 1;
+        char why[512] = "no definition name or version";
+        const definition_t *def =
+            name && ver && atoi(ver) > 0
+                ? registry_fetch(lc->c->registry, lc->c->store, name, atoi(ver), hash, &status,
+                                 why, sizeof why)
+                : NULL;
+        if (status < 0)
+            return -1;
+        if (!def) {
+            log_msg(LOG_ERROR, id, "partition %d: saga uses definition %s v%s, which is not "
+                    "loaded and cannot be loaded from Redis (%s); it stays in Redis untouched",
+                    (int)lc->p->id, name ? name : "?", ver ? ver : "?", why);
+            lc->failed++;
+            continue;
+        }
+        log_msg(LOG_INFO, id, "partition %d: runs on %s v%d (hash %.12s), loaded from Redis",
+                (int)lc->p->id, def->name, def->version, def->content_hash);
+        adopt_loaded_saga(lc, fields, def);
+    }
+    return 0;
+}
+
+int coordinator_reload(coordinator_t *c)
+{
+    defn_errors_t errs = {0};
+    registry_changes_t ch;
+    int rc = registry_reload(c->registry, c->cfg.definitions, c->store, &errs, &ch);
+    if (rc == 0) {
+        c->stats.reloads_ok++;
+        log_info("definitions reloaded from %s: %zu in the folder, %zu new, %zu no longer "
+                 "offered (sagas running on them keep them); reloads: %llu applied, %llu "
+                 "refused", c->cfg.definitions, ch.files, ch.added, ch.removed,
+                 (unsigned long long)c->stats.reloads_ok,
+                 (unsigned long long)c->stats.reloads_failed);
+    } else {
+        c->stats.reloads_failed++;
+        for (size_t i = 0; i < errs.count; i++) {
+            char line[sizeof(defn_error_t) + 64];
+            defn_error_format(&errs.items[i], line, sizeof line);
+            log_error("reload: %s", line);
+        }
+        log_error("reload of %s refused: %zu error(s); nothing changed, the definitions "
+                  "loaded before stay in use; reloads: %llu applied, %llu refused",
+                  c->cfg.definitions, errs.count, (unsigned long long)c->stats.reloads_ok,
+                  (unsigned long long)c->stats.reloads_failed);
+    }
+    defn_errors_release(&errs);
+    return rc;
+}
+
+void coordinator_set_reload_flag(coordinator_t *c, volatile sig_atomic_t *flag)
+{
+    c->reload_flag = flag;
 }
 
 static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
@@ -331,10 +434,13 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     part_drop_sagas(c, p);
     if (new_epoch && store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
         goto fail;
-    load_ctx_t lc = {.c = c, .p = p};
+    load_ctx_t lc = {.c = c, .p = p, .deferred = json_array()};
     int n = store_load_partition(c->store, p->id, on_loaded_saga, &lc);
-    if (n < 0)
+    if (n < 0 || adopt_deferred_sagas(&lc) < 0) {
+        json_decref(lc.deferred);
         goto fail;
+    }
+    json_decref(lc.deferred);
     int ob = store_load_outbox(c->store, p->id, on_loaded_outbox, &lc);
     if (ob < 0)
         goto fail;
@@ -621,10 +727,18 @@ static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_messag
         snprintf(id, sizeof id, "%s", m->saga_id);
     else /* derived from the message's place, so a redelivery makes the same saga */
         snprintf(id, sizeof id, "p%d-o%lld", (int)km->partition, (long long)km->offset);
-    const definition_t *def = find_definition(c, m->saga_name, m->version);
+    bool redis_error;
+    const definition_t *def = find_definition(c, m->saga_name, m->version, &redis_error);
     char why[512];
+    if (redis_error) {
+        /* Cannot tell whether that version exists: read the start again after a reload. */
+        log_msg(LOG_ERROR, id, "partition %d: cannot look up %s v%d in Redis (%s); reloading",
+                (int)p->id, m->saga_name, m->version, store_last_error(c->store));
+        p->needs_reload = true;
+        return;
+    }
     if (!def) {
-        if (m->version > 0 && find_definition(c, m->saga_name, 0))
+        if (m->version > 0 && registry_find(c->registry, m->saga_name, 0))
             snprintf(why, sizeof why, "saga definition \"%s\" has no version %d", m->saga_name,
                      m->version);
         else
@@ -1225,12 +1339,22 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         snprintf(err, errlen, "out of memory");
         goto err;
     }
-    for (size_t i = 0; i < defn_set_count(defs); i++) {
-        if (store_put_definition(c->store, defn_set_at(defs, i)) < 0) {
-            snprintf(err, errlen, "cannot record definitions in Redis: %s",
-                     store_last_error(c->store));
-            goto err;
+    c->registry = registry_new(defs);
+    if (!c->registry) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    defn_errors_t errs = {0};
+    if (registry_publish(c->registry, c->store, &errs) < 0) {
+        char line[sizeof(defn_error_t) + 64] = "";
+        for (size_t i = 0; i < errs.count; i++) {
+            defn_error_format(&errs.items[i], line, sizeof line);
+            log_error("%s", line);
         }
+        snprintf(err, errlen, "definitions refused (%zu error(s), the last: %s)", errs.count,
+                 line);
+        defn_errors_release(&errs);
+        goto err;
     }
 
     rd_kafka_conf_t *pconf = kafka_conf(cfg, 2, err, errlen);
@@ -1300,9 +1424,14 @@ int coordinator_start(coordinator_t *c)
 
 int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
 {
-    while (!*stop)
+    while (!*stop) {
+        if (c->reload_flag && *c->reload_flag) {
+            *c->reload_flag = 0;
+            (void)coordinator_reload(c);
+        }
         if (coordinator_turn(c, c->cfg.poll_interval_ms) < 0)
             return -1;
+    }
     log_info("stopping: leaving the group");
     rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
     rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS);
@@ -1342,6 +1471,7 @@ void coordinator_free(coordinator_t *c)
     metrics_free(c->metrics);
     free(c->lag_partition);
     free(c->lag);
+    registry_free(c->registry); /* after the sagas: they point into it */
     free(c);
 }
 

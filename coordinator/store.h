@@ -118,9 +118,29 @@ size_t store_queued(const store_t *st);
  * error (then every unread result is STORE_ERROR). */
 int store_flush(store_t *st, store_status_t *results);
 
-/* Records the layout version and the input topic's partition count (saga:meta), and the
- * loaded definitions (saga:definitions). Returns 0 or -1. */
+/* Records the layout version and the input topic's partition count (saga:meta). Returns
+ * 0 or -1. */
 int store_put_meta(store_t *st, int partitions);
-int store_put_definition(store_t *st, const definition_t *d);
+
+/* Length of a content hash in hex (SHA-256), without the NUL. */
+#define STORE_HASH_HEX_LEN 64
+
+/* Records a definition: its content hash in saga:definition-hashes (first writer wins,
+ * HSETNX) and its canonical JSON in saga:definitions, both under field NAME@VERSION. A
+ * NAME@VERSION is recorded once for good: content may never change under a version.
+ * Returns 0 (recorded, or already recorded with the same hash), 1 when NAME@VERSION is
+ * recorded with another hash (then nothing is written; that hash is copied to existing,
+ * which may be NULL, of STORE_HASH_HEX_LEN + 1 bytes), -1 on a Redis error. */
+int store_put_definition(store_t *st, const definition_t *d, char *existing);
+
+/* Reads the recorded hash of NAME@VERSION into hash (STORE_HASH_HEX_LEN + 1 bytes).
+ * Returns 0 when recorded, 1 when not, -1 on a Redis error. */
+int store_get_definition_hash(store_t *st, const char *name, int version, char *hash);
+
+/* Reads the recorded definition NAME@VERSION: its JSON (*json, caller frees) and its
+ * hash (hash, STORE_HASH_HEX_LEN + 1 bytes; "" when only the JSON is recorded, as a Redis
+ * written before hashes were recorded has it). Returns 0 when recorded, 1 when not, -1
+ * on a Redis error. */
+int store_get_definition(store_t *st, const char *name, int version, char **json, char *hash);
 
 #endif
