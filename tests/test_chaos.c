@@ -8,7 +8,7 @@
  * sagas netting to zero and completed sagas fully applied (tests/support/ledger_check.h).
  *
  * Seeded: the seed is printed; rerun one with SAGA_CHAOS_SEED=N. Size and length:
- * SAGA_CHAOS_SAGAS (default 2000), SAGA_CHAOS_FAULT_MS (default 45000). */
+ * SAGA_CHAOS_SAGAS (default 2500), SAGA_CHAOS_FAULT_MS (default 60000). */
 #include "ledger_check.h"
 #include "services.h"
 #include "system.h"
@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHAOS_SAGAS 2000
-#define CHAOS_FAULT_MS 45000
+#define CHAOS_SAGAS 2500
+#define CHAOS_FAULT_MS 60000
 #define CHAOS_DRAIN_MS 180000   /* after the faults: every saga terminal by then */
 #define CHAOS_COORDINATORS 3
 #define CHAOS_TICK_MS 20        /* pacing of the fault loop (not a synchronisation) */
@@ -133,12 +133,12 @@ static void start_slot(int i, bool allow_crash_point)
     char at[64], after[64];
     const char *env[3] = {NULL};
     slots[i].crash_env = false;
-    if (allow_crash_point && rnd() % 3 == 0) {
+    if (allow_crash_point && rnd() % 2 == 0) {
         const char *point = POINTS[rnd() % 4];
         snprintf(at, sizeof at, "SAGA_CRASH_AT=%s", point);
         snprintf(after, sizeof after, "SAGA_CRASH_AFTER=%lld",
                  (long long)(strcmp(point, "after_load") == 0 ? rnd_between(1, 3)
-                                                              : rnd_between(5, 300)));
+                                                              : rnd_between(3, 100)));
         env[0] = at;
         env[1] = after;
         slots[i].crash_env = true;
