@@ -3,9 +3,11 @@
  * then Kafka produce, then offsets; a crash anywhere re-does work, never loses it. */
 #include "coordinator.h"
 
+#include "guards.h"
 #include "idmap.h"
 #include "log.h"
 #include "machine.h"
+#include "metrics.h"
 #include "protocol.h"
 #include "store.h"
 #include "timers.h"
@@ -86,6 +88,14 @@ struct coordinator {
     uint64_t rng;
     bool timer_fired;
     coordinator_stats_t stats;
+    /* Observability (see the section "observability" below; metrics.h): */
+    metrics_t *metrics;
+    bool joined;                  /* got an assignment from the group (maybe empty) */
+    bool redis_ok;                /* the last Redis round trip succeeded */
+    int64_t turns, last_publish_ms, last_redis_ms;
+    int32_t *lag_partition;       /* scratch for metrics_publish */
+    int64_t *lag;
+    size_t lag_cap;
 };
 
 static int64_t now_ms(void)
@@ -332,6 +342,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     p->fenced = false;
     p->loaded_at = now_ms();
     start_catchup(c, p);
+    c->redis_ok = true;
     c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
     c->stats.last_load_ms = now_ms() - t0;
     coordinator_crash_point("after_load");
@@ -341,6 +352,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     return 0;
 fail:
     c->stats.redis_errors++;
+    c->redis_ok = false;
     log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
               store_last_error(c->store));
     part_drop_sagas(c, p);
@@ -380,6 +392,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     coordinator_t *c = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->joined = true;
         for (int i = 0; i < list->cnt; i++)
             partition_acquire(c, list->elems[i].partition);
         rd_kafka_assign(rk, list);
@@ -484,8 +497,11 @@ static void dead_letter(coordinator_t *c, const rd_kafka_message_t *m, const cha
     c->stats.dead_letters++;
     json_t *dl = protocol_dead_letter(why, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                                       m->key, m->key_len, m->payload, m->len);
-    log_warn("input partition %d offset %lld dead-lettered: %s", (int)m->partition,
-             (long long)m->offset, why);
+    char key[SAGA_ID_MAX_LEN + 1] = "";
+    if (m->key && m->key_len <= SAGA_ID_MAX_LEN)
+        snprintf(key, sizeof key, "%.*s", (int)m->key_len, (const char *)m->key);
+    log_msg(LOG_WARN, key[0] ? key : NULL, "input partition %d offset %lld dead-lettered: %s",
+            (int)m->partition, (long long)m->offset, why);
     if (dl) {
         char *text = json_dumps(dl, JSON_COMPACT);
         if (text) {
@@ -588,6 +604,7 @@ static void apply_result(coordinator_t *c, partition_t *p, saga_t *s, machine_re
 static void reject_start(coordinator_t *c, const input_msg_t *m, const char *id, const char *why)
 {
     c->stats.rejected++;
+    metrics_on_rejected(c->metrics, m->saga_name);
     log_msg(LOG_WARN, id, "start rejected: %s", why);
     json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms());
     if (o) {
@@ -794,6 +811,8 @@ static void run_timers(coordinator_t *c, int64_t now)
 
 /* --- finishing a turn ------------------------------------------------------------- */
 
+static void log_transition(const saga_t *s, const json_t *history); /* observability */
+
 static void doom(coordinator_t *c, saga_t *s)
 {
     if (grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
@@ -841,6 +860,7 @@ static void finish_turn(coordinator_t *c)
             (void)store_queue_outbox_ack(c->store, p->id, c->acks[i].id);
         free(c->acks[i].id);
     }
+    bool talked = c->nacks > 0 || c->npending > 0;
     c->nacks = 0;
 
     size_t n = c->npending;
@@ -850,9 +870,14 @@ static void finish_turn(coordinator_t *c)
     }
     if (n)
         coordinator_freeze_point("before_redis_write");
-    if (store_flush(c->store, c->results) < 0) {
+    int flushed = store_flush(c->store, c->results);
+    if (flushed < 0) {
         c->stats.redis_errors++;
         log_error("redis pipeline failed: %s", store_last_error(c->store));
+    }
+    if (talked) {
+        c->redis_ok = flushed == 0;
+        c->last_redis_ms = now_ms();
     }
     if (c->timer_fired)
         coordinator_crash_point("after_timer_write");
@@ -871,6 +896,8 @@ static void finish_turn(coordinator_t *c)
             for (size_t k = 0; k < pd->entry_count; k++)
                 produce_entry(c, &pd->entries[k], p->id, p->epoch);
             count_outcome(c, s, pd);
+            metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->history);
+            log_transition(s, pd->history);
             if (saga_status_is_terminal(s->status)) {
                 timers_remove(&c->timers, s);
                 if (idmap_get(p->sagas, s->id) == s) {
@@ -900,7 +927,8 @@ static void finish_turn(coordinator_t *c)
             break;
         default:
             if (!p->needs_reload)
-                log_error("partition %d: transition of saga %s not confirmed (%s); reloading",
+                log_msg(LOG_ERROR, s->id,
+                        "partition %d: transition of saga %s not confirmed (%s); reloading",
                           (int)p->id, s->id,
                           c->results[i] == STORE_CONFLICT ? "version conflict"
                                                           : store_last_error(c->store));
@@ -949,6 +977,101 @@ static void finish_turn(coordinator_t *c)
         saga_free(c->doomed[i]);
     c->ndoomed = 0;
     c->timer_fired = false;
+}
+
+/* --- observability ---------------------------------------------------------------- */
+
+#define COORD_REDIS_PING_MS 1000  /* an idle loop checks Redis this often (for /readyz) */
+
+/* One log line, with saga_id, for the moments an operator looks for: a saga started,
+ * began compensating, and how it ended (the final history entry says so). */
+static void log_transition(const saga_t *s, const json_t *history)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(history, i, e)
+    {
+        const char *ev = json_string_value(json_object_get(e, "event"));
+        if (!ev)
+            continue;
+        if (strcmp(ev, "started") == 0)
+            log_msg(LOG_DEBUG, s->id, "saga started (%s v%d, partition %d)", s->def->name,
+                    s->def->version, (int)s->partition);
+        else if (strcmp(ev, "compensation_started") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensating: %s", s->error ? s->error : "");
+        else if (strcmp(ev, "completed") == 0)
+            log_msg(LOG_INFO, s->id, "saga completed (%s v%d)", s->def->name, s->def->version);
+        else if (strcmp(ev, "compensated") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensated (%s v%d): %s", s->def->name,
+                    s->def->version, s->error ? s->error : "");
+        else if (strcmp(ev, "stuck") == 0)
+            log_msg(LOG_WARN, s->id, "saga stuck, needs an operator (sagactl retry/skip): %s",
+                    s->error ? s->error : "");
+    }
+}
+
+/* Lag of every owned partition: high watermark (cached by librdkafka from fetches, no
+ * round trip) minus the consumer's position (local). Fills c->lag*; returns the count. */
+static size_t compute_lag(coordinator_t *c)
+{
+    int owned = coordinator_partitions_owned(c);
+    if (owned == 0 ||
+        (grow((void **)&c->lag_partition, &c->lag_cap, (size_t)owned, sizeof *c->lag_partition) < 0))
+        return 0;
+    int64_t *l = realloc(c->lag, c->lag_cap * sizeof *l);
+    if (!l)
+        return 0;
+    c->lag = l;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(owned);
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i] && c->parts[i]->owned)
+            rd_kafka_topic_partition_list_add(list, c->cfg.input_topic, c->parts[i]->id);
+    (void)rd_kafka_position(c->consumer, list); /* per-partition errors checked below */
+    size_t n = 0;
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        partition_t *p = part_get(c, tp->partition, false);
+        int64_t lo = -1, hi = -1, pos = tp->err ? -1 : tp->offset;
+        if (pos < 0 && p)
+            pos = p->confirmed_offset;
+        (void)rd_kafka_get_watermark_offsets(c->consumer, c->cfg.input_topic, tp->partition,
+                                             &lo, &hi);
+        c->lag_partition[n] = tp->partition;
+        c->lag[n++] = hi >= 0 && pos >= 0 ? (hi > pos ? hi - pos : 0) : -1;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return n;
+}
+
+/* Ends a turn for the observers: checks Redis when the loop was idle, and publishes the
+ * metrics snapshot for the HTTP thread at most every METRICS_PUBLISH_MS. */
+static void observe_turn(coordinator_t *c)
+{
+    int64_t now = now_ms();
+    c->turns++;
+    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS) {
+        c->redis_ok = store_ping(c->store) == 0;
+        c->last_redis_ms = now;
+    }
+    if (now - c->last_publish_ms < METRICS_PUBLISH_MS)
+        return;
+    c->last_publish_ms = now;
+    metrics_engine_t e = {.stats = c->stats,
+                          .partitions_owned = coordinator_partitions_owned(c),
+                          .sagas_in_memory = coordinator_sagas_in_memory(c),
+                          .joined = c->joined,
+                          .redis_ok = c->redis_ok,
+                          .turns = c->turns,
+                          .last_turn_ms = now};
+    e.lag_count = compute_lag(c);
+    e.lag_partition = c->lag_partition;
+    e.lag = c->lag;
+    metrics_publish(c->metrics, &e);
+}
+
+struct metrics *coordinator_metrics(coordinator_t *c)
+{
+    return c->metrics;
 }
 
 /* Reloads the partitions whose state is in doubt, when their retry time came. */
@@ -1002,6 +1125,7 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     for (ssize_t i = 0; i < n; i++)
         rd_kafka_message_destroy(c->batch[i]);
     rd_kafka_poll(c->producer, 0);
+    observe_turn(c);
     return 0;
 }
 
@@ -1040,6 +1164,10 @@ static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, si
                 RD_KAFKA_CONF_OK)
                 goto fail;
     }
+    if (scope == 1 && cfg->group_instance_id[0] &&
+        rd_kafka_conf_set(conf, "group.instance.id", cfg->group_instance_id, err, errlen) !=
+            RD_KAFKA_CONF_OK)
+        goto fail;
     for (size_t i = 0; i < cfg->prop_count; i++) {
         const config_prop_t *p = &cfg->props[i];
         if (p->scope != 0 && p->scope != scope)
@@ -1084,6 +1212,19 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         goto err;
+    guards_redis_report_t report;
+    if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
+        guards_check_redis(&report, cfg, err, errlen) < 0)
+        goto err;
+    store_set_wait_replicas(c->store, cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
+                                      : report.replicas > 0         ? 1
+                                                                    : 0);
+    c->redis_ok = true;
+    c->metrics = metrics_new(defs);
+    if (!c->metrics) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
     for (size_t i = 0; i < defn_set_count(defs); i++) {
         if (store_put_definition(c->store, defn_set_at(defs, i)) < 0) {
             snprintf(err, errlen, "cannot record definitions in Redis: %s",
@@ -1128,6 +1269,8 @@ static void record_partition_count(coordinator_t *c)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
     if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        guards_check_input_topic(c->cfg.input_topic, md->topics[0].partition_cnt,
+                                 md->topics[0].partitions[0].replica_cnt);
         if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
             log_warn("cannot record saga:meta: %s", store_last_error(c->store));
     } else {
@@ -1196,6 +1339,9 @@ void coordinator_free(coordinator_t *c)
     free(c->batch);
     timers_release(&c->timers);
     store_free(c->store);
+    metrics_free(c->metrics);
+    free(c->lag_partition);
+    free(c->lag);
     free(c);
 }
 

@@ -56,6 +56,10 @@ const coordinator_stats_t *coordinator_stats(const coordinator_t *c);
 int coordinator_partitions_owned(const coordinator_t *c);
 size_t coordinator_sagas_in_memory(const coordinator_t *c);
 
+/* The engine's metrics (metrics.h): the loop publishes a snapshot of them at most every
+ * METRICS_PUBLISH_MS, which any thread may read (the HTTP server does). Borrowed. */
+struct metrics *coordinator_metrics(coordinator_t *c);
+
 /* Crash points for tests: when the environment variable SAGA_CRASH_AT names point, the
  * process kills itself with SIGKILL there (on hit SAGA_CRASH_AFTER, default 1). Points:
  * after_load, after_redis_write, after_timer_write, after_produce. */

@@ -63,6 +63,7 @@ struct store {
     int history_cap;
     int timeout_ms;
     char script_sha[41];
+    int wait_replicas;
     size_t queued_transitions;
     size_t queued_replies;       /* every reply to read, acks included */
     unsigned char *reply_is_transition; /* per queued reply: 1 transition, 0 ack */
@@ -269,6 +270,13 @@ fail:
     return -1;
 }
 
+int store_ping(store_t *st)
+{
+    redisReply *r = command(st, "PING");
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
 int store_ensure_connected(store_t *st)
 {
     if (st->ctx && !st->ctx->err)
@@ -318,6 +326,11 @@ void store_free(store_t *st)
 
 /* --- epochs, meta, definitions ---------------------------------------------------- */
 
+void store_set_wait_replicas(store_t *st, int replicas)
+{
+    st->wait_replicas = replicas;
+}
+
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
     char key[STORE_KEY_MAX], okey[STORE_KEY_MAX];
@@ -328,6 +341,19 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
         return -1;
     *epoch = r->integer;
     freeReplyObject(r);
+    if (st->wait_replicas > 0) {
+        r = command(st, "WAIT %d %d", st->wait_replicas, st->timeout_ms);
+        if (!r)
+            return -1;
+        long long acked = r->integer;
+        freeReplyObject(r);
+        if (acked < st->wait_replicas) {
+            set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
+                      (long long)*epoch, (int)partition, acked, st->wait_replicas,
+                      st->timeout_ms);
+            return -1;
+        }
+    }
     r = command(st, "HSET %s owner %s epoch %lld since %lld", okey, owner, (long long)*epoch,
                 (long long)time(NULL) * 1000);
     if (!r)

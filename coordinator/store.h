@@ -75,6 +75,8 @@ void store_free(store_t *st);
 /* Reconnects if the connection was lost. 0 when connected. */
 int store_ensure_connected(store_t *st);
 const char *store_last_error(const store_t *st);
+/* PING (reconnecting first if needed). Nothing may be queued. Returns 0 or -1. */
+int store_ping(store_t *st);
 redisContext *store_context(store_t *st);
 
 /* Key names of the layout (buf of STORE_KEY_MAX). */
@@ -84,9 +86,13 @@ void store_key_index(const store_t *st, char *buf, int32_t partition, const char
 void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what);
 void store_key_global(const store_t *st, char *buf, const char *what);
 
-/* Takes a new fencing epoch for partition (INCR) and records owner. Returns 0 and the
- * epoch, or -1. */
+/* Takes a new fencing epoch for partition (INCR) and records owner. With replicas to
+ * wait for (store_set_wait_replicas), the bump must reach that many replicas (WAIT)
+ * before it counts: a Redis failover must not lose it. Returns 0 and the epoch, or -1. */
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
+
+/* How many replicas an epoch bump waits for (0 = none). */
+void store_set_wait_replicas(store_t *st, int replicas);
 
 /* Calls fn for every saga of partition listed as running, compensating or stuck, with
  * its hash fields (a JSON object of strings, borrowed for the call). Returns the number

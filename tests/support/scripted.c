@@ -150,7 +150,8 @@ scripted_t *scripted_start(const char *bootstrap, const char *const *topics,
     scripted_t *p = calloc(1, sizeof *p);
     char err[512];
     p->rules = calloc(n ? n : 1, sizeof *rules);
-    memcpy(p->rules, rules, n * sizeof *rules);
+    if (n)
+        memcpy(p->rules, rules, n * sizeof *rules);
     p->nrules = n;
     p->commands = json_array();
     pthread_mutex_init(&p->lock, NULL);
