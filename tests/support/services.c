@@ -104,8 +104,9 @@ pid_t services_spawn_coordinator(test_system_t *s, int idx, int gen, const char 
     snprintf(port, sizeof port, "--redis_port=%d", s->redis.port);
     snprintf(defs, sizeof defs, "--definitions=%s", s->definitions);
     snprintf(log, sizeof log, "%s/coordinator-%d-%d.log", s->dir, idx, gen);
-    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen="};
-    int n = 6;
+    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen=",
+                            "--dev_mode=1"};
+    int n = 7;
     for (int i = 0; args && args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

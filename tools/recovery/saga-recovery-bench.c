@@ -172,8 +172,8 @@ static pid_t start_coordinator(int i, const options_t *o)
     snprintf(inst, sizeof inst, "--instance_id=%s", NAMES[i]);
     snprintf(sess, sizeof sess, "--session_timeout_ms=%ld", o->session_timeout_ms);
     const char *argv[16] = {bin, boot, port, "--definitions=" RECOVERY_SAGAS_DIR, inst, sess,
-                            "--log_level=info", "--http_listen="};
-    int n = 8;
+                            "--log_level=info", "--http_listen=", "--dev_mode=1"};
+    int n = 9;
     if (o->heartbeat_ms > 0) {
         snprintf(hb, sizeof hb, "--consumer.heartbeat.interval.ms=%ld", o->heartbeat_ms);
         argv[n++] = hb;
