@@ -1,0 +1,122 @@
+/* services.c - the example participant services and coordinator slots for tests (see
+ * services.h). */
+#include "services.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+const char *const SERVICES_NAMES[SERVICES_COUNT] = {"inventory", "payment", "shipping"};
+
+int services_start(services_t *sv, test_system_t *s, const char *const *const flags[SERVICES_COUNT])
+{
+    memset(sv, 0, sizeof *sv);
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->redis.port);
+    for (int i = 0; i < SERVICES_COUNT; i++) {
+        char bin[PATH_MAX], name[64];
+        snprintf(name, sizeof name, "%s-service", SERVICES_NAMES[i]);
+        if (fixture_bin_path(name, bin, sizeof bin) < 0) {
+            fprintf(stderr, "services: %s not found in $SAGA_BIN_DIR\n", name);
+            goto err;
+        }
+        const char *argv[SERVICES_MAX_FLAGS + 8] = {bin, "--bootstrap", s->broker.bootstrap,
+                                                    "--redis-port", port};
+        int n = 5;
+        for (int k = 0; flags && flags[i] && flags[i][k]; k++) {
+            if (n == SERVICES_MAX_FLAGS + 6) {
+                fprintf(stderr, "services: too many flags for %s\n", name);
+                goto err;
+            }
+            argv[n++] = flags[i][k];
+        }
+        argv[n] = NULL;
+        snprintf(sv->logs[i], sizeof sv->logs[i], "%.*s/%s.log", (int)(PATH_MAX - 80), s->dir,
+                 name);
+        const char *env[] = {"SAGA_LOG_LEVEL=info", NULL};
+        sv->pids[i] = fixture_spawn(argv, sv->logs[i], env);
+        if (sv->pids[i] < 0) {
+            sv->pids[i] = 0;
+            fprintf(stderr, "services: cannot start %s\n", name);
+            goto err;
+        }
+    }
+    return 0;
+err:
+    services_stop(sv);
+    return -1;
+}
+
+void services_stop(services_t *sv)
+{
+    for (int i = 0; i < SERVICES_COUNT; i++) {
+        if (sv->pids[i] > 0)
+            (void)fixture_stop_process(sv->pids[i], FIXTURE_STOP_TIMEOUT_MS);
+        sv->pids[i] = 0;
+    }
+}
+
+static bool file_contains(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+typedef struct log_wait {
+    const services_t *sv;
+    const char *text;
+} log_wait_t;
+
+static bool all_logs_contain(void *opaque)
+{
+    const log_wait_t *w = opaque;
+    for (int i = 0; i < SERVICES_COUNT; i++)
+        if (!file_contains(w->sv->logs[i], w->text))
+            return false;
+    return true;
+}
+
+bool services_wait_log(const services_t *sv, const char *text, int timeout_ms)
+{
+    log_wait_t w = {sv, text};
+    return fixture_wait_until(all_logs_contain, &w, timeout_ms);
+}
+
+pid_t services_spawn_coordinator(test_system_t *s, int idx, int gen, const char *const *args,
+                                 const char *const *env)
+{
+    if (idx < 0 || idx >= SYSTEM_MAX_COORDINATORS) {
+        fprintf(stderr, "services: coordinator slot %d out of range\n", idx);
+        return -1;
+    }
+    char bin[PATH_MAX], boot[512], port[64], defs[PATH_MAX + 16], log[PATH_MAX + 64];
+    if (fixture_bin_path("saga-coordinator", bin, sizeof bin) < 0)
+        return -1;
+    snprintf(boot, sizeof boot, "--bootstrap_servers=%s", s->broker.bootstrap);
+    snprintf(port, sizeof port, "--redis_port=%d", s->redis.port);
+    snprintf(defs, sizeof defs, "--definitions=%s", s->definitions);
+    snprintf(log, sizeof log, "%s/coordinator-%d-%d.log", s->dir, idx, gen);
+    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen=",
+                            "--dev_mode=1"};
+    int n = 7;
+    for (int i = 0; args && args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fixture_spawn(argv, log, env);
+    if (pid < 0) {
+        fprintf(stderr, "services: cannot start coordinator %d\n", idx);
+        return -1;
+    }
+    s->coordinators[idx] = pid;
+    if (s->coordinator_count <= idx)
+        s->coordinator_count = idx + 1;
+    return pid;
+}
