@@ -966,6 +966,27 @@ static void seek_to_confirmed(coordinator_t *c, partition_t *p)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* A transition of p was refused by the epoch check. Normally another instance took p
+ * over: let go. But when Redis holds an epoch lower than ours, Redis lost acknowledged
+ * writes (a crash under appendfsync everysec, or a failover to a lagging replica): no one
+ * else owns p, so take a new epoch and reload what Redis still has. */
+static void fence_or_recover(coordinator_t *c, partition_t *p)
+{
+    int64_t stored = 0;
+    if (store_read_epoch(c->store, p->id, &stored) == 0 && stored < p->epoch) {
+        c->stats.redis_errors++;
+        log_error("partition %d: Redis holds epoch %lld, lower than ours (%lld): it lost "
+                  "acknowledged writes; taking a new epoch and reloading (docs/reliability.md)",
+                  (int)p->id, (long long)stored, (long long)p->epoch);
+        p->epoch = 0;
+        p->needs_reload = true;
+        return;
+    }
+    c->stats.fenced++;
+    log_error("partition %d: fenced (another instance took it over); letting go", (int)p->id);
+    p->fenced = true;
+}
+
 static void finish_turn(coordinator_t *c)
 {
     for (size_t i = 0; i < c->nacks; i++) {
@@ -1032,12 +1053,8 @@ static void finish_turn(coordinator_t *c)
             }
             break;
         case STORE_FENCED:
-            if (!p->fenced) {
-                c->stats.fenced++;
-                log_error("partition %d: fenced (another instance took it over); letting go",
-                          (int)p->id);
-            }
-            p->fenced = true;
+            if (!p->fenced && !p->needs_reload)
+                fence_or_recover(c, p);
             break;
         default:
             if (!p->needs_reload)

@@ -331,6 +331,18 @@ void store_set_wait_replicas(store_t *st, int replicas)
     st->wait_replicas = replicas;
 }
 
+int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
+{
+    char key[STORE_KEY_MAX];
+    store_key_partition(st, key, partition, "epoch");
+    redisReply *r = command(st, "GET %s", key);
+    if (!r)
+        return -1;
+    *epoch = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return 0;
+}
+
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
     char key[STORE_KEY_MAX], okey[STORE_KEY_MAX];

@@ -91,6 +91,9 @@ void store_key_global(const store_t *st, char *buf, const char *what);
  * before it counts: a Redis failover must not lose it. Returns 0 and the epoch, or -1. */
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
 
+/* Reads partition's current epoch (0 when Redis has none). Returns 0, or -1. */
+int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch);
+
 /* How many replicas an epoch bump waits for (0 = none). */
 void store_set_wait_replicas(store_t *st, int replicas);
 

@@ -230,3 +230,35 @@ Test(failover, redis_restart_with_appendonly_loses_nothing)
     expect_all("after", SAGAS, "completed"); /* the coordinator reconnected by itself */
     expect_applied_once("after", SAGAS);
 }
+
+static bool log_says_lost_epoch(void *opaque)
+{
+    const char *path = opaque;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "lower than ours") != NULL;
+    fclose(f);
+    return found;
+}
+
+Test(failover, an_epoch_lost_by_redis_is_taken_again_not_fenced_forever)
+{
+    start(NULL, 0, NULL);
+    cr_assert_geq(system_add_coordinator(&sys, NULL, NULL), 0);
+    cr_assert(system_wait_owned(&sys, WAIT_MS));
+    start_sagas("before", 2);
+    expect_all("before", 2, "completed");
+    /* What a Redis crash under appendfsync everysec can do: the epoch bumps are gone. */
+    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++)
+        freeReplyObject(redisCommand(sys.rc, "DEL saga:{p%d}:epoch", p));
+    start_sagas("after", SAGAS);
+    expect_all("after", SAGAS, "completed");
+    expect_applied_once("after", SAGAS);
+    char log[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/coordinator-0.log", sys.dir);
+    cr_assert(fixture_wait_until(log_says_lost_epoch, log, 1000), "the loss was logged");
+}
