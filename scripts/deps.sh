@@ -10,6 +10,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   python3 python3-confluent-kafka
   chromium  # headless browser of tests/test_dashboard.c (with node + npm: playwright-core)
+  docker-compose  # validates docker/docker-compose.yml in tests/test_docker.c (no engine needed)
 )
 if [[ "${SAGA_DEPS_EXTRA:-}" != "" ]]; then
   read -r -a extra <<<"$SAGA_DEPS_EXTRA"
