@@ -708,7 +708,7 @@ def parse_args(argv):
     env = os.environ.get
     ap = argparse.ArgumentParser(description="Example saga participant in Python (docs/participants.md).")
     ap.add_argument("--service", choices=sorted(SERVICES), default=env("SAGA_SERVICE", "inventory"))
-    ap.add_argument("--bootstrap", default=env("SAGA_BOOTSTRAP"), help="Kafka bootstrap servers [SAGA_BOOTSTRAP]")
+    ap.add_argument("--bootstrap", default=env("SAGA_BOOTSTRAP_SERVERS"), help="Kafka bootstrap servers [SAGA_BOOTSTRAP_SERVERS]")
     ap.add_argument("--group", default=env("SAGA_GROUP"), help="consumer group (default SERVICE-service)")
     ap.add_argument("--topic", default=env("SAGA_COMMAND_TOPIC"), help="command topic (default SERVICE.commands)")
     ap.add_argument("--client-id", default=env("SAGA_CLIENT_ID"))
@@ -731,7 +731,7 @@ def parse_args(argv):
     ap.add_argument("--fail-compensation-times", type=int, default=int(env("SAGA_FAIL_COMPENSATION_TIMES", "0")))
     args = ap.parse_args(argv)
     if not args.bootstrap:
-        ap.error("--bootstrap (or SAGA_BOOTSTRAP) is required")
+        ap.error("--bootstrap (or SAGA_BOOTSTRAP_SERVERS) is required")
     args.group = args.group or "%s-service" % args.service
     args.topic = args.topic or "%s.commands" % args.service
     return args

@@ -76,7 +76,7 @@ typedef struct ex_flag {
 } ex_flag_t;
 
 static const ex_flag_t EX_FLAGS[] = {
-    {"bootstrap", OPT_BOOTSTRAP, "SAGA_BOOTSTRAP", "HOSTS", "Kafka bootstrap servers (required)"},
+    {"bootstrap", OPT_BOOTSTRAP, "SAGA_BOOTSTRAP_SERVERS", "HOSTS", "Kafka bootstrap servers (required)"},
     {"group", OPT_GROUP, "SAGA_GROUP", "ID", "consumer group (default NAME-service)"},
     {"topic", OPT_TOPIC, "SAGA_COMMAND_TOPIC", "TOPIC", "command topic (default NAME.commands)"},
     {"client-id", OPT_CLIENT_ID, "SAGA_CLIENT_ID", "ID", "Kafka client.id (default: the group)"},
@@ -283,7 +283,7 @@ static int ex_opts_parse(ex_opts_t *o, const example_service_t *svc, int argc, c
         return -1;
     }
     if (!o->bootstrap) {
-        fprintf(stderr, "--bootstrap (or SAGA_BOOTSTRAP) is required\n");
+        fprintf(stderr, "--bootstrap (or SAGA_BOOTSTRAP_SERVERS) is required\n");
         return -1;
     }
     return 0;
