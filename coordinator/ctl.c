@@ -739,7 +739,8 @@ int ctl_operator(const ctl_options_t *o, const char *verb, const char *id)
         return CTL_UNREACHABLE;
     int partition;
     char status[32] = "";
-    int rc = query_find(q, id, &partition, status, sizeof status);
+    int64_t version = 0;
+    int rc = query_find(q, id, &partition, status, sizeof status, &version);
     if (rc != QUERY_OK) {
         rc = query_exit(o, q, rc);
         query_free(q);
@@ -754,6 +755,10 @@ int ctl_operator(const ctl_options_t *o, const char *verb, const char *id)
         return CTL_NOT_APPLICABLE;
     }
     json_t *msg = json_pack("{s:s, s:s}", "type", verb, "saga_id", id);
+    /* The state this decision was made on: if the saga changes before the coordinator
+     * reads the request, the request is ignored rather than applied to another state. */
+    if (version > 0)
+        json_object_set_new(msg, "expected_version", json_integer(version));
     if (o->reason)
         json_object_set_new(msg, "reason", json_string(o->reason));
     rd_kafka_t *producer = kafka_new(o, RD_KAFKA_PRODUCER);

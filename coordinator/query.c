@@ -439,7 +439,8 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out)
 
 /* --- one saga --------------------------------------------------------------------- */
 
-int query_find(query_t *q, const char *id, int *partition, char *status, size_t len)
+int query_find(query_t *q, const char *id, int *partition, char *status, size_t len,
+               int64_t *version)
 {
     int parts = query_partitions(q);
     if (parts < 0)
@@ -451,8 +452,8 @@ int query_find(query_t *q, const char *id, int *partition, char *status, size_t 
     for (int p = 0; p < parts; p++) {
         char key[QUERY_KEY_MAX];
         snprintf(key, sizeof key, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, p, id);
-        const char *argv[] = {"HGET", key, "status"};
-        redisAppendCommandArgv(q->ctx, 3, argv, NULL);
+        const char *argv[] = {"HMGET", key, "status", "version"};
+        redisAppendCommandArgv(q->ctx, 4, argv, NULL);
     }
     int found = -1, rc = QUERY_OK;
     for (int p = 0; p < parts; p++) {
@@ -461,10 +462,15 @@ int query_find(query_t *q, const char *id, int *partition, char *status, size_t 
             rc = QUERY_ERR_REDIS;
             break;
         }
-        if (found < 0 && r->type == REDIS_REPLY_STRING) {
+        if (found < 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_STRING) {
             found = p;
             if (status)
-                snprintf(status, len, "%s", r->str);
+                snprintf(status, len, "%s", r->element[0]->str);
+            if (version)
+                *version = r->element[1]->type == REDIS_REPLY_STRING
+                               ? strtoll(r->element[1]->str, NULL, 10)
+                               : 0;
         }
         freeReplyObject(r);
     }
@@ -483,7 +489,7 @@ int query_show(query_t *q, const char *id, json_t **out)
 {
     *out = NULL;
     int p;
-    int rc = query_find(q, id, &p, NULL, 0);
+    int rc = query_find(q, id, &p, NULL, 0, NULL);
     if (rc != QUERY_OK)
         return rc;
     char key[QUERY_KEY_MAX];

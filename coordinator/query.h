@@ -66,7 +66,8 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out);
 
 /* Finds saga id: *partition gets its partition and status (may be NULL, len bytes) its
  * status. Returns QUERY_OK, QUERY_ERR_NOT_FOUND or QUERY_ERR_REDIS. */
-int query_find(query_t *q, const char *id, int *partition, char *status, size_t len);
+int query_find(query_t *q, const char *id, int *partition, char *status, size_t len,
+               int64_t *version /* may be NULL: the saga's version field */);
 
 /* One saga: *out gets {"saga": {every hash field, typed}, "history": [entries]} (new
  * reference). Returns QUERY_OK, QUERY_ERR_NOT_FOUND or QUERY_ERR_REDIS. */
