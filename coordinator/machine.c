@@ -188,6 +188,16 @@ static json_t *outputs_object(const saga_t *s)
     return o;
 }
 
+/* The size of the outputs recorded so far, as compact JSON. */
+static size_t outputs_bytes(const saga_t *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < s->step_count; i++)
+        if (s->steps[i].output)
+            n += json_dumpb(s->steps[i].output, NULL, 0, JSON_COMPACT);
+    return n;
+}
+
 /* Marks the saga finished with status st and builds its outcome. */
 static void finish(saga_t *s, saga_status_t st, const machine_env_t *env, machine_result_t *out)
 {
@@ -195,12 +205,16 @@ static void finish(saga_t *s, saga_status_t st, const machine_env_t *env, machin
     if (st != SAGA_STUCK)
         s->finished_at = env->now_ms;
     json_decref(out->outcome);
+    /* Outputs too large for one Kafka message stay in Redis only: the outcome says so. */
+    bool fits = outputs_bytes(s) <= MACHINE_MAX_OUTCOME_OUTPUTS_BYTES;
     out->outcome = json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:o, s:o}", "type", "outcome",
                              "saga_id", s->id, "saga", s->def->name, "version", s->def->version,
                              "status", saga_status_name(st), "finished_at",
                              (json_int_t)env->now_ms, "error",
                              s->error ? json_string(s->error) : json_null(), "outputs",
-                             outputs_object(s));
+                             fits ? outputs_object(s) : json_object());
+    if (out->outcome && !fits)
+        json_object_set_new(out->outcome, "outputs_truncated", json_true());
     history_add(out, env, saga_status_name(st), s, -1, CMD_ACTION, 0, s->error);
 }
 
@@ -393,6 +407,30 @@ static void action_reply(saga_t *s, const machine_reply_t *r, const machine_env_
     }
     mark_changed(s, env, out);
     st->timer_at = 0;
+    char too_big[160];
+    if (r->ok && r->output &&
+        outputs_bytes(s) + json_dumpb(r->output, NULL, 0, JSON_COMPACT) > MACHINE_MAX_OUTPUTS_BYTES) {
+        /* The action was applied, but its output would make every later write of the saga
+         * huge: keep the step as done without the output, and undo the saga. */
+        snprintf(too_big, sizeof too_big,
+                 "the output would take the saga's outputs past %d bytes; not kept",
+                 MACHINE_MAX_OUTPUTS_BYTES);
+        st->timer_at = 0;
+        st->phase = STEP_DONE;
+        st->finished_at = env->now_ms;
+        json_decref(st->output);
+        st->output = json_object();
+        saga_set_text(&st->error, too_big);
+        history_add(out, env, "action_ok", s, r->step, CMD_ACTION, r->attempt, too_big);
+        if (s->status == SAGA_RUNNING) {
+            char reason[MACHINE_ERROR_MAX + 128];
+            snprintf(reason, sizeof reason, "step %s: %s", d->name, too_big);
+            begin_compensation(s, reason, env, out);
+        } else {
+            advance_compensation(s, env, out);
+        }
+        return;
+    }
     if (r->ok) {
         st->phase = STEP_DONE;
         st->finished_at = env->now_ms;

@@ -21,6 +21,8 @@
 #include <stdint.h>
 
 #define MACHINE_COMMAND_ID_MAX 300
+#define MACHINE_MAX_OUTPUTS_BYTES (1024 * 1024) /* all step outputs of a saga, compact JSON */
+#define MACHINE_MAX_OUTCOME_OUTPUTS_BYTES (256 * 1024) /* outputs carried by an outcome */
 
 typedef enum { CMD_ACTION = 0, CMD_COMPENSATION = 1 } command_kind_t;
 

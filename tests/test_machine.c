@@ -4,6 +4,7 @@
 #include "saga.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char ORDER_DEF[] =
@@ -566,4 +567,20 @@ Test(machine, parallel_group_sibling_timeout_releases_the_group,
     cr_assert_eq(saga->steps[3].phase, STEP_COMPENSATING, "timed-out insure is undone");
     cr_assert_eq(saga->steps[1].phase, STEP_COMPENSATING);
     cr_assert_eq(res.command_count, 2);
+}
+
+Test(machine, an_oversized_output_is_not_kept_and_the_saga_is_undone)
+{
+    start();
+    json_t *big = json_object();
+    char *blob = malloc(MACHINE_MAX_OUTPUTS_BYTES);
+    memset(blob, 'x', MACHINE_MAX_OUTPUTS_BYTES - 1);
+    blob[MACHINE_MAX_OUTPUTS_BYTES - 1] = '\0';
+    json_object_set_new(big, "reservation_id", json_string(blob));
+    free(blob);
+    reply("reserve", CMD_ACTION, 1, true, false, big);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    cr_assert_eq(json_object_size(saga->steps[0].output), 0, "the output was not kept");
+    cr_assert(strstr(saga->error, "not kept"));
+    expect_one_command("reserve", CMD_COMPENSATION, 1); /* it was applied: undo it */
 }
