@@ -170,16 +170,21 @@ Test(failover, kill_while_a_timeout_fires_and_during_compensation)
     }
 }
 
-static bool log_says_fenced(void *opaque)
+/* The coordinator log at path contains needle (a log_wait_t). */
+typedef struct log_wait {
+    const char *path, *needle;
+} log_wait_t;
+
+static bool log_contains(void *opaque)
 {
-    const char *path = opaque;
-    FILE *f = fopen(path, "r");
+    const log_wait_t *w = opaque;
+    FILE *f = fopen(w->path, "r");
     if (!f)
         return false;
     char line[4096];
     bool found = false;
     while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, "fenced (another instance took it over)") != NULL;
+        found = strstr(line, w->needle) != NULL;
     fclose(f);
     return found;
 }
@@ -203,7 +208,8 @@ Test(failover, a_frozen_zombie_cannot_write)
     kill(zombie, SIGCONT);
     char log[PATH_MAX + 32];
     snprintf(log, sizeof log, "%s/coordinator-0.log", sys.dir);
-    cr_assert(fixture_wait_until(log_says_fenced, log, WAIT_MS), "the zombie was fenced");
+    log_wait_t fenced = {log, "fenced (another instance took it over)"};
+    cr_assert(fixture_wait_until(log_contains, &fenced, WAIT_MS), "the zombie was fenced");
     expect_applied_once("zombie", 1);
     char buf[64];
     cr_assert_str_eq(system_field(&sys, "zombie-0", "status", buf, sizeof buf), "completed");
@@ -231,20 +237,6 @@ Test(failover, redis_restart_with_appendonly_loses_nothing)
     expect_applied_once("after", SAGAS);
 }
 
-static bool log_says_lost_epoch(void *opaque)
-{
-    const char *path = opaque;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, "lower than ours") != NULL;
-    fclose(f);
-    return found;
-}
-
 Test(failover, an_epoch_lost_by_redis_is_taken_again_not_fenced_forever)
 {
     start(NULL, 0, NULL);
@@ -260,5 +252,6 @@ Test(failover, an_epoch_lost_by_redis_is_taken_again_not_fenced_forever)
     expect_applied_once("after", SAGAS);
     char log[PATH_MAX + 32];
     snprintf(log, sizeof log, "%s/coordinator-0.log", sys.dir);
-    cr_assert(fixture_wait_until(log_says_lost_epoch, log, 1000), "the loss was logged");
+    log_wait_t lost = {log, "lower than ours"};
+    cr_assert(fixture_wait_until(log_contains, &lost, 1000), "the loss was logged");
 }

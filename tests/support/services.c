@@ -93,30 +93,10 @@ bool services_wait_log(const services_t *sv, const char *text, int timeout_ms)
 pid_t services_spawn_coordinator(test_system_t *s, int idx, int gen, const char *const *args,
                                  const char *const *env)
 {
-    if (idx < 0 || idx >= SYSTEM_MAX_COORDINATORS) {
-        fprintf(stderr, "services: coordinator slot %d out of range\n", idx);
-        return -1;
-    }
-    char bin[PATH_MAX], boot[512], port[64], defs[PATH_MAX + 16], log[PATH_MAX + 64];
-    if (fixture_bin_path("saga-coordinator", bin, sizeof bin) < 0)
-        return -1;
-    snprintf(boot, sizeof boot, "--bootstrap_servers=%s", s->broker.bootstrap);
-    snprintf(port, sizeof port, "--redis_port=%d", s->redis.port);
-    snprintf(defs, sizeof defs, "--definitions=%s", s->definitions);
-    snprintf(log, sizeof log, "%s/coordinator-%d-%d.log", s->dir, idx, gen);
-    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen=",
-                            "--dev_mode=1"};
-    int n = 7;
-    for (int i = 0; args && args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fixture_spawn(argv, log, env);
-    if (pid < 0) {
+    char log_name[64];
+    snprintf(log_name, sizeof log_name, "coordinator-%d-%d.log", idx, gen);
+    pid_t pid = system_spawn_coordinator(s, idx, log_name, args, env);
+    if (pid < 0)
         fprintf(stderr, "services: cannot start coordinator %d\n", idx);
-        return -1;
-    }
-    s->coordinators[idx] = pid;
-    if (s->coordinator_count <= idx)
-        s->coordinator_count = idx + 1;
     return pid;
 }

@@ -31,18 +31,18 @@ int system_start(test_system_t *s, const char *definitions, const char *extra_to
     return s->rc && s->producer ? 0 : -1;
 }
 
-int system_add_coordinator(test_system_t *s, const char *const *args, const char *const *env)
+pid_t system_spawn_coordinator(test_system_t *s, int idx, const char *log_name,
+                               const char *const *args, const char *const *env)
 {
-    if (s->coordinator_count == SYSTEM_MAX_COORDINATORS)
+    if (idx < 0 || idx >= SYSTEM_MAX_COORDINATORS)
         return -1;
-    char bin[PATH_MAX], boot[512], port[64], defs[PATH_MAX + 16], log[PATH_MAX + 32];
+    char bin[PATH_MAX], boot[512], port[64], defs[PATH_MAX + 16], log[PATH_MAX + 64];
     if (fixture_bin_path("saga-coordinator", bin, sizeof bin) < 0)
         return -1;
     snprintf(boot, sizeof boot, "--bootstrap_servers=%s", s->broker.bootstrap);
     snprintf(port, sizeof port, "--redis_port=%d", s->redis.port);
     snprintf(defs, sizeof defs, "--definitions=%s", s->definitions);
-    int idx = s->coordinator_count;
-    snprintf(log, sizeof log, "%s/coordinator-%d.log", s->dir, idx);
+    snprintf(log, sizeof log, "%s/%s", s->dir, log_name);
     const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen=",
                             "--dev_mode=1"};
     int n = 7;
@@ -53,8 +53,17 @@ int system_add_coordinator(test_system_t *s, const char *const *args, const char
     if (pid < 0)
         return -1;
     s->coordinators[idx] = pid;
-    s->coordinator_count++;
-    return idx;
+    if (s->coordinator_count <= idx)
+        s->coordinator_count = idx + 1;
+    return pid;
+}
+
+int system_add_coordinator(test_system_t *s, const char *const *args, const char *const *env)
+{
+    int idx = s->coordinator_count;
+    char log_name[64];
+    snprintf(log_name, sizeof log_name, "coordinator-%d.log", idx);
+    return system_spawn_coordinator(s, idx, log_name, args, env) < 0 ? -1 : idx;
 }
 
 static bool all_owned(void *opaque)

@@ -41,6 +41,12 @@ int system_start(test_system_t *s, const char *definitions, const char *extra_to
  * env: extra "K=V", NULL-terminated or NULL). Returns its index, or -1. */
 int system_add_coordinator(test_system_t *s, const char *const *args, const char *const *env);
 
+/* Starts a coordinator into slot idx (0..SYSTEM_MAX_COORDINATORS-1, replacing whatever
+ * pid the slot held) logging to dir/log_name, with the flags every test coordinator gets
+ * plus args and env as above. Returns its pid, or -1. */
+pid_t system_spawn_coordinator(test_system_t *s, int idx, const char *log_name,
+                               const char *const *args, const char *const *env);
+
 /* Waits until every input partition has an owner recorded in Redis. */
 bool system_wait_owned(test_system_t *s, int timeout_ms);
 
