@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs, only those that are missing.
+# Usage: scripts/deps.sh [--test]   (--test: also what the test suite needs)
 # Used by scripts/demo.sh, scripts/test.sh and .ci/run. Needs root or sudo for apt-get.
 set -euo pipefail
 
+# What building and the demo need.
 PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libjansson-dev libhiredis-dev libcriterion-dev libmicrohttpd-dev
-  redis-server kcat
-  clang libclang-rt-14-dev
-  python3 python3-confluent-kafka
-  chromium  # headless browser of tests/test_dashboard.c (with node + npm: playwright-core)
-  docker-compose  # validates docker/docker-compose.yml in tests/test_docker.c (no engine needed)
+  redis-server kcat python3
 )
+# What the whole test suite needs besides (scripts/deps.sh --test).
+TEST_PACKAGES=(
+  clang libclang-rt-14-dev  # libFuzzer harnesses (scripts/fuzz.sh)
+  python3-confluent-kafka   # the Python participant and its tests
+  chromium                  # headless browser of tests/test_dashboard.c (playwright-core)
+  docker-compose            # validates docker/docker-compose.yml in tests/test_docker.c
+)
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES+=("${TEST_PACKAGES[@]}")
+  # The dashboard test drives Chromium with playwright-core from npm: Node.js and npm,
+  # from Debian unless the machine already has them.
+  command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+  command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+fi
 if [[ "${SAGA_DEPS_EXTRA:-}" != "" ]]; then
   read -r -a extra <<<"$SAGA_DEPS_EXTRA"
   PACKAGES+=("${extra[@]}")

@@ -6,7 +6,7 @@
 # LeakSanitizer report at a worker's exit into a failed test by itself.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/deps.sh"
+"$root/scripts/deps.sh" --test
 dir=$("$root/scripts/build.sh" "$@" | tail -n 1)
 log="$dir/Testing/Temporary/LastTest.log" # every test's whole output
 reports="$dir/sanitizer-reports"
