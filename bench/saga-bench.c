@@ -64,6 +64,7 @@ typedef struct opts {
     int depth;                 /* Redis floor: transitions per pipeline */
     int floor_messages;        /* Kafka floor: messages */
     bool no_rss;
+    bool redis_floor_only;     /* only redis-server and the store's floor (profiling) */
     const char *json_path;
     const char *keep_dir;      /* keep the temp dir (logs) there */
 } opts_t;
@@ -81,7 +82,7 @@ typedef struct participant {
 /* A snapshot of the counters a phase is measured by. */
 typedef struct snapshot {
     int64_t at_us;
-    double coord_cpu;
+    double coord_cpu, broker_cpu, redis_cpu, self_cpu;
     long coord_rss_kib;
     int64_t kafka[BENCH_NTOPICS];        /* sum of high watermarks per topic */
     size_t ncmd;
@@ -461,7 +462,20 @@ static void stack_start(bench_t *b, int steps)
     snprintf(rp, sizeof rp, "--redis_port=%d", b->redis_port);
     snprintf(defs, sizeof defs, "--definitions=%s", b->defs);
     char lvl[] = "--log_level=warn";
-    char *cargv[] = {coord, bs, rp, defs, lvl, NULL};
+    /* SAGA_BENCH_WRAPPER runs the coordinator under a profiler: "valgrind --tool=callgrind
+     * --callgrind-out-file=/tmp/cg.out" (its /proc figures are then the wrapper's). */
+    char *cargv[32], wrap[1024] = "";
+    int ca = 0;
+    const char *w = getenv("SAGA_BENCH_WRAPPER");
+    if (w) {
+        snprintf(wrap, sizeof wrap, "%s", w);
+        for (char *t = strtok(wrap, " "); t && ca < 24; t = strtok(NULL, " "))
+            cargv[ca++] = t;
+    }
+    char *own[] = {coord, bs, rp, defs, lvl};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        cargv[ca++] = own[i];
+    cargv[ca] = NULL;
     snprintf(logp, sizeof logp, "%s/coordinator.log", b->tmp);
     b->coord = proc_spawn(cargv, logp);
 
@@ -522,6 +536,9 @@ static void take_snapshot(bench_t *b, snapshot_t *s)
     s->at_us = now_us();
     s->finished = atomic_load(&b->finished);
     s->coord_cpu = proc_cpu_seconds(b->coord);
+    s->broker_cpu = proc_cpu_seconds(b->broker);
+    s->redis_cpu = proc_cpu_seconds(b->redis);
+    s->self_cpu = proc_cpu_seconds(getpid());
     s->coord_rss_kib = proc_rss_kib(b->coord);
     for (size_t t = 0; t < BENCH_NTOPICS; t++) {
         for (int p = 0; p < 64; p++) {
@@ -562,6 +579,7 @@ typedef struct result {
     double max_rate;
     double sat_e2e[3];
     double sat_cpu_per_1000;
+    double sat_cores[4];               /* coordinator, broker, redis, bench: CPU s per s */
     /* half load (open loop) */
     double half_rate, half_achieved;
     size_t half_sagas;
@@ -861,8 +879,12 @@ static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
                 machine_result_release(&res);
             }
             int64_t t0 = now_us();
+            /* One HDEL for the previous pipeline's deliveries, as queue_acks does. */
+            const char **ids = malloc((nprev ? nprev : 1) * sizeof *ids);
             for (size_t k = 0; k < nprev; k++)
-                store_queue_outbox_ack(st, 0, prev[k].id);
+                ids[k] = prev[k].id;
+            store_queue_outbox_acks(st, 0, ids, nprev);
+            free(ids);
             for (int i = 0; i < depth; i++)
                 if (store_queue_transition(st, &ts[i]) < 0)
                     die("redis floor: %s", store_last_error(st));
@@ -900,6 +922,33 @@ static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
     defn_set_free(set);
 }
 
+/* Starts redis-server alone and prints the store's floor (for profiling the store). */
+static void redis_floor_alone(bench_t *b, int steps)
+{
+    char port[16], rdir[1200], logp[1200];
+    b->steps = steps;
+    snprintf(b->saga_name, sizeof b->saga_name, "bench%d", steps);
+    b->redis_port = proc_free_port();
+    snprintf(port, sizeof port, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s/redis-floor-%d", b->tmp, steps);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
+    b->redis = proc_spawn(rargv, logp);
+    b->redis_ctx = redis_wait(b->redis_port);
+    result_t r = {0};
+    redis_floor(b, b->o.depth, 40, &r);
+    printf("%d steps: %.0f transitions/s through the store API (depth %d), %.0f%% of it "
+           "building commands; redis-server pid %d used %.2f s CPU\n",
+           steps, r.redis_floor_transitions, b->o.depth, r.redis_floor_queue_share * 100,
+           (int)b->redis, proc_cpu_seconds(b->redis));
+    redisFree(b->redis_ctx);
+    proc_stop(b->redis, 5000);
+}
+
 /* --- one saga size ---------------------------------------------------------------- */
 
 static void run_size(bench_t *b, int steps, result_t *r)
@@ -921,6 +970,11 @@ static void run_size(bench_t *b, int steps, result_t *r)
     percentiles(e2e_set, 1, r->sat_e2e);
     r->sat_cpu_per_1000 =
         (s1.coord_cpu - s0.coord_cpu) / (double)(s1.finished - s0.finished) * 1000.0;
+    double wall = (double)(s1.at_us - s0.at_us) / 1e6;
+    r->sat_cores[0] = (s1.coord_cpu - s0.coord_cpu) / wall;
+    r->sat_cores[1] = (s1.broker_cpu - s0.broker_cpu) / wall;
+    r->sat_cores[2] = (s1.redis_cpu - s0.redis_cpu) / wall;
+    r->sat_cores[3] = (s1.self_cpu - s0.self_cpu) / wall;
     fprintf(stderr, "saga-bench: %d steps: saturation %.0f sagas/s (window %d)\n", steps,
             r->max_rate, b->o.window);
 
@@ -1035,6 +1089,8 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     } while (0)
     ROW("max sustained sagas/s (closed loop)", "%19.0f", rs[i].max_rate);
     ROW("  e2e p99 at saturation (ms)", "%19.1f", rs[i].sat_e2e[2]);
+    ROW("  cores: coordinator/broker/redis/bench", "%7.2f/%.2f/%.2f/%.2f", rs[i].sat_cores[0],
+        rs[i].sat_cores[1], rs[i].sat_cores[2], rs[i].sat_cores[3]);
     ROW("half load: sagas/s (open loop)", "%19.0f", rs[i].half_achieved);
     ROW("  e2e latency p50 (ms)", "%19.2f", rs[i].e2e[0]);
     ROW("  e2e latency p95 (ms)", "%19.2f", rs[i].e2e[1]);
@@ -1081,7 +1137,7 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
             arr,
             json_pack("{s:i, s:f, s:o, s:f, s:f, s:i, s:o, s:o, s:o, s:f, s:f, s:f, s:f, s:O,"
                       " s:f, s:o, s:f, s:f, s:f, s:{s:i, s:i, s:i, s:f},"
-                      " s:{s:f, s:o, s:f, s:f, s:i, s:f, s:f, s:f}, s:f, s:I}",
+                      " s:{s:f, s:o, s:f, s:f, s:i, s:f, s:f, s:f}, s:f, s:I, s:{s:f, s:f, s:f, s:f}}",
                       "steps", r->steps, "max_sagas_per_s", r->max_rate, "saturation_e2e_ms",
                       pct_json(r->sat_e2e), "half_load_target_per_s", r->half_rate,
                       "half_load_per_s", r->half_achieved, "half_load_sagas",
@@ -1104,7 +1160,9 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
                       b->o.depth, "kafka_sagas_per_s", r->floor_kafka_sagas,
                       "redis_sagas_per_s", r->floor_redis_sagas, "sagas_per_s",
                       r->floor_sagas, "fraction_of_floor", r->ratio, "not_completed",
-                      (json_int_t)r->not_completed));
+                      (json_int_t)r->not_completed, "saturation_cores", "coordinator",
+                      r->sat_cores[0], "broker", r->sat_cores[1], "redis", r->sat_cores[2],
+                      "bench", r->sat_cores[3]));
     }
     char host[256] = "";
     gethostname(host, sizeof host);
@@ -1169,6 +1227,7 @@ int main(int argc, char **argv)
         {"depth", required_argument, NULL, 'p'},   {"floor-messages", required_argument, NULL, 'f'},
         {"no-rss", no_argument, NULL, 'n'},        {"json", required_argument, NULL, 'j'},
         {"keep", required_argument, NULL, 'k'},    {"help", no_argument, NULL, 'h'},
+        {"redis-floor-only", no_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -1187,6 +1246,7 @@ int main(int argc, char **argv)
         case 'n': b->o.no_rss = true; break;
         case 'j': b->o.json_path = optarg; break;
         case 'k': b->o.keep_dir = optarg; break;
+        case 'r': b->o.redis_floor_only = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1227,6 +1287,11 @@ int main(int argc, char **argv)
         samples_init(&b->parts[i].hops);
 
     result_t rs[4];
+    if (b->o.redis_floor_only) {
+        for (int i = 0; i < b->o.nsizes; i++)
+            redis_floor_alone(b, b->o.sizes[i]);
+        return 0;
+    }
     for (int i = 0; i < b->o.nsizes; i++)
         run_size(b, b->o.sizes[i], &rs[i]);
     print_table(rs, (size_t)b->o.nsizes, b);
