@@ -42,14 +42,17 @@ static const setting_t SETTINGS[] = {
     INT(redis_db, 0, 1024, "0", "Redis database number"),
     STR(redis_prefix, "saga", "prefix of every Redis key"),
     INT(redis_timeout_ms, 100, 600000, "5000", "Redis connect and command timeout"),
+    INT(redis_wait_replicas, -1, 16, "-1", "replicas an epoch bump waits for (WAIT); -1 = 1 when Redis has replicas"),
+    INT(dev_mode, 0, 1, "0", "1 = accept a Redis without persistence (development and tests only)"),
     I64(retention_ms, 0, INT64_MAX, "604800000", "how long finished sagas stay in Redis (0 = forever)"),
     INT(history_cap, 10, 1000000, "1000", "history entries kept per saga"),
     INT(batch_size, 1, 100000, "1000", "input messages taken per loop turn"),
     I64(max_message_bytes, 1024, 100 * 1024 * 1024, "1048576", "largest input message accepted"),
     INT(poll_interval_ms, 1, 10000, "100", "longest wait for input when no timer is due"),
     I64(session_timeout_ms, 1000, 3600000, "6000", "Kafka consumer session timeout (failover time)"),
+    STR(group_instance_id, "", "static group membership: a stable id per instance (restart keeps its partitions)"),
     STR(log_level, "info", "debug, info, warn or error"),
-    STR(http_listen, "127.0.0.1:0", "address of metrics, health checks and dashboard (\"\" = off)"),
+    STR(http_listen, "127.0.0.1:8080", "HOST:PORT of metrics, health checks and dashboard (\"\" = off)"),
 };
 #define SETTING_COUNT (sizeof SETTINGS / sizeof *SETTINGS)
 

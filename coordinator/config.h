@@ -37,12 +37,15 @@ typedef struct config {
     int redis_db;
     char redis_prefix[64];
     int redis_timeout_ms;
+    int redis_wait_replicas;   /* -1 = decide from the replicas Redis has */
+    int dev_mode;              /* 1 = accept a Redis without persistence */
     int64_t retention_ms;
     int history_cap;
     int batch_size;            /* input messages taken per loop turn */
     int64_t max_message_bytes;
     int poll_interval_ms;      /* longest wait for input when nothing is due */
     int64_t session_timeout_ms;
+    char group_instance_id[256]; /* static membership when not "" */
     char log_level[16];
     char http_listen[256];     /* host:port of metrics, health and dashboard; "" = off */
     size_t prop_count;

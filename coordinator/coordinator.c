@@ -3,10 +3,13 @@
  * then Kafka produce, then offsets; a crash anywhere re-does work, never loses it. */
 #include "coordinator.h"
 
+#include "guards.h"
 #include "idmap.h"
 #include "log.h"
 #include "machine.h"
+#include "metrics.h"
 #include "protocol.h"
+#include "registry.h"
 #include "store.h"
 #include "timers.h"
 
@@ -88,6 +91,17 @@ struct coordinator {
     uint64_t rng;
     bool timer_fired;
     coordinator_stats_t stats;
+    /* Observability (see the section "observability" below; metrics.h): */
+    metrics_t *metrics;
+    bool joined;                  /* got an assignment from the group (maybe empty) */
+    bool redis_ok;                /* the last Redis round trip succeeded */
+    int64_t turns, last_publish_ms, last_redis_ms;
+    int32_t *lag_partition;       /* scratch for metrics_publish */
+    int64_t *lag;
+    size_t lag_cap;
+    /* Definitions (see the section "definitions" below; registry.h): */
+    registry_t *registry;
+    volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
 
 static int64_t now_ms(void)
@@ -202,27 +216,43 @@ static void pause_partition(coordinator_t *c, partition_t *p, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static const definition_t *find_definition(coordinator_t *c, const char *name, int version)
+/* --- definitions: versions, pinning, reload ------------------------------------ */
+
+/* A start: the version it names (any known here or in Redis), else the folder's latest.
+ * Returns NULL with *redis_error set when Redis could not say. */
+static const definition_t *find_definition(coordinator_t *c, const char *name, int version,
+                                           bool *redis_error)
 {
-    return defn_set_find(c->defs, name, version);
+    *redis_error = false;
+    const definition_t *d = registry_find(c->registry, name, version);
+    if (d || version <= 0 || !name)
+        return d;
+    int status;
+    char why[512];
+    d = registry_fetch(c->registry, c->store, name, version, NULL, &status, why, sizeof why);
+    if (d)
+        log_info("definition %s v%d loaded from Redis for a start naming it", name, version);
+    else if (status < 0)
+        *redis_error = true;
+    return d;
 }
 
 typedef struct load_ctx {
     coordinator_t *c;
     partition_t *p;
     int failed;
+    json_t *deferred;   /* hashes of sagas whose definition is fetched after the load */
 } load_ctx_t;
 
-static void on_loaded_saga(const json_t *fields, void *opaque)
+/* Rebuilds one loaded saga on def, the exact definition it started with. */
+static void adopt_loaded_saga(load_ctx_t *lc, const json_t *fields, const definition_t *def)
 {
-    load_ctx_t *lc = opaque;
     const char *id = json_string_value(json_object_get(fields, "id"));
-    const char *name = json_string_value(json_object_get(fields, "definition"));
-    const char *ver = json_string_value(json_object_get(fields, "definition_version"));
-    const definition_t *def = name && ver ? find_definition(lc->c, name, atoi(ver)) : NULL;
-    if (!def) {
-        log_msg(LOG_ERROR, id, "partition %d: saga uses definition %s v%s, which is not loaded; "
-                "it stays in Redis untouched", (int)lc->p->id, name ? name : "?", ver ? ver : "?");
+    const char *hash = json_string_value(json_object_get(fields, "definition_hash"));
+    if (hash && *hash && strcmp(hash, def->content_hash) != 0) {
+        log_msg(LOG_ERROR, id, "partition %d: saga started on %s v%d with hash %.12s, but that "
+                "version here has hash %.12s; it stays in Redis untouched", (int)lc->p->id,
+                def->name, def->version, hash, def->content_hash);
         lc->failed++;
         return;
     }
@@ -240,6 +270,89 @@ static void on_loaded_saga(const json_t *fields, void *opaque)
         return;
     }
     (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
+}
+
+/* Called while the store reads a pipeline: no Redis command may be sent from here, so a
+ * saga whose definition version is not known here waits in lc->deferred. */
+static void on_loaded_saga(const json_t *fields, void *opaque)
+{
+    load_ctx_t *lc = opaque;
+    const char *name = json_string_value(json_object_get(fields, "definition"));
+    const char *ver = json_string_value(json_object_get(fields, "definition_version"));
+    const definition_t *def =
+        name && ver && atoi(ver) > 0 ? registry_find(lc->c->registry, name, atoi(ver)) : NULL;
+    if (def)
+        adopt_loaded_saga(lc, fields, def);
+    else if (!lc->deferred || json_array_append_new(lc->deferred, json_deep_copy(fields)) < 0)
+        lc->failed++;
+}
+
+/* Rebuilds the deferred sagas on their definitions fetched from Redis. Returns 0, or -1
+ * on a Redis error (the load is retried). */
+static int adopt_deferred_sagas(load_ctx_t *lc)
+{
+    size_t i;
+    json_t *fields;
+    json_array_foreach(lc->deferred, i, fields)
+    {
+        const char *id = json_string_value(json_object_get(fields, "id"));
+        const char *name = json_string_value(json_object_get(fields, "definition"));
+        const char *ver = json_string_value(json_object_get(fields, "definition_version"));
+        const char *hash = json_string_value(json_object_get(fields, "definition_hash"));
+        int status = 1;
+        char why[512] = "no definition name or version";
+        const definition_t *def =
+            name && ver && atoi(ver) > 0
+                ? registry_fetch(lc->c->registry, lc->c->store, name, atoi(ver), hash, &status,
+                                 why, sizeof why)
+                : NULL;
+        if (status < 0)
+            return -1;
+        if (!def) {
+            log_msg(LOG_ERROR, id, "partition %d: saga uses definition %s v%s, which is not "
+                    "loaded and cannot be loaded from Redis (%s); it stays in Redis untouched",
+                    (int)lc->p->id, name ? name : "?", ver ? ver : "?", why);
+            lc->failed++;
+            continue;
+        }
+        log_msg(LOG_INFO, id, "partition %d: runs on %s v%d (hash %.12s), loaded from Redis",
+                (int)lc->p->id, def->name, def->version, def->content_hash);
+        adopt_loaded_saga(lc, fields, def);
+    }
+    return 0;
+}
+
+int coordinator_reload(coordinator_t *c)
+{
+    defn_errors_t errs = {0};
+    registry_changes_t ch;
+    int rc = registry_reload(c->registry, c->cfg.definitions, c->store, &errs, &ch);
+    if (rc == 0) {
+        c->stats.reloads_ok++;
+        log_info("definitions reloaded from %s: %zu in the folder, %zu new, %zu no longer "
+                 "offered (sagas running on them keep them); reloads: %llu applied, %llu "
+                 "refused", c->cfg.definitions, ch.files, ch.added, ch.removed,
+                 (unsigned long long)c->stats.reloads_ok,
+                 (unsigned long long)c->stats.reloads_failed);
+    } else {
+        c->stats.reloads_failed++;
+        for (size_t i = 0; i < errs.count; i++) {
+            char line[sizeof(defn_error_t) + 64];
+            defn_error_format(&errs.items[i], line, sizeof line);
+            log_error("reload: %s", line);
+        }
+        log_error("reload of %s refused: %zu error(s); nothing changed, the definitions "
+                  "loaded before stay in use; reloads: %llu applied, %llu refused",
+                  c->cfg.definitions, errs.count, (unsigned long long)c->stats.reloads_ok,
+                  (unsigned long long)c->stats.reloads_failed);
+    }
+    defn_errors_release(&errs);
+    return rc;
+}
+
+void coordinator_set_reload_flag(coordinator_t *c, volatile sig_atomic_t *flag)
+{
+    c->reload_flag = flag;
 }
 
 static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
@@ -323,10 +436,13 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     part_drop_sagas(c, p);
     if (new_epoch && store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
         goto fail;
-    load_ctx_t lc = {.c = c, .p = p};
+    load_ctx_t lc = {.c = c, .p = p, .deferred = json_array()};
     int n = store_load_partition(c->store, p->id, on_loaded_saga, &lc);
-    if (n < 0)
+    if (n < 0 || adopt_deferred_sagas(&lc) < 0) {
+        json_decref(lc.deferred);
         goto fail;
+    }
+    json_decref(lc.deferred);
     int ob = store_load_outbox(c->store, p->id, on_loaded_outbox, &lc);
     if (ob < 0)
         goto fail;
@@ -334,6 +450,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     p->fenced = false;
     p->loaded_at = now_ms();
     start_catchup(c, p);
+    c->redis_ok = true;
     c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
     c->stats.last_load_ms = now_ms() - t0;
     coordinator_crash_point("after_load");
@@ -343,6 +460,7 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
     return 0;
 fail:
     c->stats.redis_errors++;
+    c->redis_ok = false;
     log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
               store_last_error(c->store));
     part_drop_sagas(c, p);
@@ -382,6 +500,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     coordinator_t *c = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->joined = true;
         for (int i = 0; i < list->cnt; i++)
             partition_acquire(c, list->elems[i].partition);
         rd_kafka_assign(rk, list);
@@ -486,8 +605,11 @@ static void dead_letter(coordinator_t *c, const rd_kafka_message_t *m, const cha
     c->stats.dead_letters++;
     json_t *dl = protocol_dead_letter(why, rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                                       m->key, m->key_len, m->payload, m->len);
-    log_warn("input partition %d offset %lld dead-lettered: %s", (int)m->partition,
-             (long long)m->offset, why);
+    char key[SAGA_ID_MAX_LEN + 1] = "";
+    if (m->key && m->key_len <= SAGA_ID_MAX_LEN)
+        snprintf(key, sizeof key, "%.*s", (int)m->key_len, (const char *)m->key);
+    log_msg(LOG_WARN, key[0] ? key : NULL, "input partition %d offset %lld dead-lettered: %s",
+            (int)m->partition, (long long)m->offset, why);
     if (dl) {
         char *text = json_dumps(dl, JSON_COMPACT);
         if (text) {
@@ -590,6 +712,7 @@ static void apply_result(coordinator_t *c, partition_t *p, saga_t *s, machine_re
 static void reject_start(coordinator_t *c, const input_msg_t *m, const char *id, const char *why)
 {
     c->stats.rejected++;
+    metrics_on_rejected(c->metrics, m->saga_name);
     log_msg(LOG_WARN, id, "start rejected: %s", why);
     json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms());
     if (o) {
@@ -606,10 +729,18 @@ static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_messag
         snprintf(id, sizeof id, "%s", m->saga_id);
     else /* derived from the message's place, so a redelivery makes the same saga */
         snprintf(id, sizeof id, "p%d-o%lld", (int)km->partition, (long long)km->offset);
-    const definition_t *def = find_definition(c, m->saga_name, m->version);
+    bool redis_error;
+    const definition_t *def = find_definition(c, m->saga_name, m->version, &redis_error);
     char why[512];
+    if (redis_error) {
+        /* Cannot tell whether that version exists: read the start again after a reload. */
+        log_msg(LOG_ERROR, id, "partition %d: cannot look up %s v%d in Redis (%s); reloading",
+                (int)p->id, m->saga_name, m->version, store_last_error(c->store));
+        p->needs_reload = true;
+        return;
+    }
     if (!def) {
-        if (m->version > 0 && find_definition(c, m->saga_name, 0))
+        if (m->version > 0 && registry_find(c->registry, m->saga_name, 0))
             snprintf(why, sizeof why, "saga definition \"%s\" has no version %d", m->saga_name,
                      m->version);
         else
@@ -796,6 +927,8 @@ static void run_timers(coordinator_t *c, int64_t now)
 
 /* --- finishing a turn ------------------------------------------------------------- */
 
+static void log_transition(const saga_t *s, const json_t *history); /* observability */
+
 static void doom(coordinator_t *c, saga_t *s)
 {
     if (grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
@@ -859,6 +992,7 @@ static void queue_acks(coordinator_t *c)
 
 static void finish_turn(coordinator_t *c)
 {
+    bool talked = c->nacks > 0 || c->npending > 0;
     queue_acks(c);
 
     size_t n = c->npending;
@@ -868,9 +1002,14 @@ static void finish_turn(coordinator_t *c)
     }
     if (n)
         coordinator_freeze_point("before_redis_write");
-    if (store_flush(c->store, c->results) < 0) {
+    int flushed = store_flush(c->store, c->results);
+    if (flushed < 0) {
         c->stats.redis_errors++;
         log_error("redis pipeline failed: %s", store_last_error(c->store));
+    }
+    if (talked) {
+        c->redis_ok = flushed == 0;
+        c->last_redis_ms = now_ms();
     }
     if (c->timer_fired)
         coordinator_crash_point("after_timer_write");
@@ -889,6 +1028,8 @@ static void finish_turn(coordinator_t *c)
             for (size_t k = 0; k < pd->entry_count; k++)
                 produce_entry(c, &pd->entries[k], p->id, p->epoch);
             count_outcome(c, s, pd);
+            metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->history);
+            log_transition(s, pd->history);
             if (saga_status_is_terminal(s->status)) {
                 timers_remove(&c->timers, s);
                 if (idmap_get(p->sagas, s->id) == s) {
@@ -918,7 +1059,8 @@ static void finish_turn(coordinator_t *c)
             break;
         default:
             if (!p->needs_reload)
-                log_error("partition %d: transition of saga %s not confirmed (%s); reloading",
+                log_msg(LOG_ERROR, s->id,
+                        "partition %d: transition of saga %s not confirmed (%s); reloading",
                           (int)p->id, s->id,
                           c->results[i] == STORE_CONFLICT ? "version conflict"
                                                           : store_last_error(c->store));
@@ -967,6 +1109,101 @@ static void finish_turn(coordinator_t *c)
         saga_free(c->doomed[i]);
     c->ndoomed = 0;
     c->timer_fired = false;
+}
+
+/* --- observability ---------------------------------------------------------------- */
+
+#define COORD_REDIS_PING_MS 1000  /* an idle loop checks Redis this often (for /readyz) */
+
+/* One log line, with saga_id, for the moments an operator looks for: a saga started,
+ * began compensating, and how it ended (the final history entry says so). */
+static void log_transition(const saga_t *s, const json_t *history)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(history, i, e)
+    {
+        const char *ev = json_string_value(json_object_get(e, "event"));
+        if (!ev)
+            continue;
+        if (strcmp(ev, "started") == 0)
+            log_msg(LOG_DEBUG, s->id, "saga started (%s v%d, partition %d)", s->def->name,
+                    s->def->version, (int)s->partition);
+        else if (strcmp(ev, "compensation_started") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensating: %s", s->error ? s->error : "");
+        else if (strcmp(ev, "completed") == 0)
+            log_msg(LOG_INFO, s->id, "saga completed (%s v%d)", s->def->name, s->def->version);
+        else if (strcmp(ev, "compensated") == 0)
+            log_msg(LOG_INFO, s->id, "saga compensated (%s v%d): %s", s->def->name,
+                    s->def->version, s->error ? s->error : "");
+        else if (strcmp(ev, "stuck") == 0)
+            log_msg(LOG_WARN, s->id, "saga stuck, needs an operator (sagactl retry/skip): %s",
+                    s->error ? s->error : "");
+    }
+}
+
+/* Lag of every owned partition: high watermark (cached by librdkafka from fetches, no
+ * round trip) minus the consumer's position (local). Fills c->lag*; returns the count. */
+static size_t compute_lag(coordinator_t *c)
+{
+    int owned = coordinator_partitions_owned(c);
+    if (owned == 0 ||
+        (grow((void **)&c->lag_partition, &c->lag_cap, (size_t)owned, sizeof *c->lag_partition) < 0))
+        return 0;
+    int64_t *l = realloc(c->lag, c->lag_cap * sizeof *l);
+    if (!l)
+        return 0;
+    c->lag = l;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(owned);
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i] && c->parts[i]->owned)
+            rd_kafka_topic_partition_list_add(list, c->cfg.input_topic, c->parts[i]->id);
+    (void)rd_kafka_position(c->consumer, list); /* per-partition errors checked below */
+    size_t n = 0;
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        partition_t *p = part_get(c, tp->partition, false);
+        int64_t lo = -1, hi = -1, pos = tp->err ? -1 : tp->offset;
+        if (pos < 0 && p)
+            pos = p->confirmed_offset;
+        (void)rd_kafka_get_watermark_offsets(c->consumer, c->cfg.input_topic, tp->partition,
+                                             &lo, &hi);
+        c->lag_partition[n] = tp->partition;
+        c->lag[n++] = hi >= 0 && pos >= 0 ? (hi > pos ? hi - pos : 0) : -1;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return n;
+}
+
+/* Ends a turn for the observers: checks Redis when the loop was idle, and publishes the
+ * metrics snapshot for the HTTP thread at most every METRICS_PUBLISH_MS. */
+static void observe_turn(coordinator_t *c)
+{
+    int64_t now = now_ms();
+    c->turns++;
+    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS) {
+        c->redis_ok = store_ping(c->store) == 0;
+        c->last_redis_ms = now;
+    }
+    if (now - c->last_publish_ms < METRICS_PUBLISH_MS)
+        return;
+    c->last_publish_ms = now;
+    metrics_engine_t e = {.stats = c->stats,
+                          .partitions_owned = coordinator_partitions_owned(c),
+                          .sagas_in_memory = coordinator_sagas_in_memory(c),
+                          .joined = c->joined,
+                          .redis_ok = c->redis_ok,
+                          .turns = c->turns,
+                          .last_turn_ms = now};
+    e.lag_count = compute_lag(c);
+    e.lag_partition = c->lag_partition;
+    e.lag = c->lag;
+    metrics_publish(c->metrics, &e);
+}
+
+struct metrics *coordinator_metrics(coordinator_t *c)
+{
+    return c->metrics;
 }
 
 /* Reloads the partitions whose state is in doubt, when their retry time came. */
@@ -1020,6 +1257,7 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     for (ssize_t i = 0; i < n; i++)
         rd_kafka_message_destroy(c->batch[i]);
     rd_kafka_poll(c->producer, 0);
+    observe_turn(c);
     return 0;
 }
 
@@ -1058,6 +1296,10 @@ static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, si
                 RD_KAFKA_CONF_OK)
                 goto fail;
     }
+    if (scope == 1 && cfg->group_instance_id[0] &&
+        rd_kafka_conf_set(conf, "group.instance.id", cfg->group_instance_id, err, errlen) !=
+            RD_KAFKA_CONF_OK)
+        goto fail;
     for (size_t i = 0; i < cfg->prop_count; i++) {
         const config_prop_t *p = &cfg->props[i];
         if (p->scope != 0 && p->scope != scope)
@@ -1102,12 +1344,35 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         goto err;
-    for (size_t i = 0; i < defn_set_count(defs); i++) {
-        if (store_put_definition(c->store, defn_set_at(defs, i)) < 0) {
-            snprintf(err, errlen, "cannot record definitions in Redis: %s",
-                     store_last_error(c->store));
-            goto err;
+    guards_redis_report_t report;
+    if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
+        guards_check_redis(&report, cfg, err, errlen) < 0)
+        goto err;
+    store_set_wait_replicas(c->store, cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
+                                      : report.replicas > 0         ? 1
+                                                                    : 0);
+    c->redis_ok = true;
+    c->metrics = metrics_new(defs);
+    if (!c->metrics) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    c->registry = registry_new(defs);
+    if (!c->registry) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    defn_errors_t errs = {0};
+    if (registry_publish(c->registry, c->store, &errs) < 0) {
+        char line[sizeof(defn_error_t) + 64] = "";
+        for (size_t i = 0; i < errs.count; i++) {
+            defn_error_format(&errs.items[i], line, sizeof line);
+            log_error("%s", line);
         }
+        snprintf(err, errlen, "definitions refused (%zu error(s), the last: %s)", errs.count,
+                 line);
+        defn_errors_release(&errs);
+        goto err;
     }
 
     rd_kafka_conf_t *pconf = kafka_conf(cfg, 2, err, errlen);
@@ -1146,6 +1411,8 @@ static void record_partition_count(coordinator_t *c)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
     if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        guards_check_input_topic(c->cfg.input_topic, md->topics[0].partition_cnt,
+                                 md->topics[0].partitions[0].replica_cnt);
         if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
             log_warn("cannot record saga:meta: %s", store_last_error(c->store));
     } else {
@@ -1175,9 +1442,14 @@ int coordinator_start(coordinator_t *c)
 
 int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
 {
-    while (!*stop)
+    while (!*stop) {
+        if (c->reload_flag && *c->reload_flag) {
+            *c->reload_flag = 0;
+            (void)coordinator_reload(c);
+        }
         if (coordinator_turn(c, c->cfg.poll_interval_ms) < 0)
             return -1;
+    }
     log_info("stopping: leaving the group");
     rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
     rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS);
@@ -1215,6 +1487,10 @@ void coordinator_free(coordinator_t *c)
     free(c->batch);
     timers_release(&c->timers);
     store_free(c->store);
+    metrics_free(c->metrics);
+    free(c->lag_partition);
+    free(c->lag);
+    registry_free(c->registry); /* after the sagas: they point into it */
     free(c);
 }
 

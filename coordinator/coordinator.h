@@ -32,11 +32,14 @@ typedef struct coordinator_stats {
     uint64_t outbox_resent;
     uint64_t sagas_loaded;
     int64_t last_load_ms;        /* time the last assignment's loading took */
+    uint64_t reloads_ok;         /* definition reloads applied (SIGHUP) */
+    uint64_t reloads_failed;     /* definition reloads refused: nothing changed */
 } coordinator_stats_t;
 
 /* Creates the engine: connects to Redis, records the definitions there, creates the Kafka
- * consumer (not yet subscribed) and producer. defs is borrowed and must outlive it.
- * Returns NULL with the reason in err. */
+ * consumer (not yet subscribed) and producer. defs (the definitions folder as loaded) is
+ * borrowed and must outlive it. Returns NULL with the reason in err, also when a
+ * definition's NAME@VERSION is recorded in Redis with other content. */
 coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen);
 void coordinator_free(coordinator_t *c);
 
@@ -51,10 +54,25 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms);
  * turn in flight, flushes the producer, commits offsets. Returns 0 or -1. */
 int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop);
 
+/* Re-reads the definitions folder (cfg.definitions) and applies it all or not at all
+ * (registry_reload): new versions are offered, sagas keep the version they run on, a
+ * version whose content changed is refused. Logs what changed or every error, counts
+ * reloads_ok / reloads_failed. Returns 0 when applied, -1 when refused. Call it between
+ * turns. */
+int coordinator_reload(coordinator_t *c);
+
+/* coordinator_run reloads (once) whenever *flag is non-zero, and clears it: a SIGHUP
+ * handler only sets it. flag may be NULL (no reloads). */
+void coordinator_set_reload_flag(coordinator_t *c, volatile sig_atomic_t *flag);
+
 const coordinator_stats_t *coordinator_stats(const coordinator_t *c);
 /* Number of partitions owned and sagas in memory. */
 int coordinator_partitions_owned(const coordinator_t *c);
 size_t coordinator_sagas_in_memory(const coordinator_t *c);
+
+/* The engine's metrics (metrics.h): the loop publishes a snapshot of them at most every
+ * METRICS_PUBLISH_MS, which any thread may read (the HTTP server does). Borrowed. */
+struct metrics *coordinator_metrics(coordinator_t *c);
 
 /* Crash points for tests: when the environment variable SAGA_CRASH_AT names point, the
  * process kills itself with SIGKILL there (on hit SAGA_CRASH_AFTER, default 1). Points:

@@ -1254,6 +1254,16 @@ const definition_t *defn_set_at(const defn_set_t *set, size_t i)
     return set && i < set->count ? set->items[i] : NULL;
 }
 
+definition_t *defn_set_take(defn_set_t *set, size_t i)
+{
+    if (!set || i >= set->count)
+        return NULL;
+    definition_t *d = set->items[i];
+    memmove(set->items + i, set->items + i + 1, (set->count - i - 1) * sizeof *set->items);
+    set->count--;
+    return d;
+}
+
 static int compare_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

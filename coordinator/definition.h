@@ -148,6 +148,10 @@ const definition_t *defn_set_at(const defn_set_t *set, size_t i);
 int defn_set_add(defn_set_t *set, definition_t *d, defn_errors_t *errs);
 defn_set_t *defn_set_new(void);
 
+/* Removes the i-th definition from the set and hands it to the caller (who then owns it);
+ * the others keep their order. NULL when i is out of range. */
+definition_t *defn_set_take(defn_set_t *set, size_t i);
+
 /* Loads a folder or one file as defn_set_load does and prints to out every error, one
  * per line as defn_error_format writes it, then a summary line: "N definitions OK" or
  * "N errors in M files". Returns 0 when everything is valid, 1 otherwise (the exit

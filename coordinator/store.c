@@ -63,6 +63,7 @@ struct store {
     int history_cap;
     int timeout_ms;
     char script_sha[41];
+    int wait_replicas;
     size_t queued_transitions;
     size_t queued_replies;       /* every reply to read, acks included */
     unsigned char *reply_is_transition; /* per queued reply: 1 transition, 0 ack */
@@ -269,6 +270,13 @@ fail:
     return -1;
 }
 
+int store_ping(store_t *st)
+{
+    redisReply *r = command(st, "PING");
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
 int store_ensure_connected(store_t *st)
 {
     if (st->ctx && !st->ctx->err)
@@ -318,6 +326,11 @@ void store_free(store_t *st)
 
 /* --- epochs, meta, definitions ---------------------------------------------------- */
 
+void store_set_wait_replicas(store_t *st, int replicas)
+{
+    st->wait_replicas = replicas;
+}
+
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
     char key[STORE_KEY_MAX], okey[STORE_KEY_MAX];
@@ -328,6 +341,19 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
         return -1;
     *epoch = r->integer;
     freeReplyObject(r);
+    if (st->wait_replicas > 0) {
+        r = command(st, "WAIT %d %d", st->wait_replicas, st->timeout_ms);
+        if (!r)
+            return -1;
+        long long acked = r->integer;
+        freeReplyObject(r);
+        if (acked < st->wait_replicas) {
+            set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
+                      (long long)*epoch, (int)partition, acked, st->wait_replicas,
+                      st->timeout_ms);
+            return -1;
+        }
+    }
     r = command(st, "HSET %s owner %s epoch %lld since %lld", okey, owner, (long long)*epoch,
                 (long long)time(NULL) * 1000);
     if (!r)
@@ -348,18 +374,92 @@ int store_put_meta(store_t *st, int partitions)
     return 0;
 }
 
-int store_put_definition(store_t *st, const definition_t *d)
+static void definition_field(char *field, size_t len, const char *name, int version)
 {
-    char key[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    snprintf(field, len, "%s@%d", name, version);
+}
+
+/* Copies a string reply of at most STORE_HASH_HEX_LEN bytes into hash. */
+static void copy_hash(const redisReply *r, char *hash)
+{
+    snprintf(hash, STORE_HASH_HEX_LEN + 1, "%s",
+             r && r->type == REDIS_REPLY_STRING ? r->str : "");
+}
+
+int store_put_definition(store_t *st, const definition_t *d, char *existing)
+{
+    char key[STORE_KEY_MAX], hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
     store_key_global(st, key, "definitions");
-    snprintf(field, sizeof field, "%s@%d", d->name, d->version);
+    store_key_global(st, hkey, "definition-hashes");
+    definition_field(field, sizeof field, d->name, d->version);
+    /* The hash first: it decides, atomically, which content owns NAME@VERSION. */
+    redisReply *r = command(st, "HSETNX %s %s %s", hkey, field, d->content_hash);
+    if (!r)
+        return -1;
+    bool first = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (!first) {
+        char recorded[STORE_HASH_HEX_LEN + 1];
+        int rc = store_get_definition_hash(st, d->name, d->version, recorded);
+        if (rc < 0)
+            return -1;
+        if (rc == 0 && strcmp(recorded, d->content_hash) != 0) {
+            if (existing)
+                snprintf(existing, STORE_HASH_HEX_LEN + 1, "%s", recorded);
+            return 1;
+        }
+    }
     char *text = json_dumps(d->json, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
         return -1;
-    redisReply *r = command(st, "HSET %s %s %s", key, field, text);
+    r = command(st, "HSET %s %s %s", key, field, text);
     free(text);
     if (!r)
         return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int store_get_definition_hash(store_t *st, const char *name, int version, char *hash)
+{
+    char hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    store_key_global(st, hkey, "definition-hashes");
+    definition_field(field, sizeof field, name, version);
+    redisReply *r = command(st, "HGET %s %s", hkey, field);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_STRING ? 0 : 1;
+    copy_hash(r, hash);
+    freeReplyObject(r);
+    return rc;
+}
+
+int store_get_definition(store_t *st, const char *name, int version, char **json, char *hash)
+{
+    char key[STORE_KEY_MAX], hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    store_key_global(st, key, "definitions");
+    store_key_global(st, hkey, "definition-hashes");
+    definition_field(field, sizeof field, name, version);
+    *json = NULL;
+    hash[0] = '\0';
+    redisReply *r = command(st, "HGET %s %s", key, field);
+    if (!r)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return 1;
+    }
+    *json = strndup(r->str, r->len);
+    freeReplyObject(r);
+    if (!*json)
+        return -1;
+    r = command(st, "HGET %s %s", hkey, field);
+    if (!r) {
+        free(*json);
+        *json = NULL;
+        return -1;
+    }
+    copy_hash(r, hash);
     freeReplyObject(r);
     return 0;
 }

@@ -75,6 +75,8 @@ void store_free(store_t *st);
 /* Reconnects if the connection was lost. 0 when connected. */
 int store_ensure_connected(store_t *st);
 const char *store_last_error(const store_t *st);
+/* PING (reconnecting first if needed). Nothing may be queued. Returns 0 or -1. */
+int store_ping(store_t *st);
 redisContext *store_context(store_t *st);
 
 /* Key names of the layout (buf of STORE_KEY_MAX). */
@@ -84,9 +86,13 @@ void store_key_index(const store_t *st, char *buf, int32_t partition, const char
 void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what);
 void store_key_global(const store_t *st, char *buf, const char *what);
 
-/* Takes a new fencing epoch for partition (INCR) and records owner. Returns 0 and the
- * epoch, or -1. */
+/* Takes a new fencing epoch for partition (INCR) and records owner. With replicas to
+ * wait for (store_set_wait_replicas), the bump must reach that many replicas (WAIT)
+ * before it counts: a Redis failover must not lose it. Returns 0 and the epoch, or -1. */
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
+
+/* How many replicas an epoch bump waits for (0 = none). */
+void store_set_wait_replicas(store_t *st, int replicas);
 
 /* Calls fn for every saga of partition listed as running, compensating or stuck, with
  * its hash fields (a JSON object of strings, borrowed for the call). Returns the number
@@ -114,9 +120,29 @@ size_t store_queued(const store_t *st);
  * error (then every unread result is STORE_ERROR). */
 int store_flush(store_t *st, store_status_t *results);
 
-/* Records the layout version and the input topic's partition count (saga:meta), and the
- * loaded definitions (saga:definitions). Returns 0 or -1. */
+/* Records the layout version and the input topic's partition count (saga:meta). Returns
+ * 0 or -1. */
 int store_put_meta(store_t *st, int partitions);
-int store_put_definition(store_t *st, const definition_t *d);
+
+/* Length of a content hash in hex (SHA-256), without the NUL. */
+#define STORE_HASH_HEX_LEN 64
+
+/* Records a definition: its content hash in saga:definition-hashes (first writer wins,
+ * HSETNX) and its canonical JSON in saga:definitions, both under field NAME@VERSION. A
+ * NAME@VERSION is recorded once for good: content may never change under a version.
+ * Returns 0 (recorded, or already recorded with the same hash), 1 when NAME@VERSION is
+ * recorded with another hash (then nothing is written; that hash is copied to existing,
+ * which may be NULL, of STORE_HASH_HEX_LEN + 1 bytes), -1 on a Redis error. */
+int store_put_definition(store_t *st, const definition_t *d, char *existing);
+
+/* Reads the recorded hash of NAME@VERSION into hash (STORE_HASH_HEX_LEN + 1 bytes).
+ * Returns 0 when recorded, 1 when not, -1 on a Redis error. */
+int store_get_definition_hash(store_t *st, const char *name, int version, char *hash);
+
+/* Reads the recorded definition NAME@VERSION: its JSON (*json, caller frees) and its
+ * hash (hash, STORE_HASH_HEX_LEN + 1 bytes; "" when only the JSON is recorded, as a Redis
+ * written before hashes were recorded has it). Returns 0 when recorded, 1 when not, -1
+ * on a Redis error. */
+int store_get_definition(store_t *st, const char *name, int version, char **json, char *hash);
 
 #endif

@@ -9,6 +9,7 @@ PACKAGES=(
   redis-server kcat
   clang libclang-rt-14-dev
   python3 python3-confluent-kafka
+  chromium  # headless browser of tests/test_dashboard.c (with node + npm: playwright-core)
 )
 if [[ "${SAGA_DEPS_EXTRA:-}" != "" ]]; then
   read -r -a extra <<<"$SAGA_DEPS_EXTRA"

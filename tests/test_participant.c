@@ -23,7 +23,7 @@
 
 #define T_COMMAND_TOPIC "inventory.commands"
 #define T_REPLY_TOPIC "replies"
-#define T_TOPICS "inventory.commands:2,replies:3"
+#define T_TOPICS "inventory.commands:2,payment.commands:2,shipping.commands:2,replies:3"
 #define T_CMD_PARTITION 1          /* every command of a test goes here ... */
 #define T_REPLY_PARTITION 2        /* ... and asks for its reply here */
 #define T_REPLY_TIMEOUT_MS 30000   /* includes the mock's ~3 s first group join */
@@ -73,15 +73,17 @@ static void env_teardown(void)
     fixture_redis_stop(&T.redis);
 }
 
-/* Starts the participant (argv extra: NULL-terminated flags). Its log goes to the
- * broker's temp dir (kept with SAGA_TEST_KEEP=1). */
-static pid_t service_start(impl_t impl, const char *const *extra)
+/* Starts the participant playing service (argv extra: NULL-terminated flags). Its log
+ * goes to the broker's temp dir (kept with SAGA_TEST_KEEP=1). */
+static pid_t service_start_as(impl_t impl, const char *service, const char *const *extra)
 {
     static char bin[PATH_MAX], script[PATH_MAX];
     const char *argv[T_MAX_ARGS];
     int n = 0;
     if (impl == IMPL_C) {
-        cr_assert_eq(fixture_bin_path(T_SERVICE "-service", bin, sizeof bin), 0, "SAGA_BIN_DIR");
+        char name[64];
+        snprintf(name, sizeof name, "%s-service", service);
+        cr_assert_eq(fixture_bin_path(name, bin, sizeof bin), 0, "SAGA_BIN_DIR");
         argv[n++] = bin;
     } else {
         const char *src = getenv("SAGA_SOURCE_DIR");
@@ -90,7 +92,7 @@ static pid_t service_start(impl_t impl, const char *const *extra)
         argv[n++] = "/usr/bin/python3";
         argv[n++] = script;
         argv[n++] = "--service";
-        argv[n++] = T_SERVICE;
+        argv[n++] = service;
     }
     argv[n++] = "--bootstrap";
     argv[n++] = T.broker.bootstrap;
@@ -110,10 +112,15 @@ static pid_t service_start(impl_t impl, const char *const *extra)
     return pid;
 }
 
+static pid_t service_start(impl_t impl, const char *const *extra)
+{
+    return service_start_as(impl, T_SERVICE, extra);
+}
+
 /* Builds and produces one command as docs/protocol.md describes it. payload is JSON text
  * (NULL: {}). Returns the command_id in id (size 256). */
-static void command_send(const char *saga, const char *step, const char *kind, const char *type, int attempt,
-                         const char *payload, char *id)
+static void command_send_to(const char *topic, const char *saga, const char *step, const char *kind,
+                            const char *type, int attempt, const char *payload, char *id)
 {
     char cid[256], key[256];
     snprintf(cid, sizeof cid, "%s/%s/%s/%d", saga, step, kind, attempt);
@@ -129,10 +136,16 @@ static void command_send(const char *saga, const char *step, const char *kind, c
     cr_assert_not_null(c);
     char *text = json_dumps(c, JSON_COMPACT);
     json_decref(c);
-    cr_assert_eq(fixture_produce(T.producer, T_COMMAND_TOPIC, T_CMD_PARTITION, saga, text), 0);
+    cr_assert_eq(fixture_produce(T.producer, topic, T_CMD_PARTITION, saga, text), 0);
     free(text);
     if (id)
         snprintf(id, 256, "%s", cid);
+}
+
+static void command_send(const char *saga, const char *step, const char *kind, const char *type, int attempt,
+                         const char *payload, char *id)
+{
+    command_send_to(T_COMMAND_TOPIC, saga, step, kind, type, attempt, payload, id);
 }
 
 static void raw_send(const char *key, const char *value)
@@ -212,9 +225,18 @@ static void marker_sync(void)
     json_decref(r);
 }
 
+/* r as text, for assertion messages (a static buffer: nothing to free). */
+static const char *reply_text(const json_t *r)
+{
+    static char buf[4096];
+    size_t n = json_dumpb(r, buf, sizeof buf - 1, JSON_COMPACT);
+    buf[n < sizeof buf ? n : 0] = '\0';
+    return buf;
+}
+
 static void reply_assert_ok(json_t *r, const char *command_id, int attempt)
 {
-    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "ok", "reply %s", json_dumps(r, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "ok", "reply %s", reply_text(r));
     cr_assert_str_eq(json_string_value(json_object_get(r, "command_id")), command_id);
     cr_assert_eq(json_integer_value(json_object_get(r, "attempt")), attempt);
     cr_assert(json_is_object(json_object_get(r, "output")));
@@ -222,7 +244,7 @@ static void reply_assert_ok(json_t *r, const char *command_id, int attempt)
 
 static void reply_assert_failed(json_t *r, const char *error, int retryable)
 {
-    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "failed", "reply %s", json_dumps(r, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "failed", "reply %s", reply_text(r));
     const char *e = json_string_value(json_object_get(r, "error"));
     cr_assert(e && strstr(e, error), "error \"%s\" lacks \"%s\"", e ? e : "(none)", error);
     cr_assert_eq(json_is_true(json_object_get(r, "retryable")), retryable);
@@ -563,6 +585,50 @@ static void case_kill9_restart(impl_t impl)
     }
 }
 
+/* payment-service and shipping-service: an action, its compensation twice, and the
+ * ledger nets to zero with one effect each way. */
+static void case_payment_and_shipping(impl_t impl)
+{
+    pid_t pay = service_start_as(impl, "payment", NULL);
+    T.svc = service_start_as(impl, "shipping", NULL);
+    char a[256], c[256], sa[256], sc[256];
+    command_send_to("payment.commands", "o-ps", "charge", "action", "payment.charge", 1,
+                    "{\"order_id\":\"9\",\"amount\":25.5}", a);
+    command_send_to("shipping.commands", "o-ps", "ship", "action", "shipping.schedule", 1,
+                    "{\"order_id\":\"9\",\"address\":\"1 Main St\"}", sa);
+    json_t *ra = reply_wait(a, 1), *rs = reply_wait(sa, 1);
+    reply_assert_ok(ra, a, 1);
+    reply_assert_ok(rs, sa, 1);
+    char pp[256], sp[256];
+    snprintf(pp, sizeof pp, "{\"payment_id\":\"%s\",\"amount\":25.5}",
+             json_string_value(json_object_get(json_object_get(ra, "output"), "payment_id")));
+    snprintf(sp, sizeof sp, "{\"shipment_id\":\"%s\"}",
+             json_string_value(json_object_get(json_object_get(rs, "output"), "shipment_id")));
+    json_decref(ra);
+    json_decref(rs);
+    cr_assert_eq(redis_hget_int("ledger:{payment}:balance", "charged_cents"), 2550);
+    cr_assert_eq(redis_hget_int("ledger:{shipping}:balance", "scheduled"), 1);
+    for (int i = 0; i < 2; i++) {
+        command_send_to("payment.commands", "o-ps", "charge", "compensation", "payment.refund", 1, pp, c);
+        command_send_to("shipping.commands", "o-ps", "ship", "compensation", "shipping.cancel", 1, sp, sc);
+    }
+    for (int i = 1; i <= 2; i++) {
+        json_t *r = reply_wait(c, i);
+        reply_assert_ok(r, c, 1);
+        json_decref(r);
+        r = reply_wait(sc, i);
+        reply_assert_ok(r, sc, 1);
+        json_decref(r);
+    }
+    cr_assert_eq(redis_hget_int("ledger:{payment}:balance", "charged_cents"), 0);
+    cr_assert_eq(redis_hget_int("ledger:{payment}:by_saga", "o-ps"), 0);
+    cr_assert_eq(redis_hget_int("ledger:{payment}:counts", "refund"), 1);
+    cr_assert_eq(redis_hget_int("ledger:{shipping}:balance", "scheduled"), 0);
+    cr_assert_eq(redis_hget_int("ledger:{shipping}:counts", "cancel"), 1);
+    cr_assert_eq(redis_llen("ledger:{shipping}:entries"), 2);
+    cr_assert_eq(fixture_stop_process(pay, FIXTURE_STOP_TIMEOUT_MS), 0);
+}
+
 TestSuite(participant, .init = env_setup, .fini = env_teardown, .timeout = 120);
 
 Test(participant, ok_path) { case_ok_path(IMPL_C); }
@@ -576,6 +642,7 @@ Test(participant, failed_action_compensated_without_handler) { case_failed_actio
 Test(participant, compensation_fails_retryably_then_succeeds) { case_compensation_fails_retryably_first(IMPL_C); }
 Test(participant, failed_compensation_runs_again_on_retry) { case_compensation_failure_not_final(IMPL_C); }
 Test(participant, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_C); }
+Test(participant, payment_and_shipping_net_to_zero) { case_payment_and_shipping(IMPL_C); }
 Test(participant, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_C); }
 
 /* The effects are checked against the data before anything is written: a key of the
@@ -618,4 +685,5 @@ Test(participant_python, failed_action_compensated_without_handler) { case_faile
 Test(participant_python, compensation_fails_retryably_then_succeeds) { case_compensation_fails_retryably_first(IMPL_PYTHON); }
 Test(participant_python, failed_compensation_runs_again_on_retry) { case_compensation_failure_not_final(IMPL_PYTHON); }
 Test(participant_python, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_PYTHON); }
+Test(participant_python, payment_and_shipping_net_to_zero) { case_payment_and_shipping(IMPL_PYTHON); }
 Test(participant_python, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_PYTHON); }

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "coordinator.h"
 #include "definition.h"
+#include "http.h"
 #include "log.h"
 
 #include <signal.h>
@@ -11,11 +12,19 @@
 #include <string.h>
 
 static volatile sig_atomic_t stop_requested = 0;
+static volatile sig_atomic_t reload_requested = 0;
 
 static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+/* SIGHUP: re-read the definitions folder; the loop does it between turns. */
+static void on_hangup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
 }
 
 static void usage(FILE *out)
@@ -32,10 +41,16 @@ static void usage(FILE *out)
             "  --config FILE   read settings from FILE (name = value lines)\n"
             "  --help          this text\n"
             "\n"
-            "Precedence: defaults < config file < SAGA_* environment < flags.\n\n");
+            "Precedence: defaults < config file < SAGA_* environment < flags.\n"
+            "SIGHUP re-reads the definitions folder: all of it is applied, or nothing\n"
+            "(docs/definitions.md, \"Versions and reloading\").\n\n");
     config_usage(out);
     fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
-                 "fatal runtime error (Redis or Kafka unusable at start).\n");
+                 "fatal runtime error (Redis or Kafka unusable at start, http_listen not\n"
+                 "available).\n"
+                 "\n"
+                 "HTTP (http_listen): GET /metrics (Prometheus), /healthz, /readyz, / (dashboard),\n"
+                 "/api/sagas, /api/sagas/ID, /api/stats. See docs/operations.md.\n");
 }
 
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
@@ -150,6 +165,10 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction hup;
+    memset(&hup, 0, sizeof hup);
+    hup.sa_handler = on_hangup;
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     coordinator_t *c = coordinator_new(&cfg, defs, err, sizeof err);
@@ -158,7 +177,22 @@ int main(int argc, char **argv)
         defn_set_free(defs);
         return 2;
     }
+    http_server_t *http = NULL;
+    if (cfg.http_listen[0]) {
+        http = http_start(&cfg, coordinator_metrics(c), err, sizeof err);
+        if (!http) {
+            log_error("cannot start: %s (set http_listen to another address, or \"\" to turn "
+                      "the HTTP server off)", err);
+            coordinator_free(c);
+            defn_set_free(defs);
+            return 2;
+        }
+        log_info("http: metrics, health checks and dashboard on %s (port %d)", cfg.http_listen,
+                 http_port(http));
+    }
+    coordinator_set_reload_flag(c, &reload_requested);
     int rc = coordinator_start(c) == 0 && coordinator_run(c, &stop_requested) == 0 ? 0 : 2;
+    http_stop(http); /* before the engine: it reads the engine's metrics */
     const coordinator_stats_t *st = coordinator_stats(c);
     log_info("stopped: %llu started, %llu completed, %llu compensated, %llu stuck, %llu "
              "rejected, %llu dead letters",

@@ -31,7 +31,7 @@ static void greet_hello(const saga_command_t *cmd, saga_result_t *res, void *opa
         saga_result_retry(res, "cannot add the effect");
         return;
     }
-    saga_result_ok(res, json_pack("{s:s++, s:s}", "greeting", "hello, ", name, "name", name)); /* stolen */
+    saga_result_ok(res, json_pack("{s:s+, s:s}", "greeting", "hello, ", name, "name", name)); /* stolen */
 }
 
 /* greet.undo: called only when greet.hello was applied; its output says for whom. */

@@ -105,10 +105,10 @@ typedef enum { SAGA_KIND_ACTION = 0, SAGA_KIND_COMPENSATION = 1 } saga_kind_t;
  * res are borrowed: valid only during the call. opaque is the pointer given to
  * saga_participant_on.
  *
- * When it is called: at most once per idempotency key *successfully*: after a result is
- * recorded as final (ok or failed), the handler is never called again for that key. It
- * may be called again for a key when the process died before recording its result, or
- * after a retryable result. Effects declared with saga_result_effect are therefore
+ * When it is called: once a result is recorded as final for an idempotency key (ok, or an
+ * action's failure), the handler is never called again for that key. It may be called
+ * again for a key when the process died before recording its result, after a retryable
+ * result, or after a compensation's failure. Effects declared with saga_result_effect are therefore
  * exactly-once; effects the handler makes elsewhere (another database, an HTTP call)
  * must be idempotent by saga_command_idempotency_key.
  *

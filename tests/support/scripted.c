@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A reply held back by SCRIPT_OK_AFTER until due_ms. */
+typedef struct delayed {
+    int64_t due_ms;
+    json_t *cmd, *output;   /* owned */
+} delayed_t;
+
 struct scripted {
     rd_kafka_t *consumer, *producer;
     script_rule_t *rules;
@@ -17,6 +23,8 @@ struct scripted {
     pthread_mutex_t lock;
     pthread_t thread;
     volatile int stop;
+    delayed_t *delayed;        /* only the thread touches these */
+    size_t ndelayed, delayed_cap;
 };
 
 static bool rule_matches(const script_rule_t *r, const char *saga, const char *step,
@@ -69,7 +77,7 @@ static void answer(scripted_t *p, json_t *cmd)
             rule = &p->rules[i];
     script_answer_t a = rule ? rule->answer : SCRIPT_OK;
     json_t *output = NULL;
-    if (a == SCRIPT_OK || a == SCRIPT_OK_TWICE) {
+    if (a == SCRIPT_OK || a == SCRIPT_OK_TWICE || a == SCRIPT_OK_AFTER) {
         if (rule && rule->output)
             output = json_loads(rule->output, 0, NULL);
         if (!output) {
@@ -87,15 +95,46 @@ static void answer(scripted_t *p, json_t *cmd)
     case SCRIPT_FAIL: send_reply(p, cmd, "failed", false, NULL); break;
     case SCRIPT_FAIL_RETRYABLE: send_reply(p, cmd, "failed", true, NULL); break;
     case SCRIPT_SILENT: break;
+    case SCRIPT_OK_AFTER:
+        if (p->ndelayed == p->delayed_cap) {
+            size_t cap = p->delayed_cap ? 2 * p->delayed_cap : 16;
+            delayed_t *d = realloc(p->delayed, cap * sizeof *d);
+            if (!d)
+                break;
+            p->delayed = d;
+            p->delayed_cap = cap;
+        }
+        p->delayed[p->ndelayed++] = (delayed_t){fixture_now_ms() + rule->delay_ms,
+                                                json_incref(cmd), json_incref(output)};
+        break;
     }
     json_decref(output);
+}
+
+/* Sends the held-back replies that are due; with all, every one (at stop: dropped). */
+static void send_due(scripted_t *p, bool drop_all)
+{
+    int64_t now = fixture_now_ms();
+    for (size_t i = 0; i < p->ndelayed;) {
+        delayed_t *d = &p->delayed[i];
+        if (!drop_all && d->due_ms > now) {
+            i++;
+            continue;
+        }
+        if (!drop_all)
+            send_reply(p, d->cmd, "ok", false, d->output);
+        json_decref(d->cmd);
+        json_decref(d->output);
+        p->delayed[i] = p->delayed[--p->ndelayed];
+    }
 }
 
 static void *run(void *opaque)
 {
     scripted_t *p = opaque;
     while (!p->stop) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 50);
+        send_due(p, false);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, p->ndelayed ? 5 : 50);
         if (!m)
             continue;
         if (!m->err) {
@@ -150,7 +189,8 @@ scripted_t *scripted_start(const char *bootstrap, const char *const *topics,
     scripted_t *p = calloc(1, sizeof *p);
     char err[512];
     p->rules = calloc(n ? n : 1, sizeof *rules);
-    memcpy(p->rules, rules, n * sizeof *rules);
+    if (n)
+        memcpy(p->rules, rules, n * sizeof *rules);
     p->nrules = n;
     p->commands = json_array();
     pthread_mutex_init(&p->lock, NULL);
@@ -187,6 +227,8 @@ void scripted_stop(scripted_t *p)
         rd_kafka_flush(p->producer, 2000);
         rd_kafka_destroy(p->producer);
     }
+    send_due(p, true);
+    free(p->delayed);
     json_decref(p->commands);
     pthread_mutex_destroy(&p->lock);
     free(p->rules);

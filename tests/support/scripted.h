@@ -18,8 +18,15 @@ typedef enum {
     SCRIPT_FAIL,            /* failed, retryable false */
     SCRIPT_FAIL_RETRYABLE,  /* failed, retryable true */
     SCRIPT_SILENT,          /* no reply: the step times out */
-    SCRIPT_OK_TWICE         /* ok, and the same reply sent again (a duplicate) */
+    SCRIPT_OK_TWICE,        /* ok, and the same reply sent again (a duplicate) */
+    SCRIPT_OK_AFTER         /* ok, sent delay_ms after the command arrived (other commands
+                             * are answered meanwhile) */
 } script_answer_t;
+
+/* Rules are written as positional initializers, {saga, step, kind, attempt_max, answer,
+ * output}: fields appended later (delay_ms) default to zero, so suites that include this
+ * header do not warn about leaving them out. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 typedef struct script_rule {
     const char *saga_id;    /* NULL = any saga */
@@ -28,6 +35,7 @@ typedef struct script_rule {
     int attempt_max;        /* applies while attempt <= attempt_max; 0 = any attempt */
     script_answer_t answer;
     const char *output;     /* JSON object text for SCRIPT_OK, or NULL for the default */
+    int delay_ms;           /* SCRIPT_OK_AFTER: how long to wait before replying */
 } script_rule_t;
 
 typedef struct scripted scripted_t;

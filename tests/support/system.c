@@ -43,8 +43,9 @@ int system_add_coordinator(test_system_t *s, const char *const *args, const char
     snprintf(defs, sizeof defs, "--definitions=%s", s->definitions);
     int idx = s->coordinator_count;
     snprintf(log, sizeof log, "%s/coordinator-%d.log", s->dir, idx);
-    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen="};
-    int n = 6;
+    const char *argv[32] = {bin, boot, port, defs, "--log_level=debug", "--http_listen=",
+                            "--dev_mode=1"};
+    int n = 7;
     for (int i = 0; args && args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

@@ -1,0 +1,309 @@
+/* http.c - metrics, health checks, dashboard and JSON API over libmicrohttpd (see
+ * http.h). */
+#include "http.h"
+
+#include "log.h"
+#include "query.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HTTP_CONNECTION_LIMIT 64
+#define HTTP_CONNECTION_TIMEOUT_S 30
+#define HTTP_API_PREFIX "/api/sagas/"
+
+/* dashboard/index.html, embedded by dashboard/embed.cmake. */
+extern const unsigned char http_dashboard_html[];
+extern const size_t http_dashboard_html_len;
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    metrics_t *metrics;
+    config_t cfg;
+    query_t *query;      /* the API's Redis connection: used by the MHD thread only */
+    int port;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int http_parse_listen(const char *listen, char *host, size_t hostlen, int *port, char *err,
+                      size_t errlen)
+{
+    const char *colon;
+    const char *h = listen;
+    size_t hl;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "http_listen \"%s\": expected [IPV6]:PORT", listen);
+            return -1;
+        }
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon) {
+            snprintf(err, errlen, "http_listen \"%s\": expected HOST:PORT", listen);
+            return -1;
+        }
+        hl = (size_t)(colon - listen);
+    }
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || p < 0 || p > 65535) {
+        snprintf(err, errlen, "http_listen \"%s\": port must be 0..65535", listen);
+        return -1;
+    }
+    if (hl == 0) {
+        snprintf(err, errlen, "http_listen \"%s\": name the host (127.0.0.1, 0.0.0.0 for every "
+                              "interface)", listen);
+        return -1;
+    }
+    if (hl >= hostlen) {
+        snprintf(err, errlen, "http_listen \"%s\": host too long", listen);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* --- responses -------------------------------------------------------------------- */
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type,
+                                 char *body, size_t len, bool take)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, take ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (take)
+            free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Sends o as JSON (steals the reference). */
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return send_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "out of memory\n",
+                         14, false);
+    return send_text(conn, status, "application/json", text, strlen(text), true);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *why)
+{
+    return send_json(conn, status, json_pack("{s:s}", "error", why));
+}
+
+/* --- handlers --------------------------------------------------------------------- */
+
+static enum MHD_Result serve_metrics(http_server_t *h, struct MHD_Connection *conn)
+{
+    size_t len;
+    char *text = metrics_render(h->metrics, &len);
+    if (!text)
+        return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return send_text(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len,
+                     true);
+}
+
+static json_t *health_json(http_server_t *h, const metrics_health_t *mh, int64_t now)
+{
+    return json_pack("{s:s, s:b, s:I, s:i, s:b, s:b}", "instance", h->cfg.instance_id,
+                     "loop_started", mh->published, "last_turn_age_ms",
+                     (json_int_t)(mh->published ? now - mh->last_turn_ms : -1),
+                     "partitions_owned", mh->partitions_owned, "joined", mh->joined,
+                     "redis_ok", mh->redis_ok);
+}
+
+static enum MHD_Result serve_health(http_server_t *h, struct MHD_Connection *conn, bool ready)
+{
+    metrics_health_t mh;
+    metrics_health(h->metrics, &mh);
+    int64_t now = wall_ms();
+    const char *why = NULL;
+    if (!mh.published)
+        why = "the engine loop has not turned yet";
+    else if (now - mh.last_turn_ms > HTTP_STALL_MS)
+        why = "the engine loop has not turned recently";
+    else if (ready && !(mh.joined || mh.partitions_owned > 0))
+        why = "not yet a member of the consumer group";
+    else if (ready && !mh.redis_ok)
+        why = "redis unreachable at the last turn";
+    json_t *o = health_json(h, &mh, now);
+    json_object_set_new(o, "status", json_string(why ? "fail" : "ok"));
+    if (why)
+        json_object_set_new(o, "reason", json_string(why));
+    return send_json(conn, why ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, o);
+}
+
+/* The API's Redis connection, connected on first use. NULL (and a 503 sent by the caller)
+ * when Redis is unreachable. */
+static query_t *api_query(http_server_t *h, char *err, size_t errlen)
+{
+    if (!h->query)
+        h->query = query_new(&h->cfg, err, errlen);
+    return h->query;
+}
+
+static int64_t arg_int(struct MHD_Connection *conn, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static enum MHD_Result query_failed(http_server_t *h, struct MHD_Connection *conn, int rc)
+{
+    unsigned status = rc == QUERY_ERR_NOT_FOUND ? MHD_HTTP_NOT_FOUND
+                      : rc == QUERY_ERR_ARG     ? MHD_HTTP_BAD_REQUEST
+                                                : MHD_HTTP_SERVICE_UNAVAILABLE;
+    return send_error(conn, status, query_last_error(h->query));
+}
+
+static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, const char *url)
+{
+    char err[512];
+    query_t *q = api_query(h, err, sizeof err);
+    if (!q)
+        return send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, err);
+    json_t *out = NULL;
+    int rc;
+    if (strcmp(url, "/api/sagas") == 0) {
+        query_filter_t f = {
+            .status = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "status"),
+            .definition = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "definition"),
+            .cursor = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "cursor"),
+            .since_ms = arg_int(conn, "since"),
+            .until_ms = arg_int(conn, "until"),
+            .limit = (int)arg_int(conn, "limit")};
+        rc = query_list(q, &f, &out);
+    } else if (strncmp(url, HTTP_API_PREFIX, strlen(HTTP_API_PREFIX)) == 0) {
+        rc = query_show(q, url + strlen(HTTP_API_PREFIX), &out);
+    } else if (strcmp(url, "/api/stats") == 0) {
+        rc = query_stats(q, wall_ms(), &out);
+    } else {
+        return send_error(conn, MHD_HTTP_NOT_FOUND, "no such API path");
+    }
+    if (rc != QUERY_OK)
+        return query_failed(h, conn, rc);
+    return send_json(conn, MHD_HTTP_OK, out);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    http_server_t *h = cls;
+    (void)version;
+    (void)upload_data;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET");
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    (void)con_cls;
+    if (strcmp(url, "/metrics") == 0)
+        return serve_metrics(h, conn);
+    if (strcmp(url, "/healthz") == 0)
+        return serve_health(h, conn, false);
+    if (strcmp(url, "/readyz") == 0)
+        return serve_health(h, conn, true);
+    if (strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0)
+        return send_text(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
+                         (char *)http_dashboard_html, http_dashboard_html_len, false);
+    if (strcmp(url, "/api/instance") == 0) {
+        metrics_health_t mh;
+        metrics_health(h->metrics, &mh);
+        json_t *o = health_json(h, &mh, wall_ms());
+        json_object_set_new(o, "group", json_string(h->cfg.group_id));
+        json_object_set_new(o, "input_topic", json_string(h->cfg.input_topic));
+        return send_json(conn, MHD_HTTP_OK, o);
+    }
+    if (strncmp(url, "/api/", 5) == 0)
+        return serve_api(h, conn, url);
+    return send_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+/* --- lifecycle -------------------------------------------------------------------- */
+
+http_server_t *http_start(const config_t *cfg, metrics_t *metrics, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (http_parse_listen(cfg->http_listen, host, sizeof host, &port, err, errlen) < 0)
+        return NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int gai = getaddrinfo(host, ps, &hints, &ai);
+    if (gai != 0 || !ai) {
+        snprintf(err, errlen, "http_listen \"%s\": %s", cfg->http_listen, gai_strerror(gai));
+        return NULL;
+    }
+    http_server_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        freeaddrinfo(ai);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->metrics = metrics;
+    h->cfg = *cfg;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h,
+                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or not ours?)",
+                 cfg->http_listen);
+        free(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : port;
+    return h;
+}
+
+int http_port(const http_server_t *h)
+{
+    return h->port;
+}
+
+void http_stop(http_server_t *h)
+{
+    if (!h)
+        return;
+    if (h->daemon)
+        MHD_stop_daemon(h->daemon);
+    query_free(h->query);
+    free(h);
+}

@@ -1,0 +1,713 @@
+/* query.c - read-only queries over the documented Redis keys (see query.h and
+ * docs/redis.md). Every key name here is one of that page's. */
+#include "query.h"
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUERY_KEY_MAX 512
+#define QUERY_CHUNK_MIN 64       /* index entries read per round trip when listing */
+#define QUERY_RATE_CHUNK 500     /* finished sagas read per pipeline for rates */
+#define QUERY_INDEX_COUNT 4
+
+static const char *const INDEXES[QUERY_INDEX_COUNT] = {"running", "compensating", "stuck",
+                                                       "finished"};
+
+/* Hash fields read for a list row, in this order. */
+static const char *const LIST_FIELDS[] = {"id", "definition", "definition_version", "status",
+                                          "step", "attempt", "partition", "created_at",
+                                          "updated_at", "finished_at", "error"};
+#define LIST_FIELD_COUNT (sizeof LIST_FIELDS / sizeof *LIST_FIELDS)
+
+/* Hash fields that hold integers (converted to JSON integers). */
+static const char *const INT_FIELDS[] = {"definition_version", "step_index", "attempt",
+                                         "partition", "version", "created_at", "updated_at",
+                                         "finished_at", "deadline_at", "group"};
+
+struct query {
+    config_t cfg;
+    redisContext *ctx;
+    char error[512];
+};
+
+static void set_error(query_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(query_t *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->error, sizeof q->error, fmt, ap);
+    va_end(ap);
+}
+
+const char *query_last_error(const query_t *q)
+{
+    return q->error;
+}
+
+/* Connects when not connected. Returns 0 or -1 (reason set). */
+static int ensure(query_t *q)
+{
+    if (q->ctx && !q->ctx->err)
+        return 0;
+    redisFree(q->ctx);
+    q->ctx = NULL;
+    int ms = q->cfg.redis_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(q->cfg.redis_host, q->cfg.redis_port, tv);
+    if (!c || c->err) {
+        set_error(q, "cannot connect to redis %s:%d: %s", q->cfg.redis_host, q->cfg.redis_port,
+                  c ? c->errstr : "out of memory");
+        redisFree(c);
+        return -1;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = NULL;
+    if (q->cfg.redis_password[0]) {
+        r = q->cfg.redis_user[0]
+                ? redisCommand(c, "AUTH %s %s", q->cfg.redis_user, q->cfg.redis_password)
+                : redisCommand(c, "AUTH %s", q->cfg.redis_password);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    if (q->cfg.redis_db > 0) {
+        r = redisCommand(c, "SELECT %d", q->cfg.redis_db);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    q->ctx = c;
+    return 0;
+fail:
+    set_error(q, "redis %s:%d: %s", q->cfg.redis_host, q->cfg.redis_port,
+              r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+    freeReplyObject(r);
+    redisFree(c);
+    return -1;
+}
+
+/* Runs one command. Returns the reply (caller frees) or NULL with the reason set; an
+ * error reply counts as a failure. */
+static redisReply *command(query_t *q, const char *fmt, ...)
+{
+    if (ensure(q) < 0)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(q->ctx, fmt, ap);
+    va_end(ap);
+    if (!r) {
+        set_error(q, "redis: %s", q->ctx->errstr);
+        redisFree(q->ctx);
+        q->ctx = NULL;
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        set_error(q, "redis: %s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Reads the reply of a pipelined command. NULL on a lost connection (reason set). */
+static redisReply *pipeline_reply(query_t *q)
+{
+    redisReply *r = NULL;
+    if (!q->ctx || redisGetReply(q->ctx, (void **)&r) != REDIS_OK || !r) {
+        set_error(q, "redis: %s", q->ctx ? q->ctx->errstr : "not connected");
+        redisFree(q->ctx);
+        q->ctx = NULL;
+        return NULL;
+    }
+    return r;
+}
+
+query_t *query_new(const config_t *cfg, char *err, size_t errlen)
+{
+    query_t *q = calloc(1, sizeof *q);
+    if (!q) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->cfg = *cfg;
+    if (ensure(q) < 0) {
+        snprintf(err, errlen, "%s", q->error);
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void query_free(query_t *q)
+{
+    if (!q)
+        return;
+    redisFree(q->ctx);
+    free(q);
+}
+
+int query_ping(query_t *q)
+{
+    redisReply *r = command(q, "PING");
+    freeReplyObject(r);
+    return r ? QUERY_OK : QUERY_ERR_REDIS;
+}
+
+int query_partitions(query_t *q)
+{
+    redisReply *r = command(q, "HGET %s:meta partitions", q->cfg.redis_prefix);
+    if (!r)
+        return QUERY_ERR_REDIS;
+    int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
+    freeReplyObject(r);
+    return n > 0 ? n : 0;
+}
+
+static bool is_int_field(const char *name)
+{
+    for (size_t i = 0; i < sizeof INT_FIELDS / sizeof *INT_FIELDS; i++)
+        if (strcmp(INT_FIELDS[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Sets field name of o from a hash value, typed as documented. */
+static void set_typed(json_t *o, const char *name, const char *value, size_t len)
+{
+    if (is_int_field(name)) {
+        json_object_set_new(o, name, json_integer(strtoll(value, NULL, 10)));
+    } else if (strcmp(name, "input") == 0 || strcmp(name, "steps") == 0) {
+        json_t *v = json_loadb(value, len, 0, NULL);
+        json_object_set_new(o, name, v ? v : json_stringn(value, len));
+    } else {
+        json_object_set_new(o, name, json_stringn(value, len));
+    }
+}
+
+/* --- list ------------------------------------------------------------------------- */
+
+typedef struct row {
+    double score;
+    char *id;
+    json_t *saga;   /* owned */
+} row_t;
+
+typedef struct rows {
+    row_t *items;
+    size_t n, cap;
+} rows_t;
+
+static void rows_release(rows_t *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        free(rs->items[i].id);
+        json_decref(rs->items[i].saga);
+    }
+    free(rs->items);
+    rs->items = NULL;
+    rs->n = rs->cap = 0;
+}
+
+static int rows_push(rows_t *rs, double score, const char *id, json_t *saga)
+{
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 64;
+        row_t *p = realloc(rs->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        rs->items = p;
+        rs->cap = cap;
+    }
+    rs->items[rs->n].score = score;
+    rs->items[rs->n].id = strdup(id);
+    rs->items[rs->n].saga = saga;
+    rs->n++;
+    return 0;
+}
+
+/* Newest first; equal scores by id descending (as ZREVRANGEBYSCORE orders them). */
+static int row_cmp(const void *a, const void *b)
+{
+    const row_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return strcmp(y->id, x->id);
+}
+
+/* True when (score, id) comes after the cursor (score desc, id desc). */
+static bool after_cursor(double score, const char *id, bool has_cursor, double cscore,
+                         const char *cid)
+{
+    if (!has_cursor)
+        return true;
+    if (score != cscore)
+        return score < cscore;
+    return strcmp(id, cid) < 0;
+}
+
+typedef struct list_ctx {
+    const query_filter_t *f;
+    const char *status_exact;   /* completed/compensated: filter the finished index */
+    bool has_cursor;
+    double cursor_score;
+    char cursor_id[256];
+    char max[64], min[64];
+    size_t want;                /* rows per index key: limit + 1 */
+} list_ctx_t;
+
+/* Reads up to lc->want accepted rows of one index key into out. Returns 0 or -1. */
+static int scan_index(query_t *q, const list_ctx_t *lc, int partition, const char *index,
+                      rows_t *out)
+{
+    char key[QUERY_KEY_MAX];
+    snprintf(key, sizeof key, "%s:{p%d}:index:%s", q->cfg.redis_prefix, partition, index);
+    size_t chunk = lc->want > QUERY_CHUNK_MIN ? lc->want : QUERY_CHUNK_MIN;
+    size_t accepted = 0;
+    for (long long offset = 0;; offset += (long long)chunk) {
+        redisReply *r = command(q, "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %lld %lld", key,
+                                lc->max, lc->min, offset, (long long)chunk);
+        if (!r)
+            return -1;
+        size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+        /* Pipeline one HMGET per candidate. */
+        size_t sent = 0;
+        for (size_t i = 0; i < n; i++) {
+            const char *id = r->element[2 * i]->str;
+            double score = strtod(r->element[2 * i + 1]->str, NULL);
+            if (!after_cursor(score, id, lc->has_cursor, lc->cursor_score, lc->cursor_id))
+                continue;
+            char skey[QUERY_KEY_MAX];
+            snprintf(skey, sizeof skey, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, partition, id);
+            const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET", skey};
+            for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
+                argv[2 + k] = LIST_FIELDS[k];
+            redisAppendCommandArgv(q->ctx, (int)(2 + LIST_FIELD_COUNT), argv, NULL);
+            sent++;
+        }
+        int rc = 0;
+        size_t got = 0;
+        for (size_t i = 0; i < n && got < sent; i++) {
+            const char *id = r->element[2 * i]->str;
+            double score = strtod(r->element[2 * i + 1]->str, NULL);
+            if (!after_cursor(score, id, lc->has_cursor, lc->cursor_score, lc->cursor_id))
+                continue;
+            got++;
+            redisReply *h = pipeline_reply(q);
+            if (!h) {
+                rc = -1;
+                break;
+            }
+            bool ok = h->type == REDIS_REPLY_ARRAY && h->elements == LIST_FIELD_COUNT &&
+                      h->element[0]->type == REDIS_REPLY_STRING; /* expired: no fields */
+            json_t *saga = NULL;
+            if (ok) {
+                saga = json_object();
+                for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
+                    if (h->element[k]->type == REDIS_REPLY_STRING)
+                        set_typed(saga, LIST_FIELDS[k], h->element[k]->str, h->element[k]->len);
+                json_object_set_new(saga, "score", json_integer((json_int_t)score));
+                const char *def = json_string_value(json_object_get(saga, "definition"));
+                const char *st = json_string_value(json_object_get(saga, "status"));
+                if (lc->f->definition && lc->f->definition[0] &&
+                    (!def || strcmp(def, lc->f->definition) != 0))
+                    ok = false;
+                if (lc->status_exact && (!st || strcmp(st, lc->status_exact) != 0))
+                    ok = false;
+            }
+            if (ok && accepted < lc->want) {
+                if (rows_push(out, score, id, saga) < 0) {
+                    json_decref(saga);
+                    rc = -1;
+                    set_error(q, "out of memory");
+                } else {
+                    accepted++;
+                }
+            } else {
+                json_decref(saga);
+            }
+            freeReplyObject(h);
+        }
+        /* Drain what a lost connection left unread (nothing: the context is gone). */
+        freeReplyObject(r);
+        if (rc < 0)
+            return -1;
+        if (accepted >= lc->want || n < chunk)
+            return 0;
+    }
+}
+
+/* "since"/"until" and the cursor become the score range. */
+static int parse_cursor(query_t *q, const char *cursor, list_ctx_t *lc)
+{
+    const char *colon = cursor ? strchr(cursor, ':') : NULL;
+    char *end;
+    if (!colon || colon == cursor || strlen(colon + 1) >= sizeof lc->cursor_id) {
+        set_error(q, "invalid cursor \"%s\": expected SCORE:ID from a previous page",
+                  cursor ? cursor : "");
+        return -1;
+    }
+    lc->cursor_score = strtod(cursor, &end);
+    if (end != colon) {
+        set_error(q, "invalid cursor \"%s\": expected SCORE:ID from a previous page", cursor);
+        return -1;
+    }
+    snprintf(lc->cursor_id, sizeof lc->cursor_id, "%s", colon + 1);
+    lc->has_cursor = true;
+    return 0;
+}
+
+int query_list(query_t *q, const query_filter_t *f, json_t **out)
+{
+    *out = NULL;
+    list_ctx_t lc;
+    memset(&lc, 0, sizeof lc);
+    lc.f = f;
+    int limit = f->limit > 0 ? f->limit : QUERY_LIMIT_DEFAULT;
+    if (limit > QUERY_LIMIT_MAX) {
+        set_error(q, "limit %d: at most %d", limit, QUERY_LIMIT_MAX);
+        return QUERY_ERR_ARG;
+    }
+    lc.want = (size_t)limit + 1;
+    bool use[QUERY_INDEX_COUNT] = {true, true, true, true};
+    const char *st = f->status && f->status[0] && strcmp(f->status, "all") ? f->status : NULL;
+    if (st) {
+        int which = -1;
+        for (int i = 0; i < QUERY_INDEX_COUNT; i++)
+            if (strcmp(st, INDEXES[i]) == 0)
+                which = i;
+        if (strcmp(st, "completed") == 0 || strcmp(st, "compensated") == 0) {
+            which = 3;
+            lc.status_exact = st;
+        }
+        if (which < 0) {
+            set_error(q, "unknown status \"%s\": expected running, compensating, stuck, "
+                         "finished, completed or compensated", st);
+            return QUERY_ERR_ARG;
+        }
+        for (int i = 0; i < QUERY_INDEX_COUNT; i++)
+            use[i] = i == which;
+    }
+    if (f->cursor && f->cursor[0] && parse_cursor(q, f->cursor, &lc) < 0)
+        return QUERY_ERR_ARG;
+    double max = f->until_ms > 0 ? (double)f->until_ms : -1;
+    if (lc.has_cursor && (max < 0 || lc.cursor_score < max))
+        max = lc.cursor_score;
+    if (max < 0)
+        snprintf(lc.max, sizeof lc.max, "+inf");
+    else
+        snprintf(lc.max, sizeof lc.max, "%.0f", max);
+    if (f->since_ms > 0)
+        snprintf(lc.min, sizeof lc.min, "%lld", (long long)f->since_ms);
+    else
+        snprintf(lc.min, sizeof lc.min, "-inf");
+
+    int parts = query_partitions(q);
+    if (parts < 0)
+        return QUERY_ERR_REDIS;
+    rows_t rows = {0};
+    for (int p = 0; p < parts; p++) {
+        for (int i = 0; i < QUERY_INDEX_COUNT; i++) {
+            if (use[i] && scan_index(q, &lc, p, INDEXES[i], &rows) < 0) {
+                rows_release(&rows);
+                return QUERY_ERR_REDIS;
+            }
+        }
+    }
+    if (rows.n > 1)
+        qsort(rows.items, rows.n, sizeof *rows.items, row_cmp);
+    json_t *list = json_array();
+    size_t n = rows.n < (size_t)limit ? rows.n : (size_t)limit;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append(list, rows.items[i].saga);
+    }
+    json_t *next = json_null();
+    if (rows.n > (size_t)limit) {
+        char cur[300];
+        snprintf(cur, sizeof cur, "%.0f:%s", rows.items[n - 1].score, rows.items[n - 1].id);
+        json_decref(next);
+        next = json_string(cur);
+    }
+    rows_release(&rows);
+    *out = json_pack("{s:o, s:o}", "sagas", list, "next_cursor", next);
+    return *out ? QUERY_OK : QUERY_ERR_REDIS;
+}
+
+/* --- one saga --------------------------------------------------------------------- */
+
+int query_find(query_t *q, const char *id, int *partition, char *status, size_t len)
+{
+    int parts = query_partitions(q);
+    if (parts < 0)
+        return QUERY_ERR_REDIS;
+    if (!id || !*id || strlen(id) > 256) {
+        set_error(q, "no saga \"%s\"", id ? id : "");
+        return QUERY_ERR_NOT_FOUND;
+    }
+    for (int p = 0; p < parts; p++) {
+        char key[QUERY_KEY_MAX];
+        snprintf(key, sizeof key, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, p, id);
+        const char *argv[] = {"HGET", key, "status"};
+        redisAppendCommandArgv(q->ctx, 3, argv, NULL);
+    }
+    int found = -1, rc = QUERY_OK;
+    for (int p = 0; p < parts; p++) {
+        redisReply *r = pipeline_reply(q);
+        if (!r) {
+            rc = QUERY_ERR_REDIS;
+            break;
+        }
+        if (found < 0 && r->type == REDIS_REPLY_STRING) {
+            found = p;
+            if (status)
+                snprintf(status, len, "%s", r->str);
+        }
+        freeReplyObject(r);
+    }
+    if (rc != QUERY_OK)
+        return rc;
+    if (found < 0) {
+        set_error(q, "no saga \"%s\" in Redis (in none of %d partitions)", id, parts);
+        return QUERY_ERR_NOT_FOUND;
+    }
+    if (partition)
+        *partition = found;
+    return QUERY_OK;
+}
+
+int query_show(query_t *q, const char *id, json_t **out)
+{
+    *out = NULL;
+    int p;
+    int rc = query_find(q, id, &p, NULL, 0);
+    if (rc != QUERY_OK)
+        return rc;
+    char key[QUERY_KEY_MAX];
+    snprintf(key, sizeof key, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, p, id);
+    redisReply *r = command(q, "HGETALL %s", key);
+    if (!r)
+        return QUERY_ERR_REDIS;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        freeReplyObject(r);
+        set_error(q, "no saga \"%s\" (it expired just now)", id);
+        return QUERY_ERR_NOT_FOUND;
+    }
+    json_t *saga = json_object();
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        set_typed(saga, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
+    freeReplyObject(r);
+    snprintf(key, sizeof key, "%s:{p%d}:history:%s", q->cfg.redis_prefix, p, id);
+    r = command(q, "LRANGE %s 0 -1", key);
+    if (!r) {
+        json_decref(saga);
+        return QUERY_ERR_REDIS;
+    }
+    json_t *history = json_array();
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        json_t *e = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+        json_array_append_new(history, e ? e : json_stringn(r->element[i]->str, r->element[i]->len));
+    }
+    freeReplyObject(r);
+    *out = json_pack("{s:o, s:o}", "saga", saga, "history", history);
+    return *out ? QUERY_OK : QUERY_ERR_REDIS;
+}
+
+/* --- stats ------------------------------------------------------------------------ */
+
+static const char *const COUNTER_NAMES[] = {"started", "completed", "compensated", "stuck",
+                                            "active:running", "active:compensating",
+                                            "active:stuck"};
+static const char *const COUNTER_KEYS[] = {"started", "completed", "compensated", "stuck",
+                                           "running", "compensating", "stuck_now"};
+#define COUNTER_COUNT (sizeof COUNTER_NAMES / sizeof *COUNTER_NAMES)
+static const char *const RATE_KEYS[] = {"completed_1m", "compensated_1m", "completed_1h",
+                                        "compensated_1h"};
+
+/* The entry of definition name in defs (an object name -> counters), created at zero. */
+static json_t *def_entry(json_t *defs, const char *name)
+{
+    json_t *e = json_object_get(defs, name);
+    if (e)
+        return e;
+    e = json_object();
+    json_object_set_new(e, "definition", json_string(name));
+    for (size_t i = 0; i < COUNTER_COUNT; i++)
+        json_object_set_new(e, COUNTER_KEYS[i], json_integer(0));
+    for (size_t i = 0; i < 4; i++)
+        json_object_set_new(e, RATE_KEYS[i], json_integer(0));
+    json_object_set_new(defs, name, e);
+    return e;
+}
+
+static void add_int(json_t *o, const char *key, json_int_t v)
+{
+    json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + v));
+}
+
+/* Adds one partition's counters hash to defs. The "active:" gauges are matched first:
+ * "DEF:active:stuck" also ends with ":stuck". */
+static void add_counters(json_t *defs, const redisReply *r)
+{
+    static const size_t ORDER[] = {4, 5, 6, 0, 1, 2, 3};
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const char *field = r->element[i]->str;
+        size_t fl = strlen(field);
+        for (size_t o = 0; o < COUNTER_COUNT; o++) {
+            size_t k = ORDER[o], cl = strlen(COUNTER_NAMES[k]);
+            if (fl > cl + 1 && field[fl - cl - 1] == ':' &&
+                strcmp(field + fl - cl, COUNTER_NAMES[k]) == 0) {
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int)(fl - cl - 1), field);
+                add_int(def_entry(defs, name), COUNTER_KEYS[k],
+                        strtoll(r->element[i + 1]->str, NULL, 10));
+                break;
+            }
+        }
+    }
+}
+
+/* Counts finished sagas of the last hour per definition and status into defs. Returns
+ * the number read, or -1. */
+static long rate_scan(query_t *q, int partition, int64_t now_ms, json_t *defs, long budget,
+                      bool *truncated)
+{
+    char key[QUERY_KEY_MAX];
+    snprintf(key, sizeof key, "%s:{p%d}:index:finished", q->cfg.redis_prefix, partition);
+    redisReply *r = command(q, "ZRANGEBYSCORE %s %lld +inf WITHSCORES LIMIT 0 %ld", key,
+                            (long long)(now_ms - QUERY_HOUR_MS), budget + 1);
+    if (!r)
+        return -1;
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+    if ((long)n > budget) {
+        *truncated = true;
+        n = (size_t)budget;
+    }
+    long done = 0;
+    for (size_t start = 0; start < n; start += QUERY_RATE_CHUNK) {
+        size_t end = start + QUERY_RATE_CHUNK < n ? start + QUERY_RATE_CHUNK : n;
+        for (size_t i = start; i < end; i++) {
+            char skey[QUERY_KEY_MAX];
+            snprintf(skey, sizeof skey, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, partition,
+                     r->element[2 * i]->str);
+            const char *argv[] = {"HMGET", skey, "definition", "status"};
+            redisAppendCommandArgv(q->ctx, 4, argv, NULL);
+        }
+        for (size_t i = start; i < end; i++) {
+            redisReply *h = pipeline_reply(q);
+            if (!h) {
+                freeReplyObject(r);
+                return -1;
+            }
+            double score = strtod(r->element[2 * i + 1]->str, NULL);
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+                h->element[0]->type == REDIS_REPLY_STRING &&
+                h->element[1]->type == REDIS_REPLY_STRING) {
+                json_t *e = def_entry(defs, h->element[0]->str);
+                bool completed = strcmp(h->element[1]->str, "completed") == 0;
+                add_int(e, completed ? "completed_1h" : "compensated_1h", 1);
+                if (score >= (double)(now_ms - QUERY_MINUTE_MS))
+                    add_int(e, completed ? "completed_1m" : "compensated_1m", 1);
+            }
+            freeReplyObject(h);
+            done++;
+        }
+    }
+    freeReplyObject(r);
+    return done;
+}
+
+static void set_rates(json_t *e)
+{
+    json_int_t m = json_integer_value(json_object_get(e, "completed_1m")) +
+                   json_integer_value(json_object_get(e, "compensated_1m"));
+    json_int_t h = json_integer_value(json_object_get(e, "completed_1h")) +
+                   json_integer_value(json_object_get(e, "compensated_1h"));
+    json_object_set_new(e, "finished_per_min_1m", json_real((double)m));
+    json_object_set_new(e, "finished_per_min_1h", json_real((double)h / 60.0));
+}
+
+int query_stats(query_t *q, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    int parts = query_partitions(q);
+    if (parts < 0)
+        return QUERY_ERR_REDIS;
+    json_t *defs = json_object();
+    /* Every loaded definition shows, even with nothing counted yet. */
+    redisReply *r = command(q, "HKEYS %s:definitions", q->cfg.redis_prefix);
+    if (!r)
+        goto redis_err;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s", r->element[i]->str);
+        char *at = strrchr(name, '@');
+        if (at)
+            *at = '\0';
+        def_entry(defs, name);
+    }
+    freeReplyObject(r);
+
+    json_t *indexes = json_object();
+    for (int i = 0; i < QUERY_INDEX_COUNT; i++)
+        json_object_set_new(indexes, INDEXES[i], json_integer(0));
+    bool truncated = false;
+    long budget = QUERY_RATE_SCAN_MAX;
+    for (int p = 0; p < parts; p++) {
+        r = command(q, "HGETALL %s:{p%d}:counters", q->cfg.redis_prefix, p);
+        if (!r) {
+            json_decref(indexes);
+            goto redis_err;
+        }
+        add_counters(defs, r);
+        freeReplyObject(r);
+        for (int i = 0; i < QUERY_INDEX_COUNT; i++) {
+            r = command(q, "ZCARD %s:{p%d}:index:%s", q->cfg.redis_prefix, p, INDEXES[i]);
+            if (!r) {
+                json_decref(indexes);
+                goto redis_err;
+            }
+            add_int(indexes, INDEXES[i], r->integer);
+            freeReplyObject(r);
+        }
+        long n = budget > 0 ? rate_scan(q, p, now_ms, defs, budget, &truncated) : 0;
+        if (n < 0) {
+            json_decref(indexes);
+            goto redis_err;
+        }
+        budget -= n;
+        if (budget <= 0 && p + 1 < parts)
+            truncated = true;
+    }
+
+    json_t *holder = json_object(), *list = json_array();
+    json_t *totals = json_incref(def_entry(holder, "*"));
+    json_decref(holder);
+    const char *name;
+    json_t *e;
+    json_object_foreach(defs, name, e)
+    {
+        set_rates(e);
+        json_array_append(list, e);
+        const char *k;
+        json_t *v;
+        json_object_foreach(e, k, v)
+        {
+            if (json_is_integer(v))
+                add_int(totals, k, json_integer_value(v));
+        }
+    }
+    set_rates(totals);
+    json_object_del(totals, "definition");
+    json_decref(defs);
+    *out = json_pack("{s:I, s:i, s:o, s:o, s:o, s:b}", "now", (json_int_t)now_ms, "partitions",
+                     parts, "definitions", list, "totals", totals, "indexes", indexes,
+                     "rates_truncated", truncated);
+    return *out ? QUERY_OK : QUERY_ERR_REDIS;
+redis_err:
+    json_decref(defs);
+    return QUERY_ERR_REDIS;
+}

@@ -1,0 +1,134 @@
+// dashboard.test.mjs - drives the coordinator's dashboard in headless Debian Chromium.
+//
+// Usage: node dashboard.test.mjs URL EXPECT_JSON SCREENSHOT_PNG
+//   EXPECT_JSON: {"statuses": {"ID": "status", ...}, "select": "ID",
+//                 "phases": {"STEP": "phase", ...}, "last_event": "EVENT"}
+// Checks that every saga shows with its status, that the status cards filter the list,
+// that clicking a saga shows its step timeline and history, and that the screenshot is
+// not blank. Exits 0 when all holds, 1 (with the reason on stderr) otherwise.
+// tests/test_dashboard.c runs it under ctest. Uses playwright-core with the system's
+// /usr/bin/chromium: no browser is ever downloaded.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [url, expectJson, shot] = process.argv.slice(2);
+if (!url || !expectJson || !shot) {
+  console.error("usage: node dashboard.test.mjs URL EXPECT_JSON SCREENSHOT_PNG");
+  process.exit(2);
+}
+const expect = JSON.parse(expectJson);
+const TIMEOUT = 20000;
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+const profile = mkdtempSync(join(tmpdir(), "saga-chromium-"));
+// A fresh profile each run (playwright passes it to Chromium as --user-data-dir).
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  viewport: { width: 1440, height: 1000 },
+  timeout: 60000,
+});
+let failed = false;
+try {
+  const page = browser.pages()[0] || await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  await page.goto(url, { waitUntil: "load", timeout: TIMEOUT });
+
+  // Every saga, with its status.
+  for (const [id, status] of Object.entries(expect.statuses)) {
+    const row = page.locator(`tr.saga[data-saga-id="${id}"]`);
+    await row.waitFor({ timeout: TIMEOUT });
+    await page.waitForFunction(([i, s]) => {
+      const tr = document.querySelector(`tr.saga[data-saga-id="${i}"]`);
+      return tr && tr.dataset.status === s;
+    }, [id, status], { timeout: TIMEOUT }).catch(async () => {
+      throw new Error(`${id}: shows ${await row.getAttribute("data-status")}, expected ${status}`);
+    });
+    const badge = (await row.locator(".badge").textContent()).trim();
+    check(badge === status, `${id}: badge says "${badge}", expected "${status}"`);
+  }
+
+  // The status cards filter the list: each card shows exactly its sagas.
+  for (const status of ["stuck", "running", "compensating"]) {
+    const want = Object.entries(expect.statuses).filter(([, s]) => s === status).map(([i]) => i).sort();
+    await page.click(`.card[data-status="${status}"]`);
+    await page.waitForFunction((w) => {
+      const ids = [...document.querySelectorAll("tr.saga")].map((t) => t.dataset.sagaId).sort();
+      return JSON.stringify(ids) === JSON.stringify(w);
+    }, want, { timeout: TIMEOUT }).catch(() => { throw new Error(`the ${status} card does not list exactly ${want}`); });
+    const count = (await page.textContent(`#count-${status}`)).trim();
+    check(Number(count) === want.length, `#count-${status} is ${count}, expected ${want.length}`);
+  }
+  await page.click('.card[data-status=""]');
+  await page.locator(`tr.saga[data-saga-id="${expect.select}"]`).waitFor({ timeout: TIMEOUT });
+
+  // One saga's timeline and history.
+  await page.click(`tr.saga[data-saga-id="${expect.select}"]`);
+  await page.waitForSelector(`#detail[data-saga-id="${expect.select}"] .tl-row`, { timeout: TIMEOUT });
+  // The bars are laid out once the detail panel is shown: wait for that, not for a time.
+  await page.waitForFunction(() => {
+    const bars = [...document.querySelectorAll("#timeline .tl-bar")];
+    return bars.length > 0 && bars.every((b) => b.getBoundingClientRect().width >= 2);
+  }, null, { timeout: TIMEOUT }).catch(() => { throw new Error("the timeline bars are not drawn"); });
+  await page.screenshot({ path: shot, fullPage: true });
+  const phases = await page.$$eval("#timeline .tl-row", (rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.step, r.dataset.phase])));
+  check(JSON.stringify(phases) === JSON.stringify(expect.phases),
+        `timeline phases ${JSON.stringify(phases)}, expected ${JSON.stringify(expect.phases)}`);
+  const bars = await page.$$eval("#timeline .tl-bar", (b) => b.map((x) => x.getBoundingClientRect().width + "/" + x.getAttribute("style")));
+  check(bars.length > 0 && bars.every((w) => parseFloat(w) >= 2), `timeline bars are drawn (${bars})`);
+  const events = await page.$$eval("#history tr", (rows) => rows.map((r) => r.dataset.event));
+  check(events[0] === "started" && events[events.length - 1] === expect.last_event,
+        `history runs from started to ${expect.last_event}: ${events}`);
+  check(new URL(page.url()).hash === "#" + expect.select, "the selection is in the URL");
+
+  // The rates table lists the definitions.
+  const defs = await page.$$eval("#rates tr", (rows) => rows.map((r) => r.dataset.definition));
+  for (const d of expect.definitions || [])
+    check(defs.includes(d), `rates table lists ${d}: ${defs}`);
+
+  const size = statSync(shot).size;
+  check(size > 20000, `screenshot is ${size} bytes: blank?`);
+  // Count the colours of the screenshot in the page itself (no PNG decoder needed here).
+  const png = (await import("node:fs")).readFileSync(shot).toString("base64");
+  const stats = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = "data:image/png;base64," + b64;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const colours = new Set();
+    let sum = 0, sum2 = 0, n = 0;
+    for (let i = 0; i < d.length; i += 4 * 7) {
+      colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      const l = 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+      sum += l; sum2 += l * l; n++;
+    }
+    const mean = sum / n;
+    return { width: c.width, height: c.height, colours: colours.size, variance: sum2 / n - mean * mean };
+  }, png);
+  check(stats.colours >= 50, `screenshot has ${stats.colours} colours: blank?`);
+  check(stats.variance > 100, `screenshot luminance variance ${stats.variance.toFixed(1)}: blank?`);
+  check(errors.length === 0, `page errors: ${errors.join("; ")}`);
+  console.log(`dashboard ok: ${Object.keys(expect.statuses).length} sagas, timeline of ${expect.select}, ` +
+              `screenshot ${stats.width}x${stats.height}, ${size} bytes, ${stats.colours} colours`);
+} catch (e) {
+  failed = true;
+  console.error("dashboard test failed: " + e.message);
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,267 @@
+/* test_metrics.c - the coordinator's HTTP endpoints against a running system: /metrics
+ * scraped and parsed (counters per definition match what happened, histograms are
+ * well-formed and count every settled step), /healthz, /readyz (also when Redis goes
+ * away), and the JSON API the dashboard reads. */
+#include "opstest.h"
+#include "scripted.h"
+#include "system.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WAIT_MS 20000
+
+static test_system_t sys;
+static scripted_t *participant;
+static int http_port;
+static const char *const COMMAND_TOPICS[] = {"inventory.commands", "payment.commands",
+                                             "shipping.commands", NULL};
+static const char INPUT[] = "{\"sku\": \"A-1\", \"qty\": 2}";
+
+static const script_rule_t RULES[] = {
+    {"m-comp", "charge", "action", 0, SCRIPT_FAIL, NULL},
+    {"m-stuck", "ship", "action", 0, SCRIPT_FAIL, NULL},
+    {"m-stuck", "charge", "compensation", 0, SCRIPT_FAIL, NULL},
+    {"m-dup", NULL, NULL, 0, SCRIPT_OK_TWICE, NULL},
+};
+
+static void setup(void)
+{
+    cr_assert_eq(system_start(&sys, NULL, NULL, NULL), 0, "system starts");
+    http_port = fixture_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "--http_listen=127.0.0.1:%d", http_port);
+    cr_assert_geq(system_add_coordinator(&sys, (const char *const[]){listen, NULL}, NULL), 0);
+    participant = scripted_start(sys.broker.bootstrap, COMMAND_TOPICS, RULES,
+                                 sizeof RULES / sizeof *RULES);
+    cr_assert_not_null(participant);
+}
+
+static void teardown(void)
+{
+    scripted_stop(participant);
+    participant = NULL;
+    system_stop(&sys);
+}
+
+/* The value of the sample whose name and labels are exactly `series` (as printed, e.g.
+ * saga_completed_total{definition="order"}), or NAN. */
+static double sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    }
+    return NAN;
+}
+
+static char *scrape(void)
+{
+    char *body = NULL;
+    int status = ops_http_get(http_port, "/metrics", &body);
+    cr_assert_eq(status, 200, "/metrics answers 200 (got %d)", status);
+    return body;
+}
+
+typedef struct scrape_wait {
+    const char *series;
+    double want;
+} scrape_wait_t;
+
+static bool sample_is(void *opaque)
+{
+    scrape_wait_t *w = opaque;
+    char *body = NULL;
+    bool ok = ops_http_get(http_port, "/metrics", &body) == 200 && sample(body, w->series) == w->want;
+    free(body);
+    return ok;
+}
+
+/* Every line is a comment or "name{labels} value"; every family has HELP and TYPE. */
+static void check_format(const char *text)
+{
+    const char *p = text;
+    int samples = 0;
+    while (*p) {
+        const char *end = strchr(p, '\n');
+        cr_assert_not_null(end, "every line ends with a newline");
+        if (*p == '#') {
+            cr_assert(strncmp(p, "# HELP ", 7) == 0 || strncmp(p, "# TYPE ", 7) == 0,
+                      "comment: %.*s", (int)(end - p), p);
+        } else {
+            const char *sp = memchr(p, ' ', (size_t)(end - p));
+            const char *brace = memchr(p, '{', (size_t)(end - p));
+            if (brace && sp && brace < sp)
+                sp = memchr(strchr(brace, '}'), ' ', (size_t)(end - brace));
+            cr_assert_not_null(sp, "sample: %.*s", (int)(end - p), p);
+            char *num_end;
+            (void)strtod(sp + 1, &num_end);
+            cr_assert_eq(num_end, end, "a number ends the line: %.*s", (int)(end - p), p);
+            samples++;
+        }
+        p = end + 1;
+    }
+    cr_assert_gt(samples, 20);
+}
+
+/* For every histogram series of the step duration: buckets ascend in le and never
+ * decrease, +Inf equals _count. Returns the sum of _count over series matching
+ * (kind, result); kind/result NULL = any. */
+static long check_histograms(const char *text, const char *kind, const char *result)
+{
+    long total = 0;
+    const char *prefix = "saga_step_duration_seconds_bucket{";
+    const char *p = text;
+    while ((p = strstr(p, prefix))) {
+        const char *line_end = strchr(p, '\n');
+        const char *le = strstr(p, ",le=\"");
+        cr_assert(le && le < line_end);
+        char labels[512];
+        snprintf(labels, sizeof labels, "%.*s", (int)(le - p - strlen(prefix)), p + strlen(prefix));
+        /* Walk this series' buckets. */
+        double last_le = -1, last = -1;
+        const char *q = p;
+        for (;;) {
+            const char *qe = strchr(q, '\n');
+            const char *lq = strstr(q, ",le=\"");
+            double le_v = strncmp(lq + 5, "+Inf", 4) == 0 ? INFINITY : strtod(lq + 5, NULL);
+            double v = strtod(strstr(lq, "} ") + 2, NULL);
+            cr_assert_gt(le_v, last_le, "le ascends in %s", labels);
+            cr_assert_geq(v, last, "cumulative buckets never decrease in %s", labels);
+            last_le = le_v;
+            last = v;
+            if (isinf(le_v))
+                break;
+            q = qe + 1;
+            cr_assert(strncmp(q, prefix, strlen(prefix)) == 0, "+Inf bucket closes %s", labels);
+        }
+        char series[600];
+        snprintf(series, sizeof series, "saga_step_duration_seconds_count{%s}", labels);
+        double count = sample(text, series);
+        cr_assert_eq(count, last, "+Inf bucket equals _count in %s", labels);
+        snprintf(series, sizeof series, "saga_step_duration_seconds_sum{%s}", labels);
+        cr_assert(!isnan(sample(text, series)), "_sum of %s", labels);
+        char want_kind[64], want_result[64];
+        snprintf(want_kind, sizeof want_kind, "kind=\"%s\"", kind ? kind : "");
+        snprintf(want_result, sizeof want_result, "result=\"%s\"", result ? result : "");
+        if ((!kind || strstr(labels, want_kind)) && (!result || strstr(labels, want_result)))
+            total += (long)count;
+        p = strchr(q, '\n');
+        if (!p)
+            break;
+    }
+    return total;
+}
+
+TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 180);
+
+Test(metrics, counters_histograms_health_and_api)
+{
+    char *body = NULL;
+    /* Alive as soon as the loop turns; ready once the group assigned the partitions. */
+    cr_assert(system_wait_owned(&sys, WAIT_MS), "the coordinator owns every partition");
+    cr_assert_eq(ops_http_get(http_port, "/healthz", &body), 200, "%s", body);
+    cr_assert(strstr(body, "\"status\":\"ok\""), "%s", body);
+    free(body);
+    scrape_wait_t owned = {"saga_partitions_owned", 4};
+    cr_assert(fixture_wait_until(sample_is, &owned, WAIT_MS));
+    cr_assert_eq(ops_http_get(http_port, "/readyz", &body), 200, "%s", body);
+    free(body);
+
+    const char *done[] = {"m-1", "m-2", "m-3", "m-dup"};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(system_start_saga(&sys, done[i], "order", INPUT), 0);
+    cr_assert_eq(system_start_saga(&sys, "m-comp", "order", INPUT), 0);
+    cr_assert_eq(system_start_saga(&sys, "m-stuck", "order", INPUT), 0);
+    cr_assert_eq(system_start_saga(&sys, "m-rej", "no-such-definition", NULL), 0);
+    cr_assert_eq(system_start_saga(&sys, "m-bad", "order", "{\"sku\": 5}"), 0);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert(system_wait_status(&sys, done[i], "completed", WAIT_MS), "%s", done[i]);
+    cr_assert(system_wait_status(&sys, "m-comp", "compensated", WAIT_MS));
+    cr_assert(system_wait_status(&sys, "m-stuck", "stuck", WAIT_MS));
+    scrape_wait_t stuck = {"saga_stuck_total{definition=\"order\"}", 1};
+    cr_assert(fixture_wait_until(sample_is, &stuck, WAIT_MS), "the snapshot catches up");
+    scrape_wait_t rejected = {"saga_rejected_total{definition=\"order\"}", 1};
+    cr_assert(fixture_wait_until(sample_is, &rejected, WAIT_MS));
+
+    char *text = scrape();
+    check_format(text);
+    cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
+    cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
+    cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);
+    cr_assert_eq(sample(text, "saga_stuck_total{definition=\"order\"}"), 1);
+    cr_assert_eq(sample(text, "saga_rejected_total{definition=\"(unknown)\"}"), 1);
+    cr_assert_eq(sample(text, "saga_rejected_total{definition=\"order\"}"), 1, "invalid input");
+    cr_assert_eq(sample(text, "saga_partitions_owned"), 4);
+    cr_assert_eq(sample(text, "saga_sagas_in_memory"), 1, "only the stuck saga stays active");
+    cr_assert_eq(sample(text, "saga_redis_up"), 1);
+    cr_assert_geq(sample(text, "saga_transitions_total"), 6 * 3);
+    cr_assert_geq(sample(text, "saga_input_messages_total"), 8);
+    cr_assert_eq(sample(text, "saga_dead_letters_total"), 0);
+    cr_assert_geq(sample(text, "saga_replies_ignored_total{reason=\"duplicate\"}"), 3,
+                  "m-dup's participant answered every command twice");
+    cr_assert_geq(sample(text, "saga_input_lag_messages{partition=\"0\"}"), 0);
+    cr_assert(sample(text, "saga_loop_turns_total") > 0);
+
+    /* Durations: one observation per settled step. Actions that succeeded: 4 completed
+     * sagas x 3 steps, the compensated one's reserve, the stuck one's reserve and charge. */
+    cr_assert_eq(check_histograms(text, "action", "ok"), 4 * 3 + 1 + 2);
+    cr_assert_eq(check_histograms(text, "action", "failed"), 2, "m-comp's charge, m-stuck's ship");
+    /* Compensations: m-comp's reserve ok; m-stuck's charge failed (then it stops). */
+    cr_assert_eq(check_histograms(text, "compensation", "ok"), 1);
+    cr_assert_eq(check_histograms(text, "compensation", "failed"), 1);
+    cr_assert_eq(sample(text, "saga_step_duration_seconds_count{definition=\"order\",step=\"reserve\","
+                              "kind=\"action\",result=\"ok\"}"), 6);
+    cr_assert_eq(sample(text, "saga_step_duration_seconds_count{definition=\"order\",step=\"ship\","
+                              "kind=\"action\",result=\"ok\"}"), 4);
+    free(text);
+
+    /* The JSON API the dashboard reads. */
+    cr_assert_eq(ops_http_get(http_port, "/api/sagas?status=stuck", &body), 200);
+    json_t *doc = json_loads(body, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(doc, "sagas")), 1, "%s", body);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(doc, "sagas"), 0), "id")),
+                     "m-stuck");
+    json_decref(doc);
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/api/sagas/m-comp", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "saga"), "status")),
+                     "compensated");
+    cr_assert_gt(json_array_size(json_object_get(doc, "history")), 4);
+    json_decref(doc);
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/api/sagas/nobody", &body), 404);
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/api/sagas?status=nonsense", &body), 400);
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/api/stats", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "totals"), "completed")), 4,
+                 "%s", body);
+    json_decref(doc);
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/", &body), 200);
+    cr_assert(strstr(body, "<html") && strstr(body, "/api/stats"), "the dashboard page");
+    free(body);
+    cr_assert_eq(ops_http_get(http_port, "/nothing-here", &body), 404);
+    free(body);
+
+    /* Redis gone: still alive, not ready (the idle loop pings Redis every second). */
+    fixture_redis_stop(&sys.redis);
+    int64_t deadline = fixture_now_ms() + WAIT_MS;
+    int status = 0;
+    while (fixture_now_ms() < deadline &&
+           (status = ops_http_get(http_port, "/readyz", NULL)) == 200)
+        usleep(50 * 1000);
+    cr_assert_eq(status, 503, "/readyz fails without Redis");
+    cr_assert_eq(ops_http_get(http_port, "/healthz", NULL), 200, "the loop still turns");
+    text = scrape();
+    cr_assert_eq(sample(text, "saga_redis_up"), 0);
+    free(text);
+}
