@@ -83,6 +83,8 @@ struct coordinator {
     size_t results_cap;
     ack_t *acks;
     size_t nacks, acks_cap;
+    const char **ack_ids;        /* one partition's ids for queue_acks */
+    size_t ack_ids_cap;
     saga_t **doomed;
     size_t ndoomed, doomed_cap;
     rd_kafka_message_t **batch;
@@ -987,16 +989,32 @@ static void fence_or_recover(coordinator_t *c, partition_t *p)
     p->fenced = true;
 }
 
+/* Queues the outbox acknowledgements of the deliveries reported so far: one HDEL per
+ * partition with every delivered id, rather than one command per message. */
+static void queue_acks(coordinator_t *c)
+{
+    if (c->nacks && grow((void **)&c->ack_ids, &c->ack_ids_cap, c->nacks, sizeof *c->ack_ids) == 0) {
+        for (size_t i = 0; i < c->nparts; i++) {
+            partition_t *p = c->parts[i];
+            if (!p || !p->owned || p->fenced)
+                continue;
+            size_t n = 0;
+            for (size_t k = 0; k < c->nacks; k++)
+                if (c->acks[k].partition == p->id)
+                    c->ack_ids[n++] = c->acks[k].id;
+            (void)store_queue_outbox_acks(c->store, p->id, c->ack_ids, n);
+        }
+    }
+    /* Without memory for the list they stay in the outbox: re-sent at the next load. */
+    for (size_t i = 0; i < c->nacks; i++)
+        free(c->acks[i].id);
+    c->nacks = 0;
+}
+
 static void finish_turn(coordinator_t *c)
 {
-    for (size_t i = 0; i < c->nacks; i++) {
-        partition_t *p = part_get(c, c->acks[i].partition, false);
-        if (p && p->owned && !p->fenced)
-            (void)store_queue_outbox_ack(c->store, p->id, c->acks[i].id);
-        free(c->acks[i].id);
-    }
     bool talked = c->nacks > 0 || c->npending > 0;
-    c->nacks = 0;
+    queue_acks(c);
 
     size_t n = c->npending;
     if (grow((void **)&c->results, &c->results_cap, n + 1, sizeof *c->results) < 0) {
@@ -1479,6 +1497,7 @@ void coordinator_free(coordinator_t *c)
     for (size_t i = 0; i < c->nacks; i++)
         free(c->acks[i].id);
     free(c->acks);
+    free(c->ack_ids);
     free(c->pending);
     free(c->results);
     free(c->doomed);

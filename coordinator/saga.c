@@ -161,6 +161,28 @@ json_t *saga_encode_steps(const saga_t *s)
     return arr;
 }
 
+/* Adds the fields a transition can change (see saga_encode_changed_fields) to f. */
+static void encode_changing(json_t *f, const saga_t *s)
+{
+    json_object_set_new(f, "status", json_string(saga_status_name(s->status)));
+    int cur = saga_current_step(s);
+    json_object_set_new(f, "step", json_string(cur >= 0 ? s->def->steps[cur].name : ""));
+    set_int(f, "step_index", cur);
+    const step_state_t *cst = cur >= 0 ? &s->steps[cur] : NULL;
+    bool comp = cst && cst->comp_attempt > 0;
+    set_int(f, "attempt", cst ? (comp ? cst->comp_attempt : cst->attempt) : 0);
+    set_int(f, "version", s->version);
+    set_int(f, "updated_at", s->updated_at);
+    set_int(f, "finished_at", s->finished_at);
+    set_int(f, "group", s->group);
+    json_object_set_new(f, "error", json_string(s->error ? s->error : ""));
+    json_t *steps = saga_encode_steps(s);
+    char *st = json_dumps(steps, JSON_COMPACT);
+    json_object_set_new(f, "steps", json_string(st ? st : "[]"));
+    free(st);
+    json_decref(steps);
+}
+
 json_t *saga_encode_fields(const saga_t *s)
 {
     json_t *f = json_object();
@@ -169,29 +191,20 @@ json_t *saga_encode_fields(const saga_t *s)
     set_int(f, "definition_version", s->def->version);
     if (s->def->content_hash)
         json_object_set_new(f, "definition_hash", json_string(s->def->content_hash));
-    json_object_set_new(f, "status", json_string(saga_status_name(s->status)));
-    int cur = saga_current_step(s);
-    json_object_set_new(f, "step", json_string(cur >= 0 ? s->def->steps[cur].name : ""));
-    set_int(f, "step_index", cur);
-    const step_state_t *cst = cur >= 0 ? &s->steps[cur] : NULL;
-    bool comp = cst && cst->comp_attempt > 0;
-    set_int(f, "attempt", cst ? (comp ? cst->comp_attempt : cst->attempt) : 0);
     set_int(f, "partition", s->partition);
-    set_int(f, "version", s->version);
     set_int(f, "created_at", s->created_at);
-    set_int(f, "updated_at", s->updated_at);
-    set_int(f, "finished_at", s->finished_at);
     set_int(f, "deadline_at", s->deadline_at);
-    set_int(f, "group", s->group);
-    json_object_set_new(f, "error", json_string(s->error ? s->error : ""));
     char *in = json_dumps(s->input, JSON_COMPACT | JSON_ENCODE_ANY);
     json_object_set_new(f, "input", json_string(in ? in : "{}"));
     free(in);
-    json_t *steps = saga_encode_steps(s);
-    char *st = json_dumps(steps, JSON_COMPACT);
-    json_object_set_new(f, "steps", json_string(st ? st : "[]"));
-    free(st);
-    json_decref(steps);
+    encode_changing(f, s);
+    return f;
+}
+
+json_t *saga_encode_changed_fields(const saga_t *s)
+{
+    json_t *f = json_object();
+    encode_changing(f, s);
     return f;
 }
 

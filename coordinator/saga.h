@@ -104,6 +104,11 @@ int saga_current_step(const saga_t *s);
 /* Encodes the saga as hash fields: a JSON object of string values (new reference). */
 json_t *saga_encode_fields(const saga_t *s);
 
+/* The fields a transition of an existing saga can change: saga_encode_fields without the
+ * ones fixed when it is created (id, definition, definition_version, definition_hash,
+ * partition, created_at, deadline_at, input). New reference. */
+json_t *saga_encode_changed_fields(const saga_t *s);
+
 /* The "steps" field alone (new reference): a JSON array, one object per step. */
 json_t *saga_encode_steps(const saga_t *s);
 

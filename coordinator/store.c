@@ -35,8 +35,8 @@ static const char TRANSITION_SCRIPT[] =
     "if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, i, i + 2 * n - 1)); i = i + 2 * n end\n"
     "n = tonumber(ARGV[i]); i = i + 1\n"
     "if n > 0 then\n"
-    "  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, i + n - 1)); i = i + n\n"
-    "  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)\n"
+    "  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV, i, i + n - 1)); i = i + n\n"
+    "  if len > tonumber(ARGV[6]) then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1) end\n"
     "end\n"
     "n = tonumber(ARGV[i]); i = i + 1\n"
     "if n > 0 then redis.call('HSET', KEYS[4], unpack(ARGV, i, i + 2 * n - 1)); i = i + 2 * n end\n"
@@ -666,7 +666,9 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     argv_push_fmt(&a, "%" PRId64, finished ? st->retention_ms : 0);
     argv_push_fmt(&a, "%d", st->history_cap);
 
-    json_t *fields = saga_encode_fields(s);
+    /* A create writes every field; a later transition only those that can change (the
+     * version check proves the hash, and so its fixed fields, is there). */
+    json_t *fields = t->expected_version ? saga_encode_changed_fields(s) : saga_encode_fields(s);
     /* The version written is always the one after expected, whatever s says. */
     char version[24];
     snprintf(version, sizeof version, "%" PRId64, t->expected_version + 1);
@@ -710,13 +712,25 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
 
 int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id)
 {
+    return store_queue_outbox_acks(st, partition, &id, 1);
+}
+
+int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *ids, size_t n)
+{
+    if (n == 0)
+        return 0;
     if (store_ensure_connected(st) < 0)
         return -1;
     char key[STORE_KEY_MAX];
     store_key_partition(st, key, partition, "outbox");
-    if (redisAppendCommand(st->ctx, "HDEL %s %s", key, id) != REDIS_OK)
-        return -1;
-    return note_reply(st, false);
+    argv_buf_t a = {0};
+    int rc = argv_push_str(&a, "HDEL") | argv_push_str(&a, key);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = argv_push_str(&a, ids[i]);
+    if (rc == 0)
+        rc = redisAppendCommandArgv(st->ctx, (int)a.count, a.argv, a.lens) == REDIS_OK ? 0 : -1;
+    argv_release(&a);
+    return rc == 0 ? note_reply(st, false) : -1;
 }
 
 static store_status_t classify(store_t *st, const redisReply *r)

@@ -112,6 +112,8 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
 int store_queue_transition(store_t *st, const store_transition_t *t);
 /* Queues the removal of a delivered outbox entry (no result reported). */
 int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id);
+/* The same for n entries of one partition in one command (ids borrowed for the call). */
+int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *ids, size_t n);
 /* Number of transitions queued. */
 size_t store_queued(const store_t *st);
 

@@ -1,0 +1,1309 @@
+/* saga-bench.c - the benchmark (issue #7, docs/performance.md): starts the embedded
+ * broker, redis-server and one coordinator, drives sagas through them with built-in
+ * participants that reply at once, and measures throughput, latency, cost per saga and
+ * memory per in-flight saga, against the floor of the same broker and Redis in the same
+ * run.
+ *
+ * Clocks: every latency is measured inside this process on CLOCK_MONOTONIC, so the
+ * coordinator's clock does not enter. A "hop" is what the coordinator adds around one
+ * transition as a participant sees it: from the moment the bench produced the previous
+ * message of the saga (the start, or the previous step's reply) until it consumed the next
+ * one (the next command, or the outcome). It holds two Kafka hops (message to the
+ * coordinator, command back) plus the coordinator's turn; the "added" figure subtracts
+ * twice the one-hop Kafka latency measured on the same broker at the same message rate. */
+#include "bench_proc.h"
+#include "bench_stats.h"
+
+#include "definition.h"
+#include "log.h"
+#include "machine.h"
+#include "saga.h"
+#include "store.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <time.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BENCH_MAX_SAGAS (4u << 20)      /* saga numbers per run (timestamps are kept per saga) */
+#define BENCH_PARTICIPANTS 2            /* participant threads */
+#define BENCH_INPUT_PARTITIONS 4
+#define BENCH_CMD_PARTITIONS 4
+#define BENCH_CMD_TOPIC "bench.commands"
+#define BENCH_FLOOR_TOPIC "bench.floor"
+#define BENCH_CONSUME_BATCH 1000
+#define BENCH_STEP_TIMEOUT_MS 300000    /* held sagas must not time out while measured */
+#define BENCH_READY_TIMEOUT_US 60000000
+#define BENCH_DRAIN_TIMEOUT_US 120000000
+#define BENCH_SETTLE_US 500000          /* after a drain: the coordinator's last acks */
+#define BENCH_RAMP_US 1000000           /* closed loop: not counted at the start */
+#define BENCH_MAX_CMDSTATS 64
+#define BENCH_MSG_MAX 4096
+
+static const char *const TOPICS[] = {"saga.input", BENCH_CMD_TOPIC, "saga.outcomes",
+                                     "saga.deadletter"};
+#define BENCH_NTOPICS (sizeof TOPICS / sizeof *TOPICS)
+
+typedef struct opts {
+    int sizes[4];
+    int nsizes;
+    double duration_s;         /* each measured phase */
+    int window;                /* closed loop: sagas in flight */
+    int inflight;              /* memory phase: sagas held in flight */
+    int depth;                 /* Redis floor: transitions per pipeline */
+    int floor_messages;        /* Kafka floor: messages */
+    bool no_rss;
+    bool redis_floor_only;     /* only redis-server and the store's floor (profiling) */
+    const char *json_path;
+    const char *keep_dir;      /* keep the temp dir (logs) there */
+} opts_t;
+
+typedef struct bench bench_t;
+
+typedef struct participant {
+    bench_t *b;
+    int index;
+    pthread_t thread;
+    rd_kafka_t *consumer;
+    samples_t hops;
+} participant_t;
+
+/* A snapshot of the counters a phase is measured by. */
+typedef struct snapshot {
+    int64_t at_us;
+    double coord_cpu, broker_cpu, redis_cpu, self_cpu;
+    long coord_rss_kib;
+    int64_t kafka[BENCH_NTOPICS];        /* sum of high watermarks per topic */
+    size_t ncmd;
+    char cmd_names[BENCH_MAX_CMDSTATS][32];
+    long long cmd_calls[BENCH_MAX_CMDSTATS];
+    uint64_t finished;
+} snapshot_t;
+
+struct bench {
+    opts_t o;
+    char bindir[1024], tmp[1024], defs[1100];
+    char bootstrap[512];
+    int redis_port;
+    pid_t broker, redis, coord;
+    redisContext *redis_ctx;           /* INFO commandstats */
+    rd_kafka_t *producer;              /* starts and replies */
+    rd_kafka_t *outcomes;              /* outcome consumer; also watermark queries */
+    pthread_t outcome_thread;
+    participant_t parts[BENCH_PARTICIPANTS];
+    atomic_int stop, hold;
+    atomic_ullong next_saga;           /* saga numbers handed out */
+    atomic_ullong finished, not_completed, held;
+    atomic_ullong msg_count, msg_bytes; /* every saga message the bench saw, for sizes */
+    int64_t *start_us, *last_us;       /* per saga number, __atomic access */
+    samples_t e2e, final_hops;
+    int steps;
+    char saga_name[32];
+};
+
+/* --- small helpers ---------------------------------------------------------------- */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "saga-bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void sleep_us(int64_t us)
+{
+    if (us > 0)
+        usleep((useconds_t)us);
+}
+
+static void conf_set(rd_kafka_conf_t *c, const char *k, const char *v)
+{
+    char err[256];
+    if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die("kafka property %s=%s: %s", k, v, err);
+}
+
+/* A client with the coordinator's own settings (coordinator.c kafka_conf). */
+static rd_kafka_t *kafka_client(bench_t *b, rd_kafka_type_t type, const char *extra[][2])
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    conf_set(c, "bootstrap.servers", b->bootstrap);
+    if (type == RD_KAFKA_PRODUCER) {
+        conf_set(c, "enable.idempotence", "true");
+        conf_set(c, "linger.ms", "1");
+        conf_set(c, "partitioner", "murmur2_random");
+    } else {
+        conf_set(c, "group.id", "saga-bench");
+        conf_set(c, "enable.auto.commit", "false");
+        conf_set(c, "enable.partition.eof", "false");
+        conf_set(c, "fetch.wait.max.ms", "10");
+        conf_set(c, "fetch.error.backoff.ms", "10");
+    }
+    for (size_t i = 0; extra && extra[i][0]; i++)
+        conf_set(c, extra[i][0], extra[i][1]);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(type, c, err, sizeof err);
+    if (!rk)
+        die("kafka client: %s", err);
+    if (type == RD_KAFKA_CONSUMER)
+        rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+/* Assigns partitions [first, first + count) of topic, every step-th, from the start. */
+static void assign(rd_kafka_t *rk, const char *topic, int first, int count, int step)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(count);
+    for (int p = first; p < count; p += step)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err)
+        die("assign %s: %s", topic, rd_kafka_err2str(err));
+}
+
+/* Takes what is there: waits up to wait_ms for a first message, then takes the rest
+ * without waiting (a batch call alone waits for a full batch). */
+static ssize_t consume(rd_kafka_queue_t *q, int wait_ms, rd_kafka_message_t **msgs)
+{
+    ssize_t n = rd_kafka_consume_batch_queue(q, wait_ms, msgs, 1);
+    if (n == 1) {
+        ssize_t more = rd_kafka_consume_batch_queue(q, 0, msgs + 1, BENCH_CONSUME_BATCH - 1);
+        n += more > 0 ? more : 0;
+    }
+    return n < 0 ? 0 : n;
+}
+
+static void produce(rd_kafka_t *rk, const char *topic, int32_t partition, const char *key,
+                    size_t key_len, const char *value, size_t len)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rk, 1);
+            continue;
+        }
+        if (err)
+            die("produce to %s: %s", topic, rd_kafka_err2str(err));
+        return;
+    }
+}
+
+static uint64_t saga_number(const void *key, size_t len)
+{
+    char buf[32];
+    if (!key || len < 2 || len >= sizeof buf)
+        return UINT64_MAX;
+    memcpy(buf, key, len);
+    buf[len] = '\0';
+    return strtoull(buf + 1, NULL, 10);
+}
+
+/* --- participants and the outcome reader ------------------------------------------ */
+
+/* Answers one command at once with ok and a small output, or holds it (drops the reply)
+ * while b->hold is set. */
+static void participant_handle(participant_t *pt, const rd_kafka_message_t *m)
+{
+    bench_t *b = pt->b;
+    int64_t t = now_us();
+    uint64_t n = saga_number(m->key, m->key_len);
+    if (n < BENCH_MAX_SAGAS)
+        samples_add(&pt->hops, t - __atomic_load_n(&b->last_us[n], __ATOMIC_RELAXED));
+    atomic_fetch_add(&b->msg_count, 1);
+    atomic_fetch_add(&b->msg_bytes, m->len);
+    json_error_t jerr;
+    json_t *cmd = json_loadb(m->payload, m->len, 0, &jerr);
+    const char *command_id, *saga_id, *step, *kind, *reply_topic;
+    int attempt, reply_partition;
+    if (!cmd || json_unpack(cmd, "{s:s, s:s, s:s, s:s, s:i, s:{s:s, s:i}}", "command_id",
+                            &command_id, "saga_id", &saga_id, "step", &step, "kind", &kind,
+                            "attempt", &attempt, "reply_to", "topic", &reply_topic,
+                            "partition", &reply_partition) < 0) {
+        fprintf(stderr, "saga-bench: undecodable command: %.*s\n", (int)m->len,
+                (const char *)m->payload);
+        json_decref(cmd);
+        return;
+    }
+    if (atomic_load(&b->hold)) {
+        atomic_fetch_add(&b->held, 1);
+        json_decref(cmd);
+        return;
+    }
+    char reply[BENCH_MSG_MAX];
+    int len = snprintf(reply, sizeof reply,
+                       "{\"type\":\"reply\",\"command_id\":\"%s\",\"saga_id\":\"%s\","
+                       "\"step\":\"%s\",\"kind\":\"%s\",\"attempt\":%d,\"status\":\"ok\","
+                       "\"output\":{\"ref\":\"r-%s-%s\"}}",
+                       command_id, saga_id, step, kind, attempt, saga_id, step);
+    if (len > 0 && (size_t)len < sizeof reply) {
+        atomic_fetch_add(&b->msg_count, 1);
+        atomic_fetch_add(&b->msg_bytes, (unsigned long long)len);
+        produce(b->producer, reply_topic, reply_partition, saga_id, strlen(saga_id), reply,
+                (size_t)len);
+        if (n < BENCH_MAX_SAGAS)
+            __atomic_store_n(&b->last_us[n], now_us(), __ATOMIC_RELAXED);
+    }
+    json_decref(cmd);
+}
+
+static void *participant_main(void *arg)
+{
+    participant_t *pt = arg;
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(pt->consumer);
+    rd_kafka_message_t *msgs[BENCH_CONSUME_BATCH];
+    while (!atomic_load(&pt->b->stop)) {
+        ssize_t n = consume(q, 100, msgs);
+        for (ssize_t i = 0; i < n; i++) {
+            if (!msgs[i]->err)
+                participant_handle(pt, msgs[i]);
+            rd_kafka_message_destroy(msgs[i]);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return NULL;
+}
+
+static void *outcome_main(void *arg)
+{
+    bench_t *b = arg;
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(b->outcomes);
+    rd_kafka_message_t *msgs[BENCH_CONSUME_BATCH];
+    while (!atomic_load(&b->stop)) {
+        ssize_t n = consume(q, 100, msgs);
+        int64_t t = now_us();
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (!m->err) {
+                uint64_t k = saga_number(m->key, m->key_len);
+                if (k < BENCH_MAX_SAGAS) {
+                    samples_add(&b->e2e, t - __atomic_load_n(&b->start_us[k], __ATOMIC_RELAXED));
+                    samples_add(&b->final_hops,
+                                t - __atomic_load_n(&b->last_us[k], __ATOMIC_RELAXED));
+                }
+                if (!memmem(m->payload, m->len, "\"status\":\"completed\"", 20))
+                    atomic_fetch_add(&b->not_completed, 1);
+                atomic_fetch_add(&b->msg_count, 1);
+                atomic_fetch_add(&b->msg_bytes, m->len);
+                atomic_fetch_add(&b->finished, 1);
+            }
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return NULL;
+}
+
+/* Produces the start of a new saga. Returns false when the saga numbers ran out. */
+static bool start_saga(bench_t *b)
+{
+    uint64_t n = atomic_fetch_add(&b->next_saga, 1);
+    if (n >= BENCH_MAX_SAGAS)
+        return false;
+    char id[32], msg[512];
+    int idlen = snprintf(id, sizeof id, "b%llu", (unsigned long long)n);
+    int len = snprintf(msg, sizeof msg,
+                       "{\"type\":\"start\",\"saga_id\":\"%s\",\"saga\":\"%s\",\"input\":"
+                       "{\"order_id\":\"o-%llu\",\"customer\":\"c-%llu\",\"amount\":12.5}}",
+                       id, b->saga_name, (unsigned long long)n, (unsigned long long)(n % 977));
+    int64_t t = now_us();
+    __atomic_store_n(&b->start_us[n], t, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->last_us[n], t, __ATOMIC_RELAXED);
+    atomic_fetch_add(&b->msg_count, 1);
+    atomic_fetch_add(&b->msg_bytes, (unsigned long long)len);
+    produce(b->producer, "saga.input", RD_KAFKA_PARTITION_UA, id, (size_t)idlen, msg,
+            (size_t)len);
+    return true;
+}
+
+static uint64_t in_flight(bench_t *b)
+{
+    return atomic_load(&b->next_saga) - atomic_load(&b->finished);
+}
+
+/* Waits until every started saga finished. Returns false on timeout. */
+static bool drain(bench_t *b, int64_t timeout_us)
+{
+    int64_t until = now_us() + timeout_us;
+    rd_kafka_flush(b->producer, 1000);
+    while (in_flight(b) > 0) {
+        if (now_us() > until)
+            return false;
+        rd_kafka_poll(b->producer, 1);
+        sleep_us(1000);
+    }
+    return true;
+}
+
+/* --- the stack: broker, redis, coordinator ---------------------------------------- */
+
+static void write_definition(bench_t *b, int steps)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/bench%d.json", b->defs, steps);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s", path);
+    fprintf(f, "{\"name\": \"bench%d\", \"version\": 1,\n"
+               " \"description\": \"saga-bench: %d steps, one topic, replies at once\",\n"
+               " \"defaults\": {\"timeout_ms\": %d},\n \"steps\": [\n",
+            steps, steps, BENCH_STEP_TIMEOUT_MS);
+    for (int i = 0; i < steps; i++) {
+        fprintf(f, "  {\"name\": \"s%d\", \"topic\": \"%s\",\n"
+                   "   \"action\": {\"command\": \"bench.do\", \"payload\": {\"order\": "
+                   "\"{{input.order_id}}\", \"customer\": \"{{input.customer}}\", \"amount\": "
+                   "\"{{input.amount}}\"",
+                i, BENCH_CMD_TOPIC);
+        if (i > 0)
+            fprintf(f, ", \"previous\": \"{{steps.s%d.output.ref}}\"", i - 1);
+        fprintf(f, "}},\n   \"compensation\": {\"command\": \"bench.undo\", \"payload\": "
+                   "{\"order\": \"{{input.order_id}}\", \"ref\": \"{{steps.s%d.output.ref?}}\"}}}%s\n",
+                i, i + 1 < steps ? "," : "");
+    }
+    fprintf(f, " ]}\n");
+    fclose(f);
+}
+
+static void wait_for_file(const char *path, char *buf, size_t len, pid_t pid)
+{
+    int64_t until = now_us() + 30000000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            bool ok = fgets(buf, (int)len, f) != NULL;
+            fclose(f);
+            if (ok) {
+                buf[strcspn(buf, "\n")] = '\0';
+                return;
+            }
+        }
+        if (!proc_alive(pid) || now_us() > until)
+            die("%s never appeared", path);
+        sleep_us(20000);
+    }
+}
+
+static redisContext *redis_wait(int port)
+{
+    int64_t until = now_us() + 30000000;
+    for (;;) {
+        redisContext *c = redisConnect("127.0.0.1", port);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            bool ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            if (ok)
+                return c;
+        }
+        redisFree(c);
+        if (now_us() > until)
+            die("redis-server on port %d did not answer", port);
+        sleep_us(20000);
+    }
+}
+
+static void stack_start(bench_t *b, int steps)
+{
+    char path[PATH_MAX + 64], logp[PATH_MAX + 64];
+    b->steps = steps;
+    snprintf(b->saga_name, sizeof b->saga_name, "bench%d", steps);
+    atomic_store(&b->stop, 0);
+    atomic_store(&b->hold, 0);
+
+    /* Broker. */
+    snprintf(path, sizeof path, "%s/bootstrap", b->tmp);
+    unlink(path);
+    char broker[PATH_MAX + 32], topics[256];
+    snprintf(broker, sizeof broker, "%s/saga-devbroker", b->bindir);
+    snprintf(topics, sizeof topics, "saga.input:%d,saga.outcomes:1,saga.deadletter:1,%s:%d,%s:4",
+             BENCH_INPUT_PARTITIONS, BENCH_CMD_TOPIC, BENCH_CMD_PARTITIONS, BENCH_FLOOR_TOPIC);
+    char *bargv[] = {broker, "--topics", topics, "--bootstrap-file", path, NULL};
+    snprintf(logp, sizeof logp, "%s/broker.log", b->tmp);
+    b->broker = proc_spawn(bargv, logp);
+    wait_for_file(path, b->bootstrap, sizeof b->bootstrap, b->broker);
+
+    /* Redis: durable as in production (AOF, fsync every second), no RDB snapshots. */
+    b->redis_port = proc_free_port();
+    char port[16], rdir[PATH_MAX + 16];
+    snprintf(port, sizeof port, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s/redis-%d", b->tmp, steps);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
+    b->redis = proc_spawn(rargv, logp);
+    b->redis_ctx = redis_wait(b->redis_port);
+
+    /* Coordinator, with its defaults. */
+    char coord[PATH_MAX + 32], bs[600], rp[64], defs[PATH_MAX + 32];
+    snprintf(coord, sizeof coord, "%s/saga-coordinator", b->bindir);
+    snprintf(bs, sizeof bs, "--bootstrap_servers=%s", b->bootstrap);
+    snprintf(rp, sizeof rp, "--redis_port=%d", b->redis_port);
+    snprintf(defs, sizeof defs, "--definitions=%s", b->defs);
+    char lvl[] = "--log_level=warn";
+    /* SAGA_BENCH_WRAPPER runs the coordinator under a profiler: "valgrind --tool=callgrind
+     * --callgrind-out-file=/tmp/cg.out" (its /proc figures are then the wrapper's). */
+    char *cargv[32], wrap[1024] = "";
+    int ca = 0;
+    const char *w = getenv("SAGA_BENCH_WRAPPER");
+    if (w) {
+        snprintf(wrap, sizeof wrap, "%s", w);
+        for (char *t = strtok(wrap, " "); t && ca < 24; t = strtok(NULL, " "))
+            cargv[ca++] = t;
+    }
+    char *own[] = {coord, bs, rp, defs, lvl};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        cargv[ca++] = own[i];
+    cargv[ca] = NULL;
+    snprintf(logp, sizeof logp, "%s/coordinator.log", b->tmp);
+    b->coord = proc_spawn(cargv, logp);
+
+    /* Clients. */
+    b->producer = kafka_client(b, RD_KAFKA_PRODUCER, NULL);
+    b->outcomes = kafka_client(b, RD_KAFKA_CONSUMER, NULL);
+    assign(b->outcomes, "saga.outcomes", 0, 1, 1);
+    for (int i = 0; i < BENCH_PARTICIPANTS; i++) {
+        participant_t *pt = &b->parts[i];
+        pt->b = b;
+        pt->index = i;
+        samples_clear(&pt->hops);
+        pt->consumer = kafka_client(b, RD_KAFKA_CONSUMER, NULL);
+        assign(pt->consumer, BENCH_CMD_TOPIC, i, BENCH_CMD_PARTITIONS, BENCH_PARTICIPANTS);
+        pthread_create(&pt->thread, NULL, participant_main, pt);
+    }
+    pthread_create(&b->outcome_thread, NULL, outcome_main, b);
+
+    /* Ready when a saga goes through (the coordinator joins its group first: ~3 s). */
+    int64_t t0 = now_us();
+    start_saga(b);
+    while (in_flight(b) > 0) {
+        if (!proc_alive(b->coord))
+            die("the coordinator exited; see %s/coordinator.log", b->tmp);
+        if (now_us() - t0 > BENCH_READY_TIMEOUT_US)
+            die("no saga finished within %d s; see %s", BENCH_READY_TIMEOUT_US / 1000000, b->tmp);
+        rd_kafka_poll(b->producer, 10);
+    }
+    fprintf(stderr, "saga-bench: %d-step stack ready in %.1f s (first saga %.0f ms)\n", steps,
+            (double)(now_us() - t0) / 1e6, (double)(now_us() - t0) / 1e3);
+}
+
+static void stack_stop(bench_t *b)
+{
+    atomic_store(&b->stop, 1);
+    pthread_join(b->outcome_thread, NULL);
+    for (int i = 0; i < BENCH_PARTICIPANTS; i++) {
+        pthread_join(b->parts[i].thread, NULL);
+        rd_kafka_consumer_close(b->parts[i].consumer);
+        rd_kafka_destroy(b->parts[i].consumer);
+    }
+    rd_kafka_consumer_close(b->outcomes);
+    rd_kafka_destroy(b->outcomes);
+    rd_kafka_flush(b->producer, 1000);
+    rd_kafka_destroy(b->producer);
+    redisFree(b->redis_ctx);
+    proc_stop(b->coord, 5000);
+    proc_stop(b->redis, 5000);
+    proc_stop(b->broker, 5000);
+    b->coord = b->redis = b->broker = 0;
+}
+
+/* --- snapshots -------------------------------------------------------------------- */
+
+static void take_snapshot(bench_t *b, snapshot_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->at_us = now_us();
+    s->finished = atomic_load(&b->finished);
+    s->coord_cpu = proc_cpu_seconds(b->coord);
+    s->broker_cpu = proc_cpu_seconds(b->broker);
+    s->redis_cpu = proc_cpu_seconds(b->redis);
+    s->self_cpu = proc_cpu_seconds(getpid());
+    s->coord_rss_kib = proc_rss_kib(b->coord);
+    for (size_t t = 0; t < BENCH_NTOPICS; t++) {
+        for (int p = 0; p < 64; p++) {
+            int64_t lo, hi;
+            if (rd_kafka_query_watermark_offsets(b->outcomes, TOPICS[t], p, &lo, &hi, 5000))
+                break;
+            s->kafka[t] += hi;
+        }
+    }
+    redisReply *r = redisCommand(b->redis_ctx, "INFO commandstats");
+    if (!r || r->type != REDIS_REPLY_STRING)
+        die("INFO commandstats failed");
+    for (char *line = strtok(r->str, "\r\n"); line && s->ncmd < BENCH_MAX_CMDSTATS;
+         line = strtok(NULL, "\r\n")) {
+        char name[32];
+        long long calls;
+        if (sscanf(line, "cmdstat_%31[^:]:calls=%lld", name, &calls) == 2) {
+            snprintf(s->cmd_names[s->ncmd], sizeof s->cmd_names[0], "%s", name);
+            s->cmd_calls[s->ncmd++] = calls;
+        }
+    }
+    freeReplyObject(r);
+}
+
+static long long cmd_calls(const snapshot_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncmd; i++)
+        if (strcmp(s->cmd_names[i], name) == 0)
+            return s->cmd_calls[i];
+    return 0;
+}
+
+/* --- results ---------------------------------------------------------------------- */
+
+typedef struct result {
+    int steps;
+    /* saturation (closed loop) */
+    double max_rate;
+    double sat_e2e[3];
+    double sat_cpu_per_1000;
+    double sat_cores[4];               /* coordinator, broker, redis, bench: CPU s per s */
+    /* half load (open loop) */
+    double half_rate, half_achieved;
+    size_t half_sagas;
+    double e2e[3], hop[3], added[3];
+    double cpu_per_1000;
+    double redis_calls_per_saga;       /* every command Redis ran, scripts' inner ones too */
+    double redis_sent_per_saga;        /* commands the coordinator sent (EVALSHA, HDEL, ...) */
+    double evalsha_per_saga;
+    json_t *redis_breakdown;
+    double kafka_per_saga;
+    double kafka_topic_per_saga[BENCH_NTOPICS];
+    double avg_msg_bytes;
+    uint64_t not_completed;
+    /* memory */
+    long rss_before_kib, rss_after_kib;
+    double rss_per_saga_bytes;
+    int rss_sagas;
+    /* floor */
+    double kafka_floor_msgs;           /* produce+consume, messages/s */
+    double kafka_hop[3];               /* one hop at the half-load message rate */
+    double redis_floor_transitions;    /* per second, through the store API */
+    double redis_floor_queue_share;    /* fraction of that time spent building commands */
+    double floor_kafka_sagas, floor_redis_sagas, floor_sagas, ratio;
+} result_t;
+
+static const double PCTS[3] = {50, 95, 99};
+
+static void percentiles(samples_t *const *sets, size_t n, double out[3])
+{
+    samples_percentiles(sets, n, PCTS, 3, out);
+    for (int i = 0; i < 3; i++)
+        out[i] /= 1000.0; /* ms */
+}
+
+static void clear_samples(bench_t *b)
+{
+    samples_clear(&b->e2e);
+    samples_clear(&b->final_hops);
+    for (int i = 0; i < BENCH_PARTICIPANTS; i++)
+        samples_clear(&b->parts[i].hops);
+    atomic_store(&b->msg_count, 0);
+    atomic_store(&b->msg_bytes, 0);
+}
+
+/* --- phases ----------------------------------------------------------------------- */
+
+/* Closed loop: keeps window sagas in flight for the duration; returns sagas/s finished
+ * after the ramp. */
+static double closed_loop(bench_t *b, int window, double seconds)
+{
+    int64_t t0 = now_us(), end = t0 + (int64_t)(seconds * 1e6);
+    int64_t ramp_end = t0 + BENCH_RAMP_US;
+    uint64_t at_ramp = 0;
+    bool ramped = false;
+    while (now_us() < end) {
+        if (!ramped && now_us() >= ramp_end) {
+            at_ramp = atomic_load(&b->finished);
+            ramped = true;
+        }
+        uint64_t inflight = in_flight(b);
+        for (uint64_t i = inflight; i < (uint64_t)window; i++)
+            if (!start_saga(b))
+                break;
+        rd_kafka_poll(b->producer, 0);
+        sleep_us(200);
+    }
+    uint64_t done = atomic_load(&b->finished) - at_ramp;
+    double rate = (double)done / ((double)(now_us() - ramp_end) / 1e6);
+    if (!drain(b, BENCH_DRAIN_TIMEOUT_US))
+        die("closed loop: %llu sagas never finished", (unsigned long long)in_flight(b));
+    return rate;
+}
+
+/* Open loop: starts sagas at rate for the duration, then waits for all of them. Returns
+ * the number started. */
+static size_t open_loop(bench_t *b, double rate, double seconds, double *achieved)
+{
+    int64_t t0 = now_us();
+    size_t total = (size_t)(rate * seconds), sent = 0;
+    while (sent < total) {
+        double elapsed = (double)(now_us() - t0) / 1e6;
+        size_t due = (size_t)(elapsed * rate);
+        if (due > total)
+            due = total;
+        for (; sent < due; sent++)
+            if (!start_saga(b))
+                die("out of saga numbers");
+        rd_kafka_poll(b->producer, 0);
+        sleep_us(200);
+    }
+    *achieved = (double)sent / ((double)(now_us() - t0) / 1e6);
+    if (!drain(b, BENCH_DRAIN_TIMEOUT_US))
+        die("open loop: %llu sagas never finished", (unsigned long long)in_flight(b));
+    return sent;
+}
+
+/* --- the floor -------------------------------------------------------------------- */
+
+typedef struct floor_consumer {
+    bench_t *b;
+    rd_kafka_t *rk;
+    atomic_ullong count;
+    atomic_int stop;
+    int64_t last_us;
+    samples_t hops;
+} floor_consumer_t;
+
+static void *floor_consumer_main(void *arg)
+{
+    floor_consumer_t *fc = arg;
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(fc->rk);
+    rd_kafka_message_t *msgs[BENCH_CONSUME_BATCH];
+    while (!atomic_load(&fc->stop)) {
+        ssize_t n = consume(q, 50, msgs);
+        int64_t t = now_us();
+        for (ssize_t i = 0; i < n; i++) {
+            if (!msgs[i]->err && msgs[i]->len >= 20)
+                samples_add(&fc->hops, t - strtoll(msgs[i]->payload, NULL, 10));
+            rd_kafka_message_destroy(msgs[i]);
+        }
+        if (n) {
+            fc->last_us = t;
+            atomic_fetch_add(&fc->count, (unsigned long long)n);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return NULL;
+}
+
+static void floor_message(char *buf, size_t size, uint64_t i)
+{
+    memset(buf, 'x', size);
+    char head[24];
+    int n = snprintf(head, sizeof head, "%020lld", (long long)now_us());
+    memcpy(buf, head, (size_t)n);
+    buf[size - 1] = '\0';
+    (void)i;
+}
+
+/* Raw produce and consume through the same broker, with the coordinator's client
+ * settings and messages of size bytes: messages/s for count messages as fast as they go,
+ * then the one-hop latency at hop_rate messages/s. */
+static void kafka_floor(bench_t *b, size_t size, int count, double hop_rate, result_t *r)
+{
+    floor_consumer_t fc = {.b = b};
+    samples_init(&fc.hops);
+    fc.rk = kafka_client(b, RD_KAFKA_CONSUMER, NULL);
+    assign(fc.rk, BENCH_FLOOR_TOPIC, 0, 4, 1);
+    rd_kafka_t *p = kafka_client(b, RD_KAFKA_PRODUCER, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, floor_consumer_main, &fc);
+    char *buf = malloc(size + 1);
+    char key[32];
+    /* Warm the path up (first fetches of a fresh consumer are slow). */
+    for (int i = 0; i < 100; i++) {
+        floor_message(buf, size, (uint64_t)i);
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        produce(p, BENCH_FLOOR_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, buf, size - 1);
+    }
+    rd_kafka_flush(p, 5000);
+    while (atomic_load(&fc.count) < 100)
+        sleep_us(1000);
+
+    uint64_t base = atomic_load(&fc.count);
+    int64_t t0 = now_us();
+    for (int i = 0; i < count; i++) {
+        floor_message(buf, size, (uint64_t)i);
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        produce(p, BENCH_FLOOR_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, buf, size - 1);
+        if ((i & 1023) == 0)
+            rd_kafka_poll(p, 0);
+    }
+    rd_kafka_flush(p, 30000);
+    while (atomic_load(&fc.count) < base + (uint64_t)count && now_us() - t0 < 60000000)
+        sleep_us(1000);
+    r->kafka_floor_msgs = (double)count / ((double)(fc.last_us - t0) / 1e6);
+
+    /* Latency of one hop at the message rate of the half-load run. */
+    samples_clear(&fc.hops);
+    int64_t t1 = now_us();
+    int total = (int)(hop_rate * 3.0), sent = 0;
+    while (sent < total) {
+        int due = (int)((double)(now_us() - t1) / 1e6 * hop_rate);
+        for (; sent < due && sent < total; sent++) {
+            floor_message(buf, size, (uint64_t)sent);
+            int kl = snprintf(key, sizeof key, "h%d", sent);
+            produce(p, BENCH_FLOOR_TOPIC, RD_KAFKA_PARTITION_UA, key, (size_t)kl, buf, size - 1);
+        }
+        rd_kafka_poll(p, 0);
+        sleep_us(200);
+    }
+    rd_kafka_flush(p, 5000);
+    base = atomic_load(&fc.count);
+    sleep_us(200000);
+    samples_t *set[] = {&fc.hops};
+    percentiles(set, 1, r->kafka_hop);
+    (void)base;
+
+    atomic_store(&fc.stop, 1);
+    pthread_join(th, NULL);
+    free(buf);
+    rd_kafka_destroy(p);
+    rd_kafka_consumer_close(fc.rk);
+    rd_kafka_destroy(fc.rk);
+    samples_release(&fc.hops);
+}
+
+static void entries_release(outbox_entry_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        outbox_entry_release(&e[i]);
+}
+
+/* The coordinator's transition script on the same Redis, through the store API and
+ * pipelined as a coordinator turn does it: each pipeline holds depth transitions (the
+ * machine's real ones for depth sagas advancing one step) and the outbox
+ * acknowledgements of the previous pipeline. Only the store calls are timed. */
+static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
+{
+    defn_errors_t errs = {0};
+    defn_set_t *set = defn_set_load(b->defs, &errs);
+    defn_errors_release(&errs);
+    const definition_t *def = set ? defn_set_find(set, b->saga_name, 0) : NULL;
+    if (!def)
+        die("cannot load %s for the Redis floor", b->saga_name);
+    char err[512];
+    store_config_t sc = {.host = "127.0.0.1", .port = b->redis_port, .prefix = "benchfloor",
+                         .retention_ms = 7LL * 24 * 3600 * 1000, .history_cap = 1000,
+                         .timeout_ms = 5000};
+    store_t *st = store_new(&sc, err, sizeof err);
+    if (!st)
+        die("redis floor: %s", err);
+    int64_t epoch;
+    if (store_take_epoch(st, 0, "saga-bench", &epoch) < 0)
+        die("redis floor: %s", store_last_error(st));
+    uint64_t rng = 42;
+    machine_env_t env = {.rng = &rng, .reply_topic = "saga.input"};
+    saga_t **sagas = calloc((size_t)depth, sizeof *sagas);
+    store_status_t *results = calloc((size_t)depth, sizeof *results);
+    outbox_entry_t *prev = NULL, *cur = NULL;
+    size_t nprev = 0, ncur = 0;
+    int64_t timed = 0, queue_time = 0;
+    size_t transitions = 0;
+    json_t *output = json_pack("{s:s}", "ref", "r-floor-s0");
+    for (int round = 0; round < rounds; round++) {
+        for (int i = 0; i < depth; i++) {
+            char id[64];
+            snprintf(id, sizeof id, "f%d-%d", round, i);
+            json_t *input = json_pack("{s:s, s:s, s:f}", "order_id", id, "customer", "c-1",
+                                      "amount", 12.5);
+            sagas[i] = saga_new(id, def, 0, input, 0);
+            json_decref(input);
+        }
+        for (int step = 0; step <= b->steps; step++) {
+            env.now_ms = (int64_t)time(NULL) * 1000;
+            ncur = 0;
+            cur = calloc((size_t)depth * 2, sizeof *cur);
+            json_t **hist = calloc((size_t)depth, sizeof *hist);
+            store_transition_t *ts = calloc((size_t)depth, sizeof *ts);
+            for (int i = 0; i < depth; i++) {
+                saga_t *s = sagas[i];
+                machine_result_t res;
+                machine_result_init(&res);
+                if (step == 0) {
+                    machine_start(s, &env, &res);
+                } else {
+                    machine_reply_t rep = {.step = step - 1, .kind = CMD_ACTION,
+                                           .attempt = 1, .ok = true, .output = output};
+                    machine_on_reply(s, &rep, &env, &res);
+                }
+                size_t first = ncur;
+                for (size_t k = 0; k < res.command_count; k++) {
+                    outbox_entry_t *e = &cur[ncur++];
+                    e->id = strdup(res.commands[k].id);
+                    e->topic = strdup(res.commands[k].topic);
+                    e->key = strdup(s->id);
+                    e->value = json_dumps(res.commands[k].message, JSON_COMPACT);
+                    e->partition = -1;
+                }
+                if (res.outcome) {
+                    outbox_entry_t *e = &cur[ncur++];
+                    char oid[MACHINE_COMMAND_ID_MAX];
+                    snprintf(oid, sizeof oid, "%s/outcome/%lld", s->id, (long long)s->version + 1);
+                    e->id = strdup(oid);
+                    e->topic = strdup("saga.outcomes");
+                    e->key = strdup(s->id);
+                    e->value = json_dumps(res.outcome, JSON_COMPACT);
+                    e->partition = -1;
+                }
+                hist[i] = res.history;
+                res.history = NULL;
+                ts[i] = (store_transition_t){.partition = 0, .epoch = epoch, .saga = s,
+                                             .expected_version = s->version,
+                                             .old_status = res.old_status,
+                                             .history = hist[i], .outbox = cur + first,
+                                             .outbox_count = ncur - first};
+                machine_result_release(&res);
+            }
+            int64_t t0 = now_us();
+            /* One HDEL for the previous pipeline's deliveries, as queue_acks does. */
+            const char **ids = malloc((nprev ? nprev : 1) * sizeof *ids);
+            for (size_t k = 0; k < nprev; k++)
+                ids[k] = prev[k].id;
+            store_queue_outbox_acks(st, 0, ids, nprev);
+            free(ids);
+            for (int i = 0; i < depth; i++)
+                if (store_queue_transition(st, &ts[i]) < 0)
+                    die("redis floor: %s", store_last_error(st));
+            int64_t t1 = now_us();
+            if (store_flush(st, results) < 0)
+                die("redis floor: %s", store_last_error(st));
+            int64_t t2 = now_us();
+            timed += t2 - t0;
+            queue_time += t1 - t0;
+            for (int i = 0; i < depth; i++) {
+                if (results[i] != STORE_OK)
+                    die("redis floor: transition refused (%d)", (int)results[i]);
+                sagas[i]->version = ts[i].expected_version + 1;
+                json_decref(hist[i]);
+            }
+            transitions += (size_t)depth;
+            entries_release(prev, nprev);
+            free(prev);
+            prev = cur;
+            nprev = ncur;
+            free(hist);
+            free(ts);
+        }
+        for (int i = 0; i < depth; i++)
+            saga_free(sagas[i]);
+    }
+    entries_release(prev, nprev);
+    free(prev);
+    json_decref(output);
+    r->redis_floor_transitions = (double)transitions / ((double)timed / 1e6);
+    r->redis_floor_queue_share = (double)queue_time / (double)timed;
+    free(sagas);
+    free(results);
+    store_free(st);
+    defn_set_free(set);
+}
+
+/* Starts redis-server alone and prints the store's floor (for profiling the store). */
+static void redis_floor_alone(bench_t *b, int steps)
+{
+    char port[16], rdir[1200], logp[1200];
+    b->steps = steps;
+    snprintf(b->saga_name, sizeof b->saga_name, "bench%d", steps);
+    b->redis_port = proc_free_port();
+    snprintf(port, sizeof port, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s/redis-floor-%d", b->tmp, steps);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
+    b->redis = proc_spawn(rargv, logp);
+    b->redis_ctx = redis_wait(b->redis_port);
+    result_t r = {0};
+    redis_floor(b, b->o.depth, 40, &r);
+    printf("%d steps: %.0f transitions/s through the store API (depth %d), %.0f%% of it "
+           "building commands; redis-server pid %d used %.2f s CPU\n",
+           steps, r.redis_floor_transitions, b->o.depth, r.redis_floor_queue_share * 100,
+           (int)b->redis, proc_cpu_seconds(b->redis));
+    redisFree(b->redis_ctx);
+    proc_stop(b->redis, 5000);
+}
+
+/* --- one saga size ---------------------------------------------------------------- */
+
+static void run_size(bench_t *b, int steps, result_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->steps = steps;
+    stack_start(b, steps);
+
+    /* Warm-up. */
+    closed_loop(b, 200, 2.0);
+
+    /* Saturation: the most it sustains with a window of sagas in flight. */
+    clear_samples(b);
+    snapshot_t s0, s1;
+    take_snapshot(b, &s0);
+    r->max_rate = closed_loop(b, b->o.window, b->o.duration_s);
+    take_snapshot(b, &s1);
+    samples_t *e2e_set[] = {&b->e2e};
+    percentiles(e2e_set, 1, r->sat_e2e);
+    r->sat_cpu_per_1000 =
+        (s1.coord_cpu - s0.coord_cpu) / (double)(s1.finished - s0.finished) * 1000.0;
+    double wall = (double)(s1.at_us - s0.at_us) / 1e6;
+    r->sat_cores[0] = (s1.coord_cpu - s0.coord_cpu) / wall;
+    r->sat_cores[1] = (s1.broker_cpu - s0.broker_cpu) / wall;
+    r->sat_cores[2] = (s1.redis_cpu - s0.redis_cpu) / wall;
+    r->sat_cores[3] = (s1.self_cpu - s0.self_cpu) / wall;
+    fprintf(stderr, "saga-bench: %d steps: saturation %.0f sagas/s (window %d)\n", steps,
+            r->max_rate, b->o.window);
+
+    /* Half load: latencies, and exact counts per saga (every saga drained). */
+    sleep_us(BENCH_SETTLE_US);
+    clear_samples(b);
+    take_snapshot(b, &s0);
+    r->half_rate = r->max_rate / 2;
+    r->half_sagas = open_loop(b, r->half_rate, b->o.duration_s, &r->half_achieved);
+    int64_t half_end = now_us();
+    sleep_us(BENCH_SETTLE_US);
+    take_snapshot(b, &s1);
+    double n = (double)(s1.finished - s0.finished);
+    r->not_completed = atomic_load(&b->not_completed);
+    percentiles(e2e_set, 1, r->e2e);
+    samples_t *hop_set[BENCH_PARTICIPANTS + 1];
+    for (int i = 0; i < BENCH_PARTICIPANTS; i++)
+        hop_set[i] = &b->parts[i].hops;
+    hop_set[BENCH_PARTICIPANTS] = &b->final_hops;
+    percentiles(hop_set, BENCH_PARTICIPANTS + 1, r->hop);
+    r->cpu_per_1000 = (s1.coord_cpu - s0.coord_cpu) / n * 1000.0;
+    r->redis_breakdown = json_object();
+    long long all = 0, sent = 0;
+    for (size_t i = 0; i < s1.ncmd; i++) {
+        if (strcmp(s1.cmd_names[i], "info") == 0)
+            continue;
+        long long d = s1.cmd_calls[i] - cmd_calls(&s0, s1.cmd_names[i]);
+        if (d <= 0)
+            continue;
+        all += d;
+        if (!strcmp(s1.cmd_names[i], "evalsha") || !strcmp(s1.cmd_names[i], "hdel") ||
+            !strcmp(s1.cmd_names[i], "eval"))
+            sent += d;
+        json_object_set_new(r->redis_breakdown, s1.cmd_names[i], json_real((double)d / n));
+    }
+    r->redis_calls_per_saga = (double)all / n;
+    r->redis_sent_per_saga = (double)sent / n;
+    r->evalsha_per_saga = (double)(cmd_calls(&s1, "evalsha") - cmd_calls(&s0, "evalsha")) / n;
+    int64_t kt = 0;
+    for (size_t t = 0; t < BENCH_NTOPICS; t++) {
+        r->kafka_topic_per_saga[t] = (double)(s1.kafka[t] - s0.kafka[t]) / n;
+        kt += s1.kafka[t] - s0.kafka[t];
+    }
+    r->kafka_per_saga = (double)kt / n;
+    r->avg_msg_bytes = (double)atomic_load(&b->msg_bytes) / (double)atomic_load(&b->msg_count);
+    double half_msgs_per_s = (double)kt / ((double)(half_end - s0.at_us) / 1e6);
+
+    /* The floor, on the same broker and Redis, with the coordinator idle. */
+    kafka_floor(b, (size_t)(r->avg_msg_bytes + 0.5), b->o.floor_messages, half_msgs_per_s, r);
+    redis_floor(b, b->o.depth, 20, r);
+    for (int i = 0; i < 3; i++)
+        r->added[i] = r->hop[i] - 2 * r->kafka_hop[0];
+    r->floor_kafka_sagas = r->kafka_floor_msgs / r->kafka_per_saga;
+    r->floor_redis_sagas = r->redis_floor_transitions / (double)(steps + 1);
+    r->floor_sagas = r->floor_kafka_sagas < r->floor_redis_sagas ? r->floor_kafka_sagas
+                                                                  : r->floor_redis_sagas;
+    r->ratio = r->max_rate / r->floor_sagas;
+    stack_stop(b);
+
+    /* Memory per in-flight saga, on a fresh stack: participants hold every command. */
+    if (b->o.no_rss)
+        return;
+    stack_start(b, steps);
+    closed_loop(b, 200, 2.0);
+    sleep_us(1000000);
+    r->rss_before_kib = proc_rss_kib(b->coord);
+    atomic_store(&b->held, 0);
+    atomic_store(&b->hold, 1);
+    int64_t t0 = now_us();
+    for (int i = 0; i < b->o.inflight; i++) {
+        start_saga(b);
+        if ((i & 1023) == 0)
+            rd_kafka_poll(b->producer, 0);
+    }
+    rd_kafka_flush(b->producer, 30000);
+    while (atomic_load(&b->held) < (unsigned long long)b->o.inflight) {
+        if (now_us() - t0 > BENCH_DRAIN_TIMEOUT_US)
+            die("memory phase: only %llu of %d sagas in flight",
+                (unsigned long long)atomic_load(&b->held), b->o.inflight);
+        sleep_us(10000);
+    }
+    sleep_us(1000000);
+    r->rss_after_kib = proc_rss_kib(b->coord);
+    r->rss_sagas = b->o.inflight;
+    r->rss_per_saga_bytes =
+        (double)(r->rss_after_kib - r->rss_before_kib) * 1024.0 / (double)b->o.inflight;
+    fprintf(stderr, "saga-bench: %d steps: %d sagas in flight after %.1f s, RSS %ld -> %ld KiB\n",
+            steps, b->o.inflight, (double)(now_us() - t0) / 1e6, r->rss_before_kib,
+            r->rss_after_kib);
+    /* Nobody waits for the held sagas: the stack goes away with them. */
+    atomic_store(&b->finished, atomic_load(&b->next_saga));
+    stack_stop(b);
+}
+
+/* --- report ----------------------------------------------------------------------- */
+
+static void print_table(const result_t *rs, size_t n, const bench_t *b)
+{
+    printf("\nsaga-bench: 1 coordinator, %d input partitions, %d participant threads, "
+           "phases of %.0f s, window %d\n\n",
+           BENCH_INPUT_PARTITIONS, BENCH_PARTICIPANTS, b->o.duration_s, b->o.window);
+    printf("%-44s", "");
+    for (size_t i = 0; i < n; i++)
+        printf("%14d-step", rs[i].steps);
+    printf("\n");
+#define ROW(label, fmt, ...)                                                                \
+    do {                                                                                     \
+        printf("%-44s", label);                                                              \
+        for (size_t i = 0; i < n; i++)                                                       \
+            printf(fmt, __VA_ARGS__);                                                        \
+        printf("\n");                                                                        \
+    } while (0)
+    ROW("max sustained sagas/s (closed loop)", "%19.0f", rs[i].max_rate);
+    ROW("  e2e p99 at saturation (ms)", "%19.1f", rs[i].sat_e2e[2]);
+    ROW("  cores: coordinator/broker/redis/bench", "%7.2f/%.2f/%.2f/%.2f", rs[i].sat_cores[0],
+        rs[i].sat_cores[1], rs[i].sat_cores[2], rs[i].sat_cores[3]);
+    ROW("half load: sagas/s (open loop)", "%19.0f", rs[i].half_achieved);
+    ROW("  e2e latency p50 (ms)", "%19.2f", rs[i].e2e[0]);
+    ROW("  e2e latency p95 (ms)", "%19.2f", rs[i].e2e[1]);
+    ROW("  e2e latency p99 (ms)", "%19.2f", rs[i].e2e[2]);
+    ROW("  hop per transition p50/p99 (ms)", "%12.2f / %5.2f", rs[i].hop[0], rs[i].hop[2]);
+    ROW("  added per step p50/p99 (ms)", "%12.2f / %5.2f", rs[i].added[0], rs[i].added[2]);
+    ROW("Redis commands per saga (all / sent)", "%12.1f / %5.1f", rs[i].redis_calls_per_saga,
+        rs[i].redis_sent_per_saga);
+    ROW("Kafka messages per saga", "%19.2f", rs[i].kafka_per_saga);
+    ROW("avg message bytes", "%19.0f", rs[i].avg_msg_bytes);
+    ROW("coordinator CPU s per 1000 sagas (half/sat)", "%12.3f / %5.3f", rs[i].cpu_per_1000,
+        rs[i].sat_cpu_per_1000);
+    ROW("coordinator RSS per in-flight saga (bytes)", "%19.0f", rs[i].rss_per_saga_bytes);
+    ROW("  RSS before / after (MiB)", "%12.1f / %5.1f", rs[i].rss_before_kib / 1024.0,
+        rs[i].rss_after_kib / 1024.0);
+    ROW("floor: Kafka produce+consume msgs/s", "%19.0f", rs[i].kafka_floor_msgs);
+    ROW("floor: Kafka one hop p50/p99 (ms)", "%12.2f / %5.2f", rs[i].kafka_hop[0],
+        rs[i].kafka_hop[2]);
+    ROW("floor: Redis transitions/s (store API)", "%19.0f", rs[i].redis_floor_transitions);
+    ROW("floor: sagas/s Kafka / Redis", "%12.0f / %5.0f", rs[i].floor_kafka_sagas,
+        rs[i].floor_redis_sagas);
+    ROW("our rate / floor", "%19.2f", rs[i].ratio);
+    ROW("sagas not completed", "%19llu", (unsigned long long)rs[i].not_completed);
+#undef ROW
+    printf("\nhop = previous message of the saga produced -> next one consumed (2 Kafka hops + "
+           "the coordinator's turn);\nadded = hop - 2 x Kafka one-hop p50 at the same message "
+           "rate. Redis 'all' counts commands run inside the script.\n");
+}
+
+static json_t *pct_json(const double v[3])
+{
+    return json_pack("{s:f, s:f, s:f}", "p50", v[0], "p95", v[1], "p99", v[2]);
+}
+
+static void write_json(const result_t *rs, size_t n, const bench_t *b, const char *path)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const result_t *r = &rs[i];
+        json_t *kt = json_object();
+        for (size_t t = 0; t < BENCH_NTOPICS; t++)
+            json_object_set_new(kt, TOPICS[t], json_real(r->kafka_topic_per_saga[t]));
+        json_array_append_new(
+            arr,
+            json_pack("{s:i, s:f, s:o, s:f, s:f, s:i, s:o, s:o, s:o, s:f, s:f, s:f, s:f, s:O,"
+                      " s:f, s:o, s:f, s:f, s:f, s:{s:i, s:i, s:i, s:f},"
+                      " s:{s:f, s:o, s:f, s:f, s:i, s:f, s:f, s:f}, s:f, s:I, s:{s:f, s:f, s:f, s:f}}",
+                      "steps", r->steps, "max_sagas_per_s", r->max_rate, "saturation_e2e_ms",
+                      pct_json(r->sat_e2e), "half_load_target_per_s", r->half_rate,
+                      "half_load_per_s", r->half_achieved, "half_load_sagas",
+                      (int)r->half_sagas, "e2e_ms", pct_json(r->e2e), "hop_ms",
+                      pct_json(r->hop), "added_per_step_ms", pct_json(r->added),
+                      "redis_commands_per_saga", r->redis_calls_per_saga,
+                      "redis_commands_sent_per_saga", r->redis_sent_per_saga,
+                      "evalsha_per_saga", r->evalsha_per_saga, "kafka_messages_per_saga",
+                      r->kafka_per_saga, "redis_breakdown_per_saga", r->redis_breakdown,
+                      "avg_message_bytes", r->avg_msg_bytes, "kafka_messages_per_saga_by_topic",
+                      kt, "cpu_s_per_1000_sagas_half_load", r->cpu_per_1000,
+                      "cpu_s_per_1000_sagas_saturated", r->sat_cpu_per_1000,
+                      "rss_bytes_per_inflight_saga", r->rss_per_saga_bytes, "rss",
+                      "sagas_in_flight", r->rss_sagas, "before_kib", (int)r->rss_before_kib,
+                      "after_kib", (int)r->rss_after_kib, "bytes_per_saga",
+                      r->rss_per_saga_bytes, "floor", "kafka_messages_per_s",
+                      r->kafka_floor_msgs, "kafka_one_hop_ms", pct_json(r->kafka_hop),
+                      "redis_transitions_per_s", r->redis_floor_transitions,
+                      "redis_queue_share", r->redis_floor_queue_share, "redis_depth",
+                      b->o.depth, "kafka_sagas_per_s", r->floor_kafka_sagas,
+                      "redis_sagas_per_s", r->floor_redis_sagas, "sagas_per_s",
+                      r->floor_sagas, "fraction_of_floor", r->ratio, "not_completed",
+                      (json_int_t)r->not_completed, "saturation_cores", "coordinator",
+                      r->sat_cores[0], "broker", r->sat_cores[1], "redis", r->sat_cores[2],
+                      "bench", r->sat_cores[3]));
+    }
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    char model[256] = "?";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                snprintf(model, sizeof model, "%.200s", c ? c + 2 : line);
+                model[strcspn(model, "\n")] = '\0';
+                break;
+            }
+        fclose(f);
+    }
+    json_t *doc = json_pack("{s:{s:i, s:s, s:I}, s:{s:f, s:i, s:i, s:i, s:i}, s:o}", "machine",
+                            "nproc", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu", model,
+                            "mem_kib",
+                            (json_int_t)(sysconf(_SC_PHYS_PAGES) / 1024 *
+                                         (sysconf(_SC_PAGESIZE) / 1024) * 1024),
+                            "options", "phase_s", b->o.duration_s, "window", b->o.window,
+                            "inflight", b->o.inflight, "redis_depth", b->o.depth,
+                            "floor_messages", b->o.floor_messages, "results", arr);
+    if (json_dump_file(doc, path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
+        fprintf(stderr, "saga-bench: cannot write %s\n", path);
+    json_decref(doc);
+}
+
+/* --- main ------------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: saga-bench [--steps 3,10] [--duration S] [--window N] [--inflight N]\n"
+            "                  [--depth N] [--floor-messages N] [--no-rss] [--json FILE]\n"
+            "                  [--keep DIR]\n\n"
+            "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
+            "saga-coordinator from the folder of this program, drives sagas through them with\n"
+            "built-in participants, measures against the floor of the same broker and Redis,\n"
+            "prints a table and optionally writes JSON.\n\n"
+            "  --steps LIST       saga sizes to run (default 3,10)\n"
+            "  --duration S       seconds of each measured phase (default 10)\n"
+            "  --window N         closed loop: sagas in flight (default 2000)\n"
+            "  --inflight N       memory phase: sagas held in flight (default 100000)\n"
+            "  --depth N          Redis floor: transitions per pipeline (default 256)\n"
+            "  --floor-messages N Kafka floor: messages (default 200000)\n"
+            "  --no-rss           skip the memory phase\n"
+            "  --json FILE        write the results as JSON\n"
+            "  --keep DIR         work (definitions, logs, AOF) in DIR and keep it\n");
+}
+
+int main(int argc, char **argv)
+{
+    static bench_t bench;
+    bench_t *b = &bench;
+    b->o = (opts_t){.sizes = {3, 10}, .nsizes = 2, .duration_s = 10, .window = 2000,
+                    .inflight = 100000, .depth = 256, .floor_messages = 200000};
+    static const struct option longs[] = {
+        {"steps", required_argument, NULL, 's'},   {"duration", required_argument, NULL, 'd'},
+        {"window", required_argument, NULL, 'w'},  {"inflight", required_argument, NULL, 'i'},
+        {"depth", required_argument, NULL, 'p'},   {"floor-messages", required_argument, NULL, 'f'},
+        {"no-rss", no_argument, NULL, 'n'},        {"json", required_argument, NULL, 'j'},
+        {"keep", required_argument, NULL, 'k'},    {"help", no_argument, NULL, 'h'},
+        {"redis-floor-only", no_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (ch) {
+        case 's': {
+            b->o.nsizes = 0;
+            for (char *t = strtok(optarg, ","); t && b->o.nsizes < 4; t = strtok(NULL, ","))
+                b->o.sizes[b->o.nsizes++] = atoi(t);
+            break;
+        }
+        case 'd': b->o.duration_s = atof(optarg); break;
+        case 'w': b->o.window = atoi(optarg); break;
+        case 'i': b->o.inflight = atoi(optarg); break;
+        case 'p': b->o.depth = atoi(optarg); break;
+        case 'f': b->o.floor_messages = atoi(optarg); break;
+        case 'n': b->o.no_rss = true; break;
+        case 'j': b->o.json_path = optarg; break;
+        case 'k': b->o.keep_dir = optarg; break;
+        case 'r': b->o.redis_floor_only = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    for (int i = 0; i < b->o.nsizes; i++)
+        if (b->o.sizes[i] < 1 || b->o.sizes[i] > 64)
+            die("--steps: sizes are 1..64");
+    if (b->o.duration_s < 2 || b->o.window < 1 || b->o.inflight < 1 || b->o.depth < 1 ||
+        b->o.floor_messages < 1000)
+        die("a value is out of range (see --help)");
+
+    log_init("bench");
+    signal(SIGPIPE, SIG_IGN);
+    ssize_t len = readlink("/proc/self/exe", b->bindir, sizeof b->bindir - 1);
+    if (len <= 0)
+        die("cannot find my own folder");
+    b->bindir[len] = '\0';
+    *strrchr(b->bindir, '/') = '\0';
+    if (b->o.keep_dir) {
+        snprintf(b->tmp, sizeof b->tmp, "%.1000s", b->o.keep_dir);
+        mkdir(b->tmp, 0755);
+    } else {
+        snprintf(b->tmp, sizeof b->tmp, "/tmp/saga-bench.XXXXXX");
+        if (!mkdtemp(b->tmp))
+            die("cannot make a temp dir");
+    }
+    snprintf(b->defs, sizeof b->defs, "%.1000s/sagas", b->tmp);
+    mkdir(b->defs, 0755);
+    for (int i = 0; i < b->o.nsizes; i++)
+        write_definition(b, b->o.sizes[i]);
+    b->start_us = calloc(BENCH_MAX_SAGAS, sizeof *b->start_us);
+    b->last_us = calloc(BENCH_MAX_SAGAS, sizeof *b->last_us);
+    if (!b->start_us || !b->last_us)
+        die("out of memory");
+    samples_init(&b->e2e);
+    samples_init(&b->final_hops);
+    for (int i = 0; i < BENCH_PARTICIPANTS; i++)
+        samples_init(&b->parts[i].hops);
+
+    result_t rs[4];
+    if (b->o.redis_floor_only) {
+        for (int i = 0; i < b->o.nsizes; i++)
+            redis_floor_alone(b, b->o.sizes[i]);
+        return 0;
+    }
+    for (int i = 0; i < b->o.nsizes; i++)
+        run_size(b, b->o.sizes[i], &rs[i]);
+    print_table(rs, (size_t)b->o.nsizes, b);
+    if (b->o.json_path)
+        write_json(rs, (size_t)b->o.nsizes, b, b->o.json_path);
+    for (int i = 0; i < b->o.nsizes; i++)
+        json_decref(rs[i].redis_breakdown);
+    if (!b->o.keep_dir) {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "rm -rf '%.1000s'", b->tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "saga-bench: could not remove %s\n", b->tmp);
+    }
+    return 0;
+}
