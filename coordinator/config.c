@@ -30,7 +30,7 @@ typedef struct setting {
 static const setting_t SETTINGS[] = {
     STR(bootstrap_servers, "127.0.0.1:9092", "Kafka bootstrap servers"),
     STR(group_id, "saga-coordinator", "consumer group shared by all coordinator instances"),
-    STR(instance_id, "", "this instance's name (default: hostname-pid)"),
+    STR(instance_id, "", "this instance's name; \"\" = hostname-pid"),
     STR(input_topic, "saga.input", "topic of starts, replies and operator commands"),
     STR(outcomes_topic, "saga.outcomes", "topic the outcome of every saga is published on"),
     STR(deadletter_topic, "saga.deadletter", "topic invalid input messages are copied to"),
@@ -231,7 +231,9 @@ void config_usage(FILE *out)
                 SETTINGS[i].help, SETTINGS[i].def);
     }
     fprintf(out,
-            "  --kafka.PROP=V         SAGA_KAFKA_PROP          any librdkafka property, both clients\n"
-            "  --consumer.PROP=V      SAGA_CONSUMER_PROP       a librdkafka property of the consumer\n"
-            "  --producer.PROP=V      SAGA_PRODUCER_PROP       a librdkafka property of the producer\n");
+            "  --%-20s SAGA_%-22s any librdkafka property, both clients\n"
+            "  --%-20s SAGA_%-22s a librdkafka property of the consumer\n"
+            "  --%-20s SAGA_%-22s a librdkafka property of the producer\n",
+            "kafka.PROP=V", "KAFKA_PROP", "consumer.PROP=V", "CONSUMER_PROP", "producer.PROP=V",
+            "PRODUCER_PROP");
 }

@@ -253,7 +253,15 @@ static void check_fields(loader_t *L, const json_t *obj, const char *path,
         if (in_list(key, known))
             continue;
         const char *hint = closest_name(key, known);
-        if (hint)
+        static const char *const COMMAND_ONLY[] = {"timeout_ms", "retry", "command", "payload",
+                                                   NULL};
+        const char *cmd_hint = closest_name(key, COMMAND_ONLY);
+        if (in_list("compensate_on_timeout", known) && (in_list(key, COMMAND_ONLY) || cmd_hint))
+            lerr(L, path,
+                 "unknown field \"%s\" (\"%s\" belongs inside \"action\" or \"compensation\", "
+                 "or in the saga's \"defaults\")",
+                 key, in_list(key, COMMAND_ONLY) ? key : cmd_hint);
+        else if (hint)
             lerr(L, path, "unknown field \"%s\" (did you mean \"%s\"?)", key, hint);
         else
             lerr(L, path, "unknown field \"%s\"", key);

@@ -9,6 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 keep=0
 [[ "${1:-}" == "--keep" ]] && keep=1
+echo "== installing missing Debian packages and building (the first run takes a few minutes)"
 "$root/scripts/deps.sh"
 build=$("$root/scripts/build.sh" | tail -n 1)
 bin="$build/bin"

@@ -68,20 +68,20 @@ def main():
         time.sleep(0.2)
 
     print()
-    print(f"{'saga':<11} {'status':<12} {'expected':<34} steps")
-    print(f"{'-' * 11} {'-' * 12} {'-' * 34} {'-' * 40}")
+    print(f"{'saga':<11} {'status':<12} {'expected':<36} steps")
+    print(f"{'-' * 11} {'-' * 12} {'-' * 36} {'-' * 40}")
     for sid, note in entries:
         if sid in seen:
-            print(f"{sid:<11} {'(same id)':<12} {note:<34}")
+            print(f"{sid:<11} {'(same id)':<12} {note}")
             continue
         seen.add(sid)
         s = states[sid]
         if not s:
-            print(f"{sid:<11} {'MISSING':<12} {note:<34}")
+            print(f"{sid:<11} {'MISSING':<12} {note}")
             continue
-        print(f"{sid:<11} {s['status']:<12} {note:<34} {trail(s)}")
+        print(f"{sid:<11} {s['status']:<12} {note:<36} {trail(s)}")
         if s.get("error"):
-            print(f"{'':<11} {'':<12} {'':<34} why: {s['error']}")
+            print(f"{'':<11} {'':<12} {'':<36} why: {s['error']}")
 
     print()
     print("Counters (saga:{pN}:counters, summed over partitions):")

@@ -296,8 +296,8 @@ Test(definition, example_sagas_load)
     cr_expect_eq(d->steps[1].action.timeout_ms, 5000);
 
     /* The release finds the reservation through the step's own output. */
-    json_t *input = json_pack("{s:s,s:s,s:i,s:f}", "order_id", "1001", "sku", "A-1", "qty", 2,
-                              "amount", 25.5);
+    json_t *input = json_pack("{s:s,s:s,s:i,s:f,s:s}", "order_id", "1001", "sku", "A-1", "qty", 2,
+                              "amount", 25.5, "address", "1 Main St");
     char why[WHY_LEN] = "";
     cr_expect_eq(definition_check_input(d, input, why, sizeof why), 0, "%s", why);
     json_t *out = template_render(d->steps[0].compensation.compiled,
