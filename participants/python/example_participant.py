@@ -451,7 +451,9 @@ class Participant:
                   "error_cb": self.on_error}
         cprops = dict(common, **{"group.id": args.group, "session.timeout.ms": 10000,
                                  "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
-                                 "auto.offset.reset": "earliest"})
+                                 "auto.offset.reset": "earliest",
+                                 # a short fetch wait: see fetch.wait.max.ms in docs/participants.md
+                                 "fetch.wait.max.ms": 10, "fetch.error.backoff.ms": 10})
         pprops = dict(common, **{"linger.ms": 1})
         for kv in args.kafka:
             k, _, v = kv.partition("=")

@@ -335,6 +335,11 @@ static rd_kafka_t *sp_consumer_new(saga_participant_t *p, const saga_participant
         sp_conf_set(conf, "auto.commit.interval.ms", "1000", err, errlen) ||
         sp_conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
         sp_conf_set(conf, "enable.partition.eof", "false", err, errlen) ||
+        /* A short fetch wait: a broker that does not answer a waiting fetch as soon as data
+         * arrives (librdkafka's mock cluster) would otherwise add up to 500 ms (librdkafka's
+         * default) to every step. Apache Kafka answers at once either way. */
+        sp_conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+        sp_conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
         sp_conf_apply_user(conf, cfg->kafka_properties, 1, err, errlen) ||
         /* Not overridable: an offset is stored only after its reply was delivered. */
         sp_conf_set(conf, "enable.auto.offset.store", "false", err, errlen)) {
