@@ -57,20 +57,20 @@ Test(simulation, a_seed_replays_identically)
     cr_assert_neq(a.trace_hash, c.trace_hash, "another seed, another trace");
 }
 
-/* Runs seeds from 1 until one reports a violation; returns that seed, or 0. */
-static uint64_t first_caught(sim_plant_t plant, sim_result_t *r)
+/* Runs seeds from `from` until one reports a violation; returns that seed, or 0. */
+static uint64_t first_caught(sim_plant_t plant, uint64_t from, sim_result_t *r)
 {
     sim_config_t cfg = {.plant = plant};
-    for (uint64_t seed = 1; seed <= SIM_PLANT_SEARCH; seed++)
+    for (uint64_t seed = from; seed < from + SIM_PLANT_SEARCH; seed++)
         if (sim_run(seed, &cfg, r) == 1)
             return seed;
     return 0;
 }
 
-static void expect_caught(sim_plant_t plant, const char *what)
+static void expect_caught_from(sim_plant_t plant, uint64_t from, const char *what)
 {
     sim_result_t r;
-    uint64_t seed = first_caught(plant, &r);
+    uint64_t seed = first_caught(plant, from, &r);
     cr_assert_neq(seed, 0, "planted %s went unnoticed in %d seeds", sim_plant_name(plant),
                   SIM_PLANT_SEARCH);
     bool named = false;
@@ -78,6 +78,11 @@ static void expect_caught(sim_plant_t plant, const char *what)
         named |= strstr(r.violation[i], what) != NULL;
     cr_assert(named, "planted %s (seed %" PRIu64 ") reported as \"%s\", expected \"%s\"",
               sim_plant_name(plant), seed, r.violation[0], what);
+}
+
+static void expect_caught(sim_plant_t plant, const char *what)
+{
+    expect_caught_from(plant, 1, what);
 }
 
 Test(simulation, checker_catches_a_participant_that_applies_twice)
@@ -102,7 +107,10 @@ Test(simulation, finds_the_duplicate_start_livelock_of_the_coordinator)
     expect_caught(SIM_PLANT_START_RACE, "livelock");
 }
 
-Test(simulation, finds_the_redelivered_skip_of_the_coordinator, .timeout = 120)
+/* This defect needs a rare schedule (a crash between an operator's skip and its offset
+ * commit, then a different compensation failing): the search starts near the seed that
+ * first showed it (478), so that it stays quick under the sanitizers too. */
+Test(simulation, finds_the_redelivered_skip_of_the_coordinator)
 {
-    expect_caught(SIM_PLANT_SKIP_REDELIVERY, "left the action applied");
+    expect_caught_from(SIM_PLANT_SKIP_REDELIVERY, 400, "left the action applied");
 }
