@@ -120,6 +120,7 @@ struct store {
     const char **argv;           /* scratch for redisAppendCommandArgv */
     size_t *argv_lens;
     size_t argv_cap, argv_lens_cap;
+    jsonw_t scratch;             /* for saga_visit_fields */
     char last_error[256];
 };
 
@@ -282,6 +283,18 @@ static int strlist_push_int(strlist_t *l, int64_t v)
     return strlist_push_fmt(l, "%" PRId64, v);
 }
 
+/* Points item i at a copy of s (for a count known only after the items it counts). */
+static int strlist_patch(strlist_t *l, size_t i, const char *s)
+{
+    size_t len = strlen(s);
+    if (grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
+        return -1;
+    memcpy(l->buf + l->len, s, len + 1);
+    l->items[i] = (struct strlist_item){.off = l->len, .len = len};
+    l->len += len + 1;
+    return 0;
+}
+
 static void strlist_release(strlist_t *l)
 {
     free(l->buf);
@@ -428,6 +441,7 @@ void store_free(store_t *st)
     free(st->reply_results);
     free(st->argv);
     free(st->argv_lens);
+    jsonw_release(&st->scratch);
     free(st);
 }
 
@@ -812,6 +826,26 @@ static int push_counters(strlist_t *a, const store_transition_t *t)
     return rc;
 }
 
+typedef struct field_ctx {
+    strlist_t *args;
+    int64_t expected_version;
+    size_t count;
+} field_ctx_t;
+
+/* Pushes one hash field pair (a saga_field_fn). */
+static int push_field(const char *name, const char *value, size_t len, void *opaque)
+{
+    field_ctx_t *fc = opaque;
+    char version[24];
+    if (strcmp(name, "version") == 0) {
+        /* The version written is always the one after expected, whatever the saga says. */
+        len = (size_t)snprintf(version, sizeof version, "%" PRId64, fc->expected_version + 1);
+        value = version;
+    }
+    fc->count++;
+    return strlist_push_str(fc->args, name) | strlist_push(fc->args, value, len);
+}
+
 int store_queue_transition(store_t *st, const store_transition_t *t)
 {
     if (store_ensure_connected(st) < 0)
@@ -844,23 +878,14 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
 
     /* A create writes every field; a later transition only those that can change (the
      * version check proves the hash, and so its fixed fields, is there). */
-    json_t *fields = t->expected_version ? saga_encode_changed_fields(s) : saga_encode_fields(s);
-    if (!fields)
-        rc = -1;
-    /* The version written is always the one after expected, whatever s says. */
-    char version[24];
-    snprintf(version, sizeof version, "%" PRId64, t->expected_version + 1);
-    if (fields)
-        json_object_set_new(fields, "version", json_string(version));
-    rc |= strlist_push_int(a, (int64_t)json_object_size(fields));
-    const char *fk;
-    json_t *fv;
-    json_object_foreach(fields, fk, fv)
-    {
-        rc |= strlist_push_str(a, fk);
-        rc |= strlist_push(a, json_string_value(fv), json_string_length(fv));
-    }
-    json_decref(fields);
+    field_ctx_t fc = {.args = a, .expected_version = t->expected_version};
+    size_t count_at = a->count;
+    rc |= strlist_push(a, "", 0); /* the count, patched below */
+    rc |= saga_visit_fields(s, t->expected_version == 0, &st->scratch, push_field, &fc);
+    char nfields[24];
+    snprintf(nfields, sizeof nfields, "%zu", fc.count);
+    if (rc == 0)
+        rc = strlist_patch(a, count_at, nfields);
 
     size_t nh = t->history ? json_array_size(t->history) : 0;
     rc |= strlist_push_int(a, (int64_t)nh);
