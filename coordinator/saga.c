@@ -122,90 +122,152 @@ int saga_current_step(const saga_t *s)
     return best;
 }
 
-/* Sets a string field from an integer. */
-static void set_int(json_t *obj, const char *key, int64_t v)
+/* Writes the steps array as json_dumps(saga_encode_steps(s), JSON_COMPACT) would, keys in
+ * the same order, without building it: it is written on every transition. */
+static void write_steps(const saga_t *s, jsonw_t *w)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, v);
-    json_object_set_new(obj, key, json_string(buf));
+    jsonw_raw(w, "[", 1);
+    bool first = true;
+    for (int i = 0; i < s->step_count; i++) {
+        const step_state_t *st = &s->steps[i];
+        if (!jsonw_utf8_valid(s->def->steps[i].name))
+            continue; /* as json_pack refuses the step: no object for it */
+        if (!first)
+            jsonw_raw(w, ",", 1);
+        first = false;
+        jsonw_raw(w, "{", 1);
+        jsonw_key(w, "name", true);
+        (void)jsonw_string(w, s->def->steps[i].name);
+        jsonw_key(w, "phase", false);
+        (void)jsonw_string(w, step_phase_name(st->phase));
+        jsonw_key(w, "attempt", false);
+        jsonw_int(w, st->attempt);
+        jsonw_key(w, "comp_attempt", false);
+        jsonw_int(w, st->comp_attempt);
+        const struct {
+            const char *key;
+            int64_t v;
+        } opt[] = {{"comp_budget_from", st->comp_budget_from},
+                   {"action_timed_out", st->action_timed_out},
+                   {"started_at", st->started_at},
+                   {"finished_at", st->finished_at},
+                   {"comp_started_at", st->comp_started_at},
+                   {"comp_finished_at", st->comp_finished_at},
+                   {"timer_at", st->timer_at}};
+        for (size_t k = 0; k < sizeof opt / sizeof *opt; k++) {
+            if (!opt[k].v)
+                continue;
+            jsonw_key(w, opt[k].key, false);
+            if (k == 1)
+                jsonw_raw(w, "true", 4);
+            else
+                jsonw_int(w, opt[k].v);
+        }
+        if (st->output) {
+            jsonw_key(w, "output", false);
+            jsonw_value(w, st->output);
+        }
+        if (st->error && jsonw_utf8_valid(st->error)) {
+            jsonw_key(w, "error", false);
+            (void)jsonw_string(w, st->error);
+        }
+        jsonw_raw(w, "}", 1);
+    }
+    jsonw_raw(w, "]", 1);
 }
 
 json_t *saga_encode_steps(const saga_t *s)
 {
-    json_t *arr = json_array();
-    for (int i = 0; i < s->step_count; i++) {
-        const step_state_t *st = &s->steps[i];
-        json_t *o = json_pack("{s:s, s:s, s:i, s:i}", "name", s->def->steps[i].name, "phase",
-                              step_phase_name(st->phase), "attempt", st->attempt,
-                              "comp_attempt", st->comp_attempt);
-        if (st->comp_budget_from)
-            json_object_set_new(o, "comp_budget_from", json_integer(st->comp_budget_from));
-        if (st->action_timed_out)
-            json_object_set_new(o, "action_timed_out", json_true());
-        if (st->started_at)
-            json_object_set_new(o, "started_at", json_integer(st->started_at));
-        if (st->finished_at)
-            json_object_set_new(o, "finished_at", json_integer(st->finished_at));
-        if (st->comp_started_at)
-            json_object_set_new(o, "comp_started_at", json_integer(st->comp_started_at));
-        if (st->comp_finished_at)
-            json_object_set_new(o, "comp_finished_at", json_integer(st->comp_finished_at));
-        if (st->timer_at)
-            json_object_set_new(o, "timer_at", json_integer(st->timer_at));
-        if (st->output)
-            json_object_set(o, "output", st->output);
-        if (st->error)
-            json_object_set_new(o, "error", json_string(st->error));
-        json_array_append_new(arr, o);
-    }
+    jsonw_t w;
+    jsonw_init(&w);
+    write_steps(s, &w);
+    json_t *arr = w.failed ? NULL : json_loadb(w.buf, w.len, 0, NULL);
+    jsonw_release(&w);
     return arr;
 }
 
-/* Adds the fields a transition can change (see saga_encode_changed_fields) to f. */
-static void encode_changing(json_t *f, const saga_t *s)
+/* Field visitors: a text field is left out when it is not valid UTF-8, as json_string
+ * refused it when the fields were a JSON object. */
+static int visit_text(saga_field_fn fn, void *opaque, const char *name, const char *value)
 {
-    json_object_set_new(f, "status", json_string(saga_status_name(s->status)));
+    return jsonw_utf8_valid(value) ? fn(name, value, strlen(value), opaque) : 0;
+}
+
+static int visit_int(saga_field_fn fn, void *opaque, const char *name, int64_t v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+    return fn(name, buf, (size_t)n, opaque);
+}
+
+int saga_visit_fields(const saga_t *s, bool all, jsonw_t *scratch, saga_field_fn fn,
+                      void *opaque)
+{
+    int rc = 0;
+    if (all) {
+        rc |= visit_text(fn, opaque, "id", s->id);
+        rc |= visit_text(fn, opaque, "definition", s->def->name);
+        rc |= visit_int(fn, opaque, "definition_version", s->def->version);
+        if (s->def->content_hash)
+            rc |= visit_text(fn, opaque, "definition_hash", s->def->content_hash);
+        rc |= visit_int(fn, opaque, "partition", s->partition);
+        rc |= visit_int(fn, opaque, "created_at", s->created_at);
+        rc |= visit_int(fn, opaque, "deadline_at", s->deadline_at);
+        jsonw_reset(scratch);
+        if (s->input)
+            jsonw_value(scratch, s->input);
+        if (s->input && !scratch->failed)
+            rc |= fn("input", scratch->buf, scratch->len, opaque);
+        else
+            rc |= fn("input", "{}", 2, opaque);
+    }
+    rc |= visit_text(fn, opaque, "status", saga_status_name(s->status));
     int cur = saga_current_step(s);
-    json_object_set_new(f, "step", json_string(cur >= 0 ? s->def->steps[cur].name : ""));
-    set_int(f, "step_index", cur);
+    rc |= visit_text(fn, opaque, "step", cur >= 0 ? s->def->steps[cur].name : "");
+    rc |= visit_int(fn, opaque, "step_index", cur);
     const step_state_t *cst = cur >= 0 ? &s->steps[cur] : NULL;
     bool comp = cst && cst->comp_attempt > 0;
-    set_int(f, "attempt", cst ? (comp ? cst->comp_attempt : cst->attempt) : 0);
-    set_int(f, "version", s->version);
-    set_int(f, "updated_at", s->updated_at);
-    set_int(f, "finished_at", s->finished_at);
-    set_int(f, "group", s->group);
-    json_object_set_new(f, "error", json_string(s->error ? s->error : ""));
-    json_t *steps = saga_encode_steps(s);
-    char *st = json_dumps(steps, JSON_COMPACT);
-    json_object_set_new(f, "steps", json_string(st ? st : "[]"));
-    free(st);
-    json_decref(steps);
+    rc |= visit_int(fn, opaque, "attempt", cst ? (comp ? cst->comp_attempt : cst->attempt) : 0);
+    rc |= visit_int(fn, opaque, "version", s->version);
+    rc |= visit_int(fn, opaque, "updated_at", s->updated_at);
+    rc |= visit_int(fn, opaque, "finished_at", s->finished_at);
+    rc |= visit_int(fn, opaque, "group", s->group);
+    rc |= visit_text(fn, opaque, "error", s->error ? s->error : "");
+    jsonw_reset(scratch);
+    write_steps(s, scratch);
+    if (scratch->failed)
+        return -1;
+    rc |= fn("steps", scratch->buf, scratch->len, opaque);
+    return rc ? -1 : 0;
+}
+
+static int set_field(const char *name, const char *value, size_t len, void *opaque)
+{
+    return json_object_set_new(opaque, name, json_stringn(value, len));
+}
+
+/* The fields as a JSON object of strings (new reference), or NULL. */
+static json_t *encode(const saga_t *s, bool all)
+{
+    json_t *f = json_object();
+    jsonw_t w;
+    jsonw_init(&w);
+    if (f && saga_visit_fields(s, all, &w, set_field, f) < 0) {
+        json_decref(f);
+        f = NULL;
+    }
+    jsonw_release(&w);
+    return f;
 }
 
 json_t *saga_encode_fields(const saga_t *s)
 {
-    json_t *f = json_object();
-    json_object_set_new(f, "id", json_string(s->id));
-    json_object_set_new(f, "definition", json_string(s->def->name));
-    set_int(f, "definition_version", s->def->version);
-    if (s->def->content_hash)
-        json_object_set_new(f, "definition_hash", json_string(s->def->content_hash));
-    set_int(f, "partition", s->partition);
-    set_int(f, "created_at", s->created_at);
-    set_int(f, "deadline_at", s->deadline_at);
-    char *in = json_dumps(s->input, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_object_set_new(f, "input", json_string(in ? in : "{}"));
-    free(in);
-    encode_changing(f, s);
-    return f;
+    return encode(s, true);
 }
 
 json_t *saga_encode_changed_fields(const saga_t *s)
 {
-    json_t *f = json_object();
-    encode_changing(f, s);
-    return f;
+    return encode(s, false);
 }
 
 /* Reads an integer field written by set_int. Missing fields read as 0. */

@@ -8,6 +8,7 @@
 #define SAGA_SAGA_H
 
 #include "definition.h"
+#include "jsonw.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -108,6 +109,18 @@ json_t *saga_encode_fields(const saga_t *s);
  * ones fixed when it is created (id, definition, definition_version, definition_hash,
  * partition, created_at, deadline_at, input). New reference. */
 json_t *saga_encode_changed_fields(const saga_t *s);
+
+/* Called for each hash field: its name and value (len bytes, NUL-terminated), both
+ * borrowed for the call. Returns 0, or -1 to report a failure (the walk goes on). */
+typedef int (*saga_field_fn)(const char *name, const char *value, size_t len, void *opaque);
+
+/* Calls fn for every hash field (all, as saga_encode_fields) or only for those a
+ * transition can change (as saga_encode_changed_fields), the same names and values in
+ * the same order, without building JSON values (the store writes these on every
+ * transition). scratch is the caller's writer, reused between calls. Returns 0, or -1
+ * when out of memory or fn failed. */
+int saga_visit_fields(const saga_t *s, bool all, jsonw_t *scratch, saga_field_fn fn,
+                      void *opaque);
 
 /* The "steps" field alone (new reference): a JSON array, one object per step. */
 json_t *saga_encode_steps(const saga_t *s);

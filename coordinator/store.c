@@ -12,45 +12,91 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* The transition script. Checks everything before the first write (a script is atomic
- * but not transactional), then writes the saga's fields, its history, the outbox, the
- * counters and the status index in one step.
- * KEYS: 1 epoch, 2 saga hash, 3 history, 4 outbox, 5 counters, 6 index left, 7 index entered
- * ARGV: 1 epoch, 2 expected version (0 = create), 3 saga id, 4 score (ms), 5 retention ms
- *       (>0: the saga finished and expires), 6 history cap, then four counted lists:
- *       hash field pairs, history entries, outbox pairs, counter pairs (field, delta). */
+/* The transition script: every transition of one partition queued in a turn (up to
+ * STORE_MAX_BATCH), applied in order in one call, so Redis pays its per-call cost
+ * (script lookup, argument parsing, the AOF's MULTI/EXEC around a script's effects) once
+ * per partition and turn rather than once per transition. The epoch is checked first:
+ * nothing in the call can change it, so one check holds for every transition (FENCED is
+ * the whole call's error). Each transition then checks its saga's version before its own
+ * writes (a script is atomic but not transactional) and writes the saga's fields, its
+ * history, the outbox, the counters and the status index. The reply has one status per
+ * transition: "OK", or "EXISTS ..." / "CONFLICT ..." for one that wrote nothing.
+ * KEYS: 1 epoch, 2 outbox, 3 counters, then per transition: saga hash, history,
+ *       index left, index entered
+ * ARGV: 1 epoch, 2 history cap, 3 transitions, then per transition: expected version
+ *       (0 = create), saga id, score (ms), retention ms (>0: the saga finished and
+ *       expires), then four counted lists: hash field pairs, history entries, outbox
+ *       pairs, counter pairs (field, delta). */
 static const char TRANSITION_SCRIPT[] =
     "local epoch = redis.call('GET', KEYS[1])\n"
     "if epoch ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED epoch is ' .. tostring(epoch) .. ', not ' .. ARGV[1])\n"
     "end\n"
-    "local cur = redis.call('HGET', KEYS[2], 'version')\n"
-    "if ARGV[2] == '0' then\n"
-    "  if cur then return redis.error_reply('EXISTS saga ' .. ARGV[3]) end\n"
-    "elseif cur ~= ARGV[2] then\n"
-    "  return redis.error_reply('CONFLICT version is ' .. tostring(cur) .. ', not ' .. ARGV[2])\n"
+    "local cap = tonumber(ARGV[2])\n"
+    "local results = {}\n"
+    "local i = 4\n"
+    "for t = 0, tonumber(ARGV[3]) - 1 do\n"
+    "  local k = 4 + 4 * t\n"
+    "  local expected, id, score, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
+    "  i = i + 4\n"
+    "  local nf = tonumber(ARGV[i]); local fields = i + 1; i = fields + 2 * nf\n"
+    "  local nh = tonumber(ARGV[i]); local hist = i + 1; i = hist + nh\n"
+    "  local no = tonumber(ARGV[i]); local out = i + 1; i = out + 2 * no\n"
+    "  local nc = tonumber(ARGV[i]); local cnt = i + 1; i = cnt + 2 * nc\n"
+    "  local cur = redis.call('HGET', KEYS[k], 'version')\n"
+    "  if expected == '0' and cur then\n"
+    "    results[t + 1] = 'EXISTS saga ' .. id\n"
+    "  elseif expected ~= '0' and cur ~= expected then\n"
+    "    results[t + 1] = 'CONFLICT version is ' .. tostring(cur) .. ', not ' .. expected\n"
+    "  else\n"
+    "    if nf > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, fields, fields + 2 * nf - 1)) end\n"
+    "    if nh > 0 then\n"
+    "      local len = redis.call('RPUSH', KEYS[k + 1], unpack(ARGV, hist, hist + nh - 1))\n"
+    "      if len > cap then redis.call('LTRIM', KEYS[k + 1], -cap, -1) end\n"
+    "    end\n"
+    "    if no > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, out, out + 2 * no - 1)) end\n"
+    "    for j = 0, nc - 1 do redis.call('HINCRBY', KEYS[3], ARGV[cnt + 2 * j], ARGV[cnt + 2 * j + 1]) end\n"
+    "    if KEYS[k + 2] ~= KEYS[k + 3] then redis.call('ZREM', KEYS[k + 2], id) end\n"
+    "    redis.call('ZADD', KEYS[k + 3], score, id)\n"
+    "    if ttl > 0 then\n"
+    "      redis.call('PEXPIRE', KEYS[k], ttl)\n"
+    "      redis.call('PEXPIRE', KEYS[k + 1], ttl)\n"
+    "      redis.call('ZREMRANGEBYSCORE', KEYS[k + 3], '-inf', '(' .. (tonumber(score) - ttl))\n"
+    "    end\n"
+    "    results[t + 1] = 'OK'\n"
+    "  end\n"
     "end\n"
-    "local i = 7\n"
-    "local n = tonumber(ARGV[i]); i = i + 1\n"
-    "if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, i, i + 2 * n - 1)); i = i + 2 * n end\n"
-    "n = tonumber(ARGV[i]); i = i + 1\n"
-    "if n > 0 then\n"
-    "  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV, i, i + n - 1)); i = i + n\n"
-    "  if len > tonumber(ARGV[6]) then redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1) end\n"
-    "end\n"
-    "n = tonumber(ARGV[i]); i = i + 1\n"
-    "if n > 0 then redis.call('HSET', KEYS[4], unpack(ARGV, i, i + 2 * n - 1)); i = i + 2 * n end\n"
-    "n = tonumber(ARGV[i]); i = i + 1\n"
-    "for j = 0, n - 1 do redis.call('HINCRBY', KEYS[5], ARGV[i + 2 * j], ARGV[i + 2 * j + 1]) end\n"
-    "if KEYS[6] ~= KEYS[7] then redis.call('ZREM', KEYS[6], ARGV[3]) end\n"
-    "redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])\n"
-    "local ttl = tonumber(ARGV[5])\n"
-    "if ttl > 0 then\n"
-    "  redis.call('PEXPIRE', KEYS[2], ttl)\n"
-    "  redis.call('PEXPIRE', KEYS[3], ttl)\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(ARGV[4]) - ttl))\n"
-    "end\n"
-    "return 'OK'\n";
+    "return results\n";
+
+/* Transitions per script call: bounds the script's run time (each is ~10 commands), far
+ * below Redis's busy threshold. */
+#define STORE_MAX_BATCH 256
+
+/* A list of strings in one growable buffer (offsets, so the buffer may move). */
+typedef struct strlist {
+    char *buf;
+    size_t len, cap;
+    struct strlist_item {
+        size_t off, len;
+    } *items;
+    size_t count, items_cap;
+} strlist_t;
+
+/* The transitions queued for one partition and epoch, not yet appended to the pipeline. */
+typedef struct batch {
+    int32_t partition;
+    int64_t epoch;
+    size_t count;              /* transitions */
+    size_t *results;           /* their positions in store_flush's results */
+    size_t results_cap;
+    strlist_t keys, args;      /* per transition, as the script reads them */
+} batch_t;
+
+/* One reply to read: a script call's transitions (their positions in reply_results), or
+ * an outbox acknowledgement (count 0). */
+typedef struct reply_slot {
+    size_t first, count;
+} reply_slot_t;
 
 struct store {
     redisContext *ctx;
@@ -65,9 +111,16 @@ struct store {
     char script_sha[41];
     int wait_replicas;
     size_t queued_transitions;
-    size_t queued_replies;       /* every reply to read, acks included */
-    unsigned char *reply_is_transition; /* per queued reply: 1 transition, 0 ack */
-    size_t reply_cap;
+    batch_t *batches;            /* open batches, one per partition (and epoch) */
+    size_t nbatches, batches_cap;
+    reply_slot_t *replies;       /* every reply to read, in pipeline order */
+    size_t queued_replies, replies_cap;
+    size_t *reply_results;       /* positions in results, for the script replies */
+    size_t nreply_results, reply_results_cap;
+    const char **argv;           /* scratch for redisAppendCommandArgv */
+    size_t *argv_lens;
+    size_t argv_cap, argv_lens_cap;
+    jsonw_t scratch;             /* for saga_visit_fields */
     char last_error[256];
 };
 
@@ -128,12 +181,11 @@ void store_key_global(const store_t *st, char *buf, const char *what)
     snprintf(buf, STORE_KEY_MAX, "%s:%s", st->prefix, what);
 }
 
-/* A growable argv for redisAppendCommandArgv. Strings are copied only when asked. */
+/* A growable argv for redisAppendCommandArgv; the strings are borrowed. */
 typedef struct argv_buf {
     const char **argv;
     size_t *lens;
-    char **owned;
-    size_t count, cap, owned_count, owned_cap;
+    size_t count, cap;
 } argv_buf_t;
 
 static int argv_push(argv_buf_t *a, const char *s, size_t len)
@@ -161,46 +213,93 @@ static int argv_push_str(argv_buf_t *a, const char *s)
     return argv_push(a, s, strlen(s));
 }
 
-/* Pushes a string the buffer owns (freed with it). */
-static int argv_push_owned(argv_buf_t *a, char *s)
-{
-    if (!s)
-        return -1;
-    if (a->owned_count == a->owned_cap) {
-        size_t cap = a->owned_cap ? a->owned_cap * 2 : 32;
-        char **o = realloc(a->owned, cap * sizeof *o);
-        if (!o) {
-            free(s);
-            return -1;
-        }
-        a->owned = o;
-        a->owned_cap = cap;
-    }
-    a->owned[a->owned_count++] = s;
-    return argv_push_str(a, s);
-}
-
-static int argv_push_fmt(argv_buf_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int argv_push_fmt(argv_buf_t *a, const char *fmt, ...)
-{
-    char *s = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    return argv_push_owned(a, s);
-}
-
 static void argv_release(argv_buf_t *a)
 {
-    for (size_t i = 0; i < a->owned_count; i++)
-        free(a->owned[i]);
-    free(a->owned);
     free(a->argv);
     free(a->lens);
     memset(a, 0, sizeof *a);
+}
+
+/* Grows *items (of sz bytes each) to hold need; 0 or -1. */
+static int grow(void **items, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*items, n * sz);
+    if (!p)
+        return -1;
+    *items = p;
+    *cap = n;
+    return 0;
+}
+
+static int strlist_push(strlist_t *l, const char *s, size_t len)
+{
+    if (grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
+        return -1;
+    if (grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
+        return -1;
+    memcpy(l->buf + l->len, s, len);
+    l->buf[l->len + len] = '\0';
+    l->items[l->count++] = (struct strlist_item){.off = l->len, .len = len};
+    l->len += len + 1;
+    return 0;
+}
+
+static int strlist_push_str(strlist_t *l, const char *s)
+{
+    return strlist_push(l, s, strlen(s));
+}
+
+static int strlist_push_fmt(strlist_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int strlist_push_fmt(strlist_t *l, const char *fmt, ...)
+{
+    /* Formats straight into the buffer: it is kept between turns, so one pass is usual. */
+    for (size_t room = 64;;) {
+        if (grow((void **)&l->buf, &l->cap, l->len + room, 1) < 0 ||
+            grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
+            return -1;
+        size_t avail = l->cap - l->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(l->buf + l->len, avail, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < avail) {
+            l->items[l->count++] = (struct strlist_item){.off = l->len, .len = (size_t)n};
+            l->len += (size_t)n + 1;
+            return 0;
+        }
+        room = (size_t)n + 1;
+    }
+}
+
+static int strlist_push_int(strlist_t *l, int64_t v)
+{
+    return strlist_push_fmt(l, "%" PRId64, v);
+}
+
+/* Points item i at a copy of s (for a count known only after the items it counts). */
+static int strlist_patch(strlist_t *l, size_t i, const char *s)
+{
+    size_t len = strlen(s);
+    if (grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
+        return -1;
+    memcpy(l->buf + l->len, s, len + 1);
+    l->items[i] = (struct strlist_item){.off = l->len, .len = len};
+    l->len += len + 1;
+    return 0;
+}
+
+static void strlist_release(strlist_t *l)
+{
+    free(l->buf);
+    free(l->items);
+    memset(l, 0, sizeof *l);
 }
 
 /* Runs one command synchronously; returns the reply (caller frees) or NULL. */
@@ -277,6 +376,18 @@ int store_ping(store_t *st)
     return r ? 0 : -1;
 }
 
+/* Forgets everything queued (the connection it was for is gone). */
+static void drop_queued(store_t *st)
+{
+    for (size_t i = 0; i < st->nbatches; i++) {
+        batch_t *b = &st->batches[i];
+        b->count = 0;
+        b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
+    }
+    st->nbatches = 0;
+    st->queued_replies = st->queued_transitions = st->nreply_results = 0;
+}
+
 int store_ensure_connected(store_t *st)
 {
     if (st->ctx && !st->ctx->err)
@@ -285,7 +396,7 @@ int store_ensure_connected(store_t *st)
         redisFree(st->ctx);
         st->ctx = NULL;
     }
-    st->queued_replies = st->queued_transitions = 0;
+    drop_queued(st);
     return connect_now(st);
 }
 
@@ -320,7 +431,17 @@ void store_free(store_t *st)
     redisFree(st->ctx);
     free(st->user);
     free(st->password);
-    free(st->reply_is_transition);
+    for (size_t i = 0; i < st->batches_cap; i++) {
+        free(st->batches[i].results);
+        strlist_release(&st->batches[i].keys);
+        strlist_release(&st->batches[i].args);
+    }
+    free(st->batches);
+    free(st->replies);
+    free(st->reply_results);
+    free(st->argv);
+    free(st->argv_lens);
+    jsonw_release(&st->scratch);
     free(st);
 }
 
@@ -580,19 +701,12 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
 
 /* --- the pipeline ----------------------------------------------------------------- */
 
-static int note_reply(store_t *st, bool transition)
+static int note_reply(store_t *st, size_t first, size_t count)
 {
-    if (st->queued_replies == st->reply_cap) {
-        size_t cap = st->reply_cap ? st->reply_cap * 2 : 256;
-        unsigned char *n = realloc(st->reply_is_transition, cap);
-        if (!n)
-            return -1;
-        st->reply_is_transition = n;
-        st->reply_cap = cap;
-    }
-    st->reply_is_transition[st->queued_replies++] = transition;
-    if (transition)
-        st->queued_transitions++;
+    if (grow((void **)&st->replies, &st->replies_cap, st->queued_replies + 1,
+             sizeof *st->replies) < 0)
+        return -1;
+    st->replies[st->queued_replies++] = (reply_slot_t){.first = first, .count = count};
     return 0;
 }
 
@@ -601,113 +715,200 @@ size_t store_queued(const store_t *st)
     return st->queued_transitions;
 }
 
-/* Counter changes of a transition: totals per definition and a gauge per active status. */
-static void push_counters(argv_buf_t *a, const store_transition_t *t, size_t *count)
+/* Appends one script call with the batch's transitions to the pipeline and empties it
+ * (it stays allocated for the next turn). */
+static int emit_batch(store_t *st, batch_t *b)
+{
+    if (b->count == 0)
+        return 0;
+    char k_epoch[STORE_KEY_MAX], k_out[STORE_KEY_MAX], k_cnt[STORE_KEY_MAX], epoch[24],
+        cap[24], count[24], nkeys[24];
+    store_key_partition(st, k_epoch, b->partition, "epoch");
+    store_key_partition(st, k_out, b->partition, "outbox");
+    store_key_partition(st, k_cnt, b->partition, "counters");
+    snprintf(epoch, sizeof epoch, "%" PRId64, b->epoch);
+    snprintf(cap, sizeof cap, "%d", st->history_cap);
+    snprintf(count, sizeof count, "%zu", b->count);
+    snprintf(nkeys, sizeof nkeys, "%zu", 3 + b->keys.count);
+    const char *head[] = {"EVALSHA", st->script_sha, nkeys, k_epoch, k_out, k_cnt};
+    const char *mid[] = {epoch, cap, count};
+    size_t nhead = sizeof head / sizeof *head, nmid = sizeof mid / sizeof *mid;
+    size_t argc = nhead + b->keys.count + nmid + b->args.count;
+    if (grow((void **)&st->argv, &st->argv_cap, argc, sizeof *st->argv) < 0 ||
+        grow((void **)&st->argv_lens, &st->argv_lens_cap, argc, sizeof *st->argv_lens) < 0)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < nhead; i++, n++)
+        st->argv[n] = head[i], st->argv_lens[n] = strlen(head[i]);
+    for (size_t i = 0; i < b->keys.count; i++, n++)
+        st->argv[n] = b->keys.buf + b->keys.items[i].off, st->argv_lens[n] = b->keys.items[i].len;
+    for (size_t i = 0; i < nmid; i++, n++)
+        st->argv[n] = mid[i], st->argv_lens[n] = strlen(mid[i]);
+    for (size_t i = 0; i < b->args.count; i++, n++)
+        st->argv[n] = b->args.buf + b->args.items[i].off, st->argv_lens[n] = b->args.items[i].len;
+    if (redisAppendCommandArgv(st->ctx, (int)argc, st->argv, st->argv_lens) != REDIS_OK)
+        return -1;
+    if (grow((void **)&st->reply_results, &st->reply_results_cap, st->nreply_results + b->count,
+             sizeof *st->reply_results) < 0 ||
+        note_reply(st, st->nreply_results, b->count) < 0)
+        return -1;
+    memcpy(st->reply_results + st->nreply_results, b->results, b->count * sizeof *b->results);
+    st->nreply_results += b->count;
+    b->count = 0;
+    b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
+    return 0;
+}
+
+/* Appends every open batch to the pipeline, in the order they were opened. */
+static int emit_batches(store_t *st)
+{
+    int rc = 0;
+    for (size_t i = 0; i < st->nbatches; i++)
+        if (emit_batch(st, &st->batches[i]) < 0)
+            rc = -1;
+    st->nbatches = 0;
+    return rc;
+}
+
+/* The open batch of partition and epoch, opened when there is none (a full one is
+ * appended to the pipeline first). NULL when out of memory. */
+static batch_t *batch_for(store_t *st, int32_t partition, int64_t epoch)
+{
+    batch_t *b = NULL;
+    for (size_t i = 0; i < st->nbatches && !b; i++)
+        if (st->batches[i].partition == partition && st->batches[i].epoch == epoch)
+            b = &st->batches[i];
+    if (!b) {
+        size_t cap = st->batches_cap;
+        if (grow((void **)&st->batches, &cap, st->nbatches + 1, sizeof *st->batches) < 0)
+            return NULL;
+        /* Batches keep their buffers between turns: new slots start empty. */
+        memset(st->batches + st->batches_cap, 0, (cap - st->batches_cap) * sizeof *st->batches);
+        st->batches_cap = cap;
+        b = &st->batches[st->nbatches++];
+        b->partition = partition;
+        b->epoch = epoch;
+    }
+    if (b->count == STORE_MAX_BATCH && emit_batch(st, b) < 0)
+        return NULL;
+    if (grow((void **)&b->results, &b->results_cap, b->count + 1, sizeof *b->results) < 0)
+        return NULL;
+    return b;
+}
+
+/* Counter changes of a transition: totals per definition and a gauge per active status.
+ * Pushes the count, then the pairs. */
+static int push_counters(strlist_t *a, const store_transition_t *t)
 {
     const char *def = t->saga->def->name;
     bool created = t->expected_version == 0;
     saga_status_t now = t->saga->status;
+    const char *names[4], *deltas[4];
+    const char *statuses[4];
+    size_t n = 0;
     if (created) {
-        argv_push_fmt(a, "%s:started", def);
-        argv_push_str(a, "1");
-        (*count)++;
+        names[n] = "started", statuses[n] = NULL, deltas[n++] = "1";
     }
     if (created || t->old_status != now) {
-        if (!created && !saga_status_is_terminal(t->old_status)) {
-            argv_push_fmt(a, "%s:active:%s", def, saga_status_name(t->old_status));
-            argv_push_str(a, "-1");
-            (*count)++;
-        }
-        if (saga_status_is_terminal(now) || now == SAGA_STUCK) {
-            argv_push_fmt(a, "%s:%s", def, saga_status_name(now));
-            argv_push_str(a, "1");
-            (*count)++;
-        }
-        if (!saga_status_is_terminal(now)) {
-            argv_push_fmt(a, "%s:active:%s", def, saga_status_name(now));
-            argv_push_str(a, "1");
-            (*count)++;
-        }
+        if (!created && !saga_status_is_terminal(t->old_status))
+            names[n] = "active", statuses[n] = saga_status_name(t->old_status), deltas[n++] = "-1";
+        if (saga_status_is_terminal(now) || now == SAGA_STUCK)
+            names[n] = saga_status_name(now), statuses[n] = NULL, deltas[n++] = "1";
+        if (!saga_status_is_terminal(now))
+            names[n] = "active", statuses[n] = saga_status_name(now), deltas[n++] = "1";
     }
+    int rc = strlist_push_int(a, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        rc |= statuses[i] ? strlist_push_fmt(a, "%s:%s:%s", def, names[i], statuses[i])
+                          : strlist_push_fmt(a, "%s:%s", def, names[i]);
+        rc |= strlist_push_str(a, deltas[i]);
+    }
+    return rc;
+}
+
+typedef struct field_ctx {
+    strlist_t *args;
+    int64_t expected_version;
+    size_t count;
+} field_ctx_t;
+
+/* Pushes one hash field pair (a saga_field_fn). */
+static int push_field(const char *name, const char *value, size_t len, void *opaque)
+{
+    field_ctx_t *fc = opaque;
+    char version[24];
+    if (strcmp(name, "version") == 0) {
+        /* The version written is always the one after expected, whatever the saga says. */
+        len = (size_t)snprintf(version, sizeof version, "%" PRId64, fc->expected_version + 1);
+        value = version;
+    }
+    fc->count++;
+    return strlist_push_str(fc->args, name) | strlist_push(fc->args, value, len);
 }
 
 int store_queue_transition(store_t *st, const store_transition_t *t)
 {
     if (store_ensure_connected(st) < 0)
         return -1;
+    batch_t *b = batch_for(st, t->partition, t->epoch);
+    if (!b)
+        return -1;
     const saga_t *s = t->saga;
-    argv_buf_t a = {0};
-    char k_epoch[STORE_KEY_MAX], k_saga[STORE_KEY_MAX], k_hist[STORE_KEY_MAX],
-        k_out[STORE_KEY_MAX], k_cnt[STORE_KEY_MAX], k_old[STORE_KEY_MAX], k_new[STORE_KEY_MAX];
-    store_key_partition(st, k_epoch, t->partition, "epoch");
-    store_key_saga(st, k_saga, t->partition, s->id);
-    store_key_history(st, k_hist, t->partition, s->id);
-    store_key_partition(st, k_out, t->partition, "outbox");
-    store_key_partition(st, k_cnt, t->partition, "counters");
-    store_key_index(st, k_new, t->partition, saga_status_index(s->status));
-    store_key_index(st, k_old, t->partition,
+    /* Pushed onto the batch in place; on failure the batch is cut back to where it was. */
+    size_t keys_count = b->keys.count, keys_len = b->keys.len;
+    size_t args_count = b->args.count, args_len = b->args.len;
+    char key[STORE_KEY_MAX];
+    int rc = 0;
+    store_key_saga(st, key, t->partition, s->id);
+    rc |= strlist_push_str(&b->keys, key);
+    store_key_history(st, key, t->partition, s->id);
+    rc |= strlist_push_str(&b->keys, key);
+    store_key_index(st, key, t->partition,
                     saga_status_index(t->expected_version ? t->old_status : s->status));
-    bool finished = saga_status_is_terminal(s->status);
+    rc |= strlist_push_str(&b->keys, key);
+    store_key_index(st, key, t->partition, saga_status_index(s->status));
+    rc |= strlist_push_str(&b->keys, key);
 
-    argv_push_str(&a, "EVALSHA");
-    argv_push_str(&a, st->script_sha);
-    argv_push_str(&a, "7");
-    argv_push_str(&a, k_epoch);
-    argv_push_str(&a, k_saga);
-    argv_push_str(&a, k_hist);
-    argv_push_str(&a, k_out);
-    argv_push_str(&a, k_cnt);
-    argv_push_str(&a, k_old);
-    argv_push_str(&a, k_new);
-    argv_push_fmt(&a, "%" PRId64, t->epoch);
-    argv_push_fmt(&a, "%" PRId64, t->expected_version);
-    argv_push_str(&a, s->id);
-    argv_push_fmt(&a, "%" PRId64, finished && s->finished_at ? s->finished_at : s->updated_at);
-    argv_push_fmt(&a, "%" PRId64, finished ? st->retention_ms : 0);
-    argv_push_fmt(&a, "%d", st->history_cap);
+    bool finished = saga_status_is_terminal(s->status);
+    strlist_t *a = &b->args;
+    rc |= strlist_push_int(a, t->expected_version);
+    rc |= strlist_push_str(a, s->id);
+    rc |= strlist_push_int(a, finished && s->finished_at ? s->finished_at : s->updated_at);
+    rc |= strlist_push_int(a, finished ? st->retention_ms : 0);
 
     /* A create writes every field; a later transition only those that can change (the
      * version check proves the hash, and so its fixed fields, is there). */
-    json_t *fields = t->expected_version ? saga_encode_changed_fields(s) : saga_encode_fields(s);
-    /* The version written is always the one after expected, whatever s says. */
-    char version[24];
-    snprintf(version, sizeof version, "%" PRId64, t->expected_version + 1);
-    json_object_set_new(fields, "version", json_string(version));
-    argv_push_fmt(&a, "%zu", json_object_size(fields));
-    const char *fk;
-    json_t *fv;
-    json_object_foreach(fields, fk, fv)
-    {
-        argv_push_str(&a, fk);
-        argv_push(&a, json_string_value(fv), json_string_length(fv));
-    }
+    field_ctx_t fc = {.args = a, .expected_version = t->expected_version};
+    size_t count_at = a->count;
+    rc |= strlist_push(a, "", 0); /* the count, patched below */
+    rc |= saga_visit_fields(s, t->expected_version == 0, &st->scratch, push_field, &fc);
+    char nfields[24];
+    snprintf(nfields, sizeof nfields, "%zu", fc.count);
+    if (rc == 0)
+        rc = strlist_patch(a, count_at, nfields);
 
     size_t nh = t->history ? json_array_size(t->history) : 0;
-    argv_push_fmt(&a, "%zu", nh);
-    for (size_t i = 0; i < nh; i++)
-        argv_push_owned(&a, json_dumps(json_array_get(t->history, i), JSON_COMPACT));
-
-    argv_push_fmt(&a, "%zu", t->outbox_count);
-    for (size_t i = 0; i < t->outbox_count; i++) {
-        const outbox_entry_t *e = &t->outbox[i];
-        argv_push_str(&a, e->id);
-        argv_push_fmt(&a, "%s\n%d\n%s\n%s", e->topic, (int)e->partition, e->key, e->value);
+    rc |= strlist_push_int(a, (int64_t)nh);
+    for (size_t i = 0; i < nh; i++) {
+        char *entry = json_dumps(json_array_get(t->history, i), JSON_COMPACT);
+        rc |= entry ? strlist_push_str(a, entry) : -1;
+        free(entry);
     }
 
-    size_t counter_pos = a.count, ncounters = 0;
-    argv_push_str(&a, "0"); /* replaced below */
-    push_counters(&a, t, &ncounters);
-    char ncount[24];
-    snprintf(ncount, sizeof ncount, "%zu", ncounters);
-    a.argv[counter_pos] = ncount;
-    a.lens[counter_pos] = strlen(ncount);
-
-    int rc = redisAppendCommandArgv(st->ctx, (int)a.count, a.argv, a.lens) == REDIS_OK ? 0 : -1;
-    json_decref(fields);
-    argv_release(&a);
-    if (rc == 0)
-        rc = note_reply(st, true);
-    return rc;
+    rc |= strlist_push_int(a, (int64_t)t->outbox_count);
+    for (size_t i = 0; i < t->outbox_count; i++) {
+        const outbox_entry_t *e = &t->outbox[i];
+        rc |= strlist_push_str(a, e->id);
+        rc |= strlist_push_fmt(a, "%s\n%d\n%s\n%s", e->topic, (int)e->partition, e->key, e->value);
+    }
+    rc |= push_counters(a, t);
+    if (rc != 0) {
+        b->keys.count = keys_count, b->keys.len = keys_len;
+        b->args.count = args_count, b->args.len = args_len;
+        return -1;
+    }
+    b->results[b->count++] = st->queued_transitions++;
+    return 0;
 }
 
 int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id)
@@ -721,6 +922,9 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
         return 0;
     if (store_ensure_connected(st) < 0)
         return -1;
+    /* Redis runs the pipeline in order: what was queued before this goes before it. */
+    if (emit_batches(st) < 0)
+        return -1;
     char key[STORE_KEY_MAX];
     store_key_partition(st, key, partition, "outbox");
     argv_buf_t a = {0};
@@ -730,12 +934,19 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
     if (rc == 0)
         rc = redisAppendCommandArgv(st->ctx, (int)a.count, a.argv, a.lens) == REDIS_OK ? 0 : -1;
     argv_release(&a);
-    return rc == 0 ? note_reply(st, false) : -1;
+    return rc == 0 ? note_reply(st, 0, 0) : -1;
 }
 
+/* The status of a transition from its script's answer ("OK", "EXISTS ...", ...), or of
+ * every transition of a call that failed as a whole (an error reply). */
 static store_status_t classify(store_t *st, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ERROR)
+    bool error = r->type == REDIS_REPLY_ERROR;
+    if (!error && r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING) {
+        set_error(st, "redis: unexpected reply type %d to a transition", r->type);
+        return STORE_ERROR;
+    }
+    if (strcmp(r->str, "OK") == 0 && !error)
         return STORE_OK;
     if (strncmp(r->str, "EXISTS", 6) == 0)
         return STORE_EXISTS;
@@ -749,26 +960,44 @@ static store_status_t classify(store_t *st, const redisReply *r)
 
 int store_flush(store_t *st, store_status_t *results)
 {
-    size_t nreplies = st->queued_replies, ti = 0;
     int rc = 0;
     bool lost = false;
-    for (size_t i = 0; i < nreplies; i++) {
-        bool is_transition = st->reply_is_transition[i];
+    if (st->ctx && emit_batches(st) < 0) {
+        set_error(st, "redis: cannot queue a script call (out of memory)");
+        lost = true; /* the pipeline holds part of the turn: start afresh */
+        rc = -1;
+    }
+    /* Transitions that never made it into the pipeline stay STORE_ERROR. */
+    for (size_t i = 0; i < st->queued_transitions; i++)
+        results[i] = STORE_ERROR;
+    for (size_t i = 0; i < st->queued_replies; i++) {
+        const reply_slot_t *slot = &st->replies[i];
+        const size_t *pos = st->reply_results + slot->first;
         redisReply *r = NULL;
         if (!lost && (!st->ctx || redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r)) {
             set_error(st, "redis: %s", st->ctx ? st->ctx->errstr : "not connected");
             lost = true;
             rc = -1;
         }
-        if (is_transition)
-            results[ti++] = lost ? STORE_ERROR : classify(st, r);
-        else if (!lost && r->type == REDIS_REPLY_ERROR)
+        if (lost) {
+            /* results already STORE_ERROR */
+        } else if (slot->count && r->type == REDIS_REPLY_ARRAY && r->elements == slot->count) {
+            for (size_t k = 0; k < slot->count; k++)
+                results[pos[k]] = classify(st, r->element[k]);
+        } else if (slot->count) {
+            store_status_t all = r->type == REDIS_REPLY_ARRAY ? STORE_ERROR : classify(st, r);
+            if (r->type == REDIS_REPLY_ARRAY)
+                set_error(st, "redis: %zu results to %zu transitions", r->elements, slot->count);
+            for (size_t k = 0; k < slot->count; k++)
+                results[pos[k]] = all;
+        } else if (r->type == REDIS_REPLY_ERROR) {
             log_warn("outbox acknowledgement failed: %s", r->str);
+        }
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             lost = true, rc = -1; /* the script cache was flushed: reconnect reloads it */
         freeReplyObject(r);
     }
-    st->queued_replies = st->queued_transitions = 0;
+    drop_queued(st);
     if (lost && st->ctx) {
         redisFree(st->ctx);
         st->ctx = NULL;
