@@ -14,7 +14,7 @@ if [[ "${1:-}" == "--sanitize" ]]; then
   # Every instrumented process (test workers, and the coordinators and services the tests
   # start) writes its reports to files here, so that none is lost in a child's log.
   rm -rf "$reports" && mkdir -p "$reports"
-  export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:log_path=$reports/asan:${ASAN_OPTIONS:-}"
+  export ASAN_OPTIONS="detect_leaks=1:log_path=$reports/asan:${ASAN_OPTIONS:-}"
   export UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/ubsan:${UBSAN_OPTIONS:-}"
   export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:${LSAN_OPTIONS:-}"
   export SAGA_SIM_SEEDS="${SAGA_SIM_SEEDS:-1000}" # the simulation is 20-50x slower here
