@@ -3,6 +3,8 @@
  * docs/definitions.md). */
 #include "definition.h"
 
+#include "suggest.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -187,49 +189,10 @@ static const char *type_name(const json_t *v)
     return "a value";
 }
 
-/* Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    enum { MAXW = 64 };
-    size_t la = strlen(a), lb = strlen(b);
-    if (la >= MAXW || lb >= MAXW)
-        return SIZE_MAX;
-    size_t d[MAXW][MAXW];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            size_t best = d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[la][lb];
-}
-
 /* The known word closest to word when it is close enough to be a typo, else NULL. */
 static const char *closest_name(const char *word, const char *const *known)
 {
-    const char *best = NULL;
-    size_t best_d = SIZE_MAX;
-    for (size_t i = 0; known[i]; i++) {
-        size_t dist = edit_distance(word, known[i]);
-        if (dist < best_d) {
-            best_d = dist;
-            best = known[i];
-        }
-    }
-    if (best && best_d <= DEFN_SUGGEST_DISTANCE && 2 * best_d <= strlen(word))
-        return best;
-    return NULL;
+    return suggest_closest(word, known, SUGGEST_UNTIL_NULL, DEFN_SUGGEST_DISTANCE);
 }
 
 static bool in_list(const char *word, const char *const *list)

@@ -2,6 +2,8 @@
  * and renders them (see template.h; the language is in docs/definitions.md). */
 #include "template.h"
 
+#include "suggest.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -99,53 +101,10 @@ static void set_why(char *why, size_t why_len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Optimal string alignment distance: Levenshtein plus adjacent transpositions, the
- * usual typo ("chrage"). Returns SIZE_MAX for words too long to be worth comparing. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    enum { MAXW = 64 };
-    size_t la = strlen(a), lb = strlen(b);
-    if (la >= MAXW || lb >= MAXW)
-        return SIZE_MAX;
-    size_t d[MAXW][MAXW];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < best)
-                best = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[la][lb];
-}
-
 /* The candidate closest to word, when close enough to be a likely typo, else NULL. */
 static const char *closest_name(const char *word, const char *const *names, size_t n)
 {
-    const char *best = NULL;
-    size_t best_d = SIZE_MAX;
-    for (size_t i = 0; i < n; i++) {
-        if (!names[i])
-            continue;
-        size_t dist = edit_distance(word, names[i]);
-        if (dist < best_d) {
-            best_d = dist;
-            best = names[i];
-        }
-    }
-    if (best && best_d <= TEMPLATE_SUGGEST_DISTANCE && 2 * best_d <= strlen(word))
-        return best;
-    return NULL;
+    return suggest_closest(word, names, n, TEMPLATE_SUGGEST_DISTANCE);
 }
 
 static void compile_error(compiler_t *c, const char *fmt, ...)

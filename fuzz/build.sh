@@ -10,7 +10,7 @@ cc=${FUZZ_CC:-clang}
 mkdir -p "$out/obj"
 
 # The modules the targets reach: no Kafka, no Redis, no I/O.
-core=(definition template sha256 protocol saga machine)
+core=(definition template suggest sha256 protocol saga jsonw machine)
 common=(-g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter
         -fno-omit-frame-pointer -I"$root/coordinator" $(pkg-config --cflags jansson))
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
@@ -29,7 +29,8 @@ for src in "$root"/fuzz/fuzz_*.c; do
   "$cc" "${common[@]}" "${san[@]}" -fsanitize=fuzzer "$src" "${objs[@]}" "${libs[@]}" \
     -o "$out/$name"
 done
-"$cc" "${common[@]}" "${san[@]}" "$root/fuzz/gen_saga_corpus.c" \
-  "$root"/coordinator/{definition,template,sha256,saga,machine}.c "${libs[@]}" \
+core_src=()
+for m in "${core[@]}"; do core_src+=("$root/coordinator/$m.c"); done
+"$cc" "${common[@]}" "${san[@]}" "$root/fuzz/gen_saga_corpus.c" "${core_src[@]}" "${libs[@]}" \
   -o "$out/gen_saga_corpus"
 echo "$out"
