@@ -46,8 +46,8 @@ static void usage(FILE *out)
             "(docs/definitions.md, \"Versions and reloading\").\n\n");
     config_usage(out);
     fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
-                 "fatal runtime error (Redis or Kafka unusable at start, http_listen not\n"
-                 "available).\n"
+                 "fatal error at start (Redis unusable or unsafe, a librdkafka property\n"
+                 "librdkafka refuses, Kafka unusable, http_listen not available).\n"
                  "\n"
                  "HTTP (http_listen): GET /metrics (Prometheus), /healthz, /readyz, / (dashboard),\n"
                  "/api/sagas, /api/sagas/ID, /api/stats. See docs/operations.md.\n");
