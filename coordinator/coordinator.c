@@ -12,6 +12,7 @@
 #include "registry.h"
 #include "store.h"
 #include "timers.h"
+#include "vec.h"
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -111,21 +112,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Grows a vector (*items, *cap) to hold at least need entries of size sz. */
-static int grow(void **items, size_t *cap, size_t need, size_t sz)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *p = realloc(*items, n * sz);
-    if (!p)
-        return -1;
-    *items = p;
-    *cap = n;
-    return 0;
-}
 
 /* Counts hits of a named point for the SAGA_CRASH_AT / SAGA_FREEZE_AT test hooks: true
  * when this hit is the one to act on. */
@@ -538,7 +524,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             p->reload_at = now_ms();
         }
     } else if (d && d->outbox_id &&
-               grow((void **)&c->acks, &c->acks_cap, c->nacks + 1, sizeof *c->acks) == 0) {
+               vec_grow((void **)&c->acks, &c->acks_cap, c->nacks + 1, sizeof *c->acks) == 0) {
         c->acks[c->nacks].partition = d->partition;
         c->acks[c->nacks].id = d->outbox_id;
         c->nacks++;
@@ -645,7 +631,7 @@ static int entry_set(outbox_entry_t *e, const char *id, const char *topic, const
 static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machine_result_t *res,
                              int64_t expected_version)
 {
-    if (grow((void **)&c->pending, &c->pending_cap, c->npending + 1, sizeof *c->pending) < 0) {
+    if (vec_grow((void **)&c->pending, &c->pending_cap, c->npending + 1, sizeof *c->pending) < 0) {
         log_error("out of memory queueing a transition");
         p->needs_reload = true;
         return;
@@ -931,7 +917,7 @@ static void log_transition(const saga_t *s, const json_t *history); /* observabi
 
 static void doom(coordinator_t *c, saga_t *s)
 {
-    if (grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
+    if (vec_grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
         c->doomed[c->ndoomed++] = s;
 }
 
@@ -993,7 +979,7 @@ static void fence_or_recover(coordinator_t *c, partition_t *p)
  * partition with every delivered id, rather than one command per message. */
 static void queue_acks(coordinator_t *c)
 {
-    if (c->nacks && grow((void **)&c->ack_ids, &c->ack_ids_cap, c->nacks, sizeof *c->ack_ids) == 0) {
+    if (c->nacks && vec_grow((void **)&c->ack_ids, &c->ack_ids_cap, c->nacks, sizeof *c->ack_ids) == 0) {
         for (size_t i = 0; i < c->nparts; i++) {
             partition_t *p = c->parts[i];
             if (!p || !p->owned || p->fenced)
@@ -1017,7 +1003,7 @@ static void finish_turn(coordinator_t *c)
     queue_acks(c);
 
     size_t n = c->npending;
-    if (grow((void **)&c->results, &c->results_cap, n + 1, sizeof *c->results) < 0) {
+    if (vec_grow((void **)&c->results, &c->results_cap, n + 1, sizeof *c->results) < 0) {
         log_error("out of memory finishing a turn");
         abort(); /* cannot know what to do safely; a restart recovers everything */
     }
@@ -1165,7 +1151,7 @@ static size_t compute_lag(coordinator_t *c)
 {
     int owned = coordinator_partitions_owned(c);
     if (owned == 0 ||
-        (grow((void **)&c->lag_partition, &c->lag_cap, (size_t)owned, sizeof *c->lag_partition) < 0))
+        (vec_grow((void **)&c->lag_partition, &c->lag_cap, (size_t)owned, sizeof *c->lag_partition) < 0))
         return 0;
     int64_t *l = realloc(c->lag, c->lag_cap * sizeof *l);
     if (!l)

@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include "log.h"
+#include "vec.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -220,27 +221,11 @@ static void argv_release(argv_buf_t *a)
     memset(a, 0, sizeof *a);
 }
 
-/* Grows *items (of sz bytes each) to hold need; 0 or -1. */
-static int grow(void **items, size_t *cap, size_t need, size_t sz)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *p = realloc(*items, n * sz);
-    if (!p)
-        return -1;
-    *items = p;
-    *cap = n;
-    return 0;
-}
-
 static int strlist_push(strlist_t *l, const char *s, size_t len)
 {
-    if (grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
+    if (vec_grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
         return -1;
-    if (grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
+    if (vec_grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
         return -1;
     memcpy(l->buf + l->len, s, len);
     l->buf[l->len + len] = '\0';
@@ -259,8 +244,8 @@ static int strlist_push_fmt(strlist_t *l, const char *fmt, ...)
 {
     /* Formats straight into the buffer: it is kept between turns, so one pass is usual. */
     for (size_t room = 64;;) {
-        if (grow((void **)&l->buf, &l->cap, l->len + room, 1) < 0 ||
-            grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
+        if (vec_grow((void **)&l->buf, &l->cap, l->len + room, 1) < 0 ||
+            vec_grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
             return -1;
         size_t avail = l->cap - l->len;
         va_list ap;
@@ -287,7 +272,7 @@ static int strlist_push_int(strlist_t *l, int64_t v)
 static int strlist_patch(strlist_t *l, size_t i, const char *s)
 {
     size_t len = strlen(s);
-    if (grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
+    if (vec_grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0)
         return -1;
     memcpy(l->buf + l->len, s, len + 1);
     l->items[i] = (struct strlist_item){.off = l->len, .len = len};
@@ -703,7 +688,7 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
 
 static int note_reply(store_t *st, size_t first, size_t count)
 {
-    if (grow((void **)&st->replies, &st->replies_cap, st->queued_replies + 1,
+    if (vec_grow((void **)&st->replies, &st->replies_cap, st->queued_replies + 1,
              sizeof *st->replies) < 0)
         return -1;
     st->replies[st->queued_replies++] = (reply_slot_t){.first = first, .count = count};
@@ -734,8 +719,8 @@ static int emit_batch(store_t *st, batch_t *b)
     const char *mid[] = {epoch, cap, count};
     size_t nhead = sizeof head / sizeof *head, nmid = sizeof mid / sizeof *mid;
     size_t argc = nhead + b->keys.count + nmid + b->args.count;
-    if (grow((void **)&st->argv, &st->argv_cap, argc, sizeof *st->argv) < 0 ||
-        grow((void **)&st->argv_lens, &st->argv_lens_cap, argc, sizeof *st->argv_lens) < 0)
+    if (vec_grow((void **)&st->argv, &st->argv_cap, argc, sizeof *st->argv) < 0 ||
+        vec_grow((void **)&st->argv_lens, &st->argv_lens_cap, argc, sizeof *st->argv_lens) < 0)
         return -1;
     size_t n = 0;
     for (size_t i = 0; i < nhead; i++, n++)
@@ -748,7 +733,7 @@ static int emit_batch(store_t *st, batch_t *b)
         st->argv[n] = b->args.buf + b->args.items[i].off, st->argv_lens[n] = b->args.items[i].len;
     if (redisAppendCommandArgv(st->ctx, (int)argc, st->argv, st->argv_lens) != REDIS_OK)
         return -1;
-    if (grow((void **)&st->reply_results, &st->reply_results_cap, st->nreply_results + b->count,
+    if (vec_grow((void **)&st->reply_results, &st->reply_results_cap, st->nreply_results + b->count,
              sizeof *st->reply_results) < 0 ||
         note_reply(st, st->nreply_results, b->count) < 0)
         return -1;
@@ -780,7 +765,7 @@ static batch_t *batch_for(store_t *st, int32_t partition, int64_t epoch)
             b = &st->batches[i];
     if (!b) {
         size_t cap = st->batches_cap;
-        if (grow((void **)&st->batches, &cap, st->nbatches + 1, sizeof *st->batches) < 0)
+        if (vec_grow((void **)&st->batches, &cap, st->nbatches + 1, sizeof *st->batches) < 0)
             return NULL;
         /* Batches keep their buffers between turns: new slots start empty. */
         memset(st->batches + st->batches_cap, 0, (cap - st->batches_cap) * sizeof *st->batches);
@@ -791,7 +776,7 @@ static batch_t *batch_for(store_t *st, int32_t partition, int64_t epoch)
     }
     if (b->count == STORE_MAX_BATCH && emit_batch(st, b) < 0)
         return NULL;
-    if (grow((void **)&b->results, &b->results_cap, b->count + 1, sizeof *b->results) < 0)
+    if (vec_grow((void **)&b->results, &b->results_cap, b->count + 1, sizeof *b->results) < 0)
         return NULL;
     return b;
 }
