@@ -27,12 +27,16 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +54,8 @@
 #define BENCH_RAMP_US 1000000           /* closed loop: not counted at the start */
 #define BENCH_MAX_CMDSTATS 64
 #define BENCH_MSG_MAX 4096
+#define BENCH_LAT_BUCKETS 32            /* of the coordinator's latency histogram */
+#define BENCH_METRICS_MAX (1 << 20)     /* bytes of a /metrics scrape */
 
 static const char *const TOPICS[] = {"saga.input", BENCH_CMD_TOPIC, "saga.outcomes",
                                      "saga.deadletter"};
@@ -89,13 +95,17 @@ typedef struct snapshot {
     char cmd_names[BENCH_MAX_CMDSTATS][32];
     long long cmd_calls[BENCH_MAX_CMDSTATS];
     uint64_t finished;
+    /* the coordinator's saga_coordinator_latency_seconds histogram (cumulative) */
+    size_t nlat;
+    double lat_le[BENCH_LAT_BUCKETS];
+    double lat_cum[BENCH_LAT_BUCKETS];
 } snapshot_t;
 
 struct bench {
     opts_t o;
     char bindir[1024], tmp[1024], defs[1100];
     char bootstrap[512];
-    int redis_port;
+    int redis_port, http_port;
     pid_t broker, redis, coord;
     redisContext *redis_ctx;           /* INFO commandstats */
     rd_kafka_t *producer;              /* starts and replies */
@@ -461,7 +471,9 @@ static void stack_start(bench_t *b, int steps)
     snprintf(bs, sizeof bs, "--bootstrap_servers=%s", b->bootstrap);
     snprintf(rp, sizeof rp, "--redis_port=%d", b->redis_port);
     snprintf(defs, sizeof defs, "--definitions=%s", b->defs);
-    char lvl[] = "--log_level=warn";
+    char lvl[] = "--log_level=warn", http[64];
+    b->http_port = proc_free_port();
+    snprintf(http, sizeof http, "--http_listen=127.0.0.1:%d", b->http_port);
     /* SAGA_BENCH_WRAPPER runs the coordinator under a profiler: "valgrind --tool=callgrind
      * --callgrind-out-file=/tmp/cg.out" (its /proc figures are then the wrapper's). */
     char *cargv[32], wrap[1024] = "";
@@ -472,7 +484,7 @@ static void stack_start(bench_t *b, int steps)
         for (char *t = strtok(wrap, " "); t && ca < 24; t = strtok(NULL, " "))
             cargv[ca++] = t;
     }
-    char *own[] = {coord, bs, rp, defs, lvl};
+    char *own[] = {coord, bs, rp, defs, lvl, http};
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         cargv[ca++] = own[i];
     cargv[ca] = NULL;
@@ -530,6 +542,77 @@ static void stack_stop(bench_t *b)
 
 /* --- snapshots -------------------------------------------------------------------- */
 
+/* GET /metrics from the coordinator; a malloc'd body, or NULL. */
+static char *scrape_metrics(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return NULL;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char *buf = NULL;
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1) &&
+        (buf = malloc(BENCH_METRICS_MAX + 1))) {
+        size_t len = 0;
+        ssize_t got;
+        while (len < BENCH_METRICS_MAX && (got = read(fd, buf + len, BENCH_METRICS_MAX - len)) > 0)
+            len += (size_t)got;
+        buf[len] = '\0';
+    }
+    close(fd);
+    return buf;
+}
+
+/* The coordinator's latency histogram from a scrape (cumulative counts per bound). */
+static void read_latency(bench_t *b, snapshot_t *s)
+{
+    char *text = scrape_metrics(b->http_port);
+    if (!text)
+        die("cannot read the coordinator's /metrics on port %d", b->http_port);
+    static const char name[] = "saga_coordinator_latency_seconds_bucket{le=\"";
+    for (char *at = strstr(text, name); at && s->nlat < BENCH_LAT_BUCKETS;
+         at = strstr(at + 1, name)) {
+        char *le = at + sizeof name - 1;
+        double bound = strncmp(le, "+Inf", 4) == 0 ? INFINITY : strtod(le, NULL);
+        char *val = strstr(le, "} ");
+        if (!val)
+            break;
+        s->lat_le[s->nlat] = bound;
+        s->lat_cum[s->nlat++] = strtod(val + 2, NULL);
+    }
+    free(text);
+    if (s->nlat == 0)
+        die("the coordinator's /metrics has no saga_coordinator_latency_seconds");
+}
+
+/* Percentiles (ms) of the latency histogram's growth between two scrapes, interpolated
+ * linearly inside a bucket (as Prometheus's histogram_quantile does). */
+static void latency_percentiles(const snapshot_t *s0, const snapshot_t *s1, const double *ps,
+                                size_t nps, double *out)
+{
+    size_t n = s1->nlat;
+    double total = n ? s1->lat_cum[n - 1] - (s0->nlat == n ? s0->lat_cum[n - 1] : 0) : 0;
+    for (size_t k = 0; k < nps; k++) {
+        out[k] = 0;
+        if (total <= 0)
+            continue;
+        double want = total * ps[k] / 100.0, prev_cum = 0, prev_le = 0;
+        for (size_t i = 0; i < n; i++) {
+            double cum = s1->lat_cum[i] - (s0->nlat == n ? s0->lat_cum[i] : 0);
+            if (cum >= want) {
+                double le = isinf(s1->lat_le[i]) ? prev_le : s1->lat_le[i];
+                double f = cum > prev_cum ? (want - prev_cum) / (cum - prev_cum) : 1;
+                out[k] = (prev_le + (le - prev_le) * f) * 1000.0;
+                break;
+            }
+            prev_cum = cum;
+            prev_le = s1->lat_le[i];
+        }
+    }
+}
+
 static void take_snapshot(bench_t *b, snapshot_t *s)
 {
     memset(s, 0, sizeof *s);
@@ -561,6 +644,7 @@ static void take_snapshot(bench_t *b, snapshot_t *s)
         }
     }
     freeReplyObject(r);
+    read_latency(b, s);
 }
 
 static long long cmd_calls(const snapshot_t *s, const char *name)
@@ -584,6 +668,7 @@ typedef struct result {
     double half_rate, half_achieved;
     size_t half_sagas;
     double e2e[3], hop[3], added[3];
+    double coord_latency[3];           /* the coordinator's own histogram, ms */
     double cpu_per_1000;
     double redis_calls_per_saga;       /* every command Redis ran, scripts' inner ones too */
     double redis_sent_per_saga;        /* commands the coordinator sent (EVALSHA, HDEL, ...) */
@@ -995,6 +1080,7 @@ static void run_size(bench_t *b, int steps, result_t *r)
         hop_set[i] = &b->parts[i].hops;
     hop_set[BENCH_PARTICIPANTS] = &b->final_hops;
     percentiles(hop_set, BENCH_PARTICIPANTS + 1, r->hop);
+    latency_percentiles(&s0, &s1, PCTS, 3, r->coord_latency);
     r->cpu_per_1000 = (s1.coord_cpu - s0.coord_cpu) / n * 1000.0;
     r->redis_breakdown = json_object();
     long long all = 0, sent = 0;
@@ -1097,6 +1183,8 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("  e2e latency p99 (ms)", "%19.2f", rs[i].e2e[2]);
     ROW("  hop per transition p50/p99 (ms)", "%12.2f / %5.2f", rs[i].hop[0], rs[i].hop[2]);
     ROW("  added per step p50/p99 (ms)", "%12.2f / %5.2f", rs[i].added[0], rs[i].added[2]);
+    ROW("  coordinator latency p50/p99 (ms)", "%12.2f / %5.2f", rs[i].coord_latency[0],
+        rs[i].coord_latency[2]);
     ROW("Redis commands per saga (all / sent)", "%12.1f / %5.1f", rs[i].redis_calls_per_saga,
         rs[i].redis_sent_per_saga);
     ROW("Kafka messages per saga", "%19.2f", rs[i].kafka_per_saga);
@@ -1163,6 +1251,8 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
                       (json_int_t)r->not_completed, "saturation_cores", "coordinator",
                       r->sat_cores[0], "broker", r->sat_cores[1], "redis", r->sat_cores[2],
                       "bench", r->sat_cores[3]));
+        json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
+                            "coordinator_latency_ms", pct_json(r->coord_latency));
     }
     char host[256] = "";
     gethostname(host, sizeof host);

@@ -1,6 +1,18 @@
 /* coordinator.c - the engine: partitions, sagas, timers and the loop turn (see
- * coordinator.h). The order inside a turn is what makes the guarantees: Redis first,
- * then Kafka produce, then offsets; a crash anywhere re-does work, never loses it. */
+ * coordinator.h). The order for each round of transitions is what makes the guarantees:
+ * Redis first, then Kafka produce, then offsets; a crash anywhere re-does work, never
+ * loses it.
+ *
+ * Rounds: the transitions one turn computes are a round, written to Redis in one
+ * pipeline. A turn sends its round and does not wait for it: the next turn takes and
+ * computes its input while Redis works, then reads the previous round's replies,
+ * produces what they confirmed and stores their offsets, then sends its own. So at most
+ * one round is in flight and one open; the open one is built on the in-flight one's
+ * state, which Redis's version and epoch checks make safe: when a round is refused for a
+ * partition, the open round's transitions of that partition (not sent yet) are discarded
+ * with its sagas, and the partition is reloaded from what Redis confirmed. Anything that
+ * talks to Redis synchronously (loads, epochs, definitions, ping) settles the round in
+ * flight first (settle_round). */
 #include "coordinator.h"
 
 #include "guards.h"
@@ -36,8 +48,10 @@ typedef struct partition {
     int64_t epoch;
     idmap_t *sagas;
     bool paused;
-    int64_t turn_first_offset; /* first input offset taken this turn, -1 = none */
-    int64_t turn_next_offset;  /* offset after the last one taken this turn */
+    int64_t turn_first_offset; /* first input offset of the open round, -1 = none */
+    int64_t turn_next_offset;  /* offset after the last one of the open round */
+    int64_t sent_first_offset; /* the same for the round in flight */
+    int64_t sent_next_offset;
     int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
     int64_t reload_at;
     /* After a load, timers wait until the input read before the load is processed: a
@@ -47,11 +61,13 @@ typedef struct partition {
     int64_t loaded_at;
 } partition_t;
 
-/* A transition waiting for the turn's Redis pipeline. */
+/* A transition waiting for its round's Redis pipeline. */
 typedef struct pending {
-    saga_t *saga;
+    saga_t *saga;                /* NULL once discarded */
     int32_t partition;
     int64_t expected_version;
+    saga_status_t status;        /* the saga's status after this transition */
+    int64_t avail_us;            /* its input message became available (0: a timer's) */
     json_t *history;             /* owned */
     outbox_entry_t *entries;     /* owned */
     size_t entry_count;
@@ -63,6 +79,13 @@ typedef struct delivery {
     char *outbox_id;        /* NULL = not in an outbox */
     int64_t epoch;          /* the epoch it was produced under */
 } delivery_t;
+
+/* A round: the transitions of one turn, in queue order (their store positions). */
+typedef struct round {
+    pending_t *pending;
+    size_t npending, cap;
+    bool timer_fired;            /* holds a transition a timer caused */
+} round_t;
 
 typedef struct ack {
     int32_t partition;
@@ -78,8 +101,7 @@ struct coordinator {
     partition_t **parts;
     size_t nparts;
     timer_heap_t timers;
-    pending_t *pending;
-    size_t npending, pending_cap;
+    round_t open, sent;          /* being computed; written to Redis, replies unread */
     store_status_t *results;
     size_t results_cap;
     ack_t *acks;
@@ -89,8 +111,10 @@ struct coordinator {
     saga_t **doomed;
     size_t ndoomed, doomed_cap;
     rd_kafka_message_t **batch;
+    int64_t drained_us;          /* the input queue was last found empty (monotonic us) */
+    int64_t batch_avail_us;      /* this turn's messages were available since */
+    int64_t msg_avail_us;        /* of the message being handled; 0 while timers run */
     uint64_t rng;
-    bool timer_fired;
     coordinator_stats_t stats;
     /* Observability (see the section "observability" below; metrics.h): */
     metrics_t *metrics;
@@ -105,11 +129,21 @@ struct coordinator {
     volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
 
+static void settle_round(coordinator_t *c);
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* For the coordinator's own latency (saga_coordinator_latency_seconds). */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 
@@ -170,15 +204,45 @@ static partition_t *part_get(coordinator_t *c, int32_t id, bool create)
             return NULL;
         }
         p->id = id;
-        p->turn_first_offset = -1;
+        p->turn_first_offset = p->sent_first_offset = -1;
         c->parts[id] = p;
     }
     return c->parts[id];
 }
 
-/* Frees every saga of p held in memory. */
+static void pending_release(pending_t *pd)
+{
+    json_decref(pd->history);
+    for (size_t k = 0; k < pd->entry_count; k++)
+        outbox_entry_release(&pd->entries[k]);
+    free(pd->entries);
+    pd->history = NULL;
+    pd->entries = NULL;
+    pd->entry_count = 0;
+}
+
+/* Discards the open round's transitions of p (computed on state now in doubt): they are
+ * not written, and its input of the round is read again. */
+static void discard_open(coordinator_t *c, partition_t *p)
+{
+    for (size_t i = 0; i < c->open.npending; i++) {
+        pending_t *pd = &c->open.pending[i];
+        if (pd->partition != p->id || !pd->saga)
+            continue;
+        pd->saga->pending_writes--;
+        pd->saga = NULL;
+        pending_release(pd);
+    }
+    if (c->store)
+        (void)store_discard_partition(c->store, p->id);
+    p->turn_first_offset = -1;
+}
+
+/* Frees every saga of p held in memory, with the open round's transitions of p. Only
+ * with no round in flight (its transitions point at these sagas). */
 static void part_drop_sagas(coordinator_t *c, partition_t *p)
 {
+    discard_open(c, p);
     const char *id;
     void *v;
     for (size_t it = 0; idmap_next(p->sagas, &it, &id, &v);) {
@@ -215,6 +279,7 @@ static const definition_t *find_definition(coordinator_t *c, const char *name, i
         return d;
     int status;
     char why[512];
+    settle_round(c);
     d = registry_fetch(c->registry, c->store, name, version, NULL, &status, why, sizeof why);
     if (d)
         log_info("definition %s v%d loaded from Redis for a start naming it", name, version);
@@ -310,6 +375,7 @@ static int adopt_deferred_sagas(load_ctx_t *lc)
 
 int coordinator_reload(coordinator_t *c)
 {
+    settle_round(c);
     defn_errors_t errs = {0};
     registry_changes_t ch;
     int rc = registry_reload(c->registry, c->cfg.definitions, c->store, &errs, &ch);
@@ -464,7 +530,7 @@ static void partition_acquire(coordinator_t *c, int32_t id)
     p->epoch = 0;
     p->paused = false;
     p->confirmed_offset = -1;
-    p->turn_first_offset = -1;
+    p->turn_first_offset = p->sent_first_offset = -1;
     p->catchup_offset = -1;
     c->stats.partitions_assigned++;
     (void)partition_load(c, p, true);
@@ -485,6 +551,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *list, void *opaque)
 {
     coordinator_t *c = opaque;
+    settle_round(c); /* loads and releases need Redis, and the sagas the round points at */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         c->joined = true;
         for (int i = 0; i < list->cnt; i++)
@@ -626,21 +693,24 @@ static int entry_set(outbox_entry_t *e, const char *id, const char *topic, const
     return e->id && e->topic && e->key && e->value ? 0 : -1;
 }
 
-/* Queues the transition in res for the turn's pipeline. Takes res's history; res can be
+/* Queues the transition in res in the open round. Takes res's history; res can be
  * released by the caller after. */
 static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machine_result_t *res,
                              int64_t expected_version)
 {
-    if (vec_grow((void **)&c->pending, &c->pending_cap, c->npending + 1, sizeof *c->pending) < 0) {
+    round_t *r = &c->open;
+    if (vec_grow((void **)&r->pending, &r->cap, r->npending + 1, sizeof *r->pending) < 0) {
         log_error("out of memory queueing a transition");
         p->needs_reload = true;
         return;
     }
-    pending_t *pd = &c->pending[c->npending];
+    pending_t *pd = &r->pending[r->npending];
     memset(pd, 0, sizeof *pd);
     pd->saga = s;
     pd->partition = p->id;
     pd->expected_version = expected_version;
+    pd->status = s->status;
+    pd->avail_us = c->msg_avail_us;
     pd->history = res->history;
     res->history = NULL;
     size_t n = res->command_count + (res->outcome ? 1 : 0);
@@ -658,7 +728,7 @@ static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machin
                        res->outcome) == 0;
     }
     s->version = expected_version + 1;
-    c->npending++;
+    r->npending++;
     store_transition_t t = {.partition = p->id,
                             .epoch = p->epoch,
                             .saga = s,
@@ -671,12 +741,11 @@ static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machin
         log_error("partition %d: cannot queue a transition (%s); reloading", (int)p->id,
                   ok ? store_last_error(c->store) : "out of memory");
         p->needs_reload = true;
-        c->npending--;
-        json_decref(pd->history);
-        for (size_t i = 0; i < pd->entry_count; i++)
-            outbox_entry_release(&pd->entries[i]);
-        free(pd->entries);
+        r->npending--;
+        pending_release(pd);
+        return;
     }
+    s->pending_writes++;
 }
 
 /* Applies a machine result: queue it when the saga changed, count it when not. */
@@ -718,6 +787,8 @@ static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_messag
     bool redis_error;
     const definition_t *def = find_definition(c, m->saga_name, m->version, &redis_error);
     char why[512];
+    if (p->fenced || p->needs_reload)
+        return; /* settling the round in flight put p in doubt: it is read again */
     if (redis_error) {
         /* Cannot tell whether that version exists: read the start again after a reload. */
         log_msg(LOG_ERROR, id, "partition %d: cannot look up %s v%d in Redis (%s); reloading",
@@ -901,7 +972,7 @@ static void run_timers(coordinator_t *c, int64_t now)
         machine_result_init(&res);
         machine_on_timer(s, &env, &res);
         if (res.changed) {
-            c->timer_fired = true;
+            c->open.timer_fired = true;
             apply_result(c, p, s, &res);
         } else {
             int64_t next = machine_next_timer(s);
@@ -921,11 +992,11 @@ static void doom(coordinator_t *c, saga_t *s)
         c->doomed[c->ndoomed++] = s;
 }
 
-static void count_outcome(coordinator_t *c, const saga_t *s, const pending_t *pd)
+static void count_outcome(coordinator_t *c, const pending_t *pd)
 {
     if (pd->expected_version == 0)
         c->stats.started++;
-    switch (s->status) {
+    switch (pd->status) {
     case SAGA_COMPLETED: c->stats.completed++; break;
     case SAGA_COMPENSATED: c->stats.compensated++; break;
     case SAGA_STUCK: c->stats.stuck++; break;
@@ -997,36 +1068,38 @@ static void queue_acks(coordinator_t *c)
     c->nacks = 0;
 }
 
-static void finish_turn(coordinator_t *c)
+/* Reads the replies of the round in flight (if any) and acts on them: produces what
+ * was confirmed, retires finished sagas, stores the offsets of the partitions whose part
+ * of the round was all confirmed, and marks the others for a reload. */
+static void complete_round(coordinator_t *c)
 {
-    bool talked = c->nacks > 0 || c->npending > 0;
-    queue_acks(c);
-
-    size_t n = c->npending;
+    if (!store_in_flight(c->store))
+        return;
+    round_t *r = &c->sent;
+    size_t n = r->npending;
     if (vec_grow((void **)&c->results, &c->results_cap, n + 1, sizeof *c->results) < 0) {
         log_error("out of memory finishing a turn");
         abort(); /* cannot know what to do safely; a restart recovers everything */
     }
-    if (n)
-        coordinator_freeze_point("before_redis_write");
-    int flushed = store_flush(c->store, c->results);
-    if (flushed < 0) {
+    int received = store_receive(c->store, c->results);
+    if (received < 0) {
         c->stats.redis_errors++;
         log_error("redis pipeline failed: %s", store_last_error(c->store));
     }
-    if (talked) {
-        c->redis_ok = flushed == 0;
-        c->last_redis_ms = now_ms();
-    }
-    if (c->timer_fired)
+    c->redis_ok = received == 0;
+    c->last_redis_ms = now_ms();
+    if (r->timer_fired)
         coordinator_crash_point("after_timer_write");
     if (n)
         coordinator_crash_point("after_redis_write");
 
     for (size_t i = 0; i < n; i++) {
-        pending_t *pd = &c->pending[i];
+        pending_t *pd = &r->pending[i];
         partition_t *p = part_get(c, pd->partition, false);
         saga_t *s = pd->saga;
+        if (!s)
+            continue; /* discarded before it was sent */
+        s->pending_writes--;
         switch (c->results[i]) {
         case STORE_OK:
             s->creating = false;
@@ -1034,10 +1107,13 @@ static void finish_turn(coordinator_t *c)
             c->stats.commands_sent += pd->entry_count;
             for (size_t k = 0; k < pd->entry_count; k++)
                 produce_entry(c, &pd->entries[k], p->id, p->epoch);
-            count_outcome(c, s, pd);
+            if (pd->avail_us)
+                metrics_on_latency(c->metrics, (double)(mono_us() - pd->avail_us) / 1e6);
+            count_outcome(c, pd);
             metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->history);
             log_transition(s, pd->history);
-            if (saga_status_is_terminal(s->status)) {
+            /* A finishing transition is a saga's last: nothing later points at it. */
+            if (saga_status_is_terminal(pd->status)) {
                 timers_remove(&c->timers, s);
                 if (idmap_get(p->sagas, s->id) == s) {
                     idmap_remove(p->sagas, s->id);
@@ -1050,6 +1126,11 @@ static void finish_turn(coordinator_t *c)
         case STORE_EXISTS:
             c->stats.duplicate_starts++;
             log_msg(LOG_DEBUG, s->id, "duplicate start ignored: the saga exists in Redis");
+            if (s->pending_writes > 0) {
+                /* The open round moved this phantom on: reload, which discards that too. */
+                p->needs_reload = true;
+                break;
+            }
             timers_remove(&c->timers, s);
             if (idmap_get(p->sagas, s->id) == s) {
                 idmap_remove(p->sagas, s->id);
@@ -1074,25 +1155,18 @@ static void finish_turn(coordinator_t *c)
     if (n)
         coordinator_crash_point("after_produce");
 
-    /* Offsets: stored only for partitions whose whole turn is confirmed. A partition in
-     * doubt drops its sagas and pauses until it is reloaded (or revoked, when fenced). */
+    /* Offsets: stored only for partitions whose whole part of the round is confirmed. */
     rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
     for (size_t i = 0; i < c->nparts; i++) {
         partition_t *p = c->parts[i];
         if (!p)
             continue;
-        if (p->owned && (p->fenced || p->needs_reload)) {
-            if (!p->paused) {
-                part_drop_sagas(c, p);
-                pause_partition(c, p, true);
-                p->reload_at = now_ms();
-            }
-        } else if (p->turn_first_offset >= 0) {
+        if (p->sent_first_offset >= 0 && p->owned && !p->fenced && !p->needs_reload) {
             rd_kafka_topic_partition_list_add(offsets, c->cfg.input_topic, p->id)->offset =
-                p->turn_next_offset;
-            p->confirmed_offset = p->turn_next_offset;
+                p->sent_next_offset;
+            p->confirmed_offset = p->sent_next_offset;
         }
-        p->turn_first_offset = -1;
+        p->sent_first_offset = -1;
     }
     if (offsets->cnt) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->consumer, offsets);
@@ -1101,17 +1175,54 @@ static void finish_turn(coordinator_t *c)
     }
     rd_kafka_topic_partition_list_destroy(offsets);
 
-    for (size_t i = 0; i < n; i++) {
-        json_decref(c->pending[i].history);
-        for (size_t k = 0; k < c->pending[i].entry_count; k++)
-            outbox_entry_release(&c->pending[i].entries[k]);
-        free(c->pending[i].entries);
-    }
-    c->npending = 0;
+    for (size_t i = 0; i < n; i++)
+        pending_release(&r->pending[i]);
+    r->npending = 0;
+    r->timer_fired = false;
     for (size_t i = 0; i < c->ndoomed; i++)
         saga_free(c->doomed[i]);
     c->ndoomed = 0;
-    c->timer_fired = false;
+}
+
+/* Completes the round in flight now: before anything that talks to Redis synchronously. */
+static void settle_round(coordinator_t *c)
+{
+    complete_round(c);
+}
+
+/* Ends the open round: partitions in doubt drop their part of it with their sagas and
+ * pause until reloaded (or revoked, when fenced); the rest is sent with the outbox
+ * acknowledgements, without waiting. Nothing may be in flight. */
+static void send_round(coordinator_t *c)
+{
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (p && p->owned && (p->fenced || p->needs_reload) && !p->paused) {
+            part_drop_sagas(c, p);
+            pause_partition(c, p, true);
+            p->reload_at = now_ms();
+        }
+    }
+    /* Discarded transitions stay in place (no saga): positions are the store's. */
+    bool talked = c->nacks > 0 || c->open.npending > 0;
+    queue_acks(c);
+    if (!talked)
+        return;
+    if (c->open.npending)
+        coordinator_freeze_point("before_redis_write");
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (!p)
+            continue;
+        p->sent_first_offset = p->turn_first_offset;
+        p->sent_next_offset = p->turn_next_offset;
+        p->turn_first_offset = -1;
+    }
+    round_t t = c->sent;
+    c->sent = c->open;
+    c->open = t;
+    if (store_send(c->store) < 0)
+        log_error("redis pipeline not sent: %s", store_last_error(c->store));
 }
 
 /* --- observability ---------------------------------------------------------------- */
@@ -1184,7 +1295,7 @@ static void observe_turn(coordinator_t *c)
 {
     int64_t now = now_ms();
     c->turns++;
-    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS) {
+    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS && !store_in_flight(c->store)) {
         c->redis_ok = store_ping(c->store) == 0;
         c->last_redis_ms = now;
     }
@@ -1216,6 +1327,7 @@ static void reload_partitions(coordinator_t *c, int64_t now)
         partition_t *p = c->parts[i];
         if (!p || !p->owned || p->fenced || !p->needs_reload || p->reload_at > now)
             continue;
+        settle_round(c);
         if (store_ensure_connected(c->store) < 0) {
             p->reload_at = now + COORD_RELOAD_RETRY_MS;
             continue;
@@ -1238,11 +1350,18 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
         if (until < wait)
             wait = until < 0 ? 0 : (int)until;
     }
-    if (c->nacks)
-        wait = 0;
-    /* Wait for the first message only, then take whatever else is already there: a
-     * batch call alone would wait for a full batch or the whole timeout. */
-    ssize_t n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, 1);
+    if (c->nacks || store_in_flight(c->store))
+        wait = 0; /* a round's replies are due: read them rather than wait for input */
+    /* Take what is there; when nothing is, wait for the first message only, then take
+     * whatever else came with it: a batch call alone would wait for a full batch or the
+     * whole timeout. A message found waiting was available since the queue was last
+     * found empty (an upper bound of its wait); one waited for, since it came. */
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, 0, c->batch, 1);
+    c->batch_avail_us = c->drained_us;
+    if (n == 0) {
+        n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, 1);
+        c->batch_avail_us = mono_us();
+    }
     if (n == 1 && c->cfg.batch_size > 1) {
         ssize_t more = rd_kafka_consume_batch_queue(c->queue, 0, c->batch + 1,
                                                     (size_t)c->cfg.batch_size - 1);
@@ -1252,11 +1371,16 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
         log_error("consume: %s", rd_kafka_err2str(rd_kafka_last_error()));
         n = 0;
     }
+    if (n < c->cfg.batch_size)
+        c->drained_us = mono_us();
     now = now_ms();
+    c->msg_avail_us = c->batch_avail_us;
     for (ssize_t i = 0; i < n; i++)
         handle_message(c, c->batch[i], now);
+    c->msg_avail_us = 0;
     run_timers(c, now);
-    finish_turn(c);
+    complete_round(c); /* the previous turn's, which Redis ran while we computed this */
+    send_round(c);
     for (ssize_t i = 0; i < n; i++)
         rd_kafka_message_destroy(c->batch[i]);
     rd_kafka_poll(c->producer, 0);
@@ -1454,9 +1578,11 @@ int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
             return -1;
     }
     log_info("stopping: leaving the group");
+    settle_round(c); /* its offsets are stored before they are committed */
     rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
     rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS);
-    finish_turn(c); /* acknowledge what the flush delivered */
+    send_round(c); /* acknowledge what the flush delivered */
+    settle_round(c);
     return 0;
 }
 
@@ -1484,7 +1610,12 @@ void coordinator_free(coordinator_t *c)
         free(c->acks[i].id);
     free(c->acks);
     free(c->ack_ids);
-    free(c->pending);
+    round_t *rounds[] = {&c->open, &c->sent};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < rounds[k]->npending; i++)
+            pending_release(&rounds[k]->pending[i]);
+        free(rounds[k]->pending);
+    }
     free(c->results);
     free(c->doomed);
     free(c->batch);

@@ -62,6 +62,10 @@ void metrics_free(metrics_t *m);
  * the duration of every step action or compensation that settled in it. */
 void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, const json_t *history);
 
+/* Loop thread. One transition's commands were produced, seconds after its input message
+ * became available to the coordinator (saga_coordinator_latency_seconds). */
+void metrics_on_latency(metrics_t *m, double seconds);
+
 /* Loop thread. A start was rejected; definition is the requested name (may be NULL). */
 void metrics_on_rejected(metrics_t *m, const char *definition);
 

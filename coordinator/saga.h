@@ -75,7 +75,8 @@ typedef struct saga {
     /* Runtime bookkeeping of the coordinator, never stored: */
     int64_t timer_due;         /* the time it is filed under in the timer heap */
     size_t timer_slot;         /* its place in the timer heap, or SAGA_NO_TIMER_SLOT */
-    bool creating;             /* its start is written in this turn, not yet confirmed */
+    bool creating;             /* its start is being written, not yet confirmed */
+    int pending_writes;        /* its transitions queued or in flight, not yet confirmed */
 } saga_t;
 
 /* A new running-to-be saga (status RUNNING, nothing sent). input is borrowed and copied

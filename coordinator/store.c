@@ -94,7 +94,14 @@ typedef struct batch {
 } batch_t;
 
 /* One reply to read: a script call's transitions (their positions in reply_results), or
- * an outbox acknowledgement (count 0). */
+ * an outbox acknowledgement (count 0).
+ *
+ * A round is what store_send sends: the transitions queued since the last send (each
+ * has a position, its index in the round's results) and the acknowledgements. Script
+ * calls are appended to hiredis's buffer only when the round is sent (acknowledgements
+ * append the open batches before themselves, to keep the order), so until then a
+ * partition's transitions can still be discarded. While a round is in flight nothing is
+ * appended: the replies read belong to it alone. */
 typedef struct reply_slot {
     size_t first, count;
 } reply_slot_t;
@@ -111,8 +118,12 @@ struct store {
     int timeout_ms;
     char script_sha[41];
     int wait_replicas;
-    size_t queued_transitions;
-    batch_t *batches;            /* open batches, one per partition (and epoch) */
+    size_t queued_transitions;   /* positions handed out in the open round */
+    bool in_flight;              /* a round is sent and its replies are unread */
+    bool send_failed;            /* the round in flight was not (all) written */
+    size_t sent_transitions;     /* positions of the round in flight */
+    batch_t *batches;            /* open batches, in the order opened (per partition and
+                                  * epoch; a full one is followed by another) */
     size_t nbatches, batches_cap;
     reply_slot_t *replies;       /* every reply to read, in pipeline order */
     size_t queued_replies, replies_cap;
@@ -287,9 +298,14 @@ static void strlist_release(strlist_t *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Runs one command synchronously; returns the reply (caller frees) or NULL. */
+/* Runs one command synchronously; returns the reply (caller frees) or NULL. Refused while
+ * the pipeline holds commands whose replies would come first. */
 static redisReply *command(store_t *st, const char *fmt, ...)
 {
+    if (st->in_flight || st->queued_replies) {
+        set_error(st, "redis: a pipelined round is pending (store_receive first)");
+        return NULL;
+    }
     if (store_ensure_connected(st) < 0)
         return NULL;
     va_list ap;
@@ -361,22 +377,30 @@ int store_ping(store_t *st)
     return r ? 0 : -1;
 }
 
-/* Forgets everything queued (the connection it was for is gone). */
+static void batch_clear(batch_t *b)
+{
+    b->count = 0;
+    b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
+}
+
+/* Forgets what the open round queued (the connection it was for is gone). Positions
+ * handed out stay taken: their transitions report STORE_ERROR when the round is read. */
 static void drop_queued(store_t *st)
 {
-    for (size_t i = 0; i < st->nbatches; i++) {
-        batch_t *b = &st->batches[i];
-        b->count = 0;
-        b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
-    }
+    for (size_t i = 0; i < st->nbatches; i++)
+        batch_clear(&st->batches[i]);
     st->nbatches = 0;
-    st->queued_replies = st->queued_transitions = st->nreply_results = 0;
+    st->queued_replies = st->nreply_results = 0;
 }
 
 int store_ensure_connected(store_t *st)
 {
     if (st->ctx && !st->ctx->err)
         return 0;
+    if (st->in_flight) {
+        set_error(st, "redis: connection lost with a round in flight");
+        return -1; /* store_receive reports the round and resets */
+    }
     if (st->ctx) {
         redisFree(st->ctx);
         st->ctx = NULL;
@@ -700,6 +724,16 @@ size_t store_queued(const store_t *st)
     return st->queued_transitions;
 }
 
+bool store_in_flight(const store_t *st)
+{
+    return st->in_flight;
+}
+
+size_t store_sent(const store_t *st)
+{
+    return st->in_flight ? st->sent_transitions : 0;
+}
+
 /* Appends one script call with the batch's transitions to the pipeline and empties it
  * (it stays allocated for the next turn). */
 static int emit_batch(store_t *st, batch_t *b)
@@ -739,8 +773,7 @@ static int emit_batch(store_t *st, batch_t *b)
         return -1;
     memcpy(st->reply_results + st->nreply_results, b->results, b->count * sizeof *b->results);
     st->nreply_results += b->count;
-    b->count = 0;
-    b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
+    batch_clear(b);
     return 0;
 }
 
@@ -755,13 +788,15 @@ static int emit_batches(store_t *st)
     return rc;
 }
 
-/* The open batch of partition and epoch, opened when there is none (a full one is
- * appended to the pipeline first). NULL when out of memory. */
+/* The open batch of partition and epoch with room, opened when there is none (after a
+ * full one: the script calls run in the order the batches were opened). NULL when out of
+ * memory. */
 static batch_t *batch_for(store_t *st, int32_t partition, int64_t epoch)
 {
     batch_t *b = NULL;
-    for (size_t i = 0; i < st->nbatches && !b; i++)
-        if (st->batches[i].partition == partition && st->batches[i].epoch == epoch)
+    for (size_t i = st->nbatches; i-- > 0 && !b;)
+        if (st->batches[i].partition == partition && st->batches[i].epoch == epoch &&
+            st->batches[i].count < STORE_MAX_BATCH)
             b = &st->batches[i];
     if (!b) {
         size_t cap = st->batches_cap;
@@ -774,8 +809,6 @@ static batch_t *batch_for(store_t *st, int32_t partition, int64_t epoch)
         b->partition = partition;
         b->epoch = epoch;
     }
-    if (b->count == STORE_MAX_BATCH && emit_batch(st, b) < 0)
-        return NULL;
     if (vec_grow((void **)&b->results, &b->results_cap, b->count + 1, sizeof *b->results) < 0)
         return NULL;
     return b;
@@ -833,7 +866,7 @@ static int push_field(const char *name, const char *value, size_t len, void *opa
 
 int store_queue_transition(store_t *st, const store_transition_t *t)
 {
-    if (store_ensure_connected(st) < 0)
+    if (!st->in_flight && store_ensure_connected(st) < 0)
         return -1;
     batch_t *b = batch_for(st, t->partition, t->epoch);
     if (!b)
@@ -905,6 +938,10 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
 {
     if (n == 0)
         return 0;
+    if (st->in_flight) {
+        set_error(st, "redis: acknowledgements queued with a round in flight");
+        return -1;
+    }
     if (store_ensure_connected(st) < 0)
         return -1;
     /* Redis runs the pipeline in order: what was queued before this goes before it. */
@@ -920,6 +957,17 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
         rc = redisAppendCommandArgv(st->ctx, (int)a.count, a.argv, a.lens) == REDIS_OK ? 0 : -1;
     argv_release(&a);
     return rc == 0 ? note_reply(st, 0, 0) : -1;
+}
+
+int store_discard_partition(store_t *st, int32_t partition)
+{
+    size_t discarded = 0;
+    for (size_t i = 0; i < st->nbatches; i++)
+        if (st->batches[i].partition == partition) {
+            discarded += st->batches[i].count;
+            batch_clear(&st->batches[i]);
+        }
+    return (int)discarded;
 }
 
 /* The status of a transition from its script's answer ("OK", "EXISTS ...", ...), or of
@@ -943,17 +991,48 @@ static store_status_t classify(store_t *st, const redisReply *r)
     return STORE_ERROR;
 }
 
-int store_flush(store_t *st, store_status_t *results)
+int store_send(store_t *st)
 {
-    int rc = 0;
-    bool lost = false;
-    if (st->ctx && emit_batches(st) < 0) {
-        set_error(st, "redis: cannot queue a script call (out of memory)");
-        lost = true; /* the pipeline holds part of the turn: start afresh */
-        rc = -1;
+    if (st->in_flight) {
+        set_error(st, "redis: a round is already in flight");
+        return -1;
     }
+    int rc = 0;
+    st->in_flight = true;
+    st->sent_transitions = st->queued_transitions;
+    st->queued_transitions = 0;
+    if (!st->ctx) {
+        set_error(st, "redis: not connected");
+        drop_queued(st);
+        st->send_failed = true;
+        return -1;
+    }
+    if (emit_batches(st) < 0) {
+        set_error(st, "redis: cannot queue a script call (out of memory)");
+        st->send_failed = true; /* the pipeline holds part of the round: start afresh */
+        return -1;
+    }
+    /* Write it all now (loopback: the socket takes it), so Redis works while we do. */
+    int done = 0;
+    while (st->ctx && st->queued_replies && !done) {
+        if (redisBufferWrite(st->ctx, &done) != REDIS_OK) {
+            set_error(st, "redis: %s", st->ctx->errstr);
+            st->send_failed = true;
+            rc = -1;
+            break;
+        }
+    }
+    return rc;
+}
+
+int store_receive(store_t *st, store_status_t *results)
+{
+    if (!st->in_flight)
+        return 0;
+    int rc = st->send_failed ? -1 : 0;
+    bool lost = st->send_failed;
     /* Transitions that never made it into the pipeline stay STORE_ERROR. */
-    for (size_t i = 0; i < st->queued_transitions; i++)
+    for (size_t i = 0; i < st->sent_transitions; i++)
         results[i] = STORE_ERROR;
     for (size_t i = 0; i < st->queued_replies; i++) {
         const reply_slot_t *slot = &st->replies[i];
@@ -982,10 +1061,21 @@ int store_flush(store_t *st, store_status_t *results)
             lost = true, rc = -1; /* the script cache was flushed: reconnect reloads it */
         freeReplyObject(r);
     }
-    drop_queued(st);
+    st->queued_replies = st->nreply_results = 0;
+    st->in_flight = st->send_failed = false;
+    st->sent_transitions = 0;
     if (lost && st->ctx) {
         redisFree(st->ctx);
         st->ctx = NULL;
+        drop_queued(st); /* the open round's batches were for that connection too */
     }
     return rc;
+}
+
+int store_flush(store_t *st, store_status_t *results)
+{
+    if (st->in_flight)
+        return -1;
+    int rc = store_send(st);
+    return store_receive(st, results) < 0 ? -1 : rc;
 }

@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -117,10 +118,36 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
 /* Number of transitions queued. */
 size_t store_queued(const store_t *st);
 
-/* Sends everything queued and reads the replies. results gets one status per queued
- * transition (caller provides store_queued() entries). Returns 0 when every reply was
- * read (individual transitions may still be EXISTS/FENCED/CONFLICT), -1 on a connection
- * error (then every unread result is STORE_ERROR). */
+/* Pipelining in rounds: what is queued since the last send is a round. store_send
+ * writes it to Redis and returns without waiting; store_receive reads its replies. In
+ * between the caller may queue the next round's transitions (not acknowledgements), but
+ * no synchronous call (epochs, loads, definitions, ping) may run: they fail until the
+ * round is read. So the caller's work on the next round overlaps Redis's on this one.
+ *
+ * store_send: returns 0, or -1 when the round could not be written (store_receive then
+ * reports each of its transitions as STORE_ERROR). -1 also when a round is in flight. */
+int store_send(store_t *st);
+/* True between store_send and store_receive. */
+bool store_in_flight(const store_t *st);
+/* Transitions of the round in flight (0 when none). */
+size_t store_sent(const store_t *st);
+/* Reads the replies of the round in flight. results gets one status per transition of
+ * the round, by position (caller provides store_sent() entries; may be NULL when there
+ * are none). Returns 0 when every reply was read (individual transitions may still be
+ * EXISTS/FENCED/CONFLICT), -1 on a connection error (then every unread result is
+ * STORE_ERROR and the open round's transitions are dropped: they report STORE_ERROR when
+ * it is sent). Returns 0 at once when nothing is in flight. */
+int store_receive(store_t *st, store_status_t *results);
+
+/* Discards the transitions of partition queued in the open round (their state turned
+ * out to be in doubt): they are not written and report STORE_ERROR. Call it before any
+ * acknowledgement is queued in the round (those append the open batches). Returns the
+ * number discarded. */
+int store_discard_partition(store_t *st, int32_t partition);
+
+/* store_send + store_receive: sends everything queued and reads the replies. results gets
+ * one status per queued transition (caller provides store_queued() entries). Returns as
+ * store_receive; -1 when a round is in flight. */
 int store_flush(store_t *st, store_status_t *results);
 
 /* Records the layout version and the input topic's partition count (saga:meta). Returns

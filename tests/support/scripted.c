@@ -243,6 +243,13 @@ size_t scripted_count(scripted_t *p)
     return n;
 }
 
+void scripted_forget(scripted_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    json_array_clear(p->commands);
+    pthread_mutex_unlock(&p->lock);
+}
+
 typedef struct wait_ctx {
     scripted_t *p;
     size_t n;

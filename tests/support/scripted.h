@@ -50,6 +50,8 @@ void scripted_stop(scripted_t *p);
 
 /* Number of commands received so far. */
 size_t scripted_count(scripted_t *p);
+/* Forgets the commands received so far (after a warm-up). */
+void scripted_forget(scripted_t *p);
 
 /* Waits up to timeout_ms until at least n commands were received. */
 bool scripted_wait(scripted_t *p, size_t n, int timeout_ms);
