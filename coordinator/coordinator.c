@@ -17,6 +17,7 @@
 
 #include "guards.h"
 #include "idmap.h"
+#include "jsonw.h"
 #include "log.h"
 #include "machine.h"
 #include "metrics.h"
@@ -115,6 +116,7 @@ struct coordinator {
     int64_t batch_avail_us;      /* this turn's messages were available since */
     int64_t msg_avail_us;        /* of the message being handled; 0 while timers run */
     uint64_t rng;
+    jsonw_t scratch;             /* encodes outbox messages */
     coordinator_stats_t stats;
     /* Observability (see the section "observability" below; metrics.h): */
     metrics_t *metrics;
@@ -682,13 +684,13 @@ static machine_env_t env_now(coordinator_t *c, int64_t now)
     return env;
 }
 
-static int entry_set(outbox_entry_t *e, const char *id, const char *topic, const char *key,
-                     const json_t *msg)
+static int entry_set(coordinator_t *c, outbox_entry_t *e, const char *id, const char *topic,
+                     const char *key, const json_t *msg)
 {
     e->id = strdup(id);
     e->topic = strdup(topic);
     e->key = strdup(key);
-    e->value = json_dumps(msg, JSON_COMPACT);
+    e->value = jsonw_dump(&c->scratch, msg);
     e->partition = -1;
     return e->id && e->topic && e->key && e->value ? 0 : -1;
 }
@@ -718,13 +720,13 @@ static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machin
     bool ok = pd->entries != NULL;
     for (size_t i = 0; ok && i < res->command_count; i++) {
         const machine_command_t *cmd = &res->commands[i];
-        ok = entry_set(&pd->entries[i], cmd->id, cmd->topic, s->id, cmd->message) == 0;
+        ok = entry_set(c, &pd->entries[i], cmd->id, cmd->topic, s->id, cmd->message) == 0;
         pd->entry_count++;
     }
     if (ok && res->outcome) {
         char id[MACHINE_COMMAND_ID_MAX];
         snprintf(id, sizeof id, "%s/outcome/%lld", s->id, (long long)expected_version + 1);
-        ok = entry_set(&pd->entries[pd->entry_count++], id, c->cfg.outcomes_topic, s->id,
+        ok = entry_set(c, &pd->entries[pd->entry_count++], id, c->cfg.outcomes_topic, s->id,
                        res->outcome) == 0;
     }
     s->version = expected_version + 1;
@@ -1620,6 +1622,7 @@ void coordinator_free(coordinator_t *c)
     free(c->doomed);
     free(c->batch);
     timers_release(&c->timers);
+    jsonw_release(&c->scratch);
     store_free(c->store);
     metrics_free(c->metrics);
     free(c->lag_partition);

@@ -96,14 +96,20 @@ bool jsonw_utf8_valid(const char *s)
     return true;
 }
 
-int jsonw_string(jsonw_t *w, const char *s)
+/* Appends len bytes of UTF-8 at s (NULs included) as a JSON string, escaped as jansson
+ * escapes. Returns 0, or -1 (appending nothing) when they are not valid UTF-8. */
+static int string_n(jsonw_t *w, const char *s, size_t len)
 {
-    if (!jsonw_utf8_valid(s))
-        return -1;
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_len(p + i) : 1;
+        if (!n || i + n > len)
+            return -1;
+        i += n;
+    }
     jsonw_raw(w, "\"", 1);
     const char *run = s; /* bytes not yet written that need no escape */
-    for (; *p; p++) {
+    for (; p < end; p++) {
         const char *esc = NULL;
         char seq[8];
         switch (*p) {
@@ -131,11 +137,24 @@ int jsonw_string(jsonw_t *w, const char *s)
     return 0;
 }
 
+int jsonw_string(jsonw_t *w, const char *s)
+{
+    return string_n(w, s, strlen(s));
+}
+
 void jsonw_int(jsonw_t *w, int64_t v)
 {
-    char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
-    jsonw_raw(w, buf, (size_t)n);
+    char tmp[24], buf[24];
+    size_t n = 0, len = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    jsonw_raw(w, buf, len);
 }
 
 void jsonw_key(jsonw_t *w, const char *key, bool first)
@@ -154,8 +173,59 @@ static int append_cb(const char *buffer, size_t size, void *data)
     return w->failed ? -1 : 0;
 }
 
+/* Written here rather than by json_dump_callback, which formats every integer with
+ * snprintf and goes through a callback per token: commands, outputs and history entries
+ * are dumped on every transition. Reals (rare) still go to jansson, for its exact format.
+ * Object keys come in jansson's own order (insertion), as json_dumps writes them. */
 void jsonw_value(jsonw_t *w, const json_t *v)
 {
-    if (json_dump_callback(v, append_cb, w, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+    if (!v) {
         w->failed = true;
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *item;
+        bool first = true;
+        jsonw_raw(w, "{", 1);
+        json_object_foreach((json_t *)v, key, item)
+        {
+            jsonw_key(w, key, first);
+            jsonw_value(w, item);
+            first = false;
+        }
+        jsonw_raw(w, "}", 1);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+        jsonw_raw(w, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                jsonw_raw(w, ",", 1);
+            jsonw_value(w, json_array_get(v, i));
+        }
+        jsonw_raw(w, "]", 1);
+        break;
+    }
+    case JSON_STRING:
+        if (string_n(w, json_string_value(v), json_string_length(v)) < 0)
+            w->failed = true;
+        break;
+    case JSON_INTEGER: jsonw_int(w, (int64_t)json_integer_value(v)); break;
+    case JSON_TRUE: jsonw_raw(w, "true", 4); break;
+    case JSON_FALSE: jsonw_raw(w, "false", 5); break;
+    case JSON_NULL: jsonw_raw(w, "null", 4); break;
+    default: /* JSON_REAL */
+        if (json_dump_callback(v, append_cb, w, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+            w->failed = true;
+    }
+}
+
+char *jsonw_dump(jsonw_t *scratch, const json_t *v)
+{
+    jsonw_reset(scratch);
+    jsonw_value(scratch, v);
+    return scratch->failed ? NULL : strndup(scratch->buf ? scratch->buf : "", scratch->len);
 }

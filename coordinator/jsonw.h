@@ -35,7 +35,11 @@ bool jsonw_utf8_valid(const char *s);
 void jsonw_int(jsonw_t *w, int64_t v);
 /* Appends "key": (with the comma before it unless first). */
 void jsonw_key(jsonw_t *w, const char *key, bool first);
-/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it. */
+/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it (tests/test_jsonw.c
+ * checks the two agree byte for byte). */
 void jsonw_value(jsonw_t *w, const json_t *v);
+/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), written with scratch (reset first): a
+ * malloc'd string the caller frees, or NULL (out of memory, invalid UTF-8). */
+char *jsonw_dump(jsonw_t *scratch, const json_t *v);
 
 #endif

@@ -129,10 +129,13 @@ struct store {
     size_t queued_replies, replies_cap;
     size_t *reply_results;       /* positions in results, for the script replies */
     size_t nreply_results, reply_results_cap;
-    const char **argv;           /* scratch for redisAppendCommandArgv */
+    const char **argv;           /* scratch for append_command */
     size_t *argv_lens;
     size_t argv_cap, argv_lens_cap;
+    char *resp;                  /* scratch: one command in the Redis protocol */
+    size_t resp_cap;
     jsonw_t scratch;             /* for saga_visit_fields */
+    jsonw_t entry_scratch;       /* for history entries */
     char last_error[256];
 };
 
@@ -250,33 +253,50 @@ static int strlist_push_str(strlist_t *l, const char *s)
     return strlist_push(l, s, strlen(s));
 }
 
-static int strlist_push_fmt(strlist_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int strlist_push_fmt(strlist_t *l, const char *fmt, ...)
+/* Writes v in decimal at out (room for 21 bytes); returns the length. */
+static size_t format_int(char *out, int64_t v)
 {
-    /* Formats straight into the buffer: it is kept between turns, so one pass is usual. */
-    for (size_t room = 64;;) {
-        if (vec_grow((void **)&l->buf, &l->cap, l->len + room, 1) < 0 ||
-            vec_grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
-            return -1;
-        size_t avail = l->cap - l->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(l->buf + l->len, avail, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return -1;
-        if ((size_t)n < avail) {
-            l->items[l->count++] = (struct strlist_item){.off = l->len, .len = (size_t)n};
-            l->len += (size_t)n + 1;
-            return 0;
-        }
-        room = (size_t)n + 1;
-    }
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    size_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
 }
 
 static int strlist_push_int(strlist_t *l, int64_t v)
 {
-    return strlist_push_fmt(l, "%" PRId64, v);
+    char buf[24];
+    return strlist_push(l, buf, format_int(buf, v));
+}
+
+/* Pushes one item made of n parts joined by sep. */
+static int strlist_push_joined(strlist_t *l, const char *const *parts, size_t n, char sep)
+{
+    size_t len = n ? n - 1 : 0, lens[8];
+    for (size_t i = 0; i < n; i++)
+        len += lens[i] = strlen(parts[i]);
+    if (vec_grow((void **)&l->buf, &l->cap, l->len + len + 1, 1) < 0 ||
+        vec_grow((void **)&l->items, &l->items_cap, l->count + 1, sizeof *l->items) < 0)
+        return -1;
+    char *at = l->buf + l->len;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *at++ = sep;
+        memcpy(at, parts[i], lens[i]);
+        at += lens[i];
+    }
+    *at = '\0';
+    l->items[l->count++] = (struct strlist_item){.off = l->len, .len = len};
+    l->len += len + 1;
+    return 0;
 }
 
 /* Points item i at a copy of s (for a count known only after the items it counts). */
@@ -450,7 +470,9 @@ void store_free(store_t *st)
     free(st->reply_results);
     free(st->argv);
     free(st->argv_lens);
+    free(st->resp);
     jsonw_release(&st->scratch);
+    jsonw_release(&st->entry_scratch);
     free(st);
 }
 
@@ -710,6 +732,33 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
 
 /* --- the pipeline ----------------------------------------------------------------- */
 
+/* Appends one command to the pipeline, written in the Redis protocol here (hiredis's
+ * redisAppendCommandArgv formats each argument with its printf-like sdscatfmt, a tenth of
+ * the coordinator's instructions for the transition script's hundreds of arguments). */
+static int append_command(store_t *st, size_t argc, const char *const *argv, const size_t *lens)
+{
+    size_t need = 16 + argc * 24;
+    for (size_t i = 0; i < argc; i++)
+        need += lens[i];
+    if (vec_grow((void **)&st->resp, &st->resp_cap, need, 1) < 0)
+        return -1;
+    char *at = st->resp;
+    *at++ = '*';
+    at += format_int(at, (int64_t)argc);
+    *at++ = '\r', *at++ = '\n';
+    for (size_t i = 0; i < argc; i++) {
+        *at++ = '$';
+        at += format_int(at, (int64_t)lens[i]);
+        *at++ = '\r', *at++ = '\n';
+        memcpy(at, argv[i], lens[i]);
+        at += lens[i];
+        *at++ = '\r', *at++ = '\n';
+    }
+    return redisAppendFormattedCommand(st->ctx, st->resp, (size_t)(at - st->resp)) == REDIS_OK
+               ? 0
+               : -1;
+}
+
 static int note_reply(store_t *st, size_t first, size_t count)
 {
     if (vec_grow((void **)&st->replies, &st->replies_cap, st->queued_replies + 1,
@@ -765,7 +814,7 @@ static int emit_batch(store_t *st, batch_t *b)
         st->argv[n] = mid[i], st->argv_lens[n] = strlen(mid[i]);
     for (size_t i = 0; i < b->args.count; i++, n++)
         st->argv[n] = b->args.buf + b->args.items[i].off, st->argv_lens[n] = b->args.items[i].len;
-    if (redisAppendCommandArgv(st->ctx, (int)argc, st->argv, st->argv_lens) != REDIS_OK)
+    if (append_command(st, argc, st->argv, st->argv_lens) < 0)
         return -1;
     if (vec_grow((void **)&st->reply_results, &st->reply_results_cap, st->nreply_results + b->count,
              sizeof *st->reply_results) < 0 ||
@@ -837,8 +886,8 @@ static int push_counters(strlist_t *a, const store_transition_t *t)
     }
     int rc = strlist_push_int(a, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
-        rc |= statuses[i] ? strlist_push_fmt(a, "%s:%s:%s", def, names[i], statuses[i])
-                          : strlist_push_fmt(a, "%s:%s", def, names[i]);
+        const char *field[] = {def, names[i], statuses[i]};
+        rc |= strlist_push_joined(a, field, statuses[i] ? 3 : 2, ':');
         rc |= strlist_push_str(a, deltas[i]);
     }
     return rc;
@@ -908,16 +957,21 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     size_t nh = t->history ? json_array_size(t->history) : 0;
     rc |= strlist_push_int(a, (int64_t)nh);
     for (size_t i = 0; i < nh; i++) {
-        char *entry = json_dumps(json_array_get(t->history, i), JSON_COMPACT);
-        rc |= entry ? strlist_push_str(a, entry) : -1;
-        free(entry);
+        jsonw_reset(&st->entry_scratch);
+        jsonw_value(&st->entry_scratch, json_array_get(t->history, i));
+        rc |= st->entry_scratch.failed
+                  ? -1
+                  : strlist_push(a, st->entry_scratch.buf, st->entry_scratch.len);
     }
 
     rc |= strlist_push_int(a, (int64_t)t->outbox_count);
     for (size_t i = 0; i < t->outbox_count; i++) {
         const outbox_entry_t *e = &t->outbox[i];
         rc |= strlist_push_str(a, e->id);
-        rc |= strlist_push_fmt(a, "%s\n%d\n%s\n%s", e->topic, (int)e->partition, e->key, e->value);
+        char part[24];
+        format_int(part, e->partition);
+        const char *value[] = {e->topic, part, e->key, e->value}; /* as docs/redis.md says */
+        rc |= strlist_push_joined(a, value, 4, '\n');
     }
     rc |= push_counters(a, t);
     if (rc != 0) {
