@@ -1070,6 +1070,31 @@ static void queue_acks(coordinator_t *c)
     c->nacks = 0;
 }
 
+/* Stores the input offsets of the round just completed (sent), or of the open round when
+ * it wrote nothing: only for partitions whose whole part of it is confirmed. */
+static void store_offsets(coordinator_t *c, bool sent)
+{
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (!p)
+            continue;
+        int64_t *first = sent ? &p->sent_first_offset : &p->turn_first_offset;
+        int64_t next = sent ? p->sent_next_offset : p->turn_next_offset;
+        if (*first >= 0 && p->owned && !p->fenced && !p->needs_reload) {
+            rd_kafka_topic_partition_list_add(offsets, c->cfg.input_topic, p->id)->offset = next;
+            p->confirmed_offset = next;
+        }
+        *first = -1;
+    }
+    if (offsets->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->consumer, offsets);
+        if (err)
+            log_warn("offsets store: %s", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+}
+
 /* Reads the replies of the round in flight (if any) and acts on them: produces what
  * was confirmed, retires finished sagas, stores the offsets of the partitions whose part
  * of the round was all confirmed, and marks the others for a reload. */
@@ -1157,25 +1182,7 @@ static void complete_round(coordinator_t *c)
     if (n)
         coordinator_crash_point("after_produce");
 
-    /* Offsets: stored only for partitions whose whole part of the round is confirmed. */
-    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
-    for (size_t i = 0; i < c->nparts; i++) {
-        partition_t *p = c->parts[i];
-        if (!p)
-            continue;
-        if (p->sent_first_offset >= 0 && p->owned && !p->fenced && !p->needs_reload) {
-            rd_kafka_topic_partition_list_add(offsets, c->cfg.input_topic, p->id)->offset =
-                p->sent_next_offset;
-            p->confirmed_offset = p->sent_next_offset;
-        }
-        p->sent_first_offset = -1;
-    }
-    if (offsets->cnt) {
-        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->consumer, offsets);
-        if (err)
-            log_warn("offsets store: %s", rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(offsets);
+    store_offsets(c, true);
 
     for (size_t i = 0; i < n; i++)
         pending_release(&r->pending[i]);
@@ -1208,8 +1215,11 @@ static void send_round(coordinator_t *c)
     /* Discarded transitions stay in place (no saga): positions are the store's. */
     bool talked = c->nacks > 0 || c->open.npending > 0;
     queue_acks(c);
-    if (!talked)
+    if (!talked) {
+        /* Input that changed nothing (duplicates, dead letters) has nothing to confirm. */
+        store_offsets(c, false);
         return;
+    }
     if (c->open.npending)
         coordinator_freeze_point("before_redis_write");
     for (size_t i = 0; i < c->nparts; i++) {

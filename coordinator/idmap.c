@@ -8,7 +8,7 @@
 #define IDMAP_MIN_CAPACITY 16
 
 typedef struct slot {
-    char *key;       /* NULL = empty */
+    const char *key; /* borrowed; NULL = empty */
     uint64_t hash;
     void *value;
 } slot_t;
@@ -48,8 +48,6 @@ void idmap_free(idmap_t *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->capacity; i++)
-        free(m->slots[i].key);
     free(m->slots);
     free(m);
 }
@@ -99,12 +97,10 @@ int idmap_put(idmap_t *m, const char *id, void *value)
     size_t i = find_slot(m, id, h);
     slot_t *s = &m->slots[i];
     if (!s->key) {
-        s->key = strdup(id);
-        if (!s->key)
-            return -1;
         s->hash = h;
         m->size++;
     }
+    s->key = id; /* also on a replace: the old key may go with the old value */
     s->value = value;
     return 0;
 }
@@ -116,7 +112,6 @@ void *idmap_remove(idmap_t *m, const char *id)
     if (!m->slots[i].key)
         return NULL;
     void *value = m->slots[i].value;
-    free(m->slots[i].key);
     m->slots[i].key = NULL;
     m->size--;
     /* Backward shift: move later entries of the cluster into the hole when their home

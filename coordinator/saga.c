@@ -71,15 +71,15 @@ void saga_set_text(char **field, const char *text)
 saga_t *saga_new(const char *id, const definition_t *def, int32_t partition, json_t *input,
                  int64_t now_ms)
 {
-    saga_t *s = calloc(1, sizeof *s);
+    size_t id_len = strnlen(id, SAGA_ID_MAX_LEN);
+    size_t steps = def->step_count ? def->step_count : 1;
+    saga_t *s = calloc(1, sizeof *s + steps * sizeof *s->steps + id_len + 1);
     if (!s)
         return NULL;
-    s->steps = calloc(def->step_count ? def->step_count : 1, sizeof *s->steps);
-    if (!s->steps) {
-        free(s);
-        return NULL;
-    }
-    snprintf(s->id, sizeof s->id, "%s", id);
+    s->steps = (step_state_t *)(s + 1);
+    char *own_id = (char *)(s->steps + steps);
+    memcpy(own_id, id, id_len); /* calloc wrote the NUL */
+    s->id = own_id;
     s->def = def;
     s->partition = partition;
     s->status = SAGA_RUNNING;
@@ -98,7 +98,6 @@ void saga_free(saga_t *s)
         json_decref(s->steps[i].output);
         free(s->steps[i].error);
     }
-    free(s->steps);
     json_decref(s->input);
     free(s->error);
     free(s);
@@ -385,11 +384,13 @@ saga_t *saga_decode_fields(const json_t *fields, const definition_t *def, char *
         const json_t *o = json_array_get(arr, i);
         step_state_t *st = &s->steps[i];
         const char *name = json_string_value(json_object_get(o, "name"));
+        step_phase_t phase;
         if (!name || strcmp(name, def->steps[i].name) != 0 ||
-            step_phase_parse(json_string_value(json_object_get(o, "phase")), &st->phase) < 0) {
+            step_phase_parse(json_string_value(json_object_get(o, "phase")), &phase) < 0) {
             snprintf(why, why_len, "saga %s: steps[%zu] does not match the definition", id, i);
             goto err;
         }
+        st->phase = (uint8_t)phase;
         if (decode_step_ints(o, st) < 0) {
             snprintf(why, why_len, "saga %s: steps[%zu]: a counter or time is not an integer "
                      "in range", id, i);

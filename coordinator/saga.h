@@ -45,11 +45,12 @@ typedef enum {
     STEP_PHASE_COUNT
 } step_phase_t;
 
+/* Field order packs it into 72 bytes: a saga in flight holds one per step. */
 typedef struct step_state {
-    step_phase_t phase;
     int attempt;            /* action attempts sent so far */
     int comp_attempt;       /* compensation attempts sent so far */
     int comp_budget_from;   /* comp_attempt when the current retry budget began */
+    uint8_t phase;          /* a step_phase_t */
     bool action_timed_out;  /* the last action attempt got no reply in time */
     int64_t started_at;     /* first action sent, epoch ms; 0 = never */
     int64_t finished_at;    /* action settled, epoch ms */
@@ -59,8 +60,9 @@ typedef struct step_state {
     char *error;            /* last error of this step (owned), or NULL */
 } step_state_t;
 
+/* One allocation holds the saga, its steps and its id (saga_new). */
 typedef struct saga {
-    char id[SAGA_ID_MAX_LEN + 1];
+    const char *id;            /* at most SAGA_ID_MAX_LEN bytes, NUL-terminated */
     const definition_t *def;   /* borrowed from the definition set */
     int32_t partition;
     saga_status_t status;

@@ -4,9 +4,11 @@
  * writes them, a version per saga, the partition's epoch, the outbox, the committed input
  * offset); the input topic as a log; command topics as delayed deliveries; participants
  * with a ledger per idempotency key; a client that starts sagas; an operator. The engine is
- * coordinator.c's turn in miniature: read a batch of input, run the machine, run due
- * timers, write every transition with its outbox in one flush (version + epoch checked),
- * produce, store the offset; the offset is committed every SIM_COMMIT_MS as librdkafka's
+ * coordinator.c's turn in miniature, rounds included: read a batch of input, run the
+ * machine, run due timers (the open round, built on the state of the round in flight);
+ * then act on the round in flight as the store answered it (produce, store its offset);
+ * then write the open round with its outbox in one flush (version + epoch checked) and
+ * leave it in flight for the next turn; the offset is committed every SIM_COMMIT_MS as librdkafka's
  * auto-commit does. A crash drops the engine's memory; recovery takes a new epoch, rebuilds
  * the active sagas with saga_decode_fields, re-arms timers from machine_next_timer,
  * re-sends the outbox and reads the input again from the committed offset. */
@@ -155,8 +157,12 @@ typedef struct sim {
     int64_t turn_at;          /* the turn scheduled, 0 = none */
     char **acks;
     size_t ackn, ackcap;
-    pending_t *pend;
+    pending_t *pend;          /* the open round */
     size_t pendn, pendcap;
+    pending_t *sent;          /* the round in flight: written, its results not acted on */
+    size_t sentn, sentcap;
+    bool in_flight;
+    size_t sent_pos;          /* the input position after the round in flight */
 
     /* operator */
     int op_patience;          /* retry/skip per saga before giving up (<= SIM_OPERATOR_MAX_ACTIONS) */
@@ -694,6 +700,12 @@ static void engine_drop_memory(sim_t *w)
         pending_release(&w->pend[i]);
     }
     w->pendn = 0;
+    for (size_t i = 0; i < w->sentn; i++) {
+        w->unconfirmed[w->sent[i].idx] = false;
+        pending_release(&w->sent[i]);
+    }
+    w->sentn = 0;
+    w->in_flight = false;
     for (size_t i = 0; i < w->ackn; i++)
         free(w->acks[i]);
     w->ackn = 0;
@@ -804,7 +816,17 @@ static void engine_load(sim_t *w, bool new_epoch);
 
 typedef enum { CP_NONE, CP_TIMERS, CP_AFTER_WRITE, CP_MID_PRODUCE, CP_AFTER_PRODUCE } crash_point_t;
 
-/* One turn of the engine: coordinator_turn() + finish_turn(). */
+/* Whether the open round holds a transition of saga idx. */
+static bool open_round_has(const sim_t *w, int idx)
+{
+    for (size_t i = 0; i < w->pendn; i++)
+        if (w->pend[i].idx == idx)
+            return true;
+    return false;
+}
+
+/* One turn of the engine: coordinator_turn(): the open round computed, then
+ * complete_round() on the round in flight, then send_round(). */
 static void engine_turn(sim_t *w)
 {
     w->res->turns++;
@@ -815,7 +837,8 @@ static void engine_turn(sim_t *w)
     crash_point_t cp = CP_NONE;
     if (chance(w, w->p_crash))
         cp = (crash_point_t)rnd_range(w, CP_TIMERS, CP_AFTER_PRODUCE);
-    trace(w, "turn: input %zu..%zu of %zu", w->pos, w->pos + n, w->logn);
+    trace(w, "turn: input %zu..%zu of %zu%s", w->pos, w->pos + n, w->logn,
+          w->in_flight ? ", a round in flight" : "");
     for (size_t i = 0; i < n; i++) {
         if (w->pos + i < w->high_water)
             w->res->input_redelivered++;
@@ -826,86 +849,115 @@ static void engine_turn(sim_t *w)
     size_t next_pos = w->pos + n;
     engine_run_timers(w);
     if (cp == CP_TIMERS) {
-        engine_crash(w, "before the store write");
+        engine_crash(w, "before the store write of the open round");
         return;
     }
-    store_flush(w);
-    if (cp == CP_AFTER_WRITE && w->pendn) {
-        engine_crash(w, "after the store write, before produce");
-        return;
-    }
-    size_t total = 0, produced = 0;
-    for (size_t i = 0; i < w->pendn; i++)
-        total += w->pend[i].result == STORE_R_OK ? w->pend[i].n : 0;
-    bool reload = false;
-    size_t crash_after = cp == CP_MID_PRODUCE && total ? (size_t)rnd_range(w, 0, (int64_t)total - 1)
-                                                       : SIZE_MAX;
-    for (size_t i = 0; i < w->pendn; i++) {
-        pending_t *p = &w->pend[i];
-        saga_t *s = w->mem[p->idx];
-        switch (p->result) {
-        case STORE_R_OK:
-            for (size_t k = 0; k < p->n; k++) {
-                if (produced++ == crash_after) {
-                    engine_crash(w, "in the middle of produce");
-                    return;
+
+    /* complete_round: the store's answers to the round in flight. */
+    if (w->in_flight) {
+        if (cp == CP_AFTER_WRITE && w->sentn) {
+            engine_crash(w, "after the store write, before produce");
+            return;
+        }
+        size_t total = 0, produced = 0;
+        for (size_t i = 0; i < w->sentn; i++)
+            total += w->sent[i].result == STORE_R_OK ? w->sent[i].n : 0;
+        bool reload = false;
+        size_t crash_after = cp == CP_MID_PRODUCE && total
+                                 ? (size_t)rnd_range(w, 0, (int64_t)total - 1)
+                                 : SIZE_MAX;
+        for (size_t i = 0; i < w->sentn; i++) {
+            pending_t *p = &w->sent[i];
+            saga_t *s = w->mem[p->idx];
+            switch (p->result) {
+            case STORE_R_OK:
+                for (size_t k = 0; k < p->n; k++) {
+                    if (produced++ == crash_after) {
+                        engine_crash(w, "in the middle of produce");
+                        return;
+                    }
+                    engine_produce(w, &p->entries[k], false);
                 }
-                engine_produce(w, &p->entries[k], false);
+                break;
+            case STORE_R_EXISTS:
+                trace(w, "  start %s: duplicate, exists in the store", s ? s->id : "?");
+                if (s && open_round_has(w, p->idx)) {
+                    trace(w, "  s%d: the open round moved the phantom on: reload", p->idx);
+                    reload = true;
+                } else if (s) {
+                    saga_free(s);
+                    w->mem[p->idx] = NULL;
+                }
+                break;
+            default:
+                if (w->cfg.plant != SIM_PLANT_START_RACE)
+                    violate(w, "store refused a transition of s%d (%s) with one owner", p->idx,
+                            p->result == STORE_R_FENCED ? "fenced" : "version conflict");
+                trace(w, "  s%d: transition refused (%s): reload", p->idx,
+                      p->result == STORE_R_FENCED ? "fenced" : "version conflict");
+                reload = true;
+                break;
             }
-            break;
-        case STORE_R_EXISTS:
-            trace(w, "  start %s: duplicate, exists in the store", s ? s->id : "?");
-            if (s) {
+        }
+        for (size_t i = 0; i < w->sentn && !reload; i++) {
+            pending_t *p = &w->sent[i];
+            saga_t *s = w->mem[p->idx];
+            if (!s || p->result != STORE_R_OK)
+                continue;
+            /* A finishing transition is the saga's last; otherwise the open round may
+             * have moved it on already. */
+            if (saga_status_is_terminal(p->status)) {
                 saga_free(s);
                 w->mem[p->idx] = NULL;
+            } else {
+                s->timer_due = machine_next_timer(s);
             }
-            break;
-        default:
-            if (w->cfg.plant != SIM_PLANT_START_RACE)
-                violate(w, "store refused a transition of s%d (%s) with one owner", p->idx,
-                        p->result == STORE_R_FENCED ? "fenced" : "version conflict");
-            trace(w, "  s%d: transition refused (%s): reload", p->idx,
-                  p->result == STORE_R_FENCED ? "fenced" : "version conflict");
-            reload = true;
-            break;
+        }
+        for (size_t i = 0; i < w->sentn; i++) {
+            w->unconfirmed[w->sent[i].idx] = false;
+            pending_release(&w->sent[i]);
+        }
+        w->sentn = 0;
+        w->in_flight = false;
+        if (reload) {
+            /* The partition in doubt: offsets not stored, memory dropped with the open
+             * round, loaded again (same epoch) and read from the last confirmed offset. */
+            engine_drop_memory(w);
+            engine_load(w, false);
+            if (++w->reloads > SIM_MAX_RELOADS) {
+                violate(w, "livelock: the partition reloaded %d times at input offset %zu",
+                        w->reloads, w->pos);
+                w->livelock = true;
+            }
+            return;
+        }
+        if (cp == CP_AFTER_PRODUCE && produced) {
+            engine_crash(w, "after produce, before the offset is stored");
+            return;
+        }
+        w->stored = w->sent_pos;
+        if (w->now >= w->next_commit_at) {
+            w->committed = w->stored;
+            w->next_commit_at = w->now + SIM_COMMIT_MS;
         }
     }
-    for (size_t i = 0; i < w->pendn; i++) {
-        saga_t *s = w->mem[w->pend[i].idx];
-        if (!s)
-            continue;
-        if (saga_status_is_terminal(s->status)) {
-            saga_free(s);
-            w->mem[w->pend[i].idx] = NULL;
-        } else {
-            s->timer_due = machine_next_timer(s);
-        }
-    }
-    for (size_t i = 0; i < w->pendn; i++) {
-        w->unconfirmed[w->pend[i].idx] = false;
-        pending_release(&w->pend[i]);
-    }
-    w->pendn = 0;
-    if (reload) {
-        /* finish_turn + reload_partitions: offsets not stored, memory dropped, the
-         * partition loaded again (same epoch) and read from the last confirmed offset. */
-        engine_drop_memory(w);
-        engine_load(w, false);
-        if (++w->reloads > SIM_MAX_RELOADS) {
-            violate(w, "livelock: the partition reloaded %d times at input offset %zu",
-                    w->reloads, w->pos);
-            w->livelock = true;
-        }
-        return;
-    }
-    if (cp == CP_AFTER_PRODUCE && produced) {
-        engine_crash(w, "after produce, before the offset is stored");
-        return;
-    }
-    w->pos = w->stored = next_pos;
-    if (w->now >= w->next_commit_at) {
-        w->committed = w->stored;
-        w->next_commit_at = w->now + SIM_COMMIT_MS;
+
+    /* send_round: the open round written now; acted on in the next turn. */
+    w->pos = next_pos;
+    if (w->pendn || w->ackn) {
+        store_flush(w);
+        pending_t *t = w->sent;
+        size_t tcap = w->sentcap;
+        w->sent = w->pend;
+        w->sentcap = w->pendcap;
+        w->sentn = w->pendn;
+        w->pend = t;
+        w->pendcap = tcap;
+        w->pendn = 0;
+        w->in_flight = true;
+        w->sent_pos = next_pos;
+    } else {
+        w->stored = next_pos; /* nothing to write: the input read is settled */
     }
 }
 
@@ -966,7 +1018,7 @@ static void engine_schedule(sim_t *w)
     for (int i = 0; i < w->nsagas; i++)
         if (w->mem[i] && w->mem[i]->timer_due && (!next || w->mem[i]->timer_due < next))
             next = w->mem[i]->timer_due;
-    if (w->pos < w->logn || w->ackn)
+    if (w->pos < w->logn || w->ackn || w->in_flight)
         next = w->now + rnd_range(w, 1, 5);
     if (next)
         engine_wake(w, next);
@@ -1052,7 +1104,8 @@ static void operator_look(sim_t *w)
 
 static bool quiescent(const sim_t *w)
 {
-    if (faults_on(w) || !w->alive || w->pending_deliveries || w->pos < w->logn || w->outn)
+    if (faults_on(w) || !w->alive || w->pending_deliveries || w->pos < w->logn || w->outn ||
+        w->in_flight)
         return false;
     for (int i = 0; i < w->nsagas; i++) {
         const store_rec_t *r = &w->recs[i];
@@ -1218,6 +1271,9 @@ static void sim_free(sim_t *w)
     free(w->unconfirmed);
     free(w->acks);
     free(w->pend);
+    for (size_t i = 0; i < w->sentn; i++)
+        pending_release(&w->sent[i]);
+    free(w->sent);
     free(w->def_of);
     free(w->led);
     free(w->op_actions);
