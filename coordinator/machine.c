@@ -31,7 +31,7 @@ void machine_result_release(machine_result_t *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->command_count; i++)
-        json_decref(r->commands[i].message);
+        free(r->commands[i].text);
     free(r->commands);
     json_decref(r->history);
     json_decref(r->outcome);
@@ -101,7 +101,7 @@ static void command_push(machine_result_t *out, const machine_command_t *c)
         size_t cap = out->command_cap ? out->command_cap * 2 : 4;
         machine_command_t *n = realloc(out->commands, cap * sizeof *n);
         if (!n) {
-            json_decref(c->message);
+            free(c->text);
             return; /* out of memory: the timeout path re-sends it */
         }
         out->commands = n;
@@ -129,18 +129,49 @@ static int command_build(saga_t *s, int i, command_kind_t kind, int attempt, int
     machine_command_id(c.id, sizeof c.id, s->id, d->name, kind, attempt);
     char key[MACHINE_COMMAND_ID_MAX];
     snprintf(key, sizeof key, "%s/%s/%s", s->id, d->name, command_kind_name(kind));
-    c.message = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:o, "
-                          "s:{s:s, s:i}, s:I, s:I}",
-                          "type", "command", "command_id", c.id, "idempotency_key", key,
-                          "saga_id", s->id, "saga", s->def->name, "saga_version",
-                          s->def->version, "step", d->name, "kind", command_kind_name(kind),
-                          "command", dc->type, "attempt", attempt, "payload", payload,
-                          "reply_to", "topic", env->reply_topic, "partition", (int)s->partition,
-                          "sent_at", (json_int_t)env->now_ms, "deadline", (json_int_t)deadline);
-    if (!c.message) {
-        snprintf(why, why_len, "out of memory building the command");
+    /* The fields in the order docs/protocol.md lists them. */
+    jsonw_t w;
+    jsonw_init(&w);
+    const char *strings[][2] = {{"type", "command"},      {"command_id", c.id},
+                                {"idempotency_key", key}, {"saga_id", s->id},
+                                {"saga", s->def->name}};
+    bool bad = false;
+    jsonw_raw(&w, "{", 1);
+    for (size_t k = 0; k < sizeof strings / sizeof *strings; k++) {
+        jsonw_key(&w, strings[k][0], k == 0);
+        bad |= jsonw_string(&w, strings[k][1]) < 0;
+    }
+    jsonw_key(&w, "saga_version", false);
+    jsonw_int(&w, s->def->version);
+    const char *more[][2] = {{"step", d->name}, {"kind", command_kind_name(kind)},
+                             {"command", dc->type}};
+    for (size_t k = 0; k < sizeof more / sizeof *more; k++) {
+        jsonw_key(&w, more[k][0], false);
+        bad |= jsonw_string(&w, more[k][1]) < 0;
+    }
+    jsonw_key(&w, "attempt", false);
+    jsonw_int(&w, attempt);
+    jsonw_key(&w, "payload", false);
+    jsonw_value(&w, payload);
+    json_decref(payload);
+    jsonw_raw(&w, ",\"reply_to\":{", 13);
+    jsonw_key(&w, "topic", true);
+    bad |= jsonw_string(&w, env->reply_topic) < 0;
+    jsonw_key(&w, "partition", false);
+    jsonw_int(&w, s->partition);
+    jsonw_raw(&w, "}", 1);
+    jsonw_key(&w, "sent_at", false);
+    jsonw_int(&w, env->now_ms);
+    jsonw_key(&w, "deadline", false);
+    jsonw_int(&w, deadline);
+    jsonw_raw(&w, "}", 1);
+    if (bad || w.failed) {
+        jsonw_release(&w);
+        snprintf(why, why_len, "cannot build the command (out of memory, or text that is "
+                               "not UTF-8)");
         return -1;
     }
+    c.text = w.buf; /* the writer's buffer is the message */
     command_push(out, &c);
     return 0;
 }

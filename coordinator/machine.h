@@ -48,7 +48,9 @@ typedef struct machine_command {
     int attempt;
     char id[MACHINE_COMMAND_ID_MAX];  /* saga_id/step/kind/attempt */
     const char *topic;                /* borrowed from the definition */
-    json_t *message;                  /* the whole command message (owned) */
+    char *text;                       /* the whole command message, compact JSON (owned):
+                                       * written as text, not built as a jansson tree, since
+                                       * every transition sends one */
 } machine_command_t;
 
 typedef struct machine_result {

@@ -196,7 +196,8 @@ static void observe(metrics_t *m, long def, long step, int kind, int result, dou
     m->live.sum[h] += seconds;
 }
 
-void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, const json_t *history)
+void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, saga_status_t status,
+                           const json_t *history)
 {
     if (!m || !s || !s->def)
         return;
@@ -243,11 +244,11 @@ void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, const js
             continue;
         observe(m, def, hs, kind, result, (double)(ts - from) / 1000.0);
     }
-    if (finished && s->status == SAGA_COMPLETED)
+    if (finished && status == SAGA_COMPLETED)
         count_outcome(m, s->def->name, OUT_COMPLETED);
-    else if (finished && s->status == SAGA_COMPENSATED)
+    else if (finished && status == SAGA_COMPENSATED)
         count_outcome(m, s->def->name, OUT_COMPENSATED);
-    if (stuck && s->status == SAGA_STUCK)
+    if (stuck && status == SAGA_STUCK)
         count_outcome(m, s->def->name, OUT_STUCK);
 }
 

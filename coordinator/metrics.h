@@ -58,9 +58,11 @@ metrics_t *metrics_new(const defn_set_t *defs);
 void metrics_free(metrics_t *m);
 
 /* Loop thread. A transition of s was written: created says it was the saga's first (a
- * start); history is the transition's entries (may be NULL). Counts outcomes and observes
+ * start); status is the saga's status after it (s may have moved on since, in a later
+ * round); history is the transition's entries (may be NULL). Counts outcomes and observes
  * the duration of every step action or compensation that settled in it. */
-void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, const json_t *history);
+void metrics_on_transition(metrics_t *m, const saga_t *s, bool created, saga_status_t status,
+                           const json_t *history);
 
 /* Loop thread. One transition's commands were produced, seconds after its input message
  * became available to the coordinator (saga_coordinator_latency_seconds). */

@@ -5,6 +5,7 @@
 #include "vec.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -403,11 +404,23 @@ static void batch_clear(batch_t *b)
     b->keys.count = b->keys.len = b->args.count = b->args.len = 0;
 }
 
+static void drop_queued(store_t *st);
+
+/* Drops the connection and what the open round queued for it (out of memory half-way
+ * through appending to the pipeline: replies could no longer be matched). The next use
+ * reconnects. */
+static void reset_connection(store_t *st)
+{
+    redisFree(st->ctx);
+    st->ctx = NULL;
+    drop_queued(st);
+}
+
 /* Forgets what the open round queued (the connection it was for is gone). Positions
  * handed out stay taken: their transitions report STORE_ERROR when the round is read. */
 static void drop_queued(store_t *st)
 {
-    for (size_t i = 0; i < st->nbatches; i++)
+    for (size_t i = 0; i < st->batches_cap; i++)
         batch_clear(&st->batches[i]);
     st->nbatches = 0;
     st->queued_replies = st->nreply_results = 0;
@@ -830,10 +843,12 @@ static int emit_batch(store_t *st, batch_t *b)
 static int emit_batches(store_t *st)
 {
     int rc = 0;
-    for (size_t i = 0; i < st->nbatches; i++)
+    for (size_t i = 0; i < st->nbatches && rc == 0; i++)
         if (emit_batch(st, &st->batches[i]) < 0)
             rc = -1;
     st->nbatches = 0;
+    if (rc < 0)
+        reset_connection(st); /* the pipeline may hold a call without its reply slot */
     return rc;
 }
 
@@ -1008,9 +1023,13 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = argv_push_str(&a, ids[i]);
     if (rc == 0)
-        rc = redisAppendCommandArgv(st->ctx, (int)a.count, a.argv, a.lens) == REDIS_OK ? 0 : -1;
+        rc = append_command(st, a.count, a.argv, a.lens);
     argv_release(&a);
-    return rc == 0 ? note_reply(st, 0, 0) : -1;
+    if (rc == 0)
+        rc = note_reply(st, 0, 0);
+    if (rc < 0)
+        reset_connection(st);
+    return rc;
 }
 
 int store_discard_partition(store_t *st, int32_t partition)
@@ -1077,6 +1096,18 @@ int store_send(store_t *st)
         }
     }
     return rc;
+}
+
+bool store_replies_arriving(const store_t *st)
+{
+    if (!st->in_flight)
+        return false;
+    if (!st->ctx || st->send_failed)
+        return true; /* store_receive reports it at once */
+    if (st->ctx->reader && st->ctx->reader->len > st->ctx->reader->pos)
+        return true;
+    struct pollfd pfd = {.fd = st->ctx->fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) > 0;
 }
 
 int store_receive(store_t *st, store_status_t *results)

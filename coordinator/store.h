@@ -131,6 +131,9 @@ int store_send(store_t *st);
 bool store_in_flight(const store_t *st);
 /* Transitions of the round in flight (0 when none). */
 size_t store_sent(const store_t *st);
+/* True when the round in flight has (some of) its replies waiting to be read, so that
+ * store_receive would not wait for Redis to start answering. Never blocks. */
+bool store_replies_arriving(const store_t *st);
 /* Reads the replies of the round in flight. results gets one status per transition of
  * the round, by position (caller provides store_sent() entries; may be NULL when there
  * are none). Returns 0 when every reply was read (individual transitions may still be

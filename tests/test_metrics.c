@@ -207,6 +207,15 @@ Test(metrics, counters_histograms_health_and_api)
                   "m-dup's participant answered every command twice");
     cr_assert_geq(sample(text, "saga_input_lag_messages{partition=\"0\"}"), 0);
     cr_assert(sample(text, "saga_loop_turns_total") > 0);
+    /* The coordinator's own latency: one observation per transition an input message
+     * caused (starts and replies, not timers), buckets cumulative up to the count. */
+    double lat_count = sample(text, "saga_coordinator_latency_seconds_count");
+    cr_assert_geq(lat_count, 6, "every start at least");
+    cr_assert_leq(lat_count, sample(text, "saga_transitions_total"));
+    cr_assert_eq(sample(text, "saga_coordinator_latency_seconds_bucket{le=\"+Inf\"}"), lat_count);
+    cr_assert_leq(sample(text, "saga_coordinator_latency_seconds_bucket{le=\"0.0001\"}"),
+                  sample(text, "saga_coordinator_latency_seconds_bucket{le=\"10\"}"));
+    cr_assert_gt(sample(text, "saga_coordinator_latency_seconds_sum"), 0);
 
     /* Durations: one observation per settled step. Actions that succeeded: 4 completed
      * sagas x 3 steps, the compensated one's reserve, the stuck one's reserve and charge. */

@@ -565,7 +565,7 @@ static void engine_queue(sim_t *w, saga_t *s, machine_result_t *res, int64_t exp
     for (size_t i = 0; i < res->command_count; i++) {
         p->entries[i].id = strdup(res->commands[i].id);
         p->entries[i].topic = res->commands[i].topic;
-        p->entries[i].msg = json_incref(res->commands[i].message);
+        p->entries[i].msg = json_loads(res->commands[i].text, 0, NULL);
     }
     if (res->outcome) {
         char id[MACHINE_COMMAND_ID_MAX];
