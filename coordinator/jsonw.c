@@ -142,19 +142,26 @@ int jsonw_string(jsonw_t *w, const char *s)
     return string_n(w, s, strlen(s));
 }
 
-void jsonw_int(jsonw_t *w, int64_t v)
+size_t jsonw_format_int(char *out, int64_t v)
 {
-    char tmp[24], buf[24];
+    char tmp[24];
     size_t n = 0, len = 0;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
     do
         tmp[n++] = (char)('0' + u % 10);
     while ((u /= 10) != 0);
     if (v < 0)
-        buf[len++] = '-';
+        out[len++] = '-';
     while (n)
-        buf[len++] = tmp[--n];
-    jsonw_raw(w, buf, len);
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+void jsonw_int(jsonw_t *w, int64_t v)
+{
+    char buf[JSONW_INT_MAX];
+    jsonw_raw(w, buf, jsonw_format_int(buf, v));
 }
 
 void jsonw_key(jsonw_t *w, const char *key, bool first)

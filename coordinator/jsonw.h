@@ -33,6 +33,10 @@ int jsonw_string(jsonw_t *w, const char *s);
 /* Whether s is valid UTF-8, as json_string requires. */
 bool jsonw_utf8_valid(const char *s);
 void jsonw_int(jsonw_t *w, int64_t v);
+/* Writes v in decimal (as printf's PRId64, without its cost) and a NUL at out, which has
+ * room for JSONW_INT_MAX bytes. Returns the length. */
+#define JSONW_INT_MAX 24
+size_t jsonw_format_int(char *out, int64_t v);
 /* Appends "key": (with the comma before it unless first). */
 void jsonw_key(jsonw_t *w, const char *key, bool first);
 /* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it (tests/test_jsonw.c

@@ -254,28 +254,10 @@ static int strlist_push_str(strlist_t *l, const char *s)
     return strlist_push(l, s, strlen(s));
 }
 
-/* Writes v in decimal at out (room for 21 bytes); returns the length. */
-static size_t format_int(char *out, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do
-        tmp[n++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    size_t len = 0;
-    if (v < 0)
-        out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    out[len] = '\0';
-    return len;
-}
-
 static int strlist_push_int(strlist_t *l, int64_t v)
 {
-    char buf[24];
-    return strlist_push(l, buf, format_int(buf, v));
+    char buf[JSONW_INT_MAX];
+    return strlist_push(l, buf, jsonw_format_int(buf, v));
 }
 
 /* Pushes one item made of n parts joined by sep. */
@@ -750,18 +732,18 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
  * the coordinator's instructions for the transition script's hundreds of arguments). */
 static int append_command(store_t *st, size_t argc, const char *const *argv, const size_t *lens)
 {
-    size_t need = 16 + argc * 24;
+    size_t need = 2 * JSONW_INT_MAX + argc * (JSONW_INT_MAX + 8); /* headers, CRLFs */
     for (size_t i = 0; i < argc; i++)
         need += lens[i];
     if (vec_grow((void **)&st->resp, &st->resp_cap, need, 1) < 0)
         return -1;
     char *at = st->resp;
     *at++ = '*';
-    at += format_int(at, (int64_t)argc);
+    at += jsonw_format_int(at, (int64_t)argc);
     *at++ = '\r', *at++ = '\n';
     for (size_t i = 0; i < argc; i++) {
         *at++ = '$';
-        at += format_int(at, (int64_t)lens[i]);
+        at += jsonw_format_int(at, (int64_t)lens[i]);
         *at++ = '\r', *at++ = '\n';
         memcpy(at, argv[i], lens[i]);
         at += lens[i];
@@ -983,8 +965,8 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     for (size_t i = 0; i < t->outbox_count; i++) {
         const outbox_entry_t *e = &t->outbox[i];
         rc |= strlist_push_str(a, e->id);
-        char part[24];
-        format_int(part, e->partition);
+        char part[JSONW_INT_MAX];
+        jsonw_format_int(part, e->partition);
         const char *value[] = {e->topic, part, e->key, e->value}; /* as docs/redis.md says */
         rc |= strlist_push_joined(a, value, 4, '\n');
     }
