@@ -68,19 +68,37 @@ wait_for 30 "the coordinator to own the input partitions" owned
 
 echo "== starting 8 order sagas"
 sagas=(
-  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|completes"
-  "order-1002|{\"order_id\":\"1002\",\"sku\":\"MUG-7\",\"qty\":3,\"amount\":27,\"address\":\"2 High St\"}|completes"
-  "order-1003|{\"order_id\":\"1003\",\"sku\":\"PEN-2\",\"qty\":10,\"amount\":8.9,\"address\":\"3 Low Rd\"}|completes"
-  "order-1004|{\"order_id\":\"1004\",\"sku\":\"OUT-OF-STOCK\",\"qty\":1,\"amount\":5,\"address\":\"4 Elm St\"}|inventory refuses: nothing to undo"
-  "order-1005|{\"order_id\":\"1005\",\"sku\":\"LAMP-3\",\"qty\":2,\"amount\":9999,\"address\":\"5 Oak St\"}|card declined: stock released"
-  "order-1006|{\"order_id\":\"1006\",\"sku\":\"DESK-9\",\"qty\":1,\"amount\":150,\"address\":\"Nowhere\"}|no shipping: refund, release"
-  "order-1007|{\"order_id\":\"1007\",\"sku\":\"CHAIR-4\",\"qty\":4,\"amount\":80,\"address\":\"Slow Lane\"}|shipping times out: all undone"
-  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|the same start again: one saga"
+  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|completed|completes"
+  "order-1002|{\"order_id\":\"1002\",\"sku\":\"MUG-7\",\"qty\":3,\"amount\":27,\"address\":\"2 High St\"}|completed|completes"
+  "order-1003|{\"order_id\":\"1003\",\"sku\":\"PEN-2\",\"qty\":10,\"amount\":8.9,\"address\":\"3 Low Rd\"}|completed|completes"
+  "order-1004|{\"order_id\":\"1004\",\"sku\":\"OUT-OF-STOCK\",\"qty\":1,\"amount\":5,\"address\":\"4 Elm St\"}|compensated|inventory refuses: nothing to undo"
+  "order-1005|{\"order_id\":\"1005\",\"sku\":\"LAMP-3\",\"qty\":2,\"amount\":9999,\"address\":\"5 Oak St\"}|compensated|card declined: stock released"
+  "order-1006|{\"order_id\":\"1006\",\"sku\":\"DESK-9\",\"qty\":1,\"amount\":150,\"address\":\"Nowhere\"}|compensated|no shipping: refund, release"
+  "order-1007|{\"order_id\":\"1007\",\"sku\":\"CHAIR-4\",\"qty\":4,\"amount\":80,\"address\":\"Slow Lane\"}|compensated|shipping times out: all undone"
+  "order-1001|{\"order_id\":\"1001\",\"sku\":\"BOOK-1\",\"qty\":1,\"amount\":12.5,\"address\":\"1 Main St\"}|completed|the same start again: one saga"
 )
-for s in "${sagas[@]}"; do
-  IFS='|' read -r id input _ <<<"$s"
-  printf '%s|{"type":"start","saga_id":"%s","saga":"order-placement","input":%s}\n' "$id" "$id" "$input"
-done | kcat -P -b "$bootstrap" -t saga.input -K '|' -X partitioner=murmur2_random
+start_sagas() { # start_sagas ENTRY... (id|input|expected status|note)
+  for s in "$@"; do
+    IFS='|' read -r id input _ <<<"$s"
+    printf '%s|{"type":"start","saga_id":"%s","saga":"order-placement","input":%s}\n' "$id" "$id" "$input"
+  done | kcat -P -b "$bootstrap" -t saga.input -K '|' -X partitioner=murmur2_random
+}
+finished() { # finished ID...: each saga's status, in whichever partition it is, is final
+  for id in "$@"; do
+    local st=""
+    for p in 0 1 2 3; do
+      st=$(redis-cli -p "$redis_port" HGET "saga:{p$p}:saga:$id" status)
+      [[ -n $st ]] && break
+    done
+    [[ $st == completed || $st == compensated ]] || return 1
+  done
+}
+# The slow-lane order goes last: the shipping service sleeps 8 s in its handler, and every
+# shipping command queued behind it on its partition would wait (and time out) too.
+start_sagas "${sagas[@]:0:6}"
+wait_for 30 "the first six sagas to finish" finished order-1001 order-1002 order-1003 \
+  order-1004 order-1005 order-1006
+start_sagas "${sagas[@]:6}"
 
 echo "== waiting for every saga to finish (one waits for a 5 s step timeout)"
 export REDIS_PORT=$redis_port

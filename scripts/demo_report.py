@@ -2,9 +2,10 @@
 """demo_report.py - the demo's summary, read back from Redis through the documented keys
 (docs/redis.md) and the example services' ledgers (docs/participants.md).
 
-Usage: demo_report.py [--wait SECONDS] ID|INPUT|NOTE ...   (REDIS_PORT in the environment)
+Usage: demo_report.py [--wait SECONDS] ID|INPUT|STATUS|NOTE ...   (REDIS_PORT in the environment)
 Waits until every saga is finished (completed, compensated or stuck), then prints each
-saga's status and step trail and the ledgers' balances. Exits 1 if a saga did not finish.
+saga's status and step trail and the ledgers' balances. Exits 1 if a saga did not finish
+or did not end in the STATUS expected of it.
 Only the standard library: redis-cli does the talking."""
 import json
 import os
@@ -54,9 +55,11 @@ def main():
         wait = float(args[1])
         args = args[2:]
     entries, seen = [], set()
+    expected = {}
     for a in args:
-        sid, _, note = a.split("|", 2)
+        sid, _, status, note = a.split("|", 3)
         entries.append((sid, note))
+        expected[sid] = status
     deadline = time.time() + wait
     ids = sorted({sid for sid, _ in entries})
     while True:
@@ -104,6 +107,11 @@ def main():
                   if not s or s["status"] not in ("completed", "compensated", "stuck")]
     if unfinished:
         print(f"\ndemo: not finished in {wait:.0f} s: {', '.join(unfinished)}", file=sys.stderr)
+        return 1
+    wrong = [f"{sid} is {s['status']}, expected {expected[sid]}" for sid, s in states.items()
+             if s["status"] != expected[sid]]
+    if wrong:
+        print(f"\ndemo: not as expected: {'; '.join(wrong)}", file=sys.stderr)
         return 1
     print(f"\n{len(ids)} sagas finished: "
           f"{sum(1 for s in states.values() if s['status'] == 'completed')} completed, "
