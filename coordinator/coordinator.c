@@ -108,8 +108,10 @@ struct coordinator {
     round_t open, sent;          /* being computed; written to Redis, replies unread */
     store_status_t *results;
     size_t results_cap;
-    ack_t *acks;
+    ack_t *acks;                 /* delivered, not yet acknowledged in Redis */
     size_t nacks, acks_cap;
+    ack_t *sent_acks;            /* acknowledged in the round in flight */
+    size_t nsent_acks, sent_acks_cap;
     const char **ack_ids;        /* one partition's ids for queue_acks */
     size_t ack_ids_cap;
     saga_t **doomed;
@@ -1076,10 +1078,30 @@ static void queue_acks(coordinator_t *c)
             (void)store_queue_outbox_acks(c->store, p->id, c->ack_ids, n);
         }
     }
-    /* Without memory for the list they stay in the outbox: re-sent at the next load. */
-    for (size_t i = 0; i < c->nacks; i++)
-        free(c->acks[i].id);
+    /* They go with the round: if Redis never answers it, they are queued again (else the
+     * delivered entries would stay in the outbox until the next load re-sent them). Without
+     * memory for that they stay in the outbox: re-sent at the next load. */
+    for (size_t i = 0; i < c->nacks; i++) {
+        if (vec_grow((void **)&c->sent_acks, &c->sent_acks_cap, c->nsent_acks + 1,
+                     sizeof *c->sent_acks) == 0)
+            c->sent_acks[c->nsent_acks++] = c->acks[i];
+        else
+            free(c->acks[i].id);
+    }
     c->nacks = 0;
+}
+
+/* The acknowledgements of the round just read: done with, or (when its replies were lost)
+ * queued again for the next round. */
+static void settle_acks(coordinator_t *c, bool lost)
+{
+    for (size_t i = 0; i < c->nsent_acks; i++) {
+        if (lost && vec_grow((void **)&c->acks, &c->acks_cap, c->nacks + 1, sizeof *c->acks) == 0)
+            c->acks[c->nacks++] = c->sent_acks[i];
+        else
+            free(c->sent_acks[i].id);
+    }
+    c->nsent_acks = 0;
 }
 
 /* Stores the input offsets of the round just completed (sent), or of the open round when
@@ -1125,6 +1147,7 @@ static void complete_round(coordinator_t *c)
         c->stats.redis_errors++;
         log_error("redis pipeline failed: %s", store_last_error(c->store));
     }
+    settle_acks(c, received < 0);
     c->redis_ok = received == 0;
     c->last_redis_ms = now_ms();
     if (r->timer_fired)
@@ -1666,6 +1689,9 @@ void coordinator_free(coordinator_t *c)
     for (size_t i = 0; i < c->nacks; i++)
         free(c->acks[i].id);
     free(c->acks);
+    for (size_t i = 0; i < c->nsent_acks; i++)
+        free(c->sent_acks[i].id);
+    free(c->sent_acks);
     free(c->ack_ids);
     round_t *rounds[] = {&c->open, &c->sent};
     for (size_t k = 0; k < 2; k++) {

@@ -100,6 +100,16 @@ Test(simulation, checker_catches_a_recovery_that_forgets_timers)
     expect_caught(SIM_PLANT_NO_TIMER_REARM, "at quiescence");
 }
 
+/* The pipelined rounds' rule: a round whose outcome is unknown (the Redis connection was
+ * lost before or after Redis ran it) takes the open round built on it down with the
+ * partition's memory. */
+Test(simulation, checker_catches_an_open_round_written_after_a_reload)
+{
+    /* It shows as a refused write (stale versions) or as a saga that never settles,
+     * whichever the first seed that meets it hits first: any violation will do. */
+    expect_caught(SIM_PLANT_KEEP_OPEN_ROUND, "");
+}
+
 /* The two coordinator.c defects the simulation found (docs/simulation.md): kept as plants
  * so that they stay reproducible until coordinator.c is fixed. */
 Test(simulation, finds_the_duplicate_start_livelock_of_the_coordinator)

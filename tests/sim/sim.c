@@ -97,7 +97,7 @@ typedef struct pending {
     int result;               /* set by the flush */
 } pending_t;
 
-enum { STORE_R_OK, STORE_R_EXISTS, STORE_R_CONFLICT, STORE_R_FENCED };
+enum { STORE_R_OK, STORE_R_EXISTS, STORE_R_CONFLICT, STORE_R_FENCED, STORE_R_ERROR };
 
 typedef struct outcome_rec {
     int idx;
@@ -124,6 +124,10 @@ typedef struct sim {
     /* fault intensity, chosen per seed */
     double p_crash, p_dup, p_delay, p_lost, p_late, p_drop, p_retryable, p_fail, p_comp_fail,
         p_abort, p_part_crash;
+    /* Redis connection losses: their own random stream, so that seeds without them (every
+     * planted-defect run but keep-open-round) play exactly as before they were modelled. */
+    double p_redis_err;
+    uint64_t frng;
 
     event_t *evq;
     size_t evn, evcap;
@@ -767,10 +771,29 @@ static void outbox_remove(sim_t *w, const char *id)
     }
 }
 
+static double frnd01(sim_t *w)
+{
+    return (double)(splitmix64(&w->frng) >> 11) * 0x1.0p-53;
+}
+
 /* The store's atomic write of each pending transition: epoch, then version, then the
- * fields and the outbox (store_flush + the Lua script of store.c). */
+ * fields and the outbox (store_flush + the Lua script of store.c). With the Redis fault,
+ * the connection is lost: before Redis ran the round (nothing written) or after (all
+ * written), and either way the engine learns nothing (STORE_ERROR for every transition,
+ * as store_receive reports it). */
 static void store_flush(sim_t *w)
 {
+    int lost = faults_on(w) && frnd01(w) < w->p_redis_err ? (frnd01(w) < 0.5 ? 1 : 2) : 0;
+    if (lost) {
+        w->res->redis_errors++;
+        trace(w, "  REDIS connection lost %s the round", lost == 1 ? "before" : "after");
+    }
+    if (lost == 1) {
+        /* The acknowledgements stay queued for the next flush (settle_acks). */
+        for (size_t i = 0; i < w->pendn; i++)
+            w->pend[i].result = STORE_R_ERROR;
+        return;
+    }
     for (size_t i = 0; i < w->ackn; i++) {
         outbox_remove(w, w->acks[i]);
         free(w->acks[i]);
@@ -810,6 +833,9 @@ static void store_flush(sim_t *w)
             w->res->transitions++;
         }
     }
+    if (lost == 2)
+        for (size_t i = 0; i < w->pendn; i++)
+            w->pend[i].result = STORE_R_ERROR;
 }
 
 static void engine_load(sim_t *w, bool new_epoch);
@@ -889,6 +915,10 @@ static void engine_turn(sim_t *w)
                     w->mem[p->idx] = NULL;
                 }
                 break;
+            case STORE_R_ERROR:
+                trace(w, "  s%d: outcome unknown: reload", p->idx);
+                reload = true;
+                break;
             default:
                 if (w->cfg.plant != SIM_PLANT_START_RACE)
                     violate(w, "store refused a transition of s%d (%s) with one owner", p->idx,
@@ -922,8 +952,19 @@ static void engine_turn(sim_t *w)
         if (reload) {
             /* The partition in doubt: offsets not stored, memory dropped with the open
              * round, loaded again (same epoch) and read from the last confirmed offset. */
+            pending_t *kept = NULL;
+            size_t nkept = 0, kept_cap = 0;
+            if (w->cfg.plant == SIM_PLANT_KEEP_OPEN_ROUND) {
+                kept = w->pend, nkept = w->pendn, kept_cap = w->pendcap;
+                w->pend = NULL, w->pendn = w->pendcap = 0;
+            }
             engine_drop_memory(w);
             engine_load(w, false);
+            if (kept) {
+                free(w->pend);
+                w->pend = kept, w->pendn = nkept, w->pendcap = kept_cap;
+                w->pos = next_pos; /* and its input counts as read */
+            }
             if (++w->reloads > SIM_MAX_RELOADS) {
                 violate(w, "livelock: the partition reloaded %d times at input offset %zu",
                         w->reloads, w->pos);
@@ -1314,6 +1355,10 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
     w->p_fail = 0.08 * rnd01(w);
     w->p_comp_fail = 0.15 * rnd01(w);
     w->p_abort = 0.2 * rnd01(w);
+    uint64_t fseed = seed ^ 0x5eed0fa11ULL;
+    w->frng = splitmix64(&fseed);
+    if (cfg->plant == SIM_PLANT_NONE || cfg->plant == SIM_PLANT_KEEP_OPEN_ROUND)
+        w->p_redis_err = 0.08 * frnd01(w);
     /* One run in five has an operator who gives up soon: stuck is a valid end state. */
     w->op_patience = rnd01(w) < 0.2 ? (int)rnd_range(w, 0, 2) : SIM_OPERATOR_MAX_ACTIONS;
     w->nsagas = cfg->sagas > 0 ? cfg->sagas : (int)rnd_range(w, 5, 15);
@@ -1413,6 +1458,6 @@ const char *sim_plant_name(sim_plant_t p)
 {
     static const char *const names[] = {"none", "double-apply", "fake-compensation",
                                         "no-timer-rearm", "start-race",
-                                        "skip-redelivery"};
+                                        "skip-redelivery", "keep-open-round"};
     return p < SIM_PLANT_COUNT ? names[p] : "?";
 }

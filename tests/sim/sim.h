@@ -29,6 +29,9 @@ typedef enum {
                                  * duplicate start reaches the phantom saga (docs/simulation.md) */
     SIM_PLANT_SKIP_REDELIVERY,  /* coordinator.c as of db9e7ac: a retry/skip read again after a
                                  * crash applies to whatever failed since (docs/simulation.md) */
+    SIM_PLANT_KEEP_OPEN_ROUND,  /* a round whose outcome is unknown (Redis connection lost)
+                                 * does not discard the open round built on it: that round is
+                                 * written after the reload anyway */
     SIM_PLANT_COUNT
 } sim_plant_t;
 
@@ -43,6 +46,7 @@ typedef struct sim_result {
     uint64_t trace_hash;        /* FNV-1a over every trace line: equal runs, equal hashes */
     uint64_t events;            /* events processed */
     uint64_t turns, transitions, commands, replies, crashes, outbox_resent;
+    uint64_t redis_errors;      /* rounds whose outcome the engine did not learn */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;
     int sagas;
