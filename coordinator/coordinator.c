@@ -118,7 +118,6 @@ struct coordinator {
     size_t ndoomed, doomed_cap;
     rd_kafka_message_t **batch;
     int64_t drained_us;          /* the input queue was last found empty (monotonic us) */
-    int64_t batch_avail_us;      /* this turn's messages were available since */
     int64_t msg_avail_us;        /* of the message being handled; 0 while timers run */
     uint64_t rng;
     jsonw_t scratch;             /* encodes outbox messages */
@@ -691,13 +690,15 @@ static machine_env_t env_now(coordinator_t *c, int64_t now)
     return env;
 }
 
-static int entry_set(coordinator_t *c, outbox_entry_t *e, const char *id, const char *topic,
-                     const char *key, const json_t *msg)
+/* Fills an outbox entry; value (the message text, may be NULL after a failed encoding)
+ * is taken over. Returns 0, or -1 when something is missing (out of memory). */
+static int entry_set(outbox_entry_t *e, const char *id, const char *topic, const char *key,
+                     char *value)
 {
     e->id = strdup(id);
     e->topic = strdup(topic);
     e->key = strdup(key);
-    e->value = jsonw_dump(&c->scratch, msg);
+    e->value = value;
     e->partition = -1;
     return e->id && e->topic && e->key && e->value ? 0 : -1;
 }
@@ -727,21 +728,15 @@ static void queue_transition(coordinator_t *c, partition_t *p, saga_t *s, machin
     bool ok = pd->entries != NULL;
     for (size_t i = 0; ok && i < res->command_count; i++) {
         machine_command_t *cmd = &res->commands[i];
-        outbox_entry_t *e = &pd->entries[i];
-        e->id = strdup(cmd->id);
-        e->topic = strdup(cmd->topic);
-        e->key = strdup(s->id);
-        e->value = cmd->text; /* taken over */
-        cmd->text = NULL;
-        e->partition = -1;
-        ok = e->id && e->topic && e->key && e->value;
+        ok = entry_set(&pd->entries[i], cmd->id, cmd->topic, s->id, cmd->text) == 0;
+        cmd->text = NULL; /* taken over */
         pd->entry_count++;
     }
     if (ok && res->outcome) {
         char id[MACHINE_COMMAND_ID_MAX];
         snprintf(id, sizeof id, "%s/outcome/%lld", s->id, (long long)expected_version + 1);
-        ok = entry_set(c, &pd->entries[pd->entry_count++], id, c->cfg.outcomes_topic, s->id,
-                       res->outcome) == 0;
+        ok = entry_set(&pd->entries[pd->entry_count++], id, c->cfg.outcomes_topic, s->id,
+                       jsonw_dump(&c->scratch, res->outcome)) == 0;
     }
     s->version = expected_version + 1;
     r->npending++;
@@ -1433,10 +1428,10 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
      * whole timeout. A message found waiting was available since the queue was last
      * found empty (an upper bound of its wait); one waited for, since it came. */
     ssize_t n = rd_kafka_consume_batch_queue(c->queue, 0, c->batch, 1);
-    c->batch_avail_us = c->drained_us;
+    int64_t batch_avail_us = c->drained_us; /* this turn's messages were available since */
     if (n == 0) {
         n = rd_kafka_consume_batch_queue(c->queue, wait, c->batch, 1);
-        c->batch_avail_us = mono_us();
+        batch_avail_us = mono_us();
     }
     if (n == 1 && c->cfg.batch_size > 1) {
         ssize_t more = rd_kafka_consume_batch_queue(c->queue, 0, c->batch + 1,
@@ -1450,7 +1445,7 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     if (n < c->cfg.batch_size)
         c->drained_us = mono_us();
     now = now_ms();
-    c->msg_avail_us = c->batch_avail_us;
+    c->msg_avail_us = batch_avail_us;
     advance_rounds(c, false);
     for (ssize_t i = 0; i < n; i++) {
         handle_message(c, c->batch[i], now);
