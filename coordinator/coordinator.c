@@ -418,29 +418,6 @@ void coordinator_set_reload_flag(coordinator_t *c, volatile sig_atomic_t *flag)
 static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
                           int64_t epoch);
 
-/* Parses a command id "saga/step/kind/attempt" (none of the parts holds a '/'). Returns
- * 0, or -1 for other outbox ids (outcomes). */
-static int parse_command_id(const char *id, char *saga, size_t saga_len, char *step,
-                            size_t step_len, command_kind_t *kind, int *attempt)
-{
-    const char *a = strchr(id, '/');
-    const char *b = a ? strchr(a + 1, '/') : NULL;
-    const char *k = b ? strchr(b + 1, '/') : NULL;
-    if (!k || strchr(k + 1, '/') || (size_t)(a - id) >= saga_len ||
-        (size_t)(b - a - 1) >= step_len)
-        return -1;
-    if (strncmp(b + 1, "action/", 7) == 0)
-        *kind = CMD_ACTION;
-    else if (strncmp(b + 1, "compensation/", 13) == 0)
-        *kind = CMD_COMPENSATION;
-    else
-        return -1;
-    snprintf(saga, saga_len, "%.*s", (int)(a - id), id);
-    snprintf(step, step_len, "%.*s", (int)(b - a - 1), a + 1);
-    *attempt = atoi(k + 1);
-    return 0;
-}
-
 static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
 {
     load_ctx_t *lc = opaque;
@@ -450,7 +427,8 @@ static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
     char saga_id[SAGA_ID_MAX_LEN + 1], step[DEFN_MAX_NAME_LEN + 1];
     command_kind_t kind;
     int attempt;
-    if (parse_command_id(e->id, saga_id, sizeof saga_id, step, sizeof step, &kind, &attempt) < 0)
+    if (protocol_parse_command_id(e->id, saga_id, sizeof saga_id, step, sizeof step, &kind,
+                                  &attempt) < 0)
         return;
     saga_t *s = idmap_get(lc->p->sagas, saga_id);
     if (s && machine_command_resent(s, definition_step_index(s->def, step), kind, attempt,

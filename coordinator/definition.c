@@ -44,7 +44,7 @@ static const char *const COMP_DEFAULTS_FIELDS[] = {"timeout_ms", "retry", NULL};
 static const char *const RETRY_FIELDS[] = {"max_attempts", "initial_backoff_ms",
                                            "max_backoff_ms", "multiplier", "jitter", NULL};
 static const char *const STEP_FIELDS[] = {"name", "topic", "action", "compensation",
-                                          "compensate_on_timeout", NULL};
+                                          "compensate_on_timeout", "retry_on_timeout", NULL};
 static const char *const GROUP_FIELDS[] = {"parallel", "name", NULL};
 static const char *const COMMAND_FIELDS[] = {"command", "payload", "timeout_ms", "retry",
                                              "topic", NULL};
@@ -757,6 +757,7 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
         }
         st->compensate_on_timeout = true;
         (void)get_bool(L, sj, "compensate_on_timeout", path, &st->compensate_on_timeout);
+        (void)get_bool(L, sj, "retry_on_timeout", path, &st->retry_on_timeout);
     }
 
     for (size_t i = 0; i < n; i++) {

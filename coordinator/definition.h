@@ -73,6 +73,8 @@ typedef struct defn_step {
     bool has_compensation;     /* false only when the file says "compensation": "none" */
     defn_command_t compensation; /* valid when has_compensation */
     bool compensate_on_timeout;  /* compensate a timed-out action (default true) */
+    bool retry_on_timeout;       /* a timed-out action is sent again (same idempotency key)
+                                  * while action.retry.max_attempts allows (default false) */
 } defn_step_t;
 
 typedef struct definition {

@@ -204,6 +204,7 @@ static void send_action(saga_t *s, int i, const machine_env_t *env, machine_resu
     }
     st->attempt = attempt;
     st->phase = STEP_RUNNING;
+    st->action_timed_out = false;
     st->timer_at = deadline;
     if (!st->started_at)
         st->started_at = env->now_ms;
@@ -408,10 +409,12 @@ static void begin_compensation(saga_t *s, const char *reason, const machine_env_
     mark_changed(s, env, out);
     s->status = SAGA_COMPENSATING;
     saga_set_text(&s->error, reason);
-    /* A retry not yet sent will never be: its last attempt failed, so nothing to undo. */
+    /* A retry not yet sent will never be: when its last attempt failed there is nothing
+     * to undo; when it timed out (retry_on_timeout) its effect is unknown, as for any
+     * timed-out action. */
     for (int i = 0; i < s->step_count; i++) {
         if (s->steps[i].phase == STEP_RETRY_WAIT) {
-            s->steps[i].phase = STEP_FAILED;
+            s->steps[i].phase = s->steps[i].action_timed_out ? STEP_TIMED_OUT : STEP_FAILED;
             s->steps[i].timer_at = 0;
             s->steps[i].finished_at = env->now_ms;
         }
@@ -573,12 +576,24 @@ void machine_on_timer(saga_t *s, const machine_env_t *env, machine_result_t *out
         case STEP_RUNNING:
             mark_changed(s, env, out);
             snprintf(err, sizeof err, "no reply within %lld ms", (long long)d->action.timeout_ms);
-            st->phase = STEP_TIMED_OUT;
             st->action_timed_out = true;
-            st->timer_at = 0;
-            st->finished_at = now;
             saga_set_text(&st->error, err);
             history_add(out, env, "action_timed_out", s, i, CMD_ACTION, st->attempt, err);
+            if (d->retry_on_timeout && s->status == SAGA_RUNNING &&
+                st->attempt < d->action.retry.max_attempts &&
+                (!s->deadline_at || now < s->deadline_at)) {
+                /* Sent again under the same idempotency key: a participant that applied
+                 * the timed-out attempt answers the retry from its record. */
+                st->phase = STEP_RETRY_WAIT;
+                st->timer_at = now + machine_backoff_ms(&d->action.retry, st->attempt + 1,
+                                                        env->rng);
+                history_add(out, env, "action_retry_scheduled", s, i, CMD_ACTION, st->attempt,
+                            err);
+                break;
+            }
+            st->phase = STEP_TIMED_OUT;
+            st->timer_at = 0;
+            st->finished_at = now;
             if (timed_out < 0)
                 timed_out = i;
             break;
@@ -615,7 +630,21 @@ void machine_on_timer(saga_t *s, const machine_env_t *env, machine_result_t *out
         char reason[128];
         snprintf(reason, sizeof reason, "saga deadline of %lld ms exceeded",
                  (long long)s->def->deadline_ms);
+        mark_changed(s, env, out);
         history_add(out, env, "deadline_exceeded", s, -1, CMD_ACTION, 0, reason);
+        /* The deadline cuts the actions in flight: each is treated as timed out (its
+         * effect is unknown), so compensation starts now, not when their timeouts end. */
+        for (int i = 0; i < s->step_count; i++) {
+            step_state_t *st = &s->steps[i];
+            if (st->phase != STEP_RUNNING)
+                continue;
+            st->phase = STEP_TIMED_OUT;
+            st->action_timed_out = true;
+            st->timer_at = 0;
+            st->finished_at = now;
+            saga_set_text(&st->error, reason);
+            history_add(out, env, "action_timed_out", s, i, CMD_ACTION, st->attempt, reason);
+        }
         begin_compensation(s, reason, env, out);
     }
     if (out->changed)

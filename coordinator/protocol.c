@@ -192,26 +192,120 @@ static int decode_start(json_t *root, input_msg_t *m, char *why, size_t n)
     return 0;
 }
 
+int protocol_parse_command_id(const char *id, char *saga, size_t saga_len, char *step,
+                              size_t step_len, command_kind_t *kind, int *attempt)
+{
+    const char *a = strchr(id, '/');
+    const char *b = a ? strchr(a + 1, '/') : NULL;
+    const char *k = b ? strchr(b + 1, '/') : NULL;
+    if (!k || strchr(k + 1, '/') || a == id || b == a + 1 || (size_t)(a - id) >= saga_len ||
+        (size_t)(b - a - 1) >= step_len)
+        return -1;
+    if ((size_t)(k - b - 1) == 6 && strncmp(b + 1, "action", 6) == 0)
+        *kind = CMD_ACTION;
+    else if ((size_t)(k - b - 1) == 12 && strncmp(b + 1, "compensation", 12) == 0)
+        *kind = CMD_COMPENSATION;
+    else
+        return -1;
+    /* The attempt: a decimal number >= 1 with nothing around it. */
+    long n = 0;
+    const char *d = k + 1;
+    if (*d < '1' || *d > '9')
+        return -1;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9' || n > INT32_MAX / 10)
+            return -1;
+        n = n * 10 + (*d - '0');
+    }
+    if (n > INT32_MAX)
+        return -1;
+    snprintf(saga, saga_len, "%.*s", (int)(a - id), id);
+    snprintf(step, step_len, "%.*s", (int)(b - a - 1), a + 1);
+    *attempt = (int)n;
+    return 0;
+}
+
+/* The reply's command_id is what ties it to one command: it must be well formed, name the
+ * reply's saga, and agree with step, kind and attempt where the reply gives them (where it
+ * does not, they are taken from it). */
+static int reply_match_command_id(json_t *root, input_msg_t *m, const char *kind, char *why,
+                                  size_t n)
+{
+    char saga[SAGA_ID_MAX_LEN + 1], step[DEFN_MAX_NAME_LEN + 1];
+    command_kind_t id_kind;
+    int id_attempt;
+    if (protocol_parse_command_id(m->command_id, saga, sizeof saga, step, sizeof step, &id_kind,
+                                  &id_attempt) < 0) {
+        snprintf(why, n, "$.command_id: expected \"saga_id/step/kind/attempt\" as the command "
+                 "gave it, got \"%.80s\"", m->command_id);
+        return -1;
+    }
+    if (strcmp(saga, m->saga_id) != 0) {
+        snprintf(why, n, "$.command_id: names saga \"%.80s\", not the reply's saga_id \"%s\"",
+                 saga, m->saga_id);
+        return -1;
+    }
+    if (m->step && strcmp(step, m->step) != 0) {
+        snprintf(why, n, "$.step: \"%s\" is not the step of command_id \"%s\"", m->step,
+                 m->command_id);
+        return -1;
+    }
+    if (kind) {
+        if (strcmp(kind, "action") == 0)
+            m->kind = CMD_ACTION;
+        else if (strcmp(kind, "compensation") == 0)
+            m->kind = CMD_COMPENSATION;
+        else {
+            snprintf(why, n, "$.kind: expected \"action\" or \"compensation\", got \"%.40s\"",
+                     kind);
+            return -1;
+        }
+        if (m->kind != id_kind) {
+            snprintf(why, n, "$.kind: \"%s\" is not the kind of command_id \"%s\"", kind,
+                     m->command_id);
+            return -1;
+        }
+    }
+    const json_t *a = json_object_get(root, "attempt");
+    if (a && !json_is_null(a)) {
+        if (!json_is_integer(a) || json_integer_value(a) < 1 ||
+            json_integer_value(a) > INT32_MAX) {
+            snprintf(why, n, "$.attempt: expected an integer >= 1, got %s", json_type_name(a));
+            return -1;
+        }
+        if (json_integer_value(a) != id_attempt) {
+            snprintf(why, n, "$.attempt: %lld is not the attempt of command_id \"%s\"",
+                     (long long)json_integer_value(a), m->command_id);
+            return -1;
+        }
+    }
+    m->kind = id_kind;
+    m->attempt = id_attempt;
+    if (!m->step) {
+        /* Borrowed from the message like every other string: kept in its tree. */
+        json_t *s = json_string(step);
+        if (!s || json_object_set_new(root, "step", s) < 0) {
+            snprintf(why, n, "out of memory");
+            return -1;
+        }
+        m->step = json_string_value(json_object_get(root, "step"));
+    }
+    return 0;
+}
+
 static int decode_reply(json_t *root, input_msg_t *m, char *why, size_t n)
 {
     const char *kind, *status;
     if (check_fields(root, REPLY_FIELDS, why, n) < 0 || get_saga_id(root, true, m, why, n) < 0 ||
-        get_string(root, "command_id", false, PROTOCOL_MAX_COMMAND_ID_LEN, &m->command_id, why,
+        get_string(root, "command_id", true, PROTOCOL_MAX_COMMAND_ID_LEN, &m->command_id, why,
                    n) < 0 ||
-        get_string(root, "step", true, DEFN_MAX_NAME_LEN, &m->step, why, n) < 0 ||
-        get_string(root, "kind", true, PROTOCOL_MAX_KEYWORD_LEN, &kind, why, n) < 0 ||
+        get_string(root, "step", false, DEFN_MAX_NAME_LEN, &m->step, why, n) < 0 ||
+        get_string(root, "kind", false, PROTOCOL_MAX_KEYWORD_LEN, &kind, why, n) < 0 ||
         get_string(root, "status", true, PROTOCOL_MAX_KEYWORD_LEN, &status, why, n) < 0 ||
         get_string(root, "error", false, PROTOCOL_MAX_REASON_LEN, &m->error, why, n) < 0 ||
-        get_object(root, "output", PROTOCOL_MAX_OUTPUT_BYTES, &m->output, why, n) < 0)
+        get_object(root, "output", PROTOCOL_MAX_OUTPUT_BYTES, &m->output, why, n) < 0 ||
+        reply_match_command_id(root, m, kind, why, n) < 0)
         return -1;
-    if (strcmp(kind, "action") == 0)
-        m->kind = CMD_ACTION;
-    else if (strcmp(kind, "compensation") == 0)
-        m->kind = CMD_COMPENSATION;
-    else {
-        snprintf(why, n, "$.kind: expected \"action\" or \"compensation\", got \"%.40s\"", kind);
-        return -1;
-    }
     if (strcmp(status, "ok") == 0)
         m->ok = true;
     else if (strcmp(status, "failed") == 0)
@@ -220,16 +314,19 @@ static int decode_reply(json_t *root, input_msg_t *m, char *why, size_t n)
         snprintf(why, n, "$.status: expected \"ok\" or \"failed\", got \"%.40s\"", status);
         return -1;
     }
-    const json_t *a = json_object_get(root, "attempt");
-    if (!a) {
-        snprintf(why, n, "$.attempt: missing, expected an integer >= 1");
+    /* What reply.json requires of each status. */
+    if (m->ok && !json_object_get(root, "output")) {
+        snprintf(why, n, "$.output: missing, an ok reply carries an object (may be {})");
         return -1;
     }
-    if (!json_is_integer(a) || json_integer_value(a) < 1 || json_integer_value(a) > INT32_MAX) {
-        snprintf(why, n, "$.attempt: expected an integer >= 1, got %s", json_type_name(a));
+    if (!m->ok && !m->error) {
+        snprintf(why, n, "$.error: missing, a failed reply says why as a string");
         return -1;
     }
-    m->attempt = (int)json_integer_value(a);
+    if (!m->ok && m->output) {
+        snprintf(why, n, "$.output: only an ok reply carries an output");
+        return -1;
+    }
     const json_t *r = json_object_get(root, "retryable");
     if (r && !json_is_null(r)) {
         if (!json_is_boolean(r)) {

@@ -58,6 +58,12 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
                           size_t max_bytes, input_msg_t *out, char *why, size_t why_len);
 void input_msg_release(input_msg_t *m);
 
+/* Parses a command id "saga_id/step/kind/attempt" (docs/protocol.md; no part holds a
+ * '/'), as machine_command_id() formats it. Returns 0, or -1 when id is not one (an
+ * outcome's outbox id, or a participant's mistake). */
+int protocol_parse_command_id(const char *id, char *saga, size_t saga_len, char *step,
+                              size_t step_len, command_kind_t *kind, int *attempt);
+
 /* True when id is a valid saga id: 1..SAGA_ID_MAX_LEN characters of [A-Za-z0-9._:-]. */
 bool protocol_valid_saga_id(const char *id);
 

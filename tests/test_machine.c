@@ -409,9 +409,99 @@ Test(machine, deadline_starts_compensation)
     tick(saga->deadline_at - clock_ms);
     cr_assert_eq(saga->status, SAGA_COMPENSATING);
     cr_assert(strstr(saga->error, "deadline"));
-    /* charge is still in flight: nothing is compensated before its reply or timeout */
+    /* The deadline cuts charge, still in flight: it counts as timed out (its effect is
+     * unknown) and is compensated now, not when its own timeout ends. */
+    cr_assert(saga->steps[1].action_timed_out);
+    expect_one_command("charge", CMD_COMPENSATION, 1);
+    ok("charge", 1, "payment_id", "p"); /* the cut attempt's reply comes too late */
+    cr_assert_not(res.changed);
+    cr_assert_eq(res.verdict, MACHINE_LATE);
+    reply("charge", CMD_COMPENSATION, 1, true, false, NULL);
+    expect_one_command("reserve", CMD_COMPENSATION, 1);
+    reply("reserve", CMD_COMPENSATION, 1, true, false, NULL);
+    cr_assert_eq(saga->status, SAGA_COMPENSATED);
+}
+
+/* ORDER_DEF with one more field in the charge step. */
+static void setup_with_charge_field(const char *field)
+{
+    teardown();
+    char text[sizeof ORDER_DEF + 128];
+    const char *needle = "{\"name\": \"charge\", \"topic\": \"payment\",";
+    const char *at = strstr(ORDER_DEF, needle);
+    int n = snprintf(text, sizeof text, "%.*s%s %s,%s", (int)(at - ORDER_DEF), ORDER_DEF,
+                     needle, field, at + strlen(needle));
+    cr_assert_lt(n, (int)sizeof text);
+    setup_with(text);
+}
+
+static const char *idempotency_key(const machine_command_t *c)
+{
+    return json_string_value(json_object_get(message_of(c), "idempotency_key"));
+}
+
+Test(machine, a_timed_out_action_is_compensated_by_default_not_retried)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    tick(1000);
+    cr_assert_eq(saga->steps[1].attempt, 1);
+    expect_one_command("charge", CMD_COMPENSATION, 1);
+}
+
+Test(machine, retry_on_timeout_resends_with_the_same_key_then_compensates)
+{
+    setup_with_charge_field("\"retry_on_timeout\": true");
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    char key[256];
+    snprintf(key, sizeof key, "%s", idempotency_key(&res.commands[0]));
+    tick(1000); /* attempt 1 times out: a retry after the backoff, nothing compensated */
+    cr_assert(res.changed);
     cr_assert_eq(res.command_count, 0);
-    ok("charge", 1, "payment_id", "p");
+    cr_assert_eq(saga->status, SAGA_RUNNING);
+    cr_assert_eq(saga->steps[1].phase, STEP_RETRY_WAIT);
+    tick(100);
+    expect_one_command("charge", CMD_ACTION, 2);
+    cr_assert_str_eq(idempotency_key(&res.commands[0]), key);
+    ok("charge", 1, "payment_id", "late"); /* the timed-out attempt answers late */
+    cr_assert_eq(res.verdict, MACHINE_LATE);
+    tick(1000);
+    tick(200);
+    expect_one_command("charge", CMD_ACTION, 3);
+    cr_assert_str_eq(idempotency_key(&res.commands[0]), key);
+    tick(1000); /* max_attempts (3) reached: the step timed out for good */
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    expect_one_command("charge", CMD_COMPENSATION, 1);
+    cr_assert(strstr(saga->error, "charge timed out"), "%s", saga->error);
+}
+
+Test(machine, retry_on_timeout_success_on_a_later_attempt_goes_on)
+{
+    setup_with_charge_field("\"retry_on_timeout\": true");
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    tick(1000);
+    tick(100);
+    expect_one_command("charge", CMD_ACTION, 2);
+    ok("charge", 2, "payment_id", "p");
+    expect_one_command("ship", CMD_ACTION, 1);
+    cr_assert_not(saga->steps[1].action_timed_out);
+    ok("charge", 2, "payment_id", "p"); /* a duplicate, not a late reply */
+    cr_assert_eq(res.verdict, MACHINE_DUPLICATE);
+}
+
+Test(machine, a_retry_of_a_timed_out_action_cut_by_the_deadline_is_compensated)
+{
+    setup_with_charge_field("\"retry_on_timeout\": true");
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    saga->deadline_at = clock_ms + 1050; /* falls in the backoff after attempt 1 */
+    tick(1000);
+    cr_assert_eq(saga->steps[1].phase, STEP_RETRY_WAIT);
+    tick(50);
+    cr_assert_eq(saga->status, SAGA_COMPENSATING);
+    /* attempt 1 timed out: its effect is unknown, so it is undone like any timed-out step */
     expect_one_command("charge", CMD_COMPENSATION, 1);
 }
 

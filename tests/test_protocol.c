@@ -34,7 +34,7 @@ Test(protocol, reply_and_operator_commands)
 {
     input_msg_t m;
     char why[512];
-    cr_assert_eq(decode("{\"type\":\"reply\",\"command_id\":\"o/s/action/2\",\"saga_id\":\"o\","
+    cr_assert_eq(decode("{\"type\":\"reply\",\"command_id\":\"o/s/compensation/2\",\"saga_id\":\"o\","
                         "\"step\":\"s\",\"kind\":\"compensation\",\"attempt\":2,\"status\":\"failed\","
                         "\"retryable\":true,\"error\":\"busy\"}", "o", &m, why), 0, "%s", why);
     cr_assert_eq(m.type, MSG_REPLY);
@@ -55,8 +55,21 @@ Test(protocol, reply_and_operator_commands)
     input_msg_release(&m);
 }
 
+Test(protocol, a_reply_may_give_only_its_command_id)
+{
+    input_msg_t m;
+    char why[512];
+    cr_assert_eq(decode("{\"type\":\"reply\",\"command_id\":\"o-1/charge/compensation/3\","
+                        "\"saga_id\":\"o-1\",\"status\":\"ok\",\"output\":{}}", "o-1", &m, why),
+                 0, "%s", why);
+    cr_assert_str_eq(m.step, "charge");
+    cr_assert_eq(m.kind, CMD_COMPENSATION);
+    cr_assert_eq(m.attempt, 3);
+    input_msg_release(&m);
+}
+
 typedef struct bad_case {
-    char text[300];
+    char text[400];
     char key[16];
     char reason[120];
 } bad_case_t;
@@ -74,12 +87,23 @@ ParameterizedTestParameters(protocol, bad_input_says_where_and_what)
         {"{\"type\":\"start\",\"saga\":\"x\",\"version\":0}", "", "$.version: expected an integer >= 1"},
         {"{\"type\":\"start\",\"saga\":\"x\",\"saga_id\":\"a b\"}", "", "$.saga_id: expected 1-128 characters"},
         {"{\"type\":\"start\",\"saga\":\"x\",\"saga_id\":\"a\",\"saga\":\"y\"}", "", "invalid JSON"},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"undo\",\"attempt\":1,\"status\":\"ok\"}", "", "$.kind: expected \"action\" or \"compensation\""},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"done\"}", "", "$.status: expected \"ok\" or \"failed\""},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"status\":\"ok\"}", "", "$.attempt: missing"},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":\"1\",\"status\":\"ok\"}", "", "$.attempt: expected an integer >= 1, got a string"},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":3}", "", "$.output: expected an object, got an integer"},
-        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"failed\",\"retryable\":\"yes\"}", "", "$.retryable: expected a boolean"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"step\":\"s\",\"kind\":\"undo\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.kind: expected \"action\" or \"compensation\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"done\"}", "", "$.status: expected \"ok\" or \"failed\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":\"1\",\"status\":\"ok\",\"output\":{}}", "", "$.attempt: expected an integer >= 1, got a string"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"status\":\"ok\",\"output\":3}", "", "$.output: expected an object, got an integer"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"status\":\"failed\",\"error\":\"e\",\"retryable\":\"yes\"}", "", "$.retryable: expected a boolean"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.command_id: missing, expected a string"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action\",\"status\":\"ok\",\"output\":{}}", "", "$.command_id: expected \"saga_id/step/kind/attempt\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/undo/1\",\"status\":\"ok\",\"output\":{}}", "", "$.command_id: expected \"saga_id/step/kind/attempt\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/01\",\"status\":\"ok\",\"output\":{}}", "", "$.command_id: expected \"saga_id/step/kind/attempt\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1x\",\"status\":\"ok\",\"output\":{}}", "", "$.command_id: expected \"saga_id/step/kind/attempt\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"other/s/action/1\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.command_id: names saga \"other\", not the reply's saga_id \"o\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/t/action/1\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.step: \"s\" is not the step of command_id \"o/t/action/1\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/compensation/1\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.kind: \"action\" is not the kind of command_id"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/2\",\"step\":\"s\",\"kind\":\"action\",\"attempt\":1,\"status\":\"ok\",\"output\":{}}", "", "$.attempt: 1 is not the attempt of command_id \"o/s/action/2\""},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"status\":\"ok\"}", "", "$.output: missing, an ok reply carries an object"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"status\":\"failed\"}", "", "$.error: missing, a failed reply says why"},
+        {"{\"type\":\"reply\",\"saga_id\":\"o\",\"command_id\":\"o/s/action/1\",\"status\":\"failed\",\"error\":\"e\",\"output\":{}}", "", "$.output: only an ok reply carries an output"},
         {"{\"type\":\"abort\",\"saga_id\":\"o\"}", "other", "the message key \"other\" is not the saga id \"o\""},
         {"{\"type\":\"skip\",\"saga_id\":\"o\",\"expected_version\":-1}", "", "$.expected_version: expected an integer >= 1"},
         {"{\"type\":\"retry\"}", "", "$.saga_id: missing, expected a string"},
