@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "protocol.h"
 #include "registry.h"
+#include "route.h"
 #include "store.h"
 #include "timers.h"
 #include "vec.h"
@@ -38,9 +39,15 @@
 
 #define COORD_RELOAD_RETRY_MS 500   /* between attempts to reload a partition */
 #define COORD_FLUSH_TIMEOUT_MS 10000 /* producer flush at shutdown */
-#define COORD_CATCHUP_MAX_MS 30000   /* longest a loaded partition's timers wait for catch-up */
+#define COORD_CATCHUP_MAX_MS 30000   /* longest a timer waits for the input before it */
 #define COORD_CATCHUP_RECHECK_MS 20  /* how often a deferred timer looks again */
+#define COORD_GATE_MIN_INTERVAL_MS 5 /* at most one end-of-input query per partition this often */
+#define COORD_GATE_QUERY_MS 1000     /* the end-of-input query of a due timer */
 #define COORD_QUERY_TIMEOUT_MS 5000  /* watermark and committed-offset queries */
+#define COORD_REDIS_BACKOFF_MIN_MS 50   /* first reconnect attempt after Redis was lost */
+#define COORD_REDIS_BACKOFF_MAX_MS 2000 /* the longest wait between reconnect attempts */
+#define COORD_REDIS_SUMMARY_MS 10000    /* a "still unavailable" line this often */
+#define COORD_FORWARD_HEADER "saga-forwarded-from" /* on a message forwarded to its home */
 #define COORD_CHUNK 16               /* input messages handled between looks at Redis */
 #define COORD_TRIM_MS 1000           /* most often an idle loop returns freed memory */
 
@@ -58,11 +65,17 @@ typedef struct partition {
     int64_t sent_next_offset;
     int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
     int64_t reload_at;
-    /* After a load, timers wait until the input read before the load is processed: a
-     * reply that arrived while no one owned the partition must win over its timeout. */
-    int64_t catchup_offset;    /* offset to reach (the end at load time), -1 = caught up */
-    int64_t catchup_deadline;  /* stop waiting then, whatever the offset */
+    /* The timer gate: no timer fires while input appended before its due time is unread,
+     * so a reply that reached the topic in time always wins over the timeout, after a
+     * load as after a pause of the process (see gate_open). */
+    int64_t read_next;         /* offset after the last input message handled, -1 = unknown */
+    int64_t gate_time;         /* input appended before this time (ms) ... */
+    int64_t gate_offset;       /* ... is below this offset (the end of the input then) */
+    int64_t gate_checked_at;   /* when the end was last asked for */
+    int64_t gate_waiting_since;/* a due timer has been held back since, 0 = none */
+    bool catching_up;          /* after a load: log when the gate offset is reached */
     int64_t loaded_at;
+    int forwards_unconfirmed;  /* input of this partition forwarded to its home, in flight */
 } partition_t;
 
 /* A transition waiting for its round's Redis pipeline. */
@@ -81,7 +94,7 @@ typedef struct pending {
 typedef struct delivery {
     int32_t partition;      /* input partition whose outbox holds it, -1 = not in an outbox */
     char *outbox_id;        /* NULL = not in an outbox */
-    int64_t epoch;          /* the epoch it was produced under */
+    int32_t forward_from;   /* input partition it was forwarded from (route.h), -1 = none */
 } delivery_t;
 
 /* A round: the transitions of one turn, in queue order (their store positions). */
@@ -95,6 +108,14 @@ typedef struct ack {
     int32_t partition;
     char *id;
 } ack_t;
+
+/* A reply for a saga not in memory on its home partition: Redis says whether it is a
+ * late duplicate (the saga finished) or something an operator must see. */
+typedef struct unknown_reply {
+    const rd_kafka_message_t *km;  /* borrowed from the turn's batch */
+    int32_t partition;
+    char *saga_id;                 /* owned */
+} unknown_reply_t;
 
 struct coordinator {
     config_t cfg;
@@ -117,6 +138,15 @@ struct coordinator {
     saga_t **doomed;
     size_t ndoomed, doomed_cap;
     rd_kafka_message_t **batch;
+    unknown_reply_t *unknown;    /* this turn's replies for sagas not in memory */
+    size_t nunknown, unknown_cap;
+    int32_t routing_partitions;  /* saga:meta routing_partitions (route.h) */
+    int32_t topic_partitions;    /* the input topic's partition count, as last seen */
+    size_t open_forwards;        /* messages forwarded to their home in the open round */
+    /* Redis availability: lost, then reconnect attempts with a bounded backoff. */
+    bool redis_down;
+    int64_t redis_down_since, redis_retry_at, redis_backoff_ms, redis_summary_at;
+    uint64_t redis_attempts, redis_failed_rounds;
     int64_t drained_us;          /* the input queue was last found empty (monotonic us) */
     int64_t msg_avail_us;        /* of the message being handled; 0 while timers run */
     uint64_t rng;
@@ -138,6 +168,7 @@ struct coordinator {
 };
 
 static void settle_round(coordinator_t *c);
+static void redis_lost(coordinator_t *c, const char *what);
 
 static int64_t now_ms(void)
 {
@@ -213,6 +244,7 @@ static partition_t *part_get(coordinator_t *c, int32_t id, bool create)
         }
         p->id = id;
         p->turn_first_offset = p->sent_first_offset = -1;
+        p->read_next = -1;
         c->parts[id] = p;
     }
     return c->parts[id];
@@ -415,13 +447,12 @@ void coordinator_set_reload_flag(coordinator_t *c, volatile sig_atomic_t *flag)
     c->reload_flag = flag;
 }
 
-static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
-                          int64_t epoch);
+static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition);
 
 static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
 {
     load_ctx_t *lc = opaque;
-    produce_entry(lc->c, e, lc->p->id, lc->p->epoch);
+    produce_entry(lc->c, e, lc->p->id);
     lc->c->stats.outbox_resent++;
     /* The command goes out only now: its timeout starts now. */
     char saga_id[SAGA_ID_MAX_LEN + 1], step[DEFN_MAX_NAME_LEN + 1];
@@ -436,34 +467,86 @@ static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
         (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
 }
 
-/* Finds where p's input ends and where this group's committed offset is: when something
- * is left to read, timers wait for it (see partition_t.catchup_offset). */
+/* Where p's input is read from after a load: the confirmed position, else the group's
+ * committed offset, else the beginning (low). -1 when Kafka cannot say. */
+static int64_t start_position(coordinator_t *c, partition_t *p, int64_t low)
+{
+    if (p->confirmed_offset >= 0)
+        return p->confirmed_offset;
+    int64_t from = -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, c->cfg.input_topic,
+                                                                       p->id);
+    if (!rd_kafka_committed(c->consumer, l, COORD_QUERY_TIMEOUT_MS) && !tp->err)
+        from = tp->offset >= 0 ? tp->offset : low;
+    rd_kafka_topic_partition_list_destroy(l);
+    return from;
+}
+
+/* After a load, p's input from the confirmed position on is read again: its timers wait
+ * until it has been (gate_open), since a reply that arrived while no one owned p must win
+ * over its timeout. Finds where the input ends now, for that and for the log. */
 static void start_catchup(coordinator_t *c, partition_t *p)
 {
-    p->catchup_offset = -1;
-    int64_t low = 0, high = 0;
+    p->read_next = -1;
+    p->gate_time = p->gate_offset = p->gate_waiting_since = 0;
+    p->catching_up = false;
+    int64_t t = now_ms(), low = 0, high = 0;
+    p->gate_checked_at = t;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
         c->consumer, c->cfg.input_topic, p->id, &low, &high, COORD_QUERY_TIMEOUT_MS);
     if (err) {
-        log_warn("partition %d: no watermarks (%s): timers do not wait for catch-up",
-                 (int)p->id, rd_kafka_err2str(err));
+        log_warn("partition %d: no watermarks (%s): timers wait until the end of the input "
+                 "is known", (int)p->id, rd_kafka_err2str(err));
         return;
     }
-    int64_t from = p->confirmed_offset;
-    if (from < 0) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, c->cfg.input_topic,
-                                                                           p->id);
-        if (!rd_kafka_committed(c->consumer, l, COORD_QUERY_TIMEOUT_MS) && !tp->err)
-            from = tp->offset >= 0 ? tp->offset : low;
-        rd_kafka_topic_partition_list_destroy(l);
-    }
-    if (from >= 0 && from < high) {
-        p->catchup_offset = high;
-        p->catchup_deadline = now_ms() + COORD_CATCHUP_MAX_MS;
+    p->read_next = start_position(c, p, low);
+    p->gate_time = t;
+    p->gate_offset = high;
+    if (p->read_next >= 0 && p->read_next < high) {
+        p->catching_up = true;
         log_info("partition %d: %lld input messages to catch up on before timers fire",
-                 (int)p->id, (long long)(high - from));
+                 (int)p->id, (long long)(high - p->read_next));
     }
+}
+
+/* The timer gate: may a timer of p due at `due` fire now? Only when every input message
+ * appended to p before `due` has been handled, so that a reply that reached the topic in
+ * time wins over the timeout whatever delayed its reading (a load, a paused or starved
+ * process, a slow fetch). Asks Kafka where p's input ends (at most every
+ * COORD_GATE_MIN_INTERVAL_MS) when the last answer is older than `due`: any message
+ * appended before the time of the question is below that end. A timer held back longer
+ * than COORD_CATCHUP_MAX_MS (Kafka unreachable, input stuck) fires anyway, said in the log:
+ * a saga must not stall for good. */
+static bool gate_open(coordinator_t *c, partition_t *p, int64_t due, int64_t now)
+{
+    if (p->gate_time < due && now - p->gate_checked_at >= COORD_GATE_MIN_INTERVAL_MS) {
+        int64_t t = now_ms(), low = 0, high = 0;
+        p->gate_checked_at = t;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            c->consumer, c->cfg.input_topic, p->id, &low, &high, COORD_GATE_QUERY_MS);
+        if (!err) {
+            if (p->read_next < 0)
+                p->read_next = start_position(c, p, low);
+            p->gate_time = t;
+            p->gate_offset = high;
+        }
+    }
+    if (p->gate_time >= due && p->read_next >= 0 && p->read_next >= p->gate_offset) {
+        p->gate_waiting_since = 0;
+        return true;
+    }
+    if (!p->gate_waiting_since)
+        p->gate_waiting_since = now;
+    if (now - p->gate_waiting_since < COORD_CATCHUP_MAX_MS)
+        return false;
+    log_warn("partition %d: the input before a due timer is still unread after %d ms (read "
+             "up to %lld of %lld): its timers fire without it", (int)p->id,
+             COORD_CATCHUP_MAX_MS, (long long)p->read_next, (long long)p->gate_offset);
+    p->gate_waiting_since = 0;
+    p->gate_time = now;
+    p->gate_offset = p->read_next;
+    return true;
 }
 
 /* Loads p's active sagas and re-sends its outbox. Takes a new epoch first when
@@ -499,8 +582,11 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
 fail:
     c->stats.redis_errors++;
     c->redis_ok = false;
-    log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
-              store_last_error(c->store));
+    if (store_ensure_connected(c->store) < 0)
+        redis_lost(c, "loading a partition");
+    else
+        log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
+                  store_last_error(c->store));
     part_drop_sagas(c, p);
     p->needs_reload = true;
     p->reload_at = now_ms() + COORD_RELOAD_RETRY_MS;
@@ -517,7 +603,10 @@ static void partition_acquire(coordinator_t *c, int32_t id)
     p->paused = false;
     p->confirmed_offset = -1;
     p->turn_first_offset = p->sent_first_offset = -1;
-    p->catchup_offset = -1;
+    p->read_next = -1;
+    p->forwards_unconfirmed = 0;
+    if (id >= c->topic_partitions)
+        c->topic_partitions = id + 1;
     c->stats.partitions_assigned++;
     (void)partition_load(c, p, true);
 }
@@ -564,6 +653,18 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     coordinator_t *c = opaque;
     delivery_t *d = m->_private;
+    if (d && d->forward_from >= 0) {
+        partition_t *p = part_get(c, d->forward_from, false);
+        if (p && p->forwards_unconfirmed > 0)
+            p->forwards_unconfirmed--;
+        if (m->err && p && p->owned && !p->needs_reload) {
+            /* Its offset is not stored: the reload reads it again and forwards it again. */
+            log_error("partition %d: forwarding input to partition %d failed: %s; reloading",
+                      (int)p->id, (int)m->partition, rd_kafka_err2str(m->err));
+            p->needs_reload = true;
+            p->reload_at = now_ms();
+        }
+    }
     if (m->err) {
         c->stats.kafka_errors++;
         log_error("delivery to %s failed: %s%s", rd_kafka_topic_name(m->rkt),
@@ -593,20 +694,30 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
  * acknowledged there once delivered. */
 static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
                         const char *key, size_t key_len, const char *value, size_t len,
-                        int32_t in_partition, const char *outbox_id, int64_t epoch)
+                        int32_t in_partition, const char *outbox_id, int32_t forward_from)
 {
     delivery_t *d = calloc(1, sizeof *d);
     if (d) {
         d->partition = in_partition;
         d->outbox_id = outbox_id ? strdup(outbox_id) : NULL;
-        d->epoch = epoch;
+        d->forward_from = forward_from;
     }
     for (;;) {
+        char from[24];
+        int from_len = snprintf(from, sizeof from, "%d", (int)forward_from);
+        rd_kafka_headers_t *hdrs = NULL;
+        if (forward_from >= 0) {
+            hdrs = rd_kafka_headers_new(1);
+            rd_kafka_header_add(hdrs, COORD_FORWARD_HEADER, -1, from, from_len);
+        }
         rd_kafka_resp_err_t err = rd_kafka_producev(
             c->producer, RD_KAFKA_V_TOPIC(topic),
             RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
+            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (err && hdrs)
+            rd_kafka_headers_destroy(hdrs); /* owned by the message only when produced */
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(c->producer, 10);
             continue;
@@ -614,6 +725,11 @@ static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
         if (err) {
             c->stats.kafka_errors++;
             log_error("cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+            if (forward_from >= 0) {
+                partition_t *p = part_get(c, forward_from, false);
+                if (p && p->owned)
+                    p->needs_reload = true; /* read again, forwarded again */
+            }
             if (d) {
                 free(d->outbox_id);
                 free(d);
@@ -623,18 +739,17 @@ static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
     }
 }
 
-static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition,
-                          int64_t epoch)
+static void produce_entry(coordinator_t *c, const outbox_entry_t *e, int32_t in_partition)
 {
     produce_raw(c, e->topic, e->partition, e->key, strlen(e->key), e->value, strlen(e->value),
-                in_partition, e->id, epoch);
+                in_partition, e->id, -1);
 }
 
 static void produce_json(coordinator_t *c, const char *topic, const char *key, json_t *msg)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     if (text) {
-        produce_raw(c, topic, -1, key, key ? strlen(key) : 0, text, strlen(text), -1, NULL, 0);
+        produce_raw(c, topic, -1, key, key ? strlen(key) : 0, text, strlen(text), -1, NULL, -1);
         free(text);
     }
 }
@@ -653,7 +768,7 @@ static void dead_letter(coordinator_t *c, const rd_kafka_message_t *m, const cha
         char *text = json_dumps(dl, JSON_COMPACT);
         if (text) {
             produce_raw(c, c->cfg.deadletter_topic, -1, m->key, m->key ? m->key_len : 0, text,
-                        strlen(text), -1, NULL, 0);
+                        strlen(text), -1, NULL, -1);
             free(text);
         }
         json_decref(dl);
@@ -772,7 +887,7 @@ static void handle_start(coordinator_t *c, partition_t *p, const rd_kafka_messag
     if (m->saga_id)
         snprintf(id, sizeof id, "%s", m->saga_id);
     else /* derived from the message's place, so a redelivery makes the same saga */
-        snprintf(id, sizeof id, "p%d-o%lld", (int)km->partition, (long long)km->offset);
+        route_generated_id(id, sizeof id, km->partition, km->offset);
     bool redis_error;
     const definition_t *def = find_definition(c, m->saga_name, m->version, &redis_error);
     char why[512];
@@ -834,10 +949,18 @@ static void handle_reply(coordinator_t *c, partition_t *p, const rd_kafka_messag
         return;
     }
     if (!s) {
+        /* Finished (a late duplicate, counted), or never started or expired (dead-lettered):
+         * Redis says which, for all of this turn's such replies at once. */
+        char *id = strdup(m->saga_id);
+        if (id && vec_grow((void **)&c->unknown, &c->unknown_cap, c->nunknown + 1,
+                           sizeof *c->unknown) == 0) {
+            c->unknown[c->nunknown++] = (unknown_reply_t){km, p->id, id};
+            return;
+        }
+        free(id);
         c->stats.unknown_saga_replies++;
-        snprintf(why, sizeof why,
-                 "reply for saga \"%s\", which is not active on partition %d (finished and "
-                 "settled, expired, or never started)", m->saga_id, (int)p->id);
+        snprintf(why, sizeof why, "reply for saga \"%s\", which is not active on partition %d",
+                 m->saga_id, (int)p->id);
         dead_letter(c, km, why);
         return;
     }
@@ -902,6 +1025,126 @@ static void handle_operator(coordinator_t *c, partition_t *p, const rd_kafka_mes
     machine_result_release(&res);
 }
 
+/* A start the protocol refused (bad input, version, name, ...): it cannot run, so its
+ * caller gets a rejected outcome with the reason, under the id it gave or the one it
+ * would have been given. A start whose saga_id itself is unusable has no id to address
+ * an outcome to: it is only dead-lettered (docs/protocol.md). */
+static void reject_invalid_start(coordinator_t *c, const rd_kafka_message_t *km,
+                                 const input_msg_t *m, const char *why)
+{
+    if (m->refused_id_unusable) {
+        dead_letter(c, km, why);
+        return;
+    }
+    char id[SAGA_ID_MAX_LEN + 1];
+    if (m->refused_id[0])
+        snprintf(id, sizeof id, "%s", m->refused_id);
+    else
+        route_generated_id(id, sizeof id, km->partition, km->offset);
+    input_msg_t named = {.type = MSG_START, .saga_name = m->refused_saga[0] ? m->refused_saga
+                                                                             : NULL,
+                         .version = m->refused_version};
+    reject_start(c, &named, id, why);
+}
+
+/* Copies a message that landed on p to its saga's home partition (route.h). Its offset on
+ * p is stored only once the copy is delivered (confirm_forwards): a crash before that
+ * reads it again. A message that was forwarded once already is not forwarded again: that
+ * would mean the coordinators disagree on routing, which an operator must see. */
+static void forward_input(coordinator_t *c, partition_t *p, const rd_kafka_message_t *km,
+                          const char *saga_id, int32_t home)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t size;
+    if (rd_kafka_message_headers(km, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, COORD_FORWARD_HEADER, &val, &size) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char why[256];
+        snprintf(why, sizeof why, "forwarded here as the home of saga \"%s\", but this "
+                 "coordinator computes partition %d: do all coordinators read the same "
+                 "saga:meta routing_partitions?", saga_id, (int)home);
+        dead_letter(c, km, why);
+        return;
+    }
+    c->stats.forwarded++;
+    c->open_forwards++;
+    p->forwards_unconfirmed++;
+    log_msg(LOG_DEBUG, saga_id, "input partition %d offset %lld forwarded to partition %d, "
+            "the saga's home", (int)p->id, (long long)km->offset, (int)home);
+    produce_raw(c, c->cfg.input_topic, home, saga_id, strlen(saga_id), km->payload, km->len,
+                -1, NULL, p->id);
+}
+
+/* Waits for the delivery of this round's forwarded messages, before the offsets they
+ * came from are stored; a partition whose forward did not arrive reads its input again. */
+static void confirm_forwards(coordinator_t *c)
+{
+    c->open_forwards = 0;
+    if (rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_error("forwarded input not delivered within %d ms", COORD_FLUSH_TIMEOUT_MS);
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (p && p->forwards_unconfirmed > 0 && p->owned && !p->needs_reload) {
+            p->needs_reload = true;
+            p->reload_at = now_ms();
+        }
+    }
+}
+
+/* Settles this turn's replies for sagas not in memory: a saga Redis shows finished makes
+ * the reply a late duplicate (counted, as by the machine); any other is dead-lettered,
+ * since a participant replying to the wrong place must be visible. */
+static void resolve_unknown_replies(coordinator_t *c)
+{
+    if (!c->nunknown)
+        return;
+    settle_round(c);
+    size_t i = 0;
+    while (i < c->nunknown) {
+        /* One pipeline per partition: its keys share the partition's hash tag. */
+        int32_t part = c->unknown[i].partition;
+        size_t n = 0;
+        const char *ids[64];
+        size_t at[64];
+        for (size_t k = i; k < c->nunknown && n < 64; k++)
+            if (c->unknown[k].saga_id && c->unknown[k].partition == part) {
+                ids[n] = c->unknown[k].saga_id;
+                at[n++] = k;
+            }
+        char statuses[64][16];
+        partition_t *p = part_get(c, part, false);
+        bool asked = p && !p->fenced && !p->needs_reload &&
+                     store_read_statuses(c->store, part, ids, n, statuses) == 0;
+        for (size_t k = 0; k < n; k++) {
+            unknown_reply_t *u = &c->unknown[at[k]];
+            if (asked && (strcmp(statuses[k], "completed") == 0 ||
+                          strcmp(statuses[k], "compensated") == 0)) {
+                c->stats.late_replies++;
+                log_msg(LOG_DEBUG, u->saga_id, "reply for a finished saga ignored");
+            } else if (p && (p->fenced || p->needs_reload)) {
+                /* Read again after the reload: nothing to say yet. */
+            } else {
+                char why[512];
+                c->stats.unknown_saga_replies++;
+                snprintf(why, sizeof why, "reply for saga \"%s\", which is not active on "
+                         "partition %d (%s)", u->saga_id, (int)part,
+                         !asked              ? "Redis could not say whether it finished"
+                         : statuses[k][0]    ? "it is in Redis but not loaded here"
+                                             : "never started, or expired");
+                dead_letter(c, u->km, why);
+            }
+            free(u->saga_id);
+            u->saga_id = NULL;
+        }
+        while (i < c->nunknown && !c->unknown[i].saga_id)
+            i++;
+        if (!asked && p && !p->fenced && !p->needs_reload && store_ensure_connected(c->store) < 0)
+            redis_lost(c, "reading saga statuses");
+    }
+    c->nunknown = 0;
+}
+
 static void handle_message(coordinator_t *c, const rd_kafka_message_t *km, int64_t now)
 {
     if (km->err) {
@@ -918,18 +1161,32 @@ static void handle_message(coordinator_t *c, const rd_kafka_message_t *km, int64
     if (p->turn_first_offset < 0)
         p->turn_first_offset = km->offset;
     p->turn_next_offset = km->offset + 1;
-    if (p->catchup_offset >= 0 && km->offset + 1 >= p->catchup_offset) {
+    p->read_next = km->offset + 1;
+    if (p->catching_up && p->read_next >= p->gate_offset) {
         log_info("partition %d: caught up %lld ms after the load", (int)p->id,
                  (long long)(now - p->loaded_at));
-        p->catchup_offset = -1;
+        p->catching_up = false;
     }
 
     input_msg_t m;
     char why[512];
     if (protocol_decode_input(km->payload, km->len, km->key, km->key_len,
                               (size_t)c->cfg.max_message_bytes, &m, why, sizeof why) < 0) {
-        dead_letter(c, km, why);
+        if (m.refused_start)
+            reject_invalid_start(c, km, &m, why);
+        else
+            dead_letter(c, km, why);
         return;
+    }
+    /* One saga per id: a message about a saga that is not here goes to the id's home
+     * partition, whatever partition it landed on (route.h). */
+    if (m.saga_id && !idmap_get(p->sagas, m.saga_id)) {
+        int32_t home = route_home(m.saga_id, c->routing_partitions, c->topic_partitions);
+        if (home != p->id) {
+            forward_input(c, p, km, m.saga_id, home);
+            input_msg_release(&m);
+            return;
+        }
     }
     switch (m.type) {
     case MSG_START: handle_start(c, p, km, &m, now); break;
@@ -952,7 +1209,9 @@ static void run_timers(coordinator_t *c, int64_t now)
     for (size_t i = 0; i < n; i++) {
         s = due[i];
         partition_t *p = part_get(c, s->partition, false);
-        if (p->catchup_offset >= 0 && now < p->catchup_deadline) {
+        int64_t due_at = machine_next_timer(s);
+        if (due_at && !gate_open(c, p, due_at, now)) {
+            c->stats.timers_held++;
             (void)timers_set(&c->timers, s, now + COORD_CATCHUP_RECHECK_MS);
             continue;
         }
@@ -1118,7 +1377,7 @@ static void complete_round(coordinator_t *c)
     int received = store_receive(c->store, c->results);
     if (received < 0) {
         c->stats.redis_errors++;
-        log_error("redis pipeline failed: %s", store_last_error(c->store));
+        redis_lost(c, "a round");
     }
     settle_acks(c, received < 0);
     c->redis_ok = received == 0;
@@ -1141,7 +1400,7 @@ static void complete_round(coordinator_t *c)
             c->stats.transitions++;
             c->stats.commands_sent += pd->entry_count;
             for (size_t k = 0; k < pd->entry_count; k++)
-                produce_entry(c, &pd->entries[k], p->id, p->epoch);
+                produce_entry(c, &pd->entries[k], p->id);
             if (pd->avail_us)
                 metrics_on_latency(c->metrics, (double)(mono_us() - pd->avail_us) / 1e6);
             count_outcome(c, pd);
@@ -1213,6 +1472,9 @@ static void settle_round(coordinator_t *c)
  * acknowledgements, without waiting. Nothing may be in flight. */
 static void send_round(coordinator_t *c)
 {
+    if (c->open_forwards)
+        confirm_forwards(c);
+    resolve_unknown_replies(c);
     for (size_t i = 0; i < c->nparts; i++) {
         partition_t *p = c->parts[i];
         if (p && p->owned && (p->fenced || p->needs_reload) && !p->paused) {
@@ -1223,6 +1485,8 @@ static void send_round(coordinator_t *c)
     }
     /* Discarded transitions stay in place (no saga): positions are the store's. */
     bool talked = c->nacks > 0 || c->open.npending > 0;
+    if (c->redis_down && talked)
+        return; /* kept (acknowledgements) or discarded with the partitions in doubt */
     queue_acks(c);
     if (!talked) {
         /* Input that changed nothing (duplicates, dead letters) has nothing to confirm. */
@@ -1243,7 +1507,7 @@ static void send_round(coordinator_t *c)
     c->sent = c->open;
     c->open = t;
     if (store_send(c->store) < 0)
-        log_error("redis pipeline not sent: %s", store_last_error(c->store));
+        redis_lost(c, "sending a round");
 }
 
 /* Moves the rounds on: completes the round in flight when its replies are arriving (or,
@@ -1344,9 +1608,12 @@ static void observe_turn(coordinator_t *c)
 {
     int64_t now = now_ms();
     c->turns++;
-    if (now - c->last_redis_ms >= COORD_REDIS_PING_MS && !store_in_flight(c->store)) {
+    if (!c->redis_down && now - c->last_redis_ms >= COORD_REDIS_PING_MS &&
+        !store_in_flight(c->store)) {
         c->redis_ok = store_ping(c->store) == 0;
         c->last_redis_ms = now;
+        if (!c->redis_ok)
+            redis_lost(c, "ping");
     }
     if (now - c->last_publish_ms < METRICS_PUBLISH_MS)
         return;
@@ -1369,9 +1636,84 @@ struct metrics *coordinator_metrics(coordinator_t *c)
     return c->metrics;
 }
 
+/* --- Redis availability ----------------------------------------------------------- */
+
+/* Redis did not answer (what: the operation that found out). The first time, says so
+ * once and puts every owned partition in doubt: they pause, and are reloaded from Redis
+ * when it is back (it may have restarted with less than we hold). Then reconnects are
+ * tried with a bounded backoff (redis_reconnect), and the loop sleeps in between rather
+ * than spinning or logging every failure. */
+static void redis_lost(coordinator_t *c, const char *what)
+{
+    c->redis_ok = false;
+    c->redis_failed_rounds++;
+    if (c->redis_down)
+        return;
+    int64_t now = now_ms();
+    c->redis_down = true;
+    c->redis_down_since = now;
+    c->redis_backoff_ms = COORD_REDIS_BACKOFF_MIN_MS;
+    c->redis_retry_at = now + c->redis_backoff_ms;
+    c->redis_summary_at = now + COORD_REDIS_SUMMARY_MS;
+    c->redis_attempts = 0;
+    c->redis_failed_rounds = 1;
+    c->stats.redis_outages++;
+    int n = 0;
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (p && p->owned && !p->fenced && !p->needs_reload) {
+            p->needs_reload = true;
+            p->reload_at = now;
+            n++;
+        }
+    }
+    log_error("Redis unavailable (%s: %s): %d partitions wait and are reloaded when it is "
+              "back; reconnecting with a backoff of up to %d ms (one line every %d s until "
+              "then)", what, store_last_error(c->store), n, COORD_REDIS_BACKOFF_MAX_MS,
+              COORD_REDIS_SUMMARY_MS / 1000);
+}
+
+/* While Redis is down: one reconnect attempt when its time has come. Returns how long the
+ * loop may sleep before the next one (0 when Redis is back). */
+static int redis_reconnect(coordinator_t *c, int64_t now)
+{
+    if (!c->redis_down)
+        return 0;
+    if (now < c->redis_retry_at)
+        return (int)(c->redis_retry_at - now);
+    settle_round(c); /* a round sent before the loss reports its errors */
+    c->redis_attempts++;
+    if (store_ensure_connected(c->store) == 0 && store_ping(c->store) == 0) {
+        log_info("Redis available again after %lld ms (%llu reconnect attempts, %llu failed "
+                 "operations); reloading the partitions", (long long)(now - c->redis_down_since),
+                 (unsigned long long)c->redis_attempts,
+                 (unsigned long long)c->redis_failed_rounds);
+        c->redis_down = false;
+        c->redis_ok = true;
+        c->last_redis_ms = now;
+        for (size_t i = 0; i < c->nparts; i++)
+            if (c->parts[i] && c->parts[i]->needs_reload)
+                c->parts[i]->reload_at = now;
+        return 0;
+    }
+    c->redis_backoff_ms = c->redis_backoff_ms * 2 > COORD_REDIS_BACKOFF_MAX_MS
+                              ? COORD_REDIS_BACKOFF_MAX_MS
+                              : c->redis_backoff_ms * 2;
+    c->redis_retry_at = now + c->redis_backoff_ms;
+    if (now >= c->redis_summary_at) {
+        c->redis_summary_at = now + COORD_REDIS_SUMMARY_MS;
+        log_warn("Redis still unavailable after %lld s (%llu reconnect attempts): %s",
+                 (long long)((now - c->redis_down_since) / 1000),
+                 (unsigned long long)c->redis_attempts, store_last_error(c->store));
+    }
+    return (int)c->redis_backoff_ms;
+}
+
 /* Reloads the partitions whose state is in doubt, when their retry time came. */
 static void reload_partitions(coordinator_t *c, int64_t now)
 {
+    if (c->redis_down)
+        return; /* redis_reconnect first */
     for (size_t i = 0; i < c->nparts; i++) {
         partition_t *p = c->parts[i];
         if (!p || !p->owned || p->fenced || !p->needs_reload || p->reload_at > now)
@@ -1391,15 +1733,18 @@ static void reload_partitions(coordinator_t *c, int64_t now)
 int coordinator_turn(coordinator_t *c, int max_wait_ms)
 {
     int64_t now = now_ms();
+    int redis_wait = redis_reconnect(c, now);
     reload_partitions(c, now);
     int wait = max_wait_ms;
+    if (redis_wait > 0 && redis_wait < wait)
+        wait = redis_wait;
     int64_t next = timers_next(&c->timers);
     if (next) {
         int64_t until = next - now;
         if (until < wait)
             wait = until < 0 ? 0 : (int)until;
     }
-    if (c->nacks || store_in_flight(c->store))
+    if (!c->redis_down && (c->nacks || store_in_flight(c->store)))
         wait = 0; /* a round's replies are due: read them rather than wait for input */
     /* Take what is there; when nothing is, wait for the first message only, then take
      * whatever else came with it: a batch call alone would wait for a full batch or the
@@ -1584,29 +1929,45 @@ err:
 }
 
 /* Records the input topic's partition count in saga:meta, so readers know which {pN}
- * to look in. */
-static void record_partition_count(coordinator_t *c)
+ * to look in, and reads the routing partition count every coordinator uses (route.h).
+ * Returns 0, or -1 when either is unknown: the coordinator cannot route without it. */
+static int record_partition_count(coordinator_t *c)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->producer, c->cfg.input_topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(c->producer, 0, rkt, &md, 5000);
+    int rc = -1;
     if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
-        guards_check_input_topic(c->cfg.input_topic, md->topics[0].partition_cnt,
-                                 md->topics[0].partitions[0].replica_cnt);
-        if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
-            log_warn("cannot record saga:meta: %s", store_last_error(c->store));
+        int n = md->topics[0].partition_cnt;
+        guards_check_input_topic(c->cfg.input_topic, n, md->topics[0].partitions[0].replica_cnt);
+        int routing = 0;
+        if (store_put_meta(c->store, n, &routing) < 0) {
+            log_error("cannot record saga:meta: %s", store_last_error(c->store));
+        } else {
+            c->topic_partitions = n;
+            c->routing_partitions = routing;
+            if (routing != n)
+                log_warn("%s has %d partitions, saga ids are routed over the first %d (saga:meta "
+                         "routing_partitions, fixed when the first coordinator started): "
+                         "input landing on the others is forwarded (docs/high-availability.md)",
+                         c->cfg.input_topic, n, routing);
+            rc = 0;
+        }
     } else {
-        log_warn("no metadata for %s (%s): saga:meta not recorded", c->cfg.input_topic,
-                 rd_kafka_err2str(err ? err : md->topics[0].err));
+        log_error("no metadata for %s (%s)", c->cfg.input_topic,
+                  rd_kafka_err2str(err ? err : md && md->topic_cnt ? md->topics[0].err
+                                                                   : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
     }
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    return rc;
 }
 
 int coordinator_start(coordinator_t *c)
 {
-    record_partition_count(c);
+    if (record_partition_count(c) < 0)
+        return -1;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, c->cfg.input_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(c->consumer, topics);
@@ -1674,6 +2035,9 @@ void coordinator_free(coordinator_t *c)
     }
     free(c->results);
     free(c->doomed);
+    for (size_t i = 0; i < c->nunknown; i++)
+        free(c->unknown[i].saga_id);
+    free(c->unknown);
     free(c->batch);
     timers_release(&c->timers);
     jsonw_release(&c->scratch);

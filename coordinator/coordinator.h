@@ -34,6 +34,9 @@ typedef struct coordinator_stats {
     int64_t last_load_ms;        /* time the last assignment's loading took */
     uint64_t reloads_ok;         /* definition reloads applied (SIGHUP) */
     uint64_t reloads_failed;     /* definition reloads refused: nothing changed */
+    uint64_t forwarded;          /* input that landed off its saga's home partition (route.h) */
+    uint64_t timers_held;        /* due timers held back until the input before them was read */
+    uint64_t redis_outages;      /* times Redis became unavailable */
 } coordinator_stats_t;
 
 /* Creates the engine: connects to Redis, records the definitions there, creates the Kafka

@@ -499,6 +499,14 @@ static void render_engine(buf_t *b, const metrics_engine_t *e)
            "Kafka produce, delivery and consume errors", st->kafka_errors);
     scalar(b, "saga_fenced_total", "counter",
            "Times a partition was found taken over by another instance", st->fenced);
+    scalar(b, "saga_input_forwarded_total", "counter",
+           "Input messages forwarded to their saga's home partition", st->forwarded);
+    scalar(b, "saga_timers_held_total", "counter",
+           "Due timers held back until the input appended before them was read",
+           st->timers_held);
+    scalar(b, "saga_redis_outages_total", "counter",
+           "Times Redis became unavailable (every partition waits and reloads)",
+           st->redis_outages);
     scalar(b, "saga_partitions_assigned_total", "counter", "Input partitions assigned",
            st->partitions_assigned);
     scalar(b, "saga_partitions_revoked_total", "counter", "Input partitions revoked",

@@ -405,8 +405,27 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
         goto err;
     }
     return 0;
-err:
+err:;
+    /* What a rejected outcome needs from a refused start, copied before the tree goes. */
+    input_msg_t refused = {0};
+    const json_t *t = json_object_get(root, "type");
+    if (json_is_string(t) && strcmp(json_string_value(t), "start") == 0) {
+        refused.refused_start = true;
+        const json_t *id = json_object_get(root, "saga_id");
+        if (json_is_string(id) && protocol_valid_saga_id(json_string_value(id)))
+            snprintf(refused.refused_id, sizeof refused.refused_id, "%s", json_string_value(id));
+        else if (id && !json_is_null(id))
+            refused.refused_id_unusable = true;
+        const json_t *name = json_object_get(root, "saga");
+        if (json_is_string(name) && json_string_length(name) <= DEFN_MAX_NAME_LEN)
+            snprintf(refused.refused_saga, sizeof refused.refused_saga, "%s",
+                     json_string_value(name));
+        const json_t *v = json_object_get(root, "version");
+        if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= INT32_MAX)
+            refused.refused_version = (int)json_integer_value(v);
+    }
     input_msg_release(out);
+    *out = refused;
     return -1;
 }
 

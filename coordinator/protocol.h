@@ -50,10 +50,18 @@ typedef struct input_msg {
     const char *reason;
     /* abort, retry, skip: the saga version the operator saw, 0 = any */
     int64_t expected_version;
+    /* Set when decoding failed and the message was a start: its caller gets a rejected
+     * outcome (docs/protocol.md), under the id it gave when that is usable. */
+    bool refused_start;
+    bool refused_id_unusable;                  /* a saga_id was given but is not valid */
+    char refused_id[SAGA_ID_MAX_LEN + 1];      /* "" when none was given */
+    char refused_saga[DEFN_MAX_NAME_LEN + 1];  /* the definition named, "" when none */
+    int refused_version;                       /* the version asked for, 0 when none */
 } input_msg_t;
 
 /* Decodes one message. key (may be NULL) is the Kafka key: when present it must equal the
- * saga id. Returns 0, or -1 with the reason in why (out is then released). */
+ * saga id. Returns 0, or -1 with the reason in why (out is then released, except for the
+ * refused_* fields). */
 int protocol_decode_input(const char *buf, size_t len, const char *key, size_t key_len,
                           size_t max_bytes, input_msg_t *out, char *why, size_t why_len);
 void input_msg_release(input_msg_t *m);

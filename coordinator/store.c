@@ -490,6 +490,41 @@ int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
     return 0;
 }
 
+int store_read_statuses(store_t *st, int32_t partition, const char *const *ids, size_t n,
+                        char (*statuses)[16])
+{
+    if (st->in_flight || st->queued_replies) {
+        set_error(st, "redis: a pipelined round is pending (store_receive first)");
+        return -1;
+    }
+    if (store_ensure_connected(st) < 0)
+        return -1;
+    char key[STORE_KEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        store_key_saga(st, key, partition, ids[i]);
+        if (redisAppendCommand(st->ctx, "HGET %s status", key) != REDIS_OK) {
+            set_error(st, "redis: %s", st->ctx->errstr);
+            goto lost;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r) {
+            set_error(st, "redis: %s", st->ctx->errstr);
+            goto lost;
+        }
+        snprintf(statuses[i], sizeof statuses[i], "%s",
+                 r->type == REDIS_REPLY_STRING ? r->str : "");
+        freeReplyObject(r);
+    }
+    return 0;
+lost:
+    /* Replies may be left unread: the connection cannot be reused. */
+    redisFree(st->ctx);
+    st->ctx = NULL;
+    return -1;
+}
+
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
     char key[STORE_KEY_MAX], okey[STORE_KEY_MAX];
@@ -521,7 +556,7 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
     return 0;
 }
 
-int store_put_meta(store_t *st, int partitions)
+int store_put_meta(store_t *st, int partitions, int *routing_partitions)
 {
     char key[STORE_KEY_MAX];
     store_key_global(st, key, "meta");
@@ -530,6 +565,21 @@ int store_put_meta(store_t *st, int partitions)
     if (!r)
         return -1;
     freeReplyObject(r);
+    /* The first writer fixes the routing count for good (route.h). */
+    r = command(st, "HSETNX %s routing_partitions %d", key, partitions);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    r = command(st, "HGET %s routing_partitions", key);
+    if (!r)
+        return -1;
+    int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
+    freeReplyObject(r);
+    if (n < 1) {
+        set_error(st, "redis: %s routing_partitions is not a positive integer", key);
+        return -1;
+    }
+    *routing_partitions = n;
     return 0;
 }
 

@@ -153,9 +153,16 @@ int store_discard_partition(store_t *st, int32_t partition);
  * store_receive; -1 when a round is in flight. */
 int store_flush(store_t *st, store_status_t *results);
 
-/* Records the layout version and the input topic's partition count (saga:meta). Returns
- * 0 or -1. */
-int store_put_meta(store_t *st, int partitions);
+/* Records the layout version and the input topic's partition count (saga:meta), and the
+ * routing partition count (route.h) when none is recorded yet; *routing_partitions gets
+ * the one recorded. Returns 0 or -1. */
+int store_put_meta(store_t *st, int partitions, int *routing_partitions);
+
+/* Reads the status field of each of n sagas of partition in one pipeline: statuses[i]
+ * gets it (at most 16 bytes with the NUL), or "" when the saga is not in Redis. Nothing
+ * may be queued or in flight. Returns 0, or -1 on a Redis error. */
+int store_read_statuses(store_t *st, int32_t partition, const char *const *ids, size_t n,
+                        char (*statuses)[16]);
 
 /* Length of a content hash in hex (SHA-256), without the NUL. */
 #define STORE_HASH_HEX_LEN 64

@@ -50,6 +50,8 @@ static void send_reply(scripted_t *p, const json_t *cmd, const char *status, boo
                           json_object_get(cmd, "attempt"), "status", status);
     if (output)
         json_object_set(r, "output", output);
+    else if (strcmp(status, "ok") == 0)
+        json_object_set_new(r, "output", json_object()); /* reply.json: ok carries one */
     if (strcmp(status, "failed") == 0) {
         json_object_set_new(r, "error", json_string("scripted failure"));
         json_object_set_new(r, "retryable", json_boolean(retryable));
