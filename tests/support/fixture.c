@@ -498,6 +498,33 @@ int fixture_redis_restart(redis_fixture_t *r)
     return rc == 0 ? 0 : -1;
 }
 
+int fixture_redis_kill(redis_fixture_t *r)
+{
+    if (!r || r->pid <= 0) {
+        fprintf(stderr, "fixture: redis kill: not running\n");
+        return -1;
+    }
+    if (kill(r->pid, SIGKILL) != 0 || fixture_wait_exit(r->pid, FIXTURE_STOP_TIMEOUT_MS, NULL) != 0) {
+        fprintf(stderr, "fixture: redis kill: pid %d did not exit\n", (int)r->pid);
+        return -1;
+    }
+    r->pid = 0;
+    return 0;
+}
+
+int fixture_redis_start_again(redis_fixture_t *r)
+{
+    if (!r || r->dir[0] == '\0' || r->port <= 0 || r->pid > 0) {
+        fprintf(stderr, "fixture: redis start again: not killed before\n");
+        return -1;
+    }
+    int rc = fixture_redis_launch(r);
+    if (rc == 1)
+        fprintf(stderr, "fixture: redis start again: port %d is now taken by another process\n",
+                r->port);
+    return rc == 0 ? 0 : -1;
+}
+
 redisContext *fixture_redis_connect(const redis_fixture_t *r)
 {
     if (!r || r->port <= 0) {

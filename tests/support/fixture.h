@@ -91,6 +91,12 @@ void fixture_redis_stop(redis_fixture_t *r);
  * config, port and dir; waits for PONG. Returns 0 or -1. */
 int fixture_redis_restart(redis_fixture_t *r);
 
+/* Kills redis with SIGKILL (a crash: nothing written at exit; dir, port and config are
+ * kept) and reaps it. Returns 0 or -1. */
+int fixture_redis_kill(redis_fixture_t *r);
+/* Starts a killed redis again with the same config, port and dir; waits for PONG.
+ * Returns 0 or -1. */
+int fixture_redis_start_again(redis_fixture_t *r);
 /* A new blocking hiredis connection to r (2 s connect timeout), or NULL (printed why).
  * The caller frees it with redisFree. */
 redisContext *fixture_redis_connect(const redis_fixture_t *r);
