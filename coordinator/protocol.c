@@ -342,6 +342,10 @@ int protocol_decode_input(const char *buf, size_t len, const char *key, size_t k
                           size_t max_bytes, input_msg_t *out, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
+    if (!buf) {
+        snprintf(why, why_len, "the message has no value (a null payload)");
+        return -1;
+    }
     if (len > max_bytes) {
         snprintf(why, why_len, "message of %zu bytes exceeds max_message_bytes (%zu)", len,
                  max_bytes);
@@ -479,9 +483,12 @@ json_t *protocol_dead_letter(const char *reason, const char *topic, int32_t part
                           (int)partition, "offset", (json_int_t)offset);
     if (!o)
         return NULL;
-    /* The payload may be any bytes: keep it as a string only when it is valid UTF-8. */
-    json_t *p = json_stringn(payload ? payload : "", payload ? keep : 0);
+    /* The payload may be any bytes: kept as a string only when it is valid UTF-8; a
+     * message without one (a null value) has null. */
+    json_t *p = payload ? json_stringn(payload, keep) : json_null();
     json_object_set_new(o, "payload", p ? p : json_string("(not UTF-8)"));
+    if (!p)
+        json_object_set_new(o, "payload_not_utf8", json_true());
     if (keep < len)
         json_object_set_new(o, "truncated", json_true());
     if (key) {

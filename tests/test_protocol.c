@@ -155,5 +155,18 @@ Test(protocol, dead_letter_keeps_the_payload_and_says_why)
     json_decref(dl);
     dl = protocol_dead_letter("bad", "t", 0, 0, NULL, 0, "\xff\xfe", 2);
     cr_assert_str_eq(json_string_value(json_object_get(dl, "payload")), "(not UTF-8)");
+    cr_assert(json_is_true(json_object_get(dl, "payload_not_utf8")));
     json_decref(dl);
+    dl = protocol_dead_letter("bad", "t", 0, 0, NULL, 0, NULL, 0);
+    cr_assert(json_is_null(json_object_get(dl, "payload")), "no value: null, as the schema says");
+    json_decref(dl);
+}
+
+Test(protocol, a_message_without_a_value_says_so)
+{
+    input_msg_t m;
+    char why[512];
+    cr_assert_eq(protocol_decode_input(NULL, 0, "k", 1, PROTOCOL_MAX_MESSAGE_BYTES, &m, why,
+                                       sizeof why), -1);
+    cr_assert_str_eq(why, "the message has no value (a null payload)");
 }

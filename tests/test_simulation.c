@@ -110,6 +110,13 @@ Test(simulation, checker_catches_an_open_round_written_after_a_reload)
     expect_caught(SIM_PLANT_KEEP_OPEN_ROUND, "");
 }
 
+/* The timer gate: after a pause (SIGSTOP, starvation) a due timer waits for the input
+ * appended before its due time, so that a reply that came in time wins. */
+Test(simulation, checker_catches_a_timer_that_beats_a_reply_in_time)
+{
+    expect_caught(SIM_PLANT_NO_TIMER_GATE, "lost to the timeout");
+}
+
 /* The two coordinator.c defects the simulation found (docs/simulation.md): kept as plants
  * so that they stay reproducible until coordinator.c is fixed. */
 Test(simulation, finds_the_duplicate_start_livelock_of_the_coordinator)

@@ -37,6 +37,8 @@
 #define SIM_DEF_COUNT 3
 #define SIM_INPUT_TOPIC "saga.input"
 #define SIM_LINE_MAX 512
+#define SIM_PAUSE_MIN_MS 200          /* a frozen engine (SIGSTOP, starvation) sleeps ... */
+#define SIM_PAUSE_MAX_MS 4000         /* ... this long while time and the world go on */
 
 /* --- random numbers: splitmix64, one stream per run -------------------------------- */
 
@@ -123,7 +125,7 @@ typedef struct sim {
 
     /* fault intensity, chosen per seed */
     double p_crash, p_dup, p_delay, p_lost, p_late, p_drop, p_retryable, p_fail, p_comp_fail,
-        p_abort, p_part_crash;
+        p_abort, p_part_crash, p_pause;
     /* Redis connection losses: their own random stream, so that seeds without them (every
      * planted-defect run but keep-open-round) play exactly as before they were modelled. */
     double p_redis_err;
@@ -145,7 +147,8 @@ typedef struct sim {
 
     /* input topic */
     char **log;
-    size_t logn, logcap;
+    int64_t *log_at;          /* when each input message was appended */
+    size_t logn, logcap, log_at_cap;
     size_t high_water;        /* furthest offset ever read, to count re-reads */
 
     /* engine */
@@ -159,6 +162,7 @@ typedef struct sim {
     size_t pos, stored;
     int64_t next_commit_at;
     int64_t turn_at;          /* the turn scheduled, 0 = none */
+    int64_t frozen_until;     /* the pause fault: no turn before then */
     char **acks;
     size_t ackn, ackcap;
     pending_t *pend;          /* the open round */
@@ -520,6 +524,8 @@ static void engine_wake(sim_t *w, int64_t at)
         return;
     if (at < w->now)
         at = w->now;
+    if (at < w->frozen_until)
+        at = w->frozen_until;
     if (w->turn_at && w->turn_at <= at)
         return;
     w->turn_at = at;
@@ -659,12 +665,51 @@ static void engine_handle(sim_t *w, const char *text)
     input_msg_release(&m);
 }
 
-static void engine_run_timers(sim_t *w)
+/* Whether the input from `from` on holds a message appended at or before `due`: the
+ * timer gate of coordinator.c (gate_open) holds a timer back while it does. */
+static bool unread_input_before(const sim_t *w, size_t from, int64_t due)
+{
+    return from < w->logn && w->log_at[from] <= due; /* the log is in append order */
+}
+
+/* The rule the gate keeps: a reply to the attempt a timer is about to give up on, which
+ * reached the input before that attempt's deadline, must be read first. */
+static void check_no_reply_lost_to_timer(sim_t *w, const saga_t *s, size_t from)
+{
+    for (int i = 0; i < s->step_count; i++) {
+        const step_state_t *st = &s->steps[i];
+        bool act = st->phase == STEP_RUNNING, comp = st->phase == STEP_COMPENSATING;
+        if ((!act && !comp) || !st->timer_at || st->timer_at > w->now)
+            continue;
+        char cid[MACHINE_COMMAND_ID_MAX];
+        machine_command_id(cid, sizeof cid, s->id, s->def->steps[i].name,
+                           act ? CMD_ACTION : CMD_COMPENSATION,
+                           act ? st->attempt : st->comp_attempt);
+        char needle[MACHINE_COMMAND_ID_MAX + 16];
+        snprintf(needle, sizeof needle, "\"%s\"", cid);
+        for (size_t k = from; k < w->logn && w->log_at[k] <= st->timer_at; k++)
+            if (strstr(w->log[k], needle) && strstr(w->log[k], "\"reply\""))
+                violate(w, "saga %s: the reply to %s reached the input at +%lld ms, before "
+                        "its deadline (+%lld), and lost to the timeout", s->id, cid,
+                        (long long)(w->log_at[k] - SIM_T0_MS),
+                        (long long)(st->timer_at - SIM_T0_MS));
+    }
+}
+
+static void engine_run_timers(sim_t *w, size_t read_pos)
 {
     for (int i = 0; i < w->nsagas; i++) {
         saga_t *s = w->mem[i];
         if (!s || !s->timer_due || s->timer_due > w->now)
             continue;
+        int64_t due = machine_next_timer(s);
+        if (due && w->cfg.plant != SIM_PLANT_NO_TIMER_GATE &&
+            unread_input_before(w, read_pos, due)) {
+            w->res->timers_held++;
+            s->timer_due = w->now + 1;
+            continue;
+        }
+        check_no_reply_lost_to_timer(w, s, read_pos);
         s->timer_due = 0;
         machine_env_t env = engine_env(w);
         machine_result_t res;
@@ -855,6 +900,16 @@ static bool open_round_has(const sim_t *w, int idx)
  * complete_round() on the round in flight, then send_round(). */
 static void engine_turn(sim_t *w)
 {
+    if (faults_on(w) && w->p_pause > 0 && frnd01(w) < w->p_pause) {
+        /* Frozen: the process does nothing, its clock and everyone else's go on. (Drawn
+         * from the fault stream: runs without pauses play as they did before.) */
+        w->frozen_until = w->now + SIM_PAUSE_MIN_MS +
+                          (int64_t)(frnd01(w) * (SIM_PAUSE_MAX_MS - SIM_PAUSE_MIN_MS));
+        w->res->pauses++;
+        trace(w, "PAUSE until +%lld ms", (long long)(w->frozen_until - SIM_T0_MS));
+        engine_wake(w, w->frozen_until);
+        return;
+    }
     w->res->turns++;
     size_t avail = w->logn - w->pos;
     /* Usually everything already fetched (as after a seek), sometimes a trickle. */
@@ -873,7 +928,7 @@ static void engine_turn(sim_t *w)
     if (w->pos + n > w->high_water)
         w->high_water = w->pos + n;
     size_t next_pos = w->pos + n;
-    engine_run_timers(w);
+    engine_run_timers(w, next_pos);
     if (cp == CP_TIMERS) {
         engine_crash(w, "before the store write of the open round");
         return;
@@ -1308,6 +1363,7 @@ static void sim_free(sim_t *w)
     for (size_t i = 0; i < w->logn; i++)
         free(w->log[i]);
     free(w->log);
+    free(w->log_at);
     free(w->mem);
     free(w->unconfirmed);
     free(w->acks);
@@ -1359,6 +1415,8 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
     w->frng = splitmix64(&fseed);
     if (cfg->plant == SIM_PLANT_NONE || cfg->plant == SIM_PLANT_KEEP_OPEN_ROUND)
         w->p_redis_err = 0.08 * frnd01(w);
+    if (cfg->plant == SIM_PLANT_NONE || cfg->plant == SIM_PLANT_NO_TIMER_GATE)
+        w->p_pause = 0.03 * frnd01(w);
     /* One run in five has an operator who gives up soon: stuck is a valid end state. */
     w->op_patience = rnd01(w) < 0.2 ? (int)rnd_range(w, 0, 2) : SIM_OPERATOR_MAX_ACTIONS;
     w->nsagas = cfg->sagas > 0 ? cfg->sagas : (int)rnd_range(w, 5, 15);
@@ -1407,6 +1465,8 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
         case EV_INPUT:
             trace(w, "input @%zu: %.160s", w->logn, e.text);
             w->log = grow(w->log, &w->logcap, w->logn + 1, sizeof *w->log);
+            w->log_at = grow(w->log_at, &w->log_at_cap, w->logn + 1, sizeof *w->log_at);
+            w->log_at[w->logn] = w->now;
             w->log[w->logn++] = e.text;
             e.text = NULL;
             engine_wake(w, w->now + rnd_range(w, 0, 3));
@@ -1458,6 +1518,7 @@ const char *sim_plant_name(sim_plant_t p)
 {
     static const char *const names[] = {"none", "double-apply", "fake-compensation",
                                         "no-timer-rearm", "start-race",
-                                        "skip-redelivery", "keep-open-round"};
+                                        "skip-redelivery", "keep-open-round",
+                                        "no-timer-gate"};
     return p < SIM_PLANT_COUNT ? names[p] : "?";
 }

@@ -32,6 +32,9 @@ typedef enum {
     SIM_PLANT_KEEP_OPEN_ROUND,  /* a round whose outcome is unknown (Redis connection lost)
                                  * does not discard the open round built on it: that round is
                                  * written after the reload anyway */
+    SIM_PLANT_NO_TIMER_GATE,    /* coordinator.c before the timer gate: a due timer fires
+                                 * though input appended before its due time is unread (a
+                                 * reply that came in time loses to the timeout after a pause) */
     SIM_PLANT_COUNT
 } sim_plant_t;
 
@@ -46,6 +49,8 @@ typedef struct sim_result {
     uint64_t trace_hash;        /* FNV-1a over every trace line: equal runs, equal hashes */
     uint64_t events;            /* events processed */
     uint64_t turns, transitions, commands, replies, crashes, outbox_resent;
+    uint64_t pauses;            /* times the engine was frozen while time went on */
+    uint64_t timers_held;       /* due timers held back by the gate (input before them unread) */
     uint64_t redis_errors;      /* rounds whose outcome the engine did not learn */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;
