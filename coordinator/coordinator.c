@@ -1209,7 +1209,7 @@ static void run_timers(coordinator_t *c, int64_t now)
     for (size_t i = 0; i < n; i++) {
         s = due[i];
         partition_t *p = part_get(c, s->partition, false);
-        int64_t due_at = machine_next_timer(s);
+        int64_t due_at = machine_last_due(s, now); /* all that fires now must wait */
         if (due_at && !gate_open(c, p, due_at, now)) {
             c->stats.timers_held++;
             (void)timers_set(&c->timers, s, now + COORD_CATCHUP_RECHECK_MS);

@@ -744,6 +744,20 @@ int64_t machine_next_timer(const saga_t *s)
     return next;
 }
 
+int64_t machine_last_due(const saga_t *s, int64_t now)
+{
+    int64_t last = 0;
+    for (int i = 0; i < s->step_count; i++) {
+        int64_t t = s->steps[i].timer_at;
+        if (t && t <= now && t > last)
+            last = t;
+    }
+    if (s->status == SAGA_RUNNING && s->deadline_at && s->deadline_at <= now &&
+        s->deadline_at > last)
+        last = s->deadline_at;
+    return last;
+}
+
 json_t *machine_rejected_outcome(const char *saga_id, const char *saga_name, int version,
                                  const char *reason, int64_t now_ms)
 {

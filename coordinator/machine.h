@@ -108,6 +108,11 @@ bool machine_command_resent(saga_t *s, int step, command_kind_t kind, int attemp
 /* The earliest time the saga needs machine_on_timer(), or 0 for none. */
 int64_t machine_next_timer(const saga_t *s);
 
+/* The latest due time, at or before now, of what machine_on_timer() would act on at now
+ * (every step timer and the deadline due by then), or 0 for none: input appended before
+ * it must be read first (the timer gate of coordinator.c). */
+int64_t machine_last_due(const saga_t *s, int64_t now);
+
 /* Builds the outcome message of a saga that was never created (unknown definition, bad
  * input). New reference. */
 json_t *machine_rejected_outcome(const char *saga_id, const char *saga_name, int version,

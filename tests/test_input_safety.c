@@ -228,7 +228,7 @@ static void same_start_everywhere_makes_one_saga(const char *id, int32_t routing
         cr_assert_str_eq(m->value, first, "two different outcomes for %s", id);
     }
     cr_assert_eq(system_counter(&sys, "order:started"),
-                 1 + 2 * 2 * SYSTEM_INPUT_PARTITIONS, "one start counted for %s", id);
+                 1 + 2 * SYSTEM_INPUT_PARTITIONS, "one start counted for %s", id);
 }
 
 Test(input_safety, the_same_start_on_every_partition_makes_one_saga)

@@ -690,3 +690,17 @@ Test(machine, an_oversized_output_is_not_kept_and_the_saga_is_undone)
     cr_assert(strstr(saga->error, "not kept"));
     expect_one_command("reserve", CMD_COMPENSATION, 1); /* it was applied: undo it */
 }
+
+Test(machine, last_due_covers_every_timer_that_fires_now)
+{
+    start();
+    ok("reserve", 1, "reservation_id", "r");
+    int64_t charge_due = saga->steps[1].timer_at;
+    cr_assert_eq(machine_last_due(saga, charge_due - 1), 0, "nothing due yet");
+    cr_assert_eq(machine_last_due(saga, charge_due + 500), charge_due);
+    saga->steps[0].timer_at = charge_due - 300; /* a stale timer, due earlier */
+    cr_assert_eq(machine_next_timer(saga), charge_due - 300);
+    cr_assert_eq(machine_last_due(saga, charge_due + 500), charge_due,
+                 "the latest of what fires, not the earliest");
+    cr_assert_eq(machine_last_due(saga, saga->deadline_at + 1), saga->deadline_at);
+}

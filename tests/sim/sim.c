@@ -702,7 +702,7 @@ static void engine_run_timers(sim_t *w, size_t read_pos)
         saga_t *s = w->mem[i];
         if (!s || !s->timer_due || s->timer_due > w->now)
             continue;
-        int64_t due = machine_next_timer(s);
+        int64_t due = machine_last_due(s, w->now);
         if (due && w->cfg.plant != SIM_PLANT_NO_TIMER_GATE &&
             unread_input_before(w, read_pos, due)) {
             w->res->timers_held++;
