@@ -9,6 +9,7 @@
 #define CHECK_LINE_MAX (sizeof(defn_error_t) + 64) /* one formatted error */
 #define CHECK_DEPTH_MAX 512                        /* nesting the locator follows */
 #define CHECK_GITHUB_TITLE "saga definition"
+#define CHECK_UNKNOWN_FIELD "unknown field \""   /* the loader's text for a typo'd field */
 
 int check_format_parse(const char *name, check_format_t *out)
 {
@@ -272,8 +273,20 @@ json_t *check_error_json(const defn_error_t *e, const char *file_text, size_t le
     defn_error_format(e, text, sizeof text);
     check_suggestion(e->text, suggestion, sizeof suggestion);
     int line = e->line, column = e->column;
-    if (line <= 0 && !(file_text && check_locate(file_text, len, e->path, &line, &column) == 0))
-        line = column = 0;
+    if (line <= 0) {
+        /* An unknown field is reported at its object: point at the field itself. */
+        char at[sizeof e->path + sizeof e->text];
+        const char *unknown = strncmp(e->text, CHECK_UNKNOWN_FIELD, strlen(CHECK_UNKNOWN_FIELD))
+                                  ? NULL
+                                  : e->text + strlen(CHECK_UNKNOWN_FIELD);
+        const char *end = unknown ? strchr(unknown, '"') : NULL;
+        if (end)
+            snprintf(at, sizeof at, "%s%s%.*s", e->path, e->path[0] ? "." : "",
+                     (int)(end - unknown), unknown);
+        if (!(end && check_locate(file_text, len, at, &line, &column) == 0) &&
+            !(check_locate(file_text, len, e->path, &line, &column) == 0))
+            line = column = 0;
+    }
     return json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:s}", "file", e->source, "line",
                      line > 0 ? json_integer(line) : json_null(), "column",
                      column > 0 ? json_integer(column) : json_null(), "path",
