@@ -1,6 +1,7 @@
 /* test_graph.c - the pictures of a definition (graph.h): the exact Mermaid text of
  * order-placement, the exact DOT text of trip-booking (a parallel group, a step without a
- * compensation), the JSON shape the dashboard draws, and durations. */
+ * compensation), the JSON shape the dashboard draws, durations, and that
+ * docs/definitions.md shows every example saga as --graph draws it. */
 #include "graph.h"
 
 #include <criterion/criterion.h>
@@ -8,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opstest.h"
 #include "test_paths.h"
+
+#define GEN_TIMEOUT_MS 60000
 
 static const char ORDER_MERMAID[] =
     "flowchart LR\n"
@@ -176,4 +180,17 @@ Test(graph, a_saga_without_compensations_and_formats)
         graph_format_duration(D[i].ms, buf, sizeof buf);
         cr_expect_str_eq(buf, D[i].want);
     }
+}
+
+/* The diagrams of docs/definitions.md are generated: the doc must hold what
+ * scripts/gen-diagrams.sh writes now (run it after changing a saga or the drawing). */
+Test(graph, docs_show_every_example_saga_as_generated)
+{
+    char *script = test_source_path("scripts/gen-diagrams.sh");
+    ops_run_t r;
+    int rc = ops_run(&r, (const char *const[]){"/bin/bash", script, "--check", NULL}, NULL, NULL,
+                     GEN_TIMEOUT_MS);
+    cr_expect_eq(rc, 0, "docs/definitions.md is out of date:\n%s%s", r.out, r.err);
+    ops_run_release(&r);
+    free(script);
 }
