@@ -1,6 +1,7 @@
 /* ctl.c - sagactl's verbs (see ctl.h): reads through query.h, requests through a Kafka
  * producer, outcomes through a consumer of the outcomes topic, text through table.h. */
 #include "ctl.h"
+#include "dryrun.h"
 
 #include "protocol.h"
 #include "query.h"
@@ -777,4 +778,64 @@ int ctl_operator(const ctl_options_t *o, const char *verb, const char *id)
         fprintf(o->out, "%s sent for %s (was %s) to %s partition %d; follow it with: "
                         "sagactl show %s\n", verb, id, status, o->cfg->input_topic, partition, id);
     return CTL_OK;
+}
+
+/* --- simulate --------------------------------------------------------------------- */
+
+int ctl_simulate(const ctl_options_t *o, const char *definition)
+{
+    defn_errors_t errs = {0};
+    defn_set_t *set = defn_set_load(o->cfg->definitions, &errs);
+    if (!set) {
+        for (size_t i = 0; i < errs.count; i++) {
+            char line[sizeof(defn_error_t) + 64];
+            defn_error_format(&errs.items[i], line, sizeof line);
+            fprintf(o->err, "%s\n", line);
+        }
+        fprintf(o->err, "sagactl: simulate: the definitions in %s do not load (%zu error%s)\n",
+                o->cfg->definitions, errs.count, errs.count == 1 ? "" : "s");
+        defn_errors_release(&errs);
+        return CTL_USAGE;
+    }
+    defn_errors_release(&errs);
+    int rc = CTL_NOT_FOUND;
+    json_t *input = NULL;
+    const definition_t *d = defn_set_find(set, definition, o->version);
+    if (!d) {
+        if (o->version > 0)
+            fprintf(o->err, "sagactl: simulate: %s has no definition \"%s\" version %d\n",
+                    o->cfg->definitions, definition, o->version);
+        else
+            fprintf(o->err, "sagactl: simulate: %s has no definition \"%s\"\n",
+                    o->cfg->definitions, definition);
+        goto done;
+    }
+    rc = CTL_USAGE;
+    input = read_input(o);
+    if (!input)
+        goto done;
+    dryrun_options_t opts = {.saga_id = o->id, .fail_step = o->fail_step,
+                             .timeout_step = o->timeout_step,
+                             .reply_topic = o->cfg->input_topic};
+    char why[512] = "";
+    dryrun_t *run = dryrun_run(d, input, &opts, why, sizeof why);
+    if (!run) {
+        /* A step option that names no step is a usage error; anything else is what the
+         * coordinator would reject the start with. */
+        bool usage = strncmp(why, "--", 2) == 0 || strcmp(why, "out of memory") == 0;
+        fprintf(o->err, "sagactl: simulate: %s%s\n", usage ? "" : "the start is rejected: ",
+                why);
+        rc = usage ? CTL_USAGE : CTL_NOT_COMPLETED;
+        goto done;
+    }
+    if (o->json)
+        print_json(o, dryrun_json(run));
+    else
+        dryrun_print(run, o->out);
+    rc = run->status == SAGA_COMPLETED ? CTL_OK : CTL_NOT_COMPLETED;
+    dryrun_free(run);
+done:
+    json_decref(input);
+    defn_set_free(set);
+    return rc;
 }

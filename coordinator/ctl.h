@@ -45,12 +45,21 @@ typedef struct ctl_options {
     double timeout_s;             /* 0 = CTL_WAIT_TIMEOUT_DEFAULT_S */
     /* abort, skip */
     const char *reason;
+    /* simulate (also input_path, id, version) */
+    const char *fail_step;        /* NULL or the step whose action fails */
+    const char *timeout_step;     /* NULL or the step whose action never replies */
 } ctl_options_t;
 
 int ctl_list(const ctl_options_t *o);
 int ctl_show(const ctl_options_t *o, const char *id);
 int ctl_stats(const ctl_options_t *o);
 int ctl_start(const ctl_options_t *o, const char *definition);
+/* A dry run of definition (from cfg->definitions) through the state machine, no Kafka nor
+ * Redis (dryrun.h): prints the commands with their payloads, the compensations and the
+ * final status. CTL_OK when the saga would complete, CTL_NOT_COMPLETED when it would end
+ * otherwise or its input is rejected, CTL_NOT_FOUND for an unknown definition, CTL_USAGE
+ * for definitions that do not load, a bad input file or a step option naming no step. */
+int ctl_simulate(const ctl_options_t *o, const char *definition);
 /* verb: "abort", "retry" or "skip". */
 int ctl_operator(const ctl_options_t *o, const char *verb, const char *id);
 

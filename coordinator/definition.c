@@ -909,6 +909,14 @@ definition_t *definition_load_string(const char *text, size_t len, const char *s
         json_decref(root);
         return NULL;
     }
+    /* "$schema" names the JSON Schema an editor checks the file with: accepted (a
+     * string) and dropped, so that it is not part of the definition's content: adding it
+     * to a file leaves the content hash, and the version, unchanged. */
+    const json_t *schema_uri = json_object_get(root, DEFN_SCHEMA_KEY);
+    if (schema_uri && !json_is_string(schema_uri))
+        lerr(&L, DEFN_SCHEMA_KEY, "expected a string (the URI of the definition schema), got %s",
+             type_name(schema_uri));
+    (void)json_object_del(root, DEFN_SCHEMA_KEY);
     definition_t *d = calloc(1, sizeof *d);
     if (!d) {
         lerr(&L, NULL, "out of memory");

@@ -31,6 +31,10 @@
 #define DEFN_MAX_TIMEOUT_MS (7LL * 24 * 3600 * 1000) /* a step timeout or deadline */
 #define DEFN_MAX_ERRORS 100                 /* errors collected per load before giving up */
 
+/* The top-level key naming the JSON Schema of the format (docs/schemas/definition.json) for
+ * editors: accepted, and left out of the loaded definition (json, content_hash). */
+#define DEFN_SCHEMA_KEY "$schema"
+
 /* Built-in defaults, used when neither the command nor the saga's "defaults" say. */
 #define DEFN_DEFAULT_TIMEOUT_MS 30000            /* action and compensation timeout_ms */
 #define DEFN_DEFAULT_MAX_ATTEMPTS 3              /* action retry.max_attempts */
@@ -91,7 +95,7 @@ typedef struct definition {
                                 * else NULL (owned) */
     char *source;              /* the file it came from (owned) */
     char *content_hash;        /* hex SHA-256 of the canonical JSON (owned) */
-    json_t *json;              /* the whole definition as written (owned) */
+    json_t *json;              /* the whole definition as written, less "$schema" (owned) */
 } definition_t;
 
 /* One error found in a definition. */

@@ -1,6 +1,8 @@
 /* http.c - metrics, health checks, dashboard and JSON API over libmicrohttpd (see
  * http.h). */
 #include "http.h"
+#include "definition.h"
+#include "graph.h"
 
 #include "log.h"
 #include "query.h"
@@ -17,6 +19,7 @@
 #define HTTP_CONNECTION_LIMIT 64
 #define HTTP_CONNECTION_TIMEOUT_S 30
 #define HTTP_API_PREFIX "/api/sagas/"
+#define HTTP_DEFINITIONS_PREFIX "/api/definitions/"
 
 /* dashboard/index.html, embedded by dashboard/embed.cmake. */
 extern const unsigned char http_dashboard_html[];
@@ -182,6 +185,34 @@ static enum MHD_Result query_failed(http_server_t *h, struct MHD_Connection *con
     return send_error(conn, status, query_last_error(h->query));
 }
 
+/* GET /api/definitions/NAME?version=V: the shape of a definition (graph_json), which the
+ * dashboard draws, from the JSON coordinators recorded in Redis: every version a saga ran
+ * on is there, whichever coordinator's folder it came from. */
+static enum MHD_Result serve_definition(http_server_t *h, struct MHD_Connection *conn,
+                                        const char *name)
+{
+    char *text = NULL;
+    int rc = query_definition(h->query, name, (int)arg_int(conn, "version"), &text);
+    if (rc != QUERY_OK)
+        return query_failed(h, conn, rc);
+    char source[DEFN_MAX_NAME_LEN + 64];
+    snprintf(source, sizeof source, "redis saga:definitions %s", name);
+    defn_errors_t errs = {0};
+    definition_t *d = definition_load_string(text, strlen(text), source, &errs);
+    free(text);
+    char why[sizeof(defn_error_t) + 64] = "out of memory";
+    if (!d && errs.count)
+        defn_error_format(&errs.items[0], why, sizeof why);
+    defn_errors_release(&errs);
+    if (!d)
+        return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, why);
+    json_t *out = graph_json(d);
+    definition_free(d);
+    if (!out)
+        return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return send_json(conn, MHD_HTTP_OK, out);
+}
+
 static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, const char *url)
 {
     char err[512];
@@ -203,6 +234,8 @@ static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, 
         rc = query_show(q, url + strlen(HTTP_API_PREFIX), &out);
     } else if (strcmp(url, "/api/stats") == 0) {
         rc = query_stats(q, wall_ms(), &out);
+    } else if (strncmp(url, HTTP_DEFINITIONS_PREFIX, strlen(HTTP_DEFINITIONS_PREFIX)) == 0) {
+        return serve_definition(h, conn, url + strlen(HTTP_DEFINITIONS_PREFIX));
     } else {
         return send_error(conn, MHD_HTTP_NOT_FOUND, "no such API path");
     }

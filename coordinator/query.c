@@ -717,3 +717,28 @@ redis_err:
     json_decref(defs);
     return QUERY_ERR_REDIS;
 }
+
+int query_definition(query_t *q, const char *name, int version, char **json)
+{
+    *json = NULL;
+    if (!name || !*name || version < 1) {
+        set_error(q, "a definition is named by its name and version (?version=N, N >= 1)");
+        return QUERY_ERR_ARG;
+    }
+    redisReply *r = command(q, "HGET %s:definitions %s@%d", q->cfg.redis_prefix, name, version);
+    if (!r)
+        return QUERY_ERR_REDIS;
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        set_error(q, "no definition %s version %d in %s:definitions", name, version,
+                  q->cfg.redis_prefix);
+        return QUERY_ERR_NOT_FOUND;
+    }
+    *json = strdup(r->str);
+    freeReplyObject(r);
+    if (!*json) {
+        set_error(q, "out of memory");
+        return QUERY_ERR_REDIS;
+    }
+    return QUERY_OK;
+}

@@ -82,4 +82,9 @@ int query_show(query_t *q, const char *id, json_t **out);
  * Returns QUERY_OK or QUERY_ERR_REDIS. */
 int query_stats(query_t *q, int64_t now_ms, json_t **out);
 
+/* The JSON of definition name@version as coordinators recorded it (saga:definitions,
+ * docs/redis.md) into *json (caller frees). Returns QUERY_OK, QUERY_ERR_ARG (no name, or
+ * version < 1), QUERY_ERR_NOT_FOUND or QUERY_ERR_REDIS. */
+int query_definition(query_t *q, const char *name, int version, char **json);
+
 #endif

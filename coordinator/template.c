@@ -791,6 +791,53 @@ bool template_references_step(const template_t *t, int step_index)
     return false;
 }
 
+/* The value at seg in cur (an object or array, per seg), made when missing: the next
+ * container, or at the end the stand-in text. NULL on a type clash or out of memory. */
+static json_t *sample_at(json_t *cur, const ref_seg_t *seg, const ref_seg_t *next,
+                         const char *stand_in)
+{
+    json_t *have = seg->key ? json_object_get(cur, seg->key)
+                            : json_array_get(cur, seg->index);
+    if (have && !json_is_null(have))
+        return have;
+    json_t *made = !next ? json_string(stand_in) : next->key ? json_object() : json_array();
+    if (!made)
+        return NULL;
+    if (seg->key) {
+        if (!json_is_object(cur) || json_object_set_new(cur, seg->key, made) < 0)
+            return NULL;
+        return made;
+    }
+    if (!json_is_array(cur)) {
+        json_decref(made);
+        return NULL;
+    }
+    while (json_array_size(cur) <= seg->index)
+        if (json_array_append_new(cur, json_null()) < 0) {
+            json_decref(made);
+            return NULL;
+        }
+    return json_array_set_new(cur, seg->index, made) < 0 ? NULL : made;
+}
+
+int template_sample_output(const template_t *t, int step_index, json_t *out)
+{
+    for (size_t i = 0; t && i < t->ref_count; i++) {
+        const ref_t *r = t->refs[i];
+        if (r->root != REF_STEP || r->step_index != step_index)
+            continue;
+        char stand_in[TEMPLATE_TEXT_MAX];
+        snprintf(stand_in, sizeof stand_in, "<%s>", r->text);
+        json_t *cur = out;
+        for (size_t k = 0; k < r->seg_count && cur; k++)
+            cur = sample_at(cur, &r->segs[k], k + 1 < r->seg_count ? &r->segs[k + 1] : NULL,
+                            stand_in);
+        if (!cur)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---------- rendering ---------- */
 
 /* Resolves a reference. Returns the value, borrowed from ctx, or NULL with why set. For

@@ -92,4 +92,12 @@ size_t template_ref_count(const template_t *t);
  * tell in advance that a compensation needs its action's output. */
 bool template_references_step(const template_t *t, int step_index);
 
+/* Adds to out (an object) a stand-in for every value below the output of the step with
+ * index step_index that t references and out lacks: the string "<steps.NAME.output.PATH>"
+ * (the reference as written) at PATH, with the objects and arrays on the way. A dry run
+ * (dryrun.h) invents participants' replies with it, so that later payloads render and show
+ * where each value comes from. Returns 0, or -1 when out of memory or out already holds a
+ * value of another type on the way. */
+int template_sample_output(const template_t *t, int step_index, json_t *out);
+
 #endif

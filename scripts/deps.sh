@@ -16,6 +16,7 @@ TEST_PACKAGES=(
   python3-confluent-kafka   # the Python participant and its tests
   chromium                  # headless browser of tests/test_dashboard.c (playwright-core)
   docker-compose            # validates docker/docker-compose.yml in tests/test_docker.c
+  python3-jsonschema        # tests/test_schema.c: docs/schemas/definition.json vs the loader
 )
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")

@@ -1,8 +1,9 @@
 /* test_dashboard.c - the dashboard end to end: a running system with sagas that complete,
  * compensate, get stuck, run and compensate after an abort, then headless Chromium
  * (tests/browser/dashboard.test.mjs, playwright-core with /usr/bin/chromium) checks the
- * statuses, the filters, one saga's timeline and history, and that the screenshot is not
- * blank. The screenshot is kept as dashboard.png in the build folder. */
+ * statuses, the filters, one saga's timeline and history, the drawing of its saga
+ * coloured by phase, and that the screenshots are not blank. They are kept as
+ * dashboard.png and dashboard-saga.png (the drawing alone) in the build folder. */
 #include "opstest.h"
 #include "scripted.h"
 #include "system.h"
@@ -128,12 +129,18 @@ Test(dashboard, shows_statuses_and_a_timeline_in_chromium)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", http_port);
     const char *bin = getenv("SAGA_BIN_DIR");
     snprintf(shot, sizeof shot, "%s/../dashboard.png", bin && *bin ? bin : ".");
-    const char *expect =
+    /* The saga drawing of the compensated run: its own screenshot, dashboard-saga.png. */
+    char drawing_shot[PATH_MAX + 32], expect[2 * PATH_MAX + 1024];
+    snprintf(drawing_shot, sizeof drawing_shot, "%s/../dashboard-saga.png",
+             bin && *bin ? bin : ".");
+    snprintf(expect, sizeof expect,
         "{\"statuses\": {\"d-done-1\": \"completed\", \"d-done-2\": \"completed\", "
         "\"d-comp\": \"compensated\", \"d-stuck\": \"stuck\", \"d-run\": \"running\", "
         "\"d-abort\": \"compensating\"}, \"select\": \"d-comp\", "
         "\"phases\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
-        "\"last_event\": \"compensated\", \"definitions\": [\"order\", \"slow\"]}";
+        "\"last_event\": \"compensated\", \"definitions\": [\"order\", \"slow\"], "
+        "\"drawing\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
+        "\"drawing_shot\": \"%s\"}", drawing_shot);
     int rc = ops_run(&r, (const char *const[]){node, script, url, expect, shot, NULL}, NULL, NULL,
                      BROWSER_TIMEOUT_MS);
     cr_log_info("%s%s", r.out, r.err);

@@ -538,3 +538,20 @@ Test(definition, check_path_summaries)
     free(buf);
     free(dir);
 }
+
+Test(definition, schema_key_is_accepted_and_not_content)
+{
+    const char *a = "{\"name\": \"h\", \"version\": 1, \"steps\": [{\"name\": \"a\", \"topic\": "
+                    "\"t\", \"action\": {\"command\": \"a.do\"}, \"compensation\": \"none\"}]}";
+    const char *b = "{\"$schema\": \"../docs/schemas/definition.json\", \"name\": \"h\", "
+                    "\"version\": 1, \"steps\": [{\"name\": \"a\", \"topic\": \"t\", \"action\": "
+                    "{\"command\": \"a.do\"}, \"compensation\": \"none\"}]}";
+    definition_t *da = definition_load_string(a, strlen(a), "a", NULL);
+    definition_t *db = definition_load_string(b, strlen(b), "b", NULL);
+    cr_assert(da && db);
+    /* Adding "$schema" to a file for an editor leaves its version's content unchanged. */
+    cr_expect_str_eq(da->content_hash, db->content_hash);
+    cr_expect_null(json_object_get(db->json, "$schema"));
+    definition_free(da);
+    definition_free(db);
+}

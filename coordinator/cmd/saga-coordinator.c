@@ -1,8 +1,10 @@
 /* saga-coordinator.c - the coordinator daemon: configuration, definitions, signals and
- * the main loop; `--check` validates definitions and exits. */
+ * the main loop; `--check` validates definitions and `--graph` draws one, then exit. */
+#include "check.h"
 #include "config.h"
 #include "coordinator.h"
 #include "definition.h"
+#include "graph.h"
 #include "http.h"
 #include "log.h"
 
@@ -31,13 +33,18 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: saga-coordinator [--config FILE] [--NAME=VALUE ...]\n"
-            "       saga-coordinator --check DIR_OR_FILE\n"
+            "       saga-coordinator --check DIR_OR_FILE [--format text|json|github]\n"
+            "       saga-coordinator --graph FILE [--graph-format mermaid|dot]\n"
             "\n"
             "Runs sagas declared in JSON definitions: consumes the input topic, sends step\n"
             "commands, compensates in reverse order on failure, keeps every saga in Redis.\n"
             "Instances sharing group_id share the input topic's partitions.\n"
             "\n"
             "  --check PATH    validate the definitions in PATH, print every error, exit 1 on any\n"
+            "  --format F      how --check prints errors: text (default), json (JSON Lines, one\n"
+            "                  object per error) or github (workflow annotations)\n"
+            "  --graph FILE    print the definition in FILE as a Mermaid flowchart\n"
+            "  --graph-format F  mermaid (default) or dot (Graphviz)\n"
             "  --config FILE   read settings from FILE (name = value lines)\n"
             "  --help          this text\n"
             "\n"
@@ -48,9 +55,11 @@ static void usage(FILE *out)
     fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
                  "fatal error at start (Redis unusable or unsafe, a librdkafka property\n"
                  "librdkafka refuses, Kafka unusable, http_listen not available).\n"
+                 "--check and --graph: 0 valid, 1 a definition error, 2 bad arguments.\n"
                  "\n"
                  "HTTP (http_listen): GET /metrics (Prometheus), /healthz, /readyz, / (dashboard),\n"
-                 "/api/sagas, /api/sagas/ID, /api/stats. See docs/operations.md.\n");
+                 "/api/sagas, /api/sagas/ID, /api/stats, /api/definitions/NAME?version=V.\n"
+                 "See docs/operations.md.\n");
 }
 
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
@@ -106,6 +115,76 @@ static int apply_flags(config_t *cfg, int argc, char **argv)
     return 0;
 }
 
+/* The value of option argv[*i] ("--name=value" or "--name value"); NULL when missing. */
+static const char *tool_value(int argc, char **argv, int *i, size_t name_len)
+{
+    const char *a = argv[*i];
+    if (a[name_len] == '=')
+        return a + name_len + 1;
+    if (a[name_len] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int tool_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "saga-coordinator: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see --help)\n");
+    return CHECK_EXIT_USAGE;
+}
+
+/* --check and --graph: a tool run that reads definitions, prints and exits. Returns the
+ * exit status (check.h). */
+static int run_tool(int argc, char **argv)
+{
+    const char *check = NULL, *graph = NULL, *format = NULL, *graph_format = NULL;
+    static const char *const OPTS[] = {"--check", "--graph", "--format", "--graph-format"};
+    const char **vals[] = {&check, &graph, &format, &graph_format};
+    for (int i = 1; i < argc; i++) {
+        size_t k = 0, n = 0;
+        for (; k < sizeof OPTS / sizeof *OPTS; k++) {
+            n = strlen(OPTS[k]);
+            if (strncmp(argv[i], OPTS[k], n) == 0 && (argv[i][n] == '\0' || argv[i][n] == '='))
+                break;
+        }
+        if (k == sizeof OPTS / sizeof *OPTS)
+            return tool_usage("unexpected argument \"%s\" with --check or --graph", argv[i]);
+        const char *v = tool_value(argc, argv, &i, n);
+        if (!v)
+            return tool_usage("%s needs a value", OPTS[k]);
+        *vals[k] = v;
+    }
+    if (check && graph)
+        return tool_usage("--check and --graph go alone%s", "");
+    if (check) {
+        check_format_t fmt = CHECK_FORMAT_TEXT;
+        if (graph_format)
+            return tool_usage("--graph-format goes with --graph%s", "");
+        if (format && check_format_parse(format, &fmt) < 0)
+            return tool_usage("--format: expected text, json or github, got \"%s\"", format);
+        return check_path(check, fmt, stdout);
+    }
+    graph_format_t gfmt = GRAPH_MERMAID;
+    if (format)
+        return tool_usage("--format goes with --check%s", "");
+    if (graph_format && graph_format_parse(graph_format, &gfmt) < 0)
+        return tool_usage("--graph-format: expected mermaid or dot, got \"%s\"", graph_format);
+    defn_errors_t errs = {0};
+    definition_t *d = definition_load_file(graph, &errs);
+    for (size_t i = 0; i < errs.count; i++) {
+        char line[sizeof(defn_error_t) + 64];
+        defn_error_format(&errs.items[i], line, sizeof line);
+        fprintf(stderr, "%s\n", line);
+    }
+    defn_errors_release(&errs);
+    if (!d)
+        return CHECK_EXIT_INVALID;
+    int rc = graph_write(d, gfmt, stdout) == 0 ? CHECK_EXIT_OK : CHECK_EXIT_INVALID;
+    definition_free(d);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -113,13 +192,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if (strcmp(argv[i], "--check") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "saga-coordinator: --check needs a folder or file\n");
-                return 1;
-            }
-            return definition_check_path(argv[i + 1], stdout) == 0 ? 0 : 1;
-        }
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--check", 7) == 0 || strncmp(argv[i], "--graph", 7) == 0)
+            return run_tool(argc, argv);
     }
 
     log_init("coordinator");

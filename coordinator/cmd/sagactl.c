@@ -40,6 +40,15 @@ static const char USAGE[] =
     "  skip ID --reason TEXT\n"
     "        marks a stuck saga's failed compensation as done by hand (the reason is\n"
     "        recorded) and goes on compensating the earlier steps.\n"
+    "  simulate NAME [--input FILE|-] [--fail STEP] [--timeout STEP] [--id ID] [--version N]\n"
+    "           [--definitions DIR]\n"
+    "        a dry run, without Kafka or Redis: runs definition NAME of the definitions\n"
+    "        folder through the coordinator's state machine, every participant replying ok\n"
+    "        at once (with stand-ins for the outputs later payloads use), except that the\n"
+    "        action of --fail STEP fails (not retryable) and the action of --timeout STEP\n"
+    "        never replies. Prints the commands in order with their rendered payloads, then\n"
+    "        the compensations, then the final status. Exit 0 when the saga would complete,\n"
+    "        3 when it would not (or its input is rejected).\n"
     "\n"
     "Options:\n"
     "  --json           machine-readable output: one JSON document on stdout\n"
@@ -68,6 +77,7 @@ typedef struct args {
     const char *positional[2];
     int npositional;
     bool timeout_given;
+    const char *timeout_value;  /* --timeout as written: seconds, or simulate's step */
 } args_t;
 
 static int usage_error(const char *fmt, const char *a, const char *b)
@@ -142,7 +152,7 @@ static int parse(int argc, char **argv, ctl_options_t *o, config_t *cfg, args_t 
         }
         static const char *const VALUED[] = {"status", "definition", "since", "until", "limit",
                                              "cursor", "input", "id", "version", "timeout",
-                                             "reason", "config"};
+                                             "reason", "config", "fail"};
         bool ours = false;
         for (size_t k = 0; k < sizeof VALUED / sizeof *VALUED; k++)
             ours = ours || strcmp(name, VALUED[k]) == 0;
@@ -184,16 +194,23 @@ static int parse(int argc, char **argv, ctl_options_t *o, config_t *cfg, args_t 
             if (parse_int("--version", v, 1, 1000000, &o->version) < 0)
                 return -1;
         } else if (strcmp(name, "timeout") == 0) {
-            char *end;
-            o->timeout_s = strtod(v, &end);
-            if (*end != '\0' || o->timeout_s <= 0 || o->timeout_s > 86400)
-                return usage_error("--timeout: expected seconds (0 < S <= 86400), got \"%s\"%s",
-                                   v, ""), -1;
+            a->timeout_value = v; /* read once the verb is known */
             a->timeout_given = true;
         } else if (strcmp(name, "reason") == 0) {
             o->reason = v;
+        } else if (strcmp(name, "fail") == 0) {
+            o->fail_step = v;
         }
         /* --config was read before the environment. */
+    }
+    if (a->timeout_value && a->verb && strcmp(a->verb, "simulate") == 0) {
+        o->timeout_step = a->timeout_value;
+    } else if (a->timeout_value) {
+        char *end;
+        o->timeout_s = strtod(a->timeout_value, &end);
+        if (*end != '\0' || o->timeout_s <= 0 || o->timeout_s > 86400)
+            return usage_error("--timeout: expected seconds (0 < S <= 86400), got \"%s\"%s",
+                               a->timeout_value, ""), -1;
     }
     return 0;
 }
@@ -203,17 +220,23 @@ static int check_options(const ctl_options_t *o, const args_t *a)
 {
     const char *v = a->verb;
     bool list = strcmp(v, "list") == 0, start = strcmp(v, "start") == 0;
+    bool simulate = strcmp(v, "simulate") == 0;
     bool reason_ok = strcmp(v, "abort") == 0 || strcmp(v, "skip") == 0;
     if (!list && (o->status || o->definition || o->since_ms || o->until_ms || o->limit ||
                   o->cursor))
         return usage_error("%s: --status, --definition, --since, --until, --limit and --cursor "
                            "are options of list%s", v, ""), -1;
-    if (!start && (o->input_path || o->id || o->version || o->wait || a->timeout_given))
+    if (simulate && (o->wait))
+        return usage_error("simulate: --wait is an option of start%s%s", "", ""), -1;
+    if (!start && !simulate && (o->input_path || o->id || o->version || o->wait ||
+                                a->timeout_given))
         return usage_error("%s: --input, --id, --version, --wait and --timeout are options of "
-                           "start%s", v, ""), -1;
+                           "start (and simulate)%s", v, ""), -1;
+    if (!simulate && o->fail_step)
+        return usage_error("%s: --fail is an option of simulate%s", v, ""), -1;
     if (!reason_ok && o->reason)
         return usage_error("%s: --reason is an option of abort and skip%s", v, ""), -1;
-    if (a->timeout_given && !o->wait)
+    if (a->timeout_given && !o->wait && !simulate)
         return usage_error("start: --timeout goes with --wait%s%s", "", ""), -1;
     return 0;
 }
@@ -257,7 +280,8 @@ int main(int argc, char **argv)
         const char *what;
     } VERBS[] = {{"list", 0, ""}, {"stats", 0, ""}, {"show", 1, "a saga id"},
                  {"start", 1, "a definition name"}, {"abort", 1, "a saga id"},
-                 {"retry", 1, "a saga id"}, {"skip", 1, "a saga id"}};
+                 {"retry", 1, "a saga id"}, {"skip", 1, "a saga id"},
+                 {"simulate", 1, "a definition name"}};
     size_t k = 0;
     while (k < sizeof VERBS / sizeof *VERBS && strcmp(VERBS[k].verb, a.verb) != 0)
         k++;
@@ -278,6 +302,7 @@ int main(int argc, char **argv)
     case 1: return ctl_stats(&o);
     case 2: return ctl_show(&o, a.positional[0]);
     case 3: return ctl_start(&o, a.positional[0]);
+    case 7: return ctl_simulate(&o, a.positional[0]);
     default: return ctl_operator(&o, a.verb, a.positional[0]);
     }
 }

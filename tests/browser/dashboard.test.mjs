@@ -2,14 +2,16 @@
 //
 // Usage: node dashboard.test.mjs URL EXPECT_JSON SCREENSHOT_PNG
 //   EXPECT_JSON: {"statuses": {"ID": "status", ...}, "select": "ID",
-//                 "phases": {"STEP": "phase", ...}, "last_event": "EVENT"}
+//                 "phases": {"STEP": "phase", ...}, "last_event": "EVENT",
+//                 "drawing": {"STEP": "phase", ...}, "drawing_shot": "PNG"}
+//   (drawing: see checkSagaDrawing at the end)
 // Checks that every saga shows with its status, that the status cards filter the list,
 // that clicking a saga shows its step timeline and history, and that the screenshot is
 // not blank. Exits 0 when all holds, 1 (with the reason on stderr) otherwise.
 // tests/test_dashboard.c runs it under ctest. Uses playwright-core with the system's
 // /usr/bin/chromium: no browser is ever downloaded.
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -90,6 +92,7 @@ try {
   check(events[0] === "started" && events[events.length - 1] === expect.last_event,
         `history runs from started to ${expect.last_event}: ${events}`);
   check(new URL(page.url()).hash === "#" + expect.select, "the selection is in the URL");
+  if (expect.drawing) await checkSagaDrawing(page, expect);
 
   // The rates table lists the definitions.
   const defs = await page.$$eval("#rates tr", (rows) => rows.map((r) => r.dataset.definition));
@@ -132,3 +135,62 @@ try {
   rmSync(profile, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
+
+// ---- The saga drawing ----------------------------------------------------------------
+// The selected saga's definition drawn as SVG (drawSagaGraph in index.html): one node per
+// step with the phase of this run, filled with that phase's colour, compensations below.
+// Takes a screenshot of the drawing alone (expect.drawing_shot) and checks that the
+// phases' colours are really painted in it, decoding the PNG in the page.
+// (Declared as a function, not a const: the test above runs before this point of the
+// module is reached, and only function declarations are hoisted.)
+async function checkSagaDrawing(page, expect) {
+  const DRAWING_COLOURS = { compensated: "#7a5cc9", failed: "#d43c3c", done: "#1f9d55",
+                            timed_out: "#e06c1b", pending: "#c3cad4" };
+  const want = expect.drawing;
+  await page.waitForFunction((n) => document.querySelectorAll("#saga-graph svg g.sg-step").length === n,
+                             Object.keys(want).length, { timeout: TIMEOUT })
+    .catch(() => { throw new Error("the saga drawing is not drawn"); });
+  const nodes = await page.$$eval("#saga-graph g.sg-step", (gs) => gs.map((g) => ({
+    step: g.dataset.step, phase: g.dataset.phase, fill: g.querySelector("rect").getAttribute("fill"),
+    text: [...g.querySelectorAll("text")].map((t) => t.textContent).join(" | ") })));
+  const phases = Object.fromEntries(nodes.map((n) => [n.step, n.phase]));
+  check(JSON.stringify(phases) === JSON.stringify(want),
+        `drawing phases ${JSON.stringify(phases)}, expected ${JSON.stringify(want)}`);
+  for (const n of nodes) {
+    check(n.fill === DRAWING_COLOURS[n.phase], `${n.step} (${n.phase}) is filled ${n.fill}, expected ${DRAWING_COLOURS[n.phase]}`);
+    check(n.text.startsWith(n.step + " \u00b7 " + n.phase) && n.text.includes("topic "),
+          `${n.step}: labels "${n.text}" name the step, its phase and its topic`);
+  }
+  // Compensations: drawn for every step that has one, filled only where they ran.
+  const comps = await page.$$eval("#saga-graph g.sg-comp", (gs) => gs.map((g) => [g.dataset.step, g.dataset.ran]));
+  const ran = Object.fromEntries(comps);
+  for (const [step, phase] of Object.entries(want))
+    check(ran[step] === String(phase === "compensated"), `compensation of ${step}: ran=${ran[step]}`);
+  const arrows = await page.$$eval("#saga-graph path[stroke-dasharray='6 4']", (p) => p.length);
+  check(arrows >= 1, "the compensation path is drawn dashed");
+
+  const shot = expect.drawing_shot;
+  await page.locator("#saga-graph").screenshot({ path: shot });
+  const png = readFileSync(shot).toString("base64");
+  const counts = await page.evaluate(async ([b64, colours]) => {
+    const img = new Image();
+    img.src = "data:image/png;base64," + b64;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const rgb = Object.fromEntries(Object.entries(colours).map(([k, h]) =>
+      [k, [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16))]));
+    const n = Object.fromEntries(Object.keys(rgb).map((k) => [k, 0]));
+    for (let i = 0; i < d.length; i += 4)
+      for (const [k, [r, g, b]] of Object.entries(rgb))
+        if (Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 12) n[k]++;
+    return n;
+  }, [png, DRAWING_COLOURS]);
+  for (const phase of new Set(Object.values(want)))
+    check(counts[phase] > 500, `the drawing's screenshot shows ${counts[phase]} pixels of ${phase}'s colour`);
+  console.log(`saga drawing ok: ${JSON.stringify(phases)}, colours ${JSON.stringify(counts)}, screenshot ${shot}`);
+}
+// ---- end of the saga drawing ---------------------------------------------------------
