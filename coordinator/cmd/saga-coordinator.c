@@ -5,6 +5,7 @@
 #include "definition.h"
 #include "http.h"
 #include "log.h"
+#include "saga_version.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ static void usage(FILE *out)
             "  --check PATH    validate the definitions in PATH, print every error, exit 1 on any\n"
             "  --config FILE   read settings from FILE (name = value lines)\n"
             "  --help          this text\n"
+            "  --version       print the version and exit\n"
             "\n"
             "Precedence: defaults < config file < SAGA_* environment < flags.\n"
             "SIGHUP re-reads the definitions folder: all of it is applied, or nothing\n"
@@ -113,6 +115,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("saga-coordinator %s\n", SAGA_VERSION);
+            return 0;
+        }
         if (strcmp(argv[i], "--check") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "saga-coordinator: --check needs a folder or file\n");
@@ -143,6 +149,8 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(level);
+    log_info("saga-coordinator %s starting: instance %s, group %s", SAGA_VERSION,
+             cfg.instance_id, cfg.group_id);
 
     defn_errors_t errs = {0};
     defn_set_t *defs = defn_set_load(cfg.definitions, &errs);
