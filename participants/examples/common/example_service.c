@@ -269,7 +269,8 @@ static int ex_opts_parse(ex_opts_t *o, const example_service_t *svc, int argc, c
             return 1;
         }
         if (c == OPT_VERSION) {
-            printf("%s-service %s (libsagaparticipant %s)\n", svc->name,
+            /* the name it runs under: NAME-service built, saga-example-NAME installed */
+            printf("%s %s (libsagaparticipant %s)\n", program_invocation_short_name,
                    SAGA_PARTICIPANT_VERSION_STRING, saga_participant_version());
             return 1;
         }
