@@ -1,6 +1,7 @@
 /* metrics.c - live metrics of the loop thread, the published snapshot, and its
  * Prometheus text rendering (see metrics.h). */
 #include "metrics.h"
+#include "saga_version.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -380,6 +381,16 @@ static void bnum(buf_t *b, double v)
     bprintf(b, "%.15g", v);
 }
 
+/* The Prometheus "info" idiom: a constant 1 whose label says which build runs. */
+static void render_build_info(buf_t *b)
+{
+    header(b, "saga_coordinator_build_info", "gauge",
+           "the coordinator's build: its version in the label, the value is always 1");
+    bprintf(b, "saga_coordinator_build_info{version=\"");
+    blabel(b, SAGA_VERSION);
+    bprintf(b, "\"} 1\n");
+}
+
 static void render_outcomes(buf_t *b, const metrics_t *m)
 {
     for (int o = 0; o < OUT_COUNT; o++) {
@@ -548,6 +559,7 @@ char *metrics_render(metrics_t *m, size_t *len)
         return NULL;
     b.data[0] = '\0';
     pthread_mutex_lock(&m->lock);
+    render_build_info(&b);
     render_outcomes(&b, m);
     render_histograms(&b, m);
     render_latency(&b, &m->snap);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs, only those that are missing.
-# Usage: scripts/deps.sh [--test]   (--test: also what the test suite needs)
+# Usage: scripts/deps.sh [--test|--package]   (--test: also what the test suite needs;
+# --package: also what building and checking the .debs needs, scripts/package.sh)
 # Used by scripts/demo.sh, scripts/test.sh and .ci/run. Needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -18,6 +19,15 @@ TEST_PACKAGES=(
   docker-compose            # validates docker/docker-compose.yml in tests/test_docker.c
   python3-jsonschema        # tests/test_schema.c: docs/schemas/definition.json vs the loader
 )
+# What scripts/package.sh and checking its packages need besides (scripts/deps.sh --package).
+PACKAGE_PACKAGES=(
+  dpkg-dev fakeroot         # CPack's DEB generator: dpkg-shlibdeps, root-owned files
+  lintian                   # checks the packages
+  systemd                   # systemd-analyze verify of the units
+)
+if [[ "${1:-}" == "--package" ]]; then
+  PACKAGES+=("${PACKAGE_PACKAGES[@]}")
+fi
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")
   # The dashboard test drives Chromium with playwright-core from npm: Node.js and npm,

@@ -5,6 +5,7 @@
 #include "opstest.h"
 #include "scripted.h"
 #include "system.h"
+#include "saga_version.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -191,6 +192,8 @@ Test(metrics, counters_histograms_health_and_api)
 
     char *text = scrape();
     check_format(text);
+    cr_assert_eq(sample(text, "saga_coordinator_build_info{version=\"" SAGA_VERSION "\"}"), 1,
+                 "the build-info gauge names the project version");
     cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
     cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
     cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);

@@ -7,6 +7,7 @@
 #include "graph.h"
 #include "http.h"
 #include "log.h"
+#include "saga_version.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ static void usage(FILE *out)
             "  --graph-format F  mermaid (default) or dot (Graphviz)\n"
             "  --config FILE   read settings from FILE (name = value lines)\n"
             "  --help          this text\n"
+            "  --version       print the version and exit\n"
             "\n"
             "Precedence: defaults < config file < SAGA_* environment < flags.\n"
             "SIGHUP re-reads the definitions folder: all of it is applied, or nothing\n"
@@ -192,6 +194,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("saga-coordinator %s\n", SAGA_VERSION);
+            return 0;
+        }
     }
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--check", 7) == 0 || strncmp(argv[i], "--graph", 7) == 0)
@@ -219,6 +225,8 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(level);
+    log_info("saga-coordinator %s starting: instance %s, group %s", SAGA_VERSION,
+             cfg.instance_id, cfg.group_id);
 
     defn_errors_t errs = {0};
     defn_set_t *defs = defn_set_load(cfg.definitions, &errs);

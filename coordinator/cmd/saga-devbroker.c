@@ -20,6 +20,7 @@
  *
  * Exit status: 0 after a clean stop (or --help), 2 on a usage error, 1 on a runtime error. */
 #include "log.h"
+#include "saga_version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -78,6 +79,7 @@ static void devbroker_usage_print(FILE *out)
             "  --bootstrap-file PATH    also write the bootstrap list to PATH (atomically);\n"
             "                           removed again on a clean stop\n"
             "  --help                   this text\n"
+            "  --version                print the version and exit\n"
             "\n"
             "Unknown topics are auto-created with 4 partitions as soon as a client names them.\n"
             "Logs go to stderr (SAGA_LOG_LEVEL=debug|info|warn|error).\n",
@@ -175,9 +177,10 @@ static int devbroker_topics_add(devbroker_opts_t *o, const char *list)
     }
 }
 
-enum { OPT_BROKERS = 1, OPT_TOPIC, OPT_TOPICS, OPT_BOOTSTRAP_FILE, OPT_HELP };
+enum { OPT_BROKERS = 1, OPT_TOPIC, OPT_TOPICS, OPT_BOOTSTRAP_FILE, OPT_HELP, OPT_VERSION };
 
-/* Parses argv into o. Returns 0 to run, 1 if --help was printed, -1 on a usage error. */
+/* Parses argv into o. Returns 0 to run, 1 for --help, 2 for --version, -1 on a usage
+ * error (printed). */
 static int devbroker_opts_parse(devbroker_opts_t *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -186,6 +189,7 @@ static int devbroker_opts_parse(devbroker_opts_t *o, int argc, char **argv)
         {"topics", required_argument, NULL, OPT_TOPICS},
         {"bootstrap-file", required_argument, NULL, OPT_BOOTSTRAP_FILE},
         {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -216,6 +220,8 @@ static int devbroker_opts_parse(devbroker_opts_t *o, int argc, char **argv)
         case 'h':
         case OPT_HELP:
             return 1;
+        case OPT_VERSION:
+            return 2;
         case ':':
             fprintf(stderr, "saga-devbroker: %s needs a value\n", argv[optind - 1]);
             return -1;
@@ -281,6 +287,10 @@ int main(int argc, char **argv)
     int rc = devbroker_opts_parse(&opts, argc, argv);
     if (rc == 1) {
         devbroker_usage_print(stdout);
+        return 0;
+    }
+    if (rc == 2) {
+        printf("saga-devbroker %s (librdkafka %s)\n", SAGA_VERSION, rd_kafka_version_str());
         return 0;
     }
     if (rc != 0)

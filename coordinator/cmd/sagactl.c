@@ -2,6 +2,7 @@
  * config.h) and dispatch to the verbs of ctl.h. */
 #include "config.h"
 #include "ctl.h"
+#include "saga_version.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +58,8 @@ static const char USAGE[] =
     "                   --redis_port, --redis_user, --redis_password, --redis_db,\n"
     "                   --redis_prefix, --input_topic, --outcomes_topic, --kafka.PROP, ...\n"
     "  --help           this text\n"
+    "  --version        alone: print sagactl's version and exit (start --version N is the\n"
+    "                   definition version)\n"
     "\n"
     "Settings, weakest first: defaults, --config FILE, environment, flags; the same names\n"
     "as the coordinator's: SAGA_BOOTSTRAP_SERVERS, SAGA_REDIS_HOST, SAGA_REDIS_PORT,\n"
@@ -249,6 +252,10 @@ int main(int argc, char **argv)
             fputs(USAGE, stdout);
             return CTL_OK;
         }
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("sagactl %s\n", SAGA_VERSION);
+        return CTL_OK;
     }
     signal(SIGPIPE, SIG_IGN);
     static config_t cfg; /* large: not on the stack */

@@ -2,12 +2,15 @@
  * docs/participants.md: a "greeter" whose greet.hello action counts greetings in Redis and
  * whose greet.undo compensation takes one back, both applied exactly once per saga step.
  *
- * Usage: minimal-participant BOOTSTRAP [REDIS_PORT]   (Ctrl-C stops it gracefully) */
+ * Usage: minimal-participant BOOTSTRAP [REDIS_PORT]   (Ctrl-C stops it gracefully)
+ *        minimal-participant --version
+ * Build it alone: cc minimal-participant.c $(pkg-config --cflags --libs saga-participant) */
 #include <saga_participant.h>
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static saga_participant_t *participant;
 
@@ -52,6 +55,10 @@ static void greet_undo(const saga_command_t *cmd, saga_result_t *res, void *opaq
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("minimal-participant (libsagaparticipant %s)\n", saga_participant_version());
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "usage: %s BOOTSTRAP [REDIS_PORT]\n", argv[0]);
         return 2;

@@ -88,6 +88,11 @@ static int sp_stopping(saga_participant_t *p)
     return atomic_load_explicit(&p->stop, memory_order_relaxed) || p->fatal;
 }
 
+const char *saga_participant_version(void)
+{
+    return SAGA_PARTICIPANT_VERSION_STRING;
+}
+
 void saga_participant_config_init(saga_participant_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);

@@ -1,6 +1,8 @@
 /* sp_log.c - JSON-lines logging for the participant SDK (see sp_log.h). */
 #include "sp_log.h"
 
+#include "saga_participant.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,4 +80,35 @@ void sp_log(sp_log_level_t level, const char *saga_id, const char *fmt, ...)
         free(s);
     }
     json_decref(line);
+}
+
+/* ---------------------------------------------------- the public face (saga_participant.h) */
+
+_Static_assert((int)SAGA_LOG_DEBUG == (int)SP_LOG_DEBUG && (int)SAGA_LOG_ERROR == (int)SP_LOG_ERROR,
+               "saga_log_level_t and sp_log_level_t share their values");
+
+void saga_participant_log_init(const char *component)
+{
+    sp_log_init(component);
+}
+
+int saga_participant_log_level_set(const char *name)
+{
+    sp_log_level_t lv;
+    if (sp_log_level_parse(name, &lv) != 0)
+        return -1;
+    sp_log_set_level(lv);
+    return 0;
+}
+
+void saga_participant_log(saga_log_level_t level, const char *saga_id, const char *fmt, ...)
+{
+    if (!sp_log_enabled((sp_log_level_t)level))
+        return;
+    char text[SP_LOG_MAX_TEXT];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    sp_log((sp_log_level_t)level, saga_id, "%s", text);
 }

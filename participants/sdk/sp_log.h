@@ -3,7 +3,7 @@
  * Same line format as the coordinator's log (ts, level, component, msg, and optional
  * saga_id), so one tool reads both. The threshold comes from the SAGA_LOG_LEVEL
  * environment variable (debug, info, warn, error; default info). Internal to the SDK;
- * the example services use it too through this header. */
+ * services log through its public face, saga_participant_log (saga_participant.h). */
 #ifndef SP_LOG_H
 #define SP_LOG_H
 

@@ -2,8 +2,6 @@
  * shared by the example services (see example_service.h). */
 #include "example_service.h"
 
-#include "sp_log.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -63,7 +61,7 @@ enum {
     OPT_BOOTSTRAP = 256, OPT_GROUP, OPT_TOPIC, OPT_CLIENT_ID, OPT_REDIS_HOST, OPT_REDIS_PORT,
     OPT_REDIS_USER, OPT_REDIS_PASSWORD, OPT_REDIS_DB, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
     OPT_LOG_LEVEL, OPT_SEED, OPT_FAIL_RATE, OPT_FAIL_RETRYABLE_RATE, OPT_FAIL_ON, OPT_DELAY_MS,
-    OPT_DELAY_ON, OPT_FAIL_COMP_TIMES, OPT_HELP
+    OPT_DELAY_ON, OPT_FAIL_COMP_TIMES, OPT_HELP, OPT_VERSION
 };
 
 /* One table drives getopt, the environment and --help. */
@@ -98,6 +96,7 @@ static const ex_flag_t EX_FLAGS[] = {
     {"delay-on", OPT_DELAY_ON, "SAGA_DELAY_ON", "FIELD=VALUE:MS", "sleep MS before actions whose payload FIELD equals VALUE (repeatable)"},
     {"fail-compensation-times", OPT_FAIL_COMP_TIMES, "SAGA_FAIL_COMPENSATION_TIMES", "N", "compensation attempts 1..N fail retryably"},
     {"help", OPT_HELP, NULL, NULL, "this text"},
+    {"version", OPT_VERSION, NULL, NULL, "print the version and exit"},
 };
 #define EX_NFLAGS ((int)(sizeof EX_FLAGS / sizeof EX_FLAGS[0]))
 
@@ -200,13 +199,10 @@ static int ex_opt_apply(ex_opts_t *o, int id, const char *name, const char *v)
             goto bad;
         o->kafka_props[o->nprops++] = v;
         return 0;
-    case OPT_LOG_LEVEL: {
-        sp_log_level_t lv;
-        if (sp_log_level_parse(v, &lv) != 0)
+    case OPT_LOG_LEVEL:
+        if (saga_participant_log_level_set(v) != 0)
             goto bad;
-        sp_log_set_level(lv);
         return 0;
-    }
     case OPT_SEED: {
         char *end;
         errno = 0;
@@ -246,7 +242,7 @@ bad:
     return -1;
 }
 
-/* Returns 0 to run, 1 when --help was printed, -1 on a usage error. */
+/* Returns 0 to run, 1 when --help or --version was printed, -1 on a usage error. */
 static int ex_opts_parse(ex_opts_t *o, const example_service_t *svc, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
@@ -270,6 +266,12 @@ static int ex_opts_parse(ex_opts_t *o, const example_service_t *svc, int argc, c
     while ((c = getopt_long(argc, argv, "X:h", longopts, &idx)) != -1) {
         if (c == OPT_HELP || c == 'h') {
             ex_usage_print(svc, stdout);
+            return 1;
+        }
+        if (c == OPT_VERSION) {
+            /* the name it runs under: NAME-service built, saga-example-NAME installed */
+            printf("%s %s (libsagaparticipant %s)\n", program_invocation_short_name,
+                   SAGA_PARTICIPANT_VERSION_STRING, saga_participant_version());
             return 1;
         }
         if (c == '?' || c == ':')
@@ -362,7 +364,7 @@ static void ex_dispatch(const saga_command_t *cmd, saga_result_t *res, void *opa
             if (ex_field_matches(payload, &o->delay_on[i]))
                 delay = o->delay_on[i].ms;
         if (delay > 0) {
-            sp_log(SP_LOG_INFO, saga_command_saga_id(cmd), "injected delay of %ld ms", delay);
+            saga_participant_log(SAGA_LOG_INFO, saga_command_saga_id(cmd), "injected delay of %ld ms", delay);
             ex_sleep_ms(delay);
         }
         for (int i = 0; i < o->nfail_on; i++) {
@@ -483,7 +485,7 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
 {
     char component[64], group[128], topic[128], prefix[128];
     snprintf(component, sizeof component, "%s-service", svc->name);
-    sp_log_init(component);
+    saga_participant_log_init(component);
     ex_opts_t *o = calloc(1, sizeof *o);
     if (!o)
         return EX_EXIT_RUNTIME;
@@ -516,13 +518,13 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
     ex_runtime_t rt = {svc, o, NULL};
     rt.p = saga_participant_new(&cfg, err, sizeof err);
     if (!rt.p) {
-        sp_log(SP_LOG_ERROR, NULL, "cannot start: %s", err);
+        saga_participant_log(SAGA_LOG_ERROR, NULL, "cannot start: %s", err);
         free(o);
         return EX_EXIT_RUNTIME;
     }
     for (int i = 0; i < svc->nhandlers; i++) {
         if (saga_participant_on(rt.p, svc->handlers[i].command_type, ex_dispatch, &rt) != 0) {
-            sp_log(SP_LOG_ERROR, NULL, "cannot register %s", svc->handlers[i].command_type);
+            saga_participant_log(SAGA_LOG_ERROR, NULL, "cannot register %s", svc->handlers[i].command_type);
             saga_participant_free(rt.p);
             free(o);
             return EX_EXIT_RUNTIME;
@@ -537,7 +539,7 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sp_log(SP_LOG_INFO, NULL, "%s-service: topic %s, group %s, redis %s:%d, fail-rate %.3f, retryable %.3f, "
+    saga_participant_log(SAGA_LOG_INFO, NULL, "%s-service: topic %s, group %s, redis %s:%d, fail-rate %.3f, retryable %.3f, "
            "fail-on %d, delay %ld ms, delay-on %d, compensation failures %d, seed %llu",
            svc->name, cfg.command_topic, cfg.group_id, cfg.redis_host, cfg.redis_port, o->fail_rate,
            o->fail_retryable_rate, o->nfail_on, o->delay_ms, o->ndelay_on, o->fail_compensation_times,

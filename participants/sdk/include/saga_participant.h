@@ -24,7 +24,11 @@
  * saga_participant_stop may be called from another thread or a signal handler.
  *
  * Memory: every object is opaque. "borrowed" means valid until the handler returns and not
- * to be freed; "stolen" means the SDK takes the reference even when the call fails. */
+ * to be freed; "stolen" means the SDK takes the reference even when the call fails.
+ *
+ * Linking: pkg-config --cflags --libs saga-participant, or in CMake
+ * find_package(saga-participant) and target_link_libraries(app saga::participant)
+ * (docs/install.md). The shared library exports exactly the functions declared here. */
 #ifndef SAGA_PARTICIPANT_H
 #define SAGA_PARTICIPANT_H
 
@@ -32,8 +36,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "saga_participant_version.h" /* SAGA_PARTICIPANT_VERSION_MAJOR/MINOR/PATCH */
+
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks the public API: the library is built with -fvisibility=hidden, so only what is
+ * declared with it is exported from libsagaparticipant.so. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define SAGA_PARTICIPANT_API __attribute__((visibility("default")))
+#else
+#define SAGA_PARTICIPANT_API
 #endif
 
 /* Defaults applied by saga_participant_config_init. */
@@ -84,17 +98,17 @@ typedef struct saga_participant_config_s {
 } saga_participant_config_t;
 
 /* Fills cfg with the defaults above (strings NULL, numbers set). */
-void saga_participant_config_init(saga_participant_config_t *cfg);
+SAGA_PARTICIPANT_API void saga_participant_config_init(saga_participant_config_t *cfg);
 
 /* Creates a participant: checks the configuration, connects to Redis (loading the
  * scripts) and creates the Kafka consumer and producer (which connect lazily).
  * Returns the participant (free with saga_participant_free), or NULL with a reason in
  * errbuf (errbuf may be NULL; errlen its size). */
-saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, char *errbuf,
-                                         size_t errlen);
+SAGA_PARTICIPANT_API saga_participant_t *
+saga_participant_new(const saga_participant_config_t *cfg, char *errbuf, size_t errlen);
 
 /* Frees p; accepts NULL. Must not be called while saga_participant_run runs. */
-void saga_participant_free(saga_participant_t *p);
+SAGA_PARTICIPANT_API void saga_participant_free(saga_participant_t *p);
 
 /* The kind of a command. */
 typedef enum { SAGA_KIND_ACTION = 0, SAGA_KIND_COMPENSATION = 1 } saga_kind_t;
@@ -118,56 +132,59 @@ typedef void (*saga_handler_fn)(const saga_command_t *cmd, saga_result_t *res, v
 
 /* Registers fn for command type command_type (copied). Registering a type twice replaces
  * the handler. Returns 0, or -1 when an argument is NULL/empty or memory runs out. */
-int saga_participant_on(saga_participant_t *p, const char *command_type, saga_handler_fn fn,
-                        void *opaque);
+SAGA_PARTICIPANT_API int saga_participant_on(saga_participant_t *p, const char *command_type,
+                                             saga_handler_fn fn, void *opaque);
 
 /* Consumes and handles commands until saga_participant_stop is called, then shuts down
  * gracefully: the command in flight is finished, replies are flushed, the offsets of
  * replied commands are committed and the consumer leaves its group.
  * Returns 0 after a stop, -1 on a fatal error (idempotent producer fenced, consumer
  * error that cannot be recovered); errors are logged. Call at most once per participant. */
-int saga_participant_run(saga_participant_t *p);
+SAGA_PARTICIPANT_API int saga_participant_run(saga_participant_t *p);
 
 /* Asks saga_participant_run to return. Async-signal-safe and thread-safe: may be called
  * from a signal handler. Accepts NULL. */
-void saga_participant_stop(saga_participant_t *p);
+SAGA_PARTICIPANT_API void saga_participant_stop(saga_participant_t *p);
 
 /* --- The command view (all strings borrowed, never NULL unless said so). --- */
-const char *saga_command_id(const saga_command_t *cmd);            /* command_id */
-const char *saga_command_idempotency_key(const saga_command_t *cmd); /* saga/step/kind */
-const char *saga_command_saga_id(const saga_command_t *cmd);
-const char *saga_command_saga_name(const saga_command_t *cmd);     /* definition; may be "" */
-const char *saga_command_step(const saga_command_t *cmd);
-saga_kind_t saga_command_kind(const saga_command_t *cmd);
-const char *saga_command_type(const saga_command_t *cmd);          /* "inventory.reserve" */
-int saga_command_attempt(const saga_command_t *cmd);               /* >= 1 */
+SAGA_PARTICIPANT_API const char *saga_command_id(const saga_command_t *cmd); /* command_id */
+/* saga_id/step/kind */
+SAGA_PARTICIPANT_API const char *saga_command_idempotency_key(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API const char *saga_command_saga_id(const saga_command_t *cmd);
+/* The definition's name; may be "". */
+SAGA_PARTICIPANT_API const char *saga_command_saga_name(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API const char *saga_command_step(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API saga_kind_t saga_command_kind(const saga_command_t *cmd);
+/* The command type, e.g. "inventory.reserve". */
+SAGA_PARTICIPANT_API const char *saga_command_type(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API int saga_command_attempt(const saga_command_t *cmd); /* >= 1 */
 /* Epoch ms after which the coordinator stops waiting for this attempt; 0 when absent. */
-int64_t saga_command_deadline(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API int64_t saga_command_deadline(const saga_command_t *cmd);
 /* The payload object (borrowed; never NULL: {} when the command had none). */
-json_t *saga_command_payload(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API json_t *saga_command_payload(const saga_command_t *cmd);
 /* For a compensation: the output the action replied with (borrowed object), recorded by
  * the SDK when the action ran, so the handler knows exactly what to undo. NULL for an
  * action. */
-json_t *saga_command_action_output(const saga_command_t *cmd);
+SAGA_PARTICIPANT_API json_t *saga_command_action_output(const saga_command_t *cmd);
 
 /* --- The result --- */
 
 /* Success. output (stolen; NULL means {}) must be an object; it becomes the reply's
  * output. Returns 0, or -1 when output is not an object (the result is then a
  * non-retryable failure saying so). */
-int saga_result_ok(saga_result_t *res, json_t *output);
+SAGA_PARTICIPANT_API int saga_result_ok(saga_result_t *res, json_t *output);
 
 /* Failure that trying again will not fix (validation, business rule): the reply is
  * failed, retryable=false. For an action it is recorded as final (a repeat gets the same
  * reply, the handler is not called again). A compensation's failure is never final: the
  * coordinator stops retrying (the saga is stuck), but an operator's retry runs the
  * handler again. error is copied; NULL: "failed". */
-void saga_result_fail(saga_result_t *res, const char *error);
+SAGA_PARTICIPANT_API void saga_result_fail(saga_result_t *res, const char *error);
 
 /* Failure that trying again may fix (a dependency is down): the reply is failed,
  * retryable=true; nothing is recorded as final, so a later attempt runs the handler
  * again. error is copied; NULL: "failed". */
-void saga_result_retry(saga_result_t *res, const char *error);
+SAGA_PARTICIPANT_API void saga_result_retry(saga_result_t *res, const char *error);
 
 /* Adds a Redis write that is applied in the same atomic step as the result's record, and
  * only if the result is ok and is the first result recorded for its key (a duplicate or a
@@ -181,12 +198,47 @@ void saga_result_retry(saga_result_t *res, const char *error);
  * data). Strings are copied. On Redis Cluster the key must share the dedup prefix's hash
  * tag. Returns 0, or -1 (nothing added) for an unknown command, a wrong argument count,
  * more than SAGA_PARTICIPANT_MAX_EFFECTS effects, or no memory. */
-int saga_result_effect(saga_result_t *res, int argc, const char *const *argv);
+SAGA_PARTICIPANT_API int saga_result_effect(saga_result_t *res, int argc, const char *const *argv);
 
 /* Convenience: saga_result_effect with a NULL-terminated list of strings, e.g.
  * saga_result_effectl(res, "HINCRBY", "ledger:{inv}:balance", sku, "2", NULL). */
-int saga_result_effectl(saga_result_t *res, const char *command, ...)
+SAGA_PARTICIPANT_API int saga_result_effectl(saga_result_t *res, const char *command, ...)
     __attribute__((sentinel));
+
+/* --- Version --- */
+
+/* The library's version as "MAJOR.MINOR.PATCH" (static string): the one it was built as,
+ * which may be newer than the SAGA_PARTICIPANT_VERSION_* macros a program was compiled
+ * with. */
+SAGA_PARTICIPANT_API const char *saga_participant_version(void);
+
+/* --- Logging --- */
+
+/* The SDK logs one JSON object per line on stderr (ts, level, component, msg, and saga_id
+ * when there is one: the coordinator's format, so one tool reads both). A service may
+ * log through it too. The threshold starts at the SAGA_LOG_LEVEL environment variable
+ * (debug, info, warn, error), else info. Not thread-safe against concurrent
+ * saga_participant_log_init/_level_set calls: configure before saga_participant_run. */
+typedef enum {
+    SAGA_LOG_DEBUG = 0,
+    SAGA_LOG_INFO = 1,
+    SAGA_LOG_WARN = 2,
+    SAGA_LOG_ERROR = 3
+} saga_log_level_t;
+
+/* Names the component printed on every line (copied; truncated to 63 bytes; NULL:
+ * "participant"), and reads SAGA_LOG_LEVEL unless a level was set already. Without this
+ * call the SDK names itself after the group id. */
+SAGA_PARTICIPANT_API void saga_participant_log_init(const char *component);
+
+/* Sets the threshold by name: "debug", "info", "warn" or "error". Returns 0, or -1 (the
+ * threshold unchanged) for anything else, NULL included. */
+SAGA_PARTICIPANT_API int saga_participant_log_level_set(const char *name);
+
+/* Logs one line at level (below the threshold: nothing). saga_id may be NULL. */
+SAGA_PARTICIPANT_API void saga_participant_log(saga_log_level_t level, const char *saga_id,
+                                               const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }
