@@ -38,7 +38,7 @@ static const char USAGE[] =
     "        compensates a running saga.\n"
     "  retry ID\n"
     "        gives a stuck saga's failed compensation a fresh retry budget.\n"
-    "  skip ID --reason TEXT\n"
+    "  skip ID [--reason TEXT]\n"
     "        marks a stuck saga's failed compensation as done by hand (the reason is\n"
     "        recorded) and goes on compensating the earlier steps.\n"
     "  simulate NAME [--input FILE|-] [--fail STEP] [--timeout STEP] [--id ID] [--version N]\n"
