@@ -972,7 +972,7 @@ static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
             const char **ids = malloc((nprev ? nprev : 1) * sizeof *ids);
             for (size_t k = 0; k < nprev; k++)
                 ids[k] = prev[k].id;
-            store_queue_outbox_acks(st, 0, ids, nprev);
+            store_queue_outbox_acks(st, 0, epoch, ids, nprev);
             free(ids);
             for (int i = 0; i < depth; i++)
                 if (store_queue_transition(st, &ts[i]) < 0)

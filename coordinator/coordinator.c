@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -165,6 +166,7 @@ struct coordinator {
     /* Definitions (see the section "definitions" below; registry.h): */
     registry_t *registry;
     volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
+    bool fatal;                  /* a fatal Kafka error: stop serving (coordinator_turn -1) */
 };
 
 static void settle_round(coordinator_t *c);
@@ -207,6 +209,17 @@ void coordinator_freeze_point(const char *point)
         raise(SIGSTOP);
         log_warn("resumed after freeze point %s", point);
     }
+}
+
+/* SAGA_FATAL_AT=POINT makes librdkafka raise a fatal error of the idempotent producer
+ * there (rd_kafka_test_fatal_error), as a broker that fenced it would: tests check that
+ * the coordinator stops serving. */
+static void fatal_point(coordinator_t *c, const char *point)
+{
+    static long hits = 0;
+    if (test_point_hit("SAGA_FATAL_AT", "SAGA_FATAL_AFTER", point, &hits))
+        (void)rd_kafka_test_fatal_error(c->producer, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                        "test: SAGA_FATAL_AT");
 }
 
 void coordinator_crash_point(const char *point)
@@ -555,8 +568,11 @@ static int partition_load(coordinator_t *c, partition_t *p, bool new_epoch)
 {
     int64_t t0 = now_ms();
     part_drop_sagas(c, p);
-    if (new_epoch && store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
-        goto fail;
+    if (new_epoch) {
+        p->epoch = 0; /* until one is taken: a failed take is retried with a new one */
+        if (store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
+            goto fail;
+    }
     load_ctx_t lc = {.c = c, .p = p, .deferred = json_array()};
     int n = store_load_partition(c->store, p->id, on_loaded_saga, &lc);
     if (n < 0 || adopt_deferred_sagas(&lc) < 0) {
@@ -688,6 +704,26 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         free(d->outbox_id);
         free(d);
     }
+}
+
+/* librdkafka's errors. Most are transient and librdkafka retries them itself; a fatal one
+ * (the idempotent producer lost its guarantees, a fenced or unrecoverable client) means
+ * this instance must stop serving: with no reliable producer, rounds cannot complete and
+ * every reload would re-send the same outbox again. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    coordinator_t *c = opaque;
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+        log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+        return;
+    }
+    char why[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+    if (!c->fatal)
+        log_error("kafka: fatal error %s: %s; this instance stops serving (another takes its "
+                  "partitions over)", rd_kafka_err2name(orig), why);
+    c->fatal = true;
+    c->redis_ok = false; /* not ready from now on */
 }
 
 /* Produces one message; in_partition >= 0 means it is in that partition's outbox and is
@@ -1223,8 +1259,11 @@ static void run_timers(coordinator_t *c, int64_t now)
             c->open.timer_fired = true;
             apply_result(c, p, s, &res);
         } else {
+            /* Nothing was due after all (a stale heap entry): its next time, never a
+             * time already past, which would spin. */
             int64_t next = machine_next_timer(s);
-            (void)timers_set(&c->timers, s, next > now ? next : now + 1);
+            if (next)
+                (void)timers_set(&c->timers, s, next > now ? next : now + COORD_CATCHUP_RECHECK_MS);
         }
         machine_result_release(&res);
     }
@@ -1234,10 +1273,14 @@ static void run_timers(coordinator_t *c, int64_t now)
 
 static void log_transition(const saga_t *s, const json_t *history); /* observability */
 
+/* A saga removed from its partition's map by its last transition: freed when the round
+ * is done with (nothing later points at it), at once when there is no memory to wait. */
 static void doom(coordinator_t *c, saga_t *s)
 {
     if (vec_grow((void **)&c->doomed, &c->doomed_cap, c->ndoomed + 1, sizeof *c->doomed) == 0)
         c->doomed[c->ndoomed++] = s;
+    else
+        saga_free(s);
 }
 
 static void count_outcome(coordinator_t *c, const pending_t *pd)
@@ -1307,7 +1350,7 @@ static void queue_acks(coordinator_t *c)
             for (size_t k = 0; k < c->nacks; k++)
                 if (c->acks[k].partition == p->id)
                     c->ack_ids[n++] = c->acks[k].id;
-            (void)store_queue_outbox_acks(c->store, p->id, c->ack_ids, n);
+            (void)store_queue_outbox_acks(c->store, p->id, p->epoch, c->ack_ids, n);
         }
     }
     /* They go with the round: if Redis never answers it, they are queued again (else the
@@ -1384,8 +1427,10 @@ static void complete_round(coordinator_t *c)
     c->last_redis_ms = now_ms();
     if (r->timer_fired)
         coordinator_crash_point("after_timer_write");
-    if (n)
+    if (n) {
         coordinator_crash_point("after_redis_write");
+        fatal_point(c, "after_redis_write");
+    }
 
     for (size_t i = 0; i < n; i++) {
         pending_t *pd = &r->pending[i];
@@ -1623,6 +1668,7 @@ static void observe_turn(coordinator_t *c)
                           .sagas_in_memory = coordinator_sagas_in_memory(c),
                           .joined = c->joined,
                           .redis_ok = c->redis_ok,
+                          .fatal = c->fatal,
                           .turns = c->turns,
                           .last_turn_ms = now};
     e.lag_count = compute_lag(c);
@@ -1732,6 +1778,8 @@ static void reload_partitions(coordinator_t *c, int64_t now)
 
 int coordinator_turn(coordinator_t *c, int max_wait_ms)
 {
+    if (c->fatal)
+        return -1;
     int64_t now = now_ms();
     int redis_wait = redis_reconnect(c, now);
     reload_partitions(c, now);
@@ -1783,58 +1831,115 @@ int coordinator_turn(coordinator_t *c, int max_wait_ms)
     rd_kafka_poll(c->producer, 0);
     observe_turn(c);
     trim_when_idle(c, n == 0 && !store_in_flight(c->store));
-    return 0;
+    return c->fatal ? -1 : 0;
 }
 
 /* --- lifecycle -------------------------------------------------------------------- */
 
+/* A librdkafka property and its value. */
+typedef struct kafka_prop {
+    const char *name, *value;
+} kafka_prop_t;
+
+/* The properties the coordinator's guarantees rest on: set after the user's, and a user
+ * setting that contradicts one is refused rather than silently replaced. */
+static const kafka_prop_t PINNED_CONSUMER[] = {
+    {"enable.auto.offset.store", "false"}, /* an offset is stored only after its round */
+    {"enable.auto.commit", "true"},        /* commits what was stored, nothing else */
+    {"enable.partition.eof", "false"},
+};
+static const kafka_prop_t PINNED_PRODUCER[] = {
+    {"enable.idempotence", "true"}, /* no duplicate or reordered commands from retries */
+    {"acks", "all"},
+};
+
+static bool same_value(const char *a, const char *b)
+{
+    if (strcasecmp(a, b) == 0)
+        return true;
+    bool at = !strcasecmp(a, "true") || !strcmp(a, "1"), bt = !strcasecmp(b, "true") || !strcmp(b, "1");
+    bool af = !strcasecmp(a, "false") || !strcmp(a, "0"), bf = !strcasecmp(b, "false") || !strcmp(b, "0");
+    return (at && bt) || (af && bf) || ((!strcasecmp(a, "all") || !strcmp(a, "-1")) &&
+                                        (!strcasecmp(b, "all") || !strcmp(b, "-1")));
+}
+
+static int conf_set_all(rd_kafka_conf_t *conf, const kafka_prop_t *props, size_t n, char *err,
+                        size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        char why[512];
+        if (props[i].value &&
+            rd_kafka_conf_set(conf, props[i].name, props[i].value, why, sizeof why) !=
+                RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "kafka property %s: %s", props[i].name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The client configuration of scope 1 (consumer) or 2 (producer): tunable defaults, then
+ * the user's kafka.* / consumer.* / producer.* properties, then the pinned ones. Returns
+ * NULL with the reason in err (a property librdkafka refuses, or one that contradicts a
+ * pinned value or the coordinator's own settings). */
 static rd_kafka_conf_t *kafka_conf(const config_t *cfg, int scope, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char session[32];
     snprintf(session, sizeof session, "%lld", (long long)cfg->session_timeout_ms);
-    const char *base[][2] = {{"bootstrap.servers", cfg->bootstrap_servers},
-                             {"client.id", cfg->instance_id}};
-    const char *consumer[][2] = {{"group.id", cfg->group_id},
-                                 {"enable.auto.commit", "true"},
-                                 {"auto.commit.interval.ms", "500"},
-                                 {"enable.auto.offset.store", "false"},
-                                 {"auto.offset.reset", "earliest"},
-                                 {"session.timeout.ms", session},
-                                 {"enable.partition.eof", "false"},
-                                 {"fetch.wait.max.ms", "10"},
-                                 {"fetch.error.backoff.ms", "10"}};
-    const char *producer[][2] = {{"enable.idempotence", "true"},
-                                 {"linger.ms", "1"},
-                                 {"partitioner", "murmur2_random"}};
-    for (size_t i = 0; i < 2; i++)
-        if (rd_kafka_conf_set(conf, base[i][0], base[i][1], err, errlen) != RD_KAFKA_CONF_OK)
-            goto fail;
-    if (scope == 1) {
-        for (size_t i = 0; i < sizeof consumer / sizeof *consumer; i++)
-            if (rd_kafka_conf_set(conf, consumer[i][0], consumer[i][1], err, errlen) !=
-                RD_KAFKA_CONF_OK)
-                goto fail;
-    } else {
-        for (size_t i = 0; i < sizeof producer / sizeof *producer; i++)
-            if (rd_kafka_conf_set(conf, producer[i][0], producer[i][1], err, errlen) !=
-                RD_KAFKA_CONF_OK)
-                goto fail;
-    }
-    if (scope == 1 && cfg->group_instance_id[0] &&
-        rd_kafka_conf_set(conf, "group.instance.id", cfg->group_instance_id, err, errlen) !=
-            RD_KAFKA_CONF_OK)
+    const kafka_prop_t base[] = {{"bootstrap.servers", cfg->bootstrap_servers},
+                                 {"client.id", cfg->instance_id}};
+    const kafka_prop_t consumer[] = {{"auto.commit.interval.ms", "500"},
+                                     {"auto.offset.reset", "earliest"},
+                                     {"session.timeout.ms", session},
+                                     {"fetch.wait.max.ms", "10"},
+                                     {"fetch.error.backoff.ms", "10"},
+                                     {"group.instance.id", cfg->group_instance_id[0]
+                                                               ? cfg->group_instance_id
+                                                               : NULL}};
+    const kafka_prop_t producer[] = {{"linger.ms", "1"}, {"partitioner", "murmur2_random"}};
+    /* What the coordinator's own settings decide: group_id, not kafka.group.id. */
+    const kafka_prop_t owned[] = {{"group.id", cfg->group_id}};
+    const kafka_prop_t *pinned = scope == 1 ? PINNED_CONSUMER : PINNED_PRODUCER;
+    size_t npinned = scope == 1 ? sizeof PINNED_CONSUMER / sizeof *PINNED_CONSUMER
+                                : sizeof PINNED_PRODUCER / sizeof *PINNED_PRODUCER;
+    if (conf_set_all(conf, base, 2, err, errlen) < 0 ||
+        (scope == 1 ? conf_set_all(conf, consumer, sizeof consumer / sizeof *consumer, err, errlen)
+                    : conf_set_all(conf, producer, sizeof producer / sizeof *producer, err,
+                                   errlen)) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->prop_count; i++) {
         const config_prop_t *p = &cfg->props[i];
         if (p->scope != 0 && p->scope != scope)
             continue;
+        for (size_t k = 0; k < npinned; k++)
+            if (strcmp(p->name, pinned[k].name) == 0 && !same_value(p->value, pinned[k].value)) {
+                snprintf(err, errlen, "kafka property %s=%s: the coordinator needs %s=%s (its "
+                         "delivery guarantees rest on it; docs/reliability.md)", p->name,
+                         p->value, pinned[k].name, pinned[k].value);
+                goto fail;
+            }
+        if (scope == 1 && strcmp(p->name, "group.id") == 0 && strcmp(p->value, cfg->group_id)) {
+            snprintf(err, errlen, "kafka property group.id=%s: set the group with group_id "
+                     "(now \"%s\")", p->value, cfg->group_id);
+            goto fail;
+        }
+        if (scope == 1 && strcmp(p->name, "partition.assignment.strategy") == 0 &&
+            strstr(p->value, "cooperative")) {
+            snprintf(err, errlen, "kafka property partition.assignment.strategy=%s: the "
+                     "coordinator handles eager rebalancing only (range or roundrobin)",
+                     p->value);
+            goto fail;
+        }
         char why[512];
         if (rd_kafka_conf_set(conf, p->name, p->value, why, sizeof why) != RD_KAFKA_CONF_OK) {
             snprintf(err, errlen, "kafka property %s: %s", p->name, why);
             goto fail;
         }
     }
+    if ((scope == 1 && conf_set_all(conf, owned, 1, err, errlen) < 0) ||
+        conf_set_all(conf, pinned, npinned, err, errlen) < 0)
+        goto fail;
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -1905,6 +2010,7 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         goto err;
     rd_kafka_conf_set_opaque(pconf, c);
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_msg_cb);
+    rd_kafka_conf_set_error_cb(pconf, error_cb);
     c->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, errlen);
     if (!c->producer) {
         rd_kafka_conf_destroy(pconf);
@@ -1915,6 +2021,7 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         goto err;
     rd_kafka_conf_set_opaque(cconf, c);
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(cconf, error_cb);
     c->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, errlen);
     if (!c->consumer) {
         rd_kafka_conf_destroy(cconf);
@@ -1989,15 +2096,23 @@ int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
             (void)coordinator_reload(c);
         }
         if (coordinator_turn(c, c->cfg.poll_interval_ms) < 0)
-            return -1;
+            break; /* fatal: give the partitions up as cleanly as can be, then fail */
     }
-    log_info("stopping: leaving the group");
-    settle_round(c); /* its offsets are stored before they are committed */
-    rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
-    rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS);
-    send_round(c); /* acknowledge what the flush delivered */
+    log_info("stopping: finishing the rounds, then leaving the group");
+    /* While the partitions are still ours: the open round written, everything produced
+     * delivered, and the deliveries acknowledged in the outboxes (else the next owner
+     * re-sends them all); only then are they given up. */
     settle_round(c);
-    return 0;
+    send_round(c);
+    settle_round(c); /* its commands produced, its offsets stored */
+    if (rd_kafka_flush(c->producer, COORD_FLUSH_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_warn("stopping: %d messages not delivered within %d ms (kept in the outbox: the "
+                 "next owner re-sends them)", rd_kafka_outq_len(c->producer),
+                 COORD_FLUSH_TIMEOUT_MS);
+    send_round(c); /* the acknowledgements of what the flush delivered */
+    settle_round(c);
+    rd_kafka_consumer_close(c->consumer); /* revokes: stored offsets are committed */
+    return c->fatal ? -1 : 0;
 }
 
 void coordinator_free(coordinator_t *c)

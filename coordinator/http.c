@@ -151,6 +151,8 @@ static enum MHD_Result serve_health(http_server_t *h, struct MHD_Connection *con
         why = "the engine loop has not turned yet";
     else if (now - mh.last_turn_ms > HTTP_STALL_MS)
         why = "the engine loop has not turned recently";
+    else if (ready && mh.fatal)
+        why = "a fatal Kafka error: the instance is stopping";
     else if (ready && !(mh.joined || mh.partitions_owned > 0))
         why = "not yet a member of the consumer group";
     else if (ready && !mh.redis_ok)

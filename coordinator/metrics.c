@@ -310,6 +310,7 @@ void metrics_health(metrics_t *m, metrics_health_t *out)
     out->partitions_owned = m->engine.partitions_owned;
     out->joined = m->engine.joined;
     out->redis_ok = m->engine.redis_ok;
+    out->fatal = m->engine.fatal;
     pthread_mutex_unlock(&m->lock);
 }
 

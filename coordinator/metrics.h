@@ -36,6 +36,7 @@ typedef struct metrics_engine {
     size_t sagas_in_memory;
     bool joined;              /* the consumer got an assignment (maybe empty) */
     bool redis_ok;            /* the engine's last Redis round trip succeeded */
+    bool fatal;               /* a fatal Kafka error: the instance is stopping */
     int64_t turns;            /* loop turns run */
     int64_t last_turn_ms;     /* wall clock of the last turn's end, epoch ms */
     size_t lag_count;         /* entries of lag_partition/lag */
@@ -50,6 +51,7 @@ typedef struct metrics_health {
     int partitions_owned;
     bool joined;
     bool redis_ok;
+    bool fatal;
 } metrics_health_t;
 
 /* Creates the series of every definition in defs (borrowed for the call; names are

@@ -151,12 +151,6 @@ void query_free(query_t *q)
     free(q);
 }
 
-int query_ping(query_t *q)
-{
-    redisReply *r = command(q, "PING");
-    freeReplyObject(r);
-    return r ? QUERY_OK : QUERY_ERR_REDIS;
-}
 
 int query_partitions(query_t *q)
 {

@@ -49,9 +49,6 @@ void query_free(query_t *q);
 /* The reason of the last QUERY_ERR_* (a static buffer of q). */
 const char *query_last_error(const query_t *q);
 
-/* PING. Returns QUERY_OK or QUERY_ERR_REDIS. */
-int query_ping(query_t *q);
-
 /* Number of input-topic partitions recorded in saga:meta (0 when no coordinator ever ran),
  * or QUERY_ERR_REDIS. */
 int query_partitions(query_t *q);

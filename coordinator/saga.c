@@ -264,10 +264,6 @@ json_t *saga_encode_fields(const saga_t *s)
     return encode(s, true);
 }
 
-json_t *saga_encode_changed_fields(const saga_t *s)
-{
-    return encode(s, false);
-}
 
 /* Reads an integer field written by set_int. Missing fields read as 0. */
 static int get_int(const json_t *fields, const char *key, int64_t *out)

@@ -108,17 +108,14 @@ int saga_current_step(const saga_t *s);
 /* Encodes the saga as hash fields: a JSON object of string values (new reference). */
 json_t *saga_encode_fields(const saga_t *s);
 
-/* The fields a transition of an existing saga can change: saga_encode_fields without the
- * ones fixed when it is created (id, definition, definition_version, definition_hash,
- * partition, created_at, deadline_at, input). New reference. */
-json_t *saga_encode_changed_fields(const saga_t *s);
-
 /* Called for each hash field: its name and value (len bytes, NUL-terminated), both
  * borrowed for the call. Returns 0, or -1 to report a failure (the walk goes on). */
 typedef int (*saga_field_fn)(const char *name, const char *value, size_t len, void *opaque);
 
 /* Calls fn for every hash field (all, as saga_encode_fields) or only for those a
- * transition can change (as saga_encode_changed_fields), the same names and values in
+ * transition can change (saga_encode_fields without the ones fixed when the saga is
+ * created: id, definition, definition_version, definition_hash, partition, created_at,
+ * deadline_at, input), the same names and values in
  * the same order, without building JSON values (the store writes these on every
  * transition). scratch is the caller's writer, reused between calls. Returns 0, or -1
  * when out of memory or fn failed. */

@@ -533,7 +533,7 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
     redisReply *r = command(st, "INCR %s", key);
     if (!r)
         return -1;
-    *epoch = r->integer;
+    int64_t taken = r->integer;
     freeReplyObject(r);
     if (st->wait_replicas > 0) {
         r = command(st, "WAIT %d %d", st->wait_replicas, st->timeout_ms);
@@ -542,17 +542,19 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
         long long acked = r->integer;
         freeReplyObject(r);
         if (acked < st->wait_replicas) {
+            /* Not taken: the caller must not serve under an epoch a failover may lose. */
             set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-                      (long long)*epoch, (int)partition, acked, st->wait_replicas,
+                      (long long)taken, (int)partition, acked, st->wait_replicas,
                       st->timeout_ms);
             return -1;
         }
     }
-    r = command(st, "HSET %s owner %s epoch %lld since %lld", okey, owner, (long long)*epoch,
+    r = command(st, "HSET %s owner %s epoch %lld since %lld", okey, owner, (long long)taken,
                 (long long)time(NULL) * 1000);
     if (!r)
         return -1;
     freeReplyObject(r);
+    *epoch = taken;
     return 0;
 }
 
@@ -813,19 +815,9 @@ static int note_reply(store_t *st, size_t first, size_t count)
     return 0;
 }
 
-size_t store_queued(const store_t *st)
-{
-    return st->queued_transitions;
-}
-
 bool store_in_flight(const store_t *st)
 {
     return st->in_flight;
-}
-
-size_t store_sent(const store_t *st)
-{
-    return st->in_flight ? st->sent_transitions : 0;
 }
 
 /* Appends one script call with the batch's transitions to the pipeline and empties it
@@ -1030,12 +1022,16 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     return 0;
 }
 
-int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id)
-{
-    return store_queue_outbox_acks(st, partition, &id, 1);
-}
+/* Removes delivered entries from a partition's outbox, only while the writer's epoch is
+ * the partition's: a zombie's acknowledgements change nothing. */
+static const char OUTBOX_ACK_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
+    "return redis.call('HDEL', KEYS[2], unpack(ARGV, 2))";
 
-int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *ids, size_t n)
+#define STORE_ACKS_PER_CALL 1000 /* ids per script call: Lua's unpack has a stack limit */
+
+int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
+                            const char *const *ids, size_t n)
 {
     if (n == 0)
         return 0;
@@ -1048,17 +1044,25 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *i
     /* Redis runs the pipeline in order: what was queued before this goes before it. */
     if (emit_batches(st) < 0)
         return -1;
-    char key[STORE_KEY_MAX];
-    store_key_partition(st, key, partition, "outbox");
-    argv_buf_t a = {0};
-    int rc = argv_push_str(&a, "HDEL") | argv_push_str(&a, key);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = argv_push_str(&a, ids[i]);
-    if (rc == 0)
-        rc = append_command(st, a.count, a.argv, a.lens);
-    argv_release(&a);
-    if (rc == 0)
-        rc = note_reply(st, 0, 0);
+    char ekey[STORE_KEY_MAX], okey[STORE_KEY_MAX], ep[24];
+    store_key_partition(st, ekey, partition, "epoch");
+    store_key_partition(st, okey, partition, "outbox");
+    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+    int rc = 0;
+    for (size_t from = 0; rc == 0 && from < n; from += STORE_ACKS_PER_CALL) {
+        size_t count = n - from < STORE_ACKS_PER_CALL ? n - from : STORE_ACKS_PER_CALL;
+        argv_buf_t a = {0};
+        rc = argv_push_str(&a, "EVAL") | argv_push_str(&a, OUTBOX_ACK_SCRIPT) |
+             argv_push_str(&a, "2") | argv_push_str(&a, ekey) | argv_push_str(&a, okey) |
+             argv_push_str(&a, ep);
+        for (size_t i = 0; rc == 0 && i < count; i++)
+            rc = argv_push_str(&a, ids[from + i]);
+        if (rc == 0)
+            rc = append_command(st, a.count, a.argv, a.lens);
+        argv_release(&a);
+        if (rc == 0)
+            rc = note_reply(st, 0, 0);
+    }
     if (rc < 0)
         reset_connection(st);
     return rc;

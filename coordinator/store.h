@@ -89,7 +89,8 @@ void store_key_global(const store_t *st, char *buf, const char *what);
 
 /* Takes a new fencing epoch for partition (INCR) and records owner. With replicas to
  * wait for (store_set_wait_replicas), the bump must reach that many replicas (WAIT)
- * before it counts: a Redis failover must not lose it. Returns 0 and the epoch, or -1. */
+ * before it counts: a Redis failover must not lose it. Returns 0 and the epoch in *epoch,
+ * or -1 (*epoch unchanged: the epoch was not taken, whatever Redis incremented). */
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch);
 
 /* Reads partition's current epoch (0 when Redis has none). Returns 0, or -1. */
@@ -111,12 +112,10 @@ int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *
 
 /* Queues a transition; its result comes from store_flush at the same position. */
 int store_queue_transition(store_t *st, const store_transition_t *t);
-/* Queues the removal of a delivered outbox entry (no result reported). */
-int store_queue_outbox_ack(store_t *st, int32_t partition, const char *id);
-/* The same for n entries of one partition in one command (ids borrowed for the call). */
-int store_queue_outbox_acks(store_t *st, int32_t partition, const char *const *ids, size_t n);
-/* Number of transitions queued. */
-size_t store_queued(const store_t *st);
+/* Queues the removal of n delivered entries of partition's outbox (ids borrowed for the
+ * call), applied only while partition's epoch is still epoch (no result reported). */
+int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
+                            const char *const *ids, size_t n);
 
 /* Pipelining in rounds: what is queued since the last send is a round. store_send
  * writes it to Redis and returns without waiting; store_receive reads its replies. In
@@ -129,14 +128,12 @@ size_t store_queued(const store_t *st);
 int store_send(store_t *st);
 /* True between store_send and store_receive. */
 bool store_in_flight(const store_t *st);
-/* Transitions of the round in flight (0 when none). */
-size_t store_sent(const store_t *st);
 /* True when the round in flight has (some of) its replies waiting to be read, so that
  * store_receive would not wait for Redis to start answering. Never blocks. */
 bool store_replies_arriving(const store_t *st);
 /* Reads the replies of the round in flight. results gets one status per transition of
- * the round, by position (caller provides store_sent() entries; may be NULL when there
- * are none). Returns 0 when every reply was read (individual transitions may still be
+ * the round, by position (the caller provides one entry per transition it sent; may be
+ * NULL when there are none). Returns 0 when every reply was read (individual transitions may still be
  * EXISTS/FENCED/CONFLICT), -1 on a connection error (then every unread result is
  * STORE_ERROR and the open round's transitions are dropped: they report STORE_ERROR when
  * it is sent). Returns 0 at once when nothing is in flight. */
@@ -149,8 +146,8 @@ int store_receive(store_t *st, store_status_t *results);
 int store_discard_partition(store_t *st, int32_t partition);
 
 /* store_send + store_receive: sends everything queued and reads the replies. results gets
- * one status per queued transition (caller provides store_queued() entries). Returns as
- * store_receive; -1 when a round is in flight. */
+ * one status per queued transition (the caller provides one entry per transition it
+ * queued). Returns as store_receive; -1 when a round is in flight. */
 int store_flush(store_t *st, store_status_t *results);
 
 /* Records the layout version and the input topic's partition count (saga:meta), and the

@@ -151,8 +151,9 @@ Test(store, transition_writes_the_documented_keys_and_is_fenced)
     cr_assert(r->integer > 0);
     freeReplyObject(r);
 
-    /* outbox acknowledgement */
-    cr_assert_eq(store_queue_outbox_ack(st, 2, "s-1/charge/action/1"), 0);
+    /* outbox acknowledgement, by the current owner */
+    const char *acked = "s-1/charge/action/1";
+    cr_assert_eq(store_queue_outbox_acks(st, 2, epoch2, &acked, 1), 0);
     cr_assert_eq(store_flush(st, NULL), 0);
     r = cmd("HLEN %s", "saga:{p2}:outbox");
     cr_assert_eq(r->integer, 0);
@@ -237,4 +238,41 @@ Test(store, a_lost_connection_reports_errors_and_reconnects)
     cr_assert_eq(result, STORE_FENCED, "an epoch Redis does not have is refused");
     machine_result_release(&res);
     saga_free(s);
+}
+
+/* An epoch bump that WAIT says reached no replica is not taken: the caller must not serve
+ * under it (and takes a new one on its next try). */
+Test(store, an_epoch_no_replica_acknowledged_is_not_taken)
+{
+    int64_t epoch = 0;
+    cr_assert_eq(store_take_epoch(st, 1, "me", &epoch), 0);
+    cr_assert_eq(epoch, 1);
+    store_set_wait_replicas(st, 1); /* this Redis has none */
+    int64_t kept = epoch;
+    cr_assert_eq(store_take_epoch(st, 1, "me", &epoch), -1);
+    cr_assert_eq(epoch, kept, "the caller's epoch is unchanged");
+    cr_assert(strstr(store_last_error(st), "reached 0 of 1 replicas"), "%s", store_last_error(st));
+    redisReply *r = cmd("HGET %s epoch", "saga:{p1}:owner");
+    cr_assert_str_eq(r->str, "1", "the owner record is not moved to the untaken epoch");
+    freeReplyObject(r);
+}
+
+/* Outbox acknowledgements are fenced like transitions: a zombie's change nothing. */
+Test(store, outbox_acknowledgements_check_the_epoch)
+{
+    int64_t epoch = 0;
+    cr_assert_eq(store_take_epoch(st, 3, "me", &epoch), 0);
+    freeReplyObject(cmd("HSET %s a/s/action/1 x", "saga:{p3}:outbox"));
+    freeReplyObject(cmd("HSET %s a/t/action/1 y", "saga:{p3}:outbox"));
+    const char *ids[] = {"a/s/action/1", "a/t/action/1"};
+    cr_assert_eq(store_queue_outbox_acks(st, 3, epoch - 1, ids, 1), 0); /* a stale epoch */
+    cr_assert_eq(store_flush(st, NULL), 0);
+    redisReply *r = cmd("HLEN %s", "saga:{p3}:outbox");
+    cr_assert_eq(r->integer, 2, "a stale owner's acknowledgement removes nothing");
+    freeReplyObject(r);
+    cr_assert_eq(store_queue_outbox_acks(st, 3, epoch, ids, 2), 0);
+    cr_assert_eq(store_flush(st, NULL), 0);
+    r = cmd("HLEN %s", "saga:{p3}:outbox");
+    cr_assert_eq(r->integer, 0);
+    freeReplyObject(r);
 }
