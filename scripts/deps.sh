@@ -20,7 +20,8 @@ TEST_PACKAGES=(
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")
   # The dashboard test drives Chromium with playwright-core from npm: Node.js and npm,
-  # from Debian unless the machine already has them.
+  # from Debian unless the machine already has them (Debian 12: Node 18 and npm 9, which
+  # tests/browser/package.json is pinned for; docs/testing.md).
   command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
   command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 fi

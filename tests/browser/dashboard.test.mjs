@@ -122,7 +122,7 @@ try {
   check(stats.colours >= 50, `screenshot has ${stats.colours} colours: blank?`);
   check(stats.variance > 100, `screenshot luminance variance ${stats.variance.toFixed(1)}: blank?`);
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
-  console.log(`dashboard ok: ${Object.keys(expect.statuses).length} sagas, timeline of ${expect.select}, ` +
+  console.log(`dashboard ok (node ${process.version}): ${Object.keys(expect.statuses).length} sagas, timeline of ${expect.select}, ` +
               `screenshot ${stats.width}x${stats.height}, ${size} bytes, ${stats.colours} colours`);
 } catch (e) {
   failed = true;
