@@ -203,6 +203,10 @@ static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, 
         rc = query_show(q, url + strlen(HTTP_API_PREFIX), &out);
     } else if (strcmp(url, "/api/stats") == 0) {
         rc = query_stats(q, wall_ms(), &out);
+    } else if (strcmp(url, "/api/throughput") == 0) {
+        rc = query_throughput(
+            q, wall_ms(), MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "definition"),
+            &out);
     } else {
         return send_error(conn, MHD_HTTP_NOT_FOUND, "no such API path");
     }

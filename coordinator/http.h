@@ -9,6 +9,8 @@
  *   GET /api/sagas        ?status=&definition=&since=&until=&limit=&cursor= (query_list)
  *   GET /api/sagas/ID     one saga and its history (query_show)
  *   GET /api/stats        counters and rates per definition (query_stats)
+ *   GET /api/throughput   ?definition=: sagas finished per minute over the last hour
+ *                         (query_throughput)
  *   GET /api/instance     this instance: id, partitions owned, health
  *
  * Threading: libmicrohttpd runs one internal thread that serves every request in turn.

@@ -3,6 +3,7 @@
  * well-formed and count every settled step), /healthz, /readyz (also when Redis goes
  * away), and the JSON API the dashboard reads. */
 #include "opstest.h"
+#include "query.h"
 #include "scripted.h"
 #include "system.h"
 
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAIT_MS 20000
@@ -255,6 +257,14 @@ Test(metrics, counters_histograms_health_and_api)
                  "%s", body);
     json_decref(doc);
     free(body);
+    /* Finished per minute: the last hour, the sagas above in it. */
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(doc, "buckets")), QUERY_THROUGHPUT_BUCKETS, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 4, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 1, "%s", body);
+    json_decref(doc);
+    free(body);
     cr_assert_eq(ops_http_get(http_port, "/", &body), 200);
     cr_assert(strstr(body, "<html") && strstr(body, "/api/stats"), "the dashboard page");
     free(body);
@@ -273,4 +283,79 @@ Test(metrics, counters_histograms_health_and_api)
     text = scrape();
     cr_assert_eq(sample(text, "saga_redis_up"), 0);
     free(text);
+}
+
+/* Writes a finished saga as the coordinator would leave it, as far as the finished index
+ * and the two fields the throughput reads go. */
+static void put_finished(redisContext *rc, int partition, const char *id, const char *definition,
+                         const char *status, long long finished_at)
+{
+    redisReply *r = redisCommand(rc, "ZADD saga:{p%d}:index:finished %lld %s", partition,
+                                 finished_at, id);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    r = redisCommand(rc, "HSET saga:{p%d}:saga:%s definition %s status %s finished_at %lld",
+                     partition, id, definition, status, finished_at);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+}
+
+/* The bucket of the throughput document doc that holds time t, or NULL. */
+static json_t *bucket_at(json_t *doc, long long t)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(doc, "buckets"), i, b)
+    {
+        long long start = json_integer_value(json_object_get(b, "start"));
+        if (t >= start && t < start + QUERY_MINUTE_MS)
+            return b;
+    }
+    return NULL;
+}
+
+Test(metrics, throughput_per_minute_over_the_last_hour)
+{
+    cr_assert(system_wait_owned(&sys, WAIT_MS), "the coordinator owns every partition");
+    long long now = (long long)time(NULL) * 1000;
+    redisContext *rc = fixture_redis_connect(&sys.redis);
+    cr_assert_not_null(rc);
+    put_finished(rc, 0, "t-30a", "order", "completed", now - 30 * 60000LL);
+    put_finished(rc, 1, "t-30b", "order", "compensated", now - 30 * 60000LL + 10);
+    put_finished(rc, 2, "t-30c", "slow", "completed", now - 30 * 60000LL + 20);
+    put_finished(rc, 3, "t-old", "order", "completed", now - 61 * 60000LL);
+    redisFree(rc);
+    cr_assert_eq(system_start_saga(&sys, "t-now", "order", INPUT), 0);
+    cr_assert(system_wait_status(&sys, "t-now", "completed", WAIT_MS));
+
+    char *body = NULL;
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput", &body), 200);
+    json_t *doc = json_loads(body, 0, NULL);
+    cr_assert_not_null(doc, "%s", body);
+    json_t *buckets = json_object_get(doc, "buckets");
+    cr_assert_eq(json_array_size(buckets), QUERY_THROUGHPUT_BUCKETS);
+    long long from = json_integer_value(json_object_get(doc, "from"));
+    cr_assert_eq(from % QUERY_MINUTE_MS, 0, "whole minutes");
+    cr_assert_eq(json_integer_value(json_object_get(doc, "bucket_ms")), QUERY_MINUTE_MS);
+    long long last = json_integer_value(json_object_get(json_array_get(buckets, QUERY_THROUGHPUT_BUCKETS - 1), "start"));
+    long long at = json_integer_value(json_object_get(doc, "now"));
+    cr_assert(at >= last && at < last + QUERY_MINUTE_MS, "the last bucket is the current minute");
+    json_t *b30 = bucket_at(doc, now - 30 * 60000LL);
+    cr_assert_not_null(b30);
+    cr_assert_eq(json_integer_value(json_object_get(b30, "completed")) +
+                 json_integer_value(json_object_get(b30, "compensated")), 3, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 3, "t-30a, t-30c, t-now: %s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 1, "%s", body);
+    cr_assert_not_null(bucket_at(doc, at), "now is in a bucket");
+    cr_assert(json_is_false(json_object_get(doc, "truncated")));
+    json_decref(doc);
+    free(body);
+
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput?definition=slow", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "definition")), "slow");
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 1, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 0, "%s", body);
+    json_decref(doc);
+    free(body);
 }
