@@ -174,7 +174,9 @@ Test(dashboard, shows_statuses_and_a_timeline_in_chromium)
         "\"d-comp\": \"compensated\", \"d-stuck\": \"stuck\", \"d-run\": \"running\", "
         "\"d-abort\": \"compensating\"}, \"select\": \"d-comp\", "
         "\"phases\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
-        "\"last_event\": \"compensated\", \"definitions\": [\"order\", \"slow\"]}";
+        "\"last_event\": \"compensated\", \"definitions\": [\"order\", \"slow\"], "
+        "\"bars\": {\"reserve\": [\"act ok\", \"comp ok\"], \"charge\": [\"act failed\"], \"ship\": []}, "
+        "\"finished\": {\"completed\": 2, \"compensated\": 1}}";
     int rc = ops_run(&r, (const char *const[]){node, script, url, expect, shot, NULL}, NULL, NULL,
                      BROWSER_TIMEOUT_MS);
     cr_log_info("%s%s", r.out, r.err);
