@@ -82,6 +82,7 @@ typedef struct delivery {
     int32_t partition;      /* input partition whose outbox holds it, -1 = not in an outbox */
     char *outbox_id;        /* NULL = not in an outbox */
     int64_t epoch;          /* the epoch it was produced under */
+    bool counted;           /* counted in outbox_pending until its delivery report */
 } delivery_t;
 
 /* A round: the transitions of one turn, in queue order (their store positions). */
@@ -127,6 +128,8 @@ struct coordinator {
     bool joined;                  /* got an assignment from the group (maybe empty) */
     bool redis_ok;                /* the last Redis round trip succeeded */
     int64_t turns, last_publish_ms, last_redis_ms;
+    int64_t outbox_pending;       /* outbox messages produced, delivery report not yet back */
+    int input_partitions;         /* of the input topic, from metadata at start; 0 = unknown */
     int64_t last_trim_ms;         /* trim_when_idle */
     uint64_t trim_transitions;
     int32_t *lag_partition;       /* scratch for metrics_publish */
@@ -586,6 +589,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     coordinator_t *c = opaque;
     delivery_t *d = m->_private;
+    if (d && d->counted)
+        c->outbox_pending--;
     if (m->err) {
         c->stats.kafka_errors++;
         log_error("delivery to %s failed: %s%s", rd_kafka_topic_name(m->rkt),
@@ -640,6 +645,9 @@ static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
                 free(d->outbox_id);
                 free(d);
             }
+        } else if (d && d->outbox_id) {
+            d->counted = true;
+            c->outbox_pending++;
         }
         return;
     }
@@ -1379,7 +1387,9 @@ static void observe_turn(coordinator_t *c)
                           .joined = c->joined,
                           .redis_ok = c->redis_ok,
                           .turns = c->turns,
-                          .last_turn_ms = now};
+                          .last_turn_ms = now,
+                          .outbox_pending = c->outbox_pending,
+                          .input_partitions = c->input_partitions};
     e.lag_count = compute_lag(c);
     e.lag_partition = c->lag_partition;
     e.lag = c->lag;
@@ -1615,6 +1625,7 @@ static void record_partition_count(coordinator_t *c)
     if (!err && md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
         guards_check_input_topic(c->cfg.input_topic, md->topics[0].partition_cnt,
                                  md->topics[0].partitions[0].replica_cnt);
+        c->input_partitions = md->topics[0].partition_cnt;
         if (store_put_meta(c->store, md->topics[0].partition_cnt) < 0)
             log_warn("cannot record saga:meta: %s", store_last_error(c->store));
     } else {

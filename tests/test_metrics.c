@@ -191,8 +191,13 @@ Test(metrics, counters_histograms_health_and_api)
     scrape_wait_t rejected = {"saga_rejected_total{definition=\"order\"}", 1};
     cr_assert(fixture_wait_until(sample_is, &rejected, WAIT_MS));
 
+    /* Every outbox message produced was acknowledged by Kafka (the gauge goes back to 0). */
+    scrape_wait_t drained = {"saga_outbox_pending_messages", 0};
+    cr_assert(fixture_wait_until(sample_is, &drained, WAIT_MS), "the outbox drains");
+
     char *text = scrape();
     check_format(text);
+    cr_assert_eq(sample(text, "saga_input_partitions"), 4, "the input topic's partitions");
     cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
     cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
     cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);
