@@ -16,6 +16,7 @@ TEST_PACKAGES=(
   python3-confluent-kafka   # the Python participant and its tests
   chromium                  # headless browser of tests/test_dashboard.c (playwright-core)
   docker-compose            # validates docker/docker-compose.yml in tests/test_docker.c
+  prometheus                # promtool: checks and unit-tests docker/prometheus/ (tests/test_prometheus.c)
 )
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")
