@@ -324,6 +324,33 @@ Test(docker, ports_are_published_on_loopback_only)
     json_decref(cfg);
 }
 
+Test(docker, prometheus_scrapes_both_coordinators_with_the_rules)
+{
+    json_t *cfg = compose_config();
+    json_t *prom = service(cfg, "prometheus");
+    bool config_mounted = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(prom, "volumes"), i, v) {
+        /* Normalized: {"type": "bind", "source": "/abs/docker/prometheus", "target": ...}
+         * (v2), or "SOURCE:TARGET:MODE" (v1). */
+        const char *src = json_string_value(json_object_get(v, "source"));
+        const char *dst = json_string_value(json_object_get(v, "target"));
+        const char *text = json_string_value(v);
+        if ((src && dst && strstr(src, "docker/prometheus") && strcmp(dst, "/etc/prometheus") == 0) ||
+            (text && strstr(text, "docker/prometheus:/etc/prometheus")))
+            config_mounted = true;
+    }
+    cr_expect(config_mounted, "docker/prometheus is mounted at /etc/prometheus");
+    char *yml = read_source_file("docker/prometheus/prometheus.yml");
+    cr_expect(strstr(yml, "\"coordinator-1:8080\"") && strstr(yml, "\"coordinator-2:8080\""),
+              "prometheus.yml scrapes both coordinators");
+    cr_expect(strstr(yml, "job_name: saga-coordinator"), "the job the rules' up{} alert names");
+    cr_expect(strstr(yml, "\n  - rules.yml\n"), "prometheus.yml loads rules.yml");
+    free(yml);
+    json_decref(cfg);
+}
+
 Test(docker, redis_is_durable_and_never_evicts)
 {
     json_t *cfg = compose_config();

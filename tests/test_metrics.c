@@ -5,9 +5,11 @@
 #include "opstest.h"
 #include "query.h"
 #include "scripted.h"
+#include "test_paths.h"
 #include "system.h"
 
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +162,48 @@ static long check_histograms(const char *text, const char *kind, const char *res
     return total;
 }
 
+
+/* Every metric name (saga_...) in the repository file rel is a family of the scrape text
+ * (histogram suffixes _bucket, _sum, _count stripped): rules and dashboards shipped with
+ * the coordinator must name only what it exports. */
+static void check_names_exported(const char *text, const char *rel)
+{
+    char *path = test_source_path(rel);
+    cr_assert_not_null(path);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    free(path);
+    static char file[1 << 20];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    fclose(f);
+    file[n] = '\0';
+    int names = 0;
+    for (const char *p = strstr(file, "saga_"); p; p = strstr(p + 1, "saga_")) {
+        if (p > file && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == ':'))
+            continue;
+        char name[128];
+        size_t len = 0;
+        while (len + 1 < sizeof name && (islower((unsigned char)p[len]) ||
+                                         isdigit((unsigned char)p[len]) || p[len] == '_'))
+            name[len] = p[len], len++;
+        name[len] = '\0';
+        static const char *const SUFFIXES[] = {"_bucket", "_sum", "_count"};
+        char type_line[160];
+        snprintf(type_line, sizeof type_line, "# TYPE %s ", name);
+        if (!strstr(text, type_line))
+            for (size_t i = 0; i < 3; i++) {
+                size_t sl = strlen(SUFFIXES[i]);
+                if (len > sl && strcmp(name + len - sl, SUFFIXES[i]) == 0) {
+                    snprintf(type_line, sizeof type_line, "# TYPE %.*s histogram", (int)(len - sl), name);
+                    break;
+                }
+            }
+        cr_expect(strstr(text, type_line) != NULL, "%s names %s, which /metrics does not export", rel, name);
+        names++;
+    }
+    cr_assert_gt(names, 0, "%s names metrics", rel);
+}
+
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 180);
 
 Test(metrics, counters_histograms_health_and_api)
@@ -198,6 +242,7 @@ Test(metrics, counters_histograms_health_and_api)
     char *text = scrape();
     check_format(text);
     cr_assert_eq(sample(text, "saga_input_partitions"), 4, "the input topic's partitions");
+    check_names_exported(text, "docker/prometheus/rules.yml");
     cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
     cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
     cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);
