@@ -6,14 +6,15 @@
 #
 #   SAGA_NODE=$(bash scripts/debian-node18.sh) ctest -R test_dashboard --output-on-failure
 #
-# Usage: scripts/debian-node18.sh [DIR]   (default /tmp/saga-node18; reused when present)
+# Usage: scripts/debian-node18.sh [DIR]   (default ~/.cache/saga-debian-node18; reused when
+# present. Not under /tmp: temp-folder cleaners would take it away between runs)
 # Debian's node loads three of its builtins (cjs-module-lexer, acorn, undici) from
 # /usr/share/nodejs, so their Debian packages are installed with apt when missing: they are
 # JavaScript files only and do not replace or change another node. Shared libraries it
 # needs (libuv1, libicu72, libc-ares2, ...) are installed with apt when missing too.
 # Needs Debian 12 (bookworm) sources, and root or sudo for apt-get.
 set -euo pipefail
-dir=${1:-/tmp/saga-node18}
+dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/saga-debian-node18}
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
