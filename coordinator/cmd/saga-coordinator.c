@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,13 @@ static void usage(FILE *out)
     fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
                  "fatal error at start (Redis unusable or unsafe, a librdkafka property\n"
                  "librdkafka refuses, Kafka unusable, http_listen not available).\n"
+                 "A non-loopback http_listen needs http_token (or http_token_file), or\n"
+                 "http_open=1; without either the coordinator does not start (exit 1).\n"
                  "\n"
                  "HTTP (http_listen): GET /metrics (Prometheus), /healthz, /readyz, / (dashboard),\n"
-                 "/api/sagas, /api/sagas/ID, /api/stats. See docs/operations.md.\n");
+                 "/api/sagas, /api/sagas/ID, /api/stats. With a token, all but /healthz and\n"
+                 "/readyz need 'Authorization: Bearer TOKEN' (browsers: open /?token=TOKEN).\n"
+                 "See docs/operations.md.\n");
 }
 
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
@@ -143,6 +148,17 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(level);
+    /* The HTTP server's access rule is a setting like any other: checked before anything
+     * connects (httpauth.h). */
+    httpauth_t auth = {0};
+    if (cfg.http_listen[0]) {
+        bool loopback;
+        if (http_listen_is_loopback(cfg.http_listen, &loopback, err, sizeof err) < 0 ||
+            httpauth_init(&auth, &cfg, loopback, err, sizeof err) < 0) {
+            fprintf(stderr, "saga-coordinator: refusing to start: %s\n", err);
+            return 1;
+        }
+    }
 
     defn_errors_t errs = {0};
     defn_set_t *defs = defn_set_load(cfg.definitions, &errs);
@@ -179,7 +195,7 @@ int main(int argc, char **argv)
     }
     http_server_t *http = NULL;
     if (cfg.http_listen[0]) {
-        http = http_start(&cfg, coordinator_metrics(c), err, sizeof err);
+        http = http_start(&cfg, &auth, coordinator_metrics(c), err, sizeof err);
         if (!http) {
             log_error("cannot start: %s (set http_listen to another address, or \"\" to turn "
                       "the HTTP server off)", err);
@@ -187,8 +203,13 @@ int main(int argc, char **argv)
             defn_set_free(defs);
             return 2;
         }
-        log_info("http: metrics, health checks and dashboard on %s (port %d)", cfg.http_listen,
-                 http_port(http));
+        log_info("http: metrics, health checks and dashboard on %s (port %d)%s", cfg.http_listen,
+                 http_port(http),
+                 auth.required ? ", bearer token required (but for /healthz, /readyz)" : "");
+        if (auth.open)
+            log_warn("http: %s is not a loopback address and no http_token is set "
+                     "(http_open=1): anyone who reaches it reads every saga",
+                     cfg.http_listen);
     }
     coordinator_set_reload_flag(c, &reload_requested);
     int rc = coordinator_start(c) == 0 && coordinator_run(c, &stop_requested) == 0 ? 0 : 2;
