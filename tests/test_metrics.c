@@ -163,20 +163,11 @@ static long check_histograms(const char *text, const char *kind, const char *res
 }
 
 
-/* Every metric name (saga_...) in the repository file rel is a family of the scrape text
- * (histogram suffixes _bucket, _sum, _count stripped): rules and dashboards shipped with
- * the coordinator must name only what it exports. */
-static void check_names_exported(const char *text, const char *rel)
+/* Every metric name (saga_...) in file (the text of what, a repository file) is a family
+ * of the scrape text (histogram suffixes _bucket, _sum, _count stripped): rules and
+ * dashboards shipped with the coordinator must name only what it exports. */
+static void check_names_in(const char *text, const char *file, const char *rel)
 {
-    char *path = test_source_path(rel);
-    cr_assert_not_null(path);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "cannot open %s", path);
-    free(path);
-    static char file[1 << 20];
-    size_t n = fread(file, 1, sizeof file - 1, f);
-    fclose(f);
-    file[n] = '\0';
     int names = 0;
     for (const char *p = strstr(file, "saga_"); p; p = strstr(p + 1, "saga_")) {
         if (p > file && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == ':'))
@@ -202,6 +193,79 @@ static void check_names_exported(const char *text, const char *rel)
         names++;
     }
     cr_assert_gt(names, 0, "%s names metrics", rel);
+}
+
+static void check_names_exported(const char *text, const char *rel)
+{
+    char *path = test_source_path(rel);
+    cr_assert_not_null(path);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    free(path);
+    static char file[1 << 20];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    fclose(f);
+    file[n] = '\0';
+    check_names_in(text, file, rel);
+}
+
+/* Appends every query of a Grafana dashboard (the panels' targets' "expr", the template
+ * variables' "query") found under v to out, one per line. Returns how many. */
+static int grafana_queries(json_t *v, const char *key, json_t *out)
+{
+    int n = 0;
+    if (json_is_string(v) && key && (strcmp(key, "expr") == 0 || strcmp(key, "query") == 0)) {
+        json_array_append(out, v);
+        return 1;
+    }
+    const char *k;
+    json_t *x;
+    size_t i;
+    if (json_is_object(v))
+        json_object_foreach(v, k, x) n += grafana_queries(x, k, out);
+    else if (json_is_array(v))
+        json_array_foreach(v, i, x) n += grafana_queries(x, NULL, out);
+    return n;
+}
+
+/* The Grafana dashboard rel: well-formed JSON, every panel queries something, and every
+ * query names only metrics the scrape text exports. */
+static void check_grafana_exported(const char *text, const char *rel)
+{
+    char *path = test_source_path(rel);
+    cr_assert_not_null(path);
+    json_error_t err;
+    json_t *dash = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    cr_assert_not_null(dash, "%s:%d:%d: %s", rel, err.line, err.column, err.text);
+    free(path);
+    json_t *panels = json_object_get(dash, "panels");
+    cr_assert_gt(json_array_size(panels), 8, "%s has panels", rel);
+    size_t i;
+    json_t *panel;
+    json_array_foreach(panels, i, panel) {
+        json_t *targets = json_object_get(panel, "targets");
+        json_t *exprs = json_array();
+        cr_expect_gt(grafana_queries(targets, NULL, exprs), 0, "%s: panel \"%s\" has no expr", rel,
+                     json_string_value(json_object_get(panel, "title")));
+        json_decref(exprs);
+    }
+    json_t *queries = json_array();
+    int n = grafana_queries(dash, NULL, queries);
+    size_t len = 1;
+    json_t *q;
+    json_array_foreach(queries, i, q) len += json_string_length(q) + 1;
+    char *all = malloc(len);
+    cr_assert_not_null(all);
+    all[0] = '\0';
+    json_array_foreach(queries, i, q) {
+        strcat(all, json_string_value(q));
+        strcat(all, "\n");
+    }
+    cr_log_info("%s: %d queries", rel, n);
+    check_names_in(text, all, rel);
+    free(all);
+    json_decref(queries);
+    json_decref(dash);
 }
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 180);
@@ -243,6 +307,7 @@ Test(metrics, counters_histograms_health_and_api)
     check_format(text);
     cr_assert_eq(sample(text, "saga_input_partitions"), 4, "the input topic's partitions");
     check_names_exported(text, "docker/prometheus/rules.yml");
+    check_grafana_exported(text, "docker/grafana/dashboards/saga-coordinator.json");
     cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
     cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
     cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);
