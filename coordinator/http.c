@@ -312,8 +312,17 @@ static bool access_granted(http_server_t *h, struct MHD_Connection *conn, const 
     const char *arg = page ? MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token")
                            : NULL;
     if (arg) {
-        bool ok = httpauth_token_ok(&h->auth, arg, strlen(arg));
-        *answer = ok ? send_cookie_redirect(conn, arg) : send_unauthorized(conn, true);
+        /* libmicrohttpd decodes a query's '+' as a space; a token has no spaces, so every
+         * space was a '+' of the token (tokens may hold + / =, RFC 6750's b64token). */
+        char token[HTTPAUTH_TOKEN_MAX + 1];
+        size_t len = strlen(arg);
+        bool ok = len < sizeof token;
+        if (ok) {
+            for (size_t i = 0; i <= len; i++)
+                token[i] = arg[i] == ' ' ? '+' : arg[i];
+            ok = httpauth_token_ok(&h->auth, token, len);
+        }
+        *answer = ok ? send_cookie_redirect(conn, token) : send_unauthorized(conn, true);
         return false;
     }
     size_t len = 0;

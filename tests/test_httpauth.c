@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #define WAIT_MS 20000
-#define TOKEN "s3cret-Token_for.tests~0123456789"
+/* every kind of character a token may have; a raw '+' in ?token= reads as a space */
+#define TOKEN "s3cret-Token_for.tests~0123456789+/=="
 
 /* --------------------------------------------------------------- the rule, unit */
 
@@ -70,7 +71,7 @@ Test(httpauth, a_token_is_required_on_any_address)
     cr_assert(httpauth_token_ok(&a, TOKEN, strlen(TOKEN)));
     cr_assert(!httpauth_token_ok(&a, TOKEN, strlen(TOKEN) - 1), "a prefix");
     cr_assert(!httpauth_token_ok(&a, TOKEN "x", strlen(TOKEN) + 1), "longer");
-    cr_assert(!httpauth_token_ok(&a, "s3cret-Token_for.tests~0123456788", strlen(TOKEN)));
+    cr_assert(!httpauth_token_ok(&a, "s3cret-Token_for.tests~0123456789+/=+", strlen(TOKEN)));
     cr_assert(!httpauth_token_ok(&a, NULL, 0));
     cr_assert(!httpauth_token_ok(&a, "", 0));
 }
@@ -280,6 +281,8 @@ static void check_requires_token(int port)
 
     /* A browser: /?token= sets the cookie and redirects to /, the cookie opens the rest. */
     cr_assert_eq(get(port, "/?token=wrong-token-0123456789", NULL, NULL), 401);
+    cr_assert_eq(get(port, "/?token=s3cret-Token_for.tests~0123456789%2B%2F%3D%3D", NULL, NULL),
+                 303, "the token percent-encoded, as a browser may send it");
     cr_assert_eq(get(port, "/?token=" TOKEN, NULL, &head), 303, "%s", head);
     cr_assert_str_eq(header(head, "Location", v, sizeof v), "/");
     header(head, "Set-Cookie", v, sizeof v);
