@@ -53,6 +53,9 @@ static const setting_t SETTINGS[] = {
     STR(group_instance_id, "", "static group membership: a stable id per instance (restart keeps its partitions)"),
     STR(log_level, "info", "debug, info, warn or error"),
     STR(http_listen, "127.0.0.1:8080", "HOST:PORT of metrics, health checks and dashboard (\"\" = off)"),
+    STR(http_token, "", "bearer token required by everything on http_listen but /healthz and /readyz; needed on a non-loopback address"),
+    STR(http_token_file, "", "file holding http_token (trailing newline stripped)"),
+    INT(http_open, 0, 1, "0", "1 = serve a non-loopback http_listen without a token (anyone who reaches it reads everything)"),
 };
 #define SETTING_COUNT (sizeof SETTINGS / sizeof *SETTINGS)
 

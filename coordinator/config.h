@@ -48,6 +48,9 @@ typedef struct config {
     char group_instance_id[256]; /* static membership when not "" */
     char log_level[16];
     char http_listen[256];     /* host:port of metrics, health and dashboard; "" = off */
+    char http_token[260];      /* bearer token the HTTP server requires (httpauth.h); "" = none */
+    char http_token_file[CONFIG_VALUE_MAX]; /* a file holding it instead */
+    int http_open;             /* 1 = serve a non-loopback address without a token */
     size_t prop_count;
     config_prop_t props[CONFIG_MAX_PASSTHROUGH];
 } config_t;

@@ -96,6 +96,7 @@ typedef struct delivery {
     int32_t partition;      /* input partition whose outbox holds it, -1 = not in an outbox */
     char *outbox_id;        /* NULL = not in an outbox */
     int32_t forward_from;   /* input partition it was forwarded from (route.h), -1 = none */
+    bool counted;           /* counted in outbox_pending until its delivery report */
 } delivery_t;
 
 /* A round: the transitions of one turn, in queue order (their store positions). */
@@ -158,6 +159,7 @@ struct coordinator {
     bool joined;                  /* got an assignment from the group (maybe empty) */
     bool redis_ok;                /* the last Redis round trip succeeded */
     int64_t turns, last_publish_ms, last_redis_ms;
+    int64_t outbox_pending;       /* outbox messages produced, delivery report not yet back */
     int64_t last_trim_ms;         /* trim_when_idle */
     uint64_t trim_transitions;
     int32_t *lag_partition;       /* scratch for metrics_publish */
@@ -681,6 +683,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             p->reload_at = now_ms();
         }
     }
+    if (d && d->counted)
+        c->outbox_pending--;
     if (m->err) {
         c->stats.kafka_errors++;
         log_error("delivery to %s failed: %s%s", rd_kafka_topic_name(m->rkt),
@@ -770,6 +774,9 @@ static void produce_raw(coordinator_t *c, const char *topic, int32_t partition,
                 free(d->outbox_id);
                 free(d);
             }
+        } else if (d && d->outbox_id) {
+            d->counted = true;
+            c->outbox_pending++;
         }
         return;
     }
@@ -1670,7 +1677,9 @@ static void observe_turn(coordinator_t *c)
                           .redis_ok = c->redis_ok,
                           .fatal = c->fatal,
                           .turns = c->turns,
-                          .last_turn_ms = now};
+                          .last_turn_ms = now,
+                          .outbox_pending = c->outbox_pending,
+                          .input_partitions = c->topic_partitions};
     e.lag_count = compute_lag(c);
     e.lag_partition = c->lag_partition;
     e.lag = c->lag;

@@ -28,7 +28,8 @@ extern const size_t http_dashboard_html_len;
 struct http_server {
     struct MHD_Daemon *daemon;
     metrics_t *metrics;
-    config_t cfg;
+    config_t cfg;        /* without the token (http_token, http_token_file cleared) */
+    httpauth_t auth;
     query_t *query;      /* the API's Redis connection: used by the MHD thread only */
     int port;
 };
@@ -84,6 +85,49 @@ int http_parse_listen(const char *listen, char *host, size_t hostlen, int *port,
     return 0;
 }
 
+/* Resolves listen as the daemon binds it: the first passive address. *ai is the caller's
+ * (freeaddrinfo). Returns the port, or -1 with the reason in err. */
+static int listen_resolve(const char *listen, struct addrinfo **ai, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (http_parse_listen(listen, host, sizeof host, &port, err, errlen) < 0)
+        return -1;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    *ai = NULL;
+    int gai = getaddrinfo(host, ps, &hints, ai);
+    if (gai != 0 || !*ai) {
+        snprintf(err, errlen, "http_listen \"%s\": %s", listen,
+                 gai != 0 ? gai_strerror(gai) : "no address");
+        if (*ai)
+            freeaddrinfo(*ai);
+        *ai = NULL;
+        return -1;
+    }
+    return port;
+}
+
+int http_listen_is_loopback(const char *listen, bool *loopback, char *err, size_t errlen)
+{
+    struct addrinfo *ai;
+    if (listen_resolve(listen, &ai, err, errlen) < 0)
+        return -1;
+    *loopback = false;
+    if (ai->ai_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ai->ai_addr;
+        *loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    } else if (ai->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ai->ai_addr;
+        *loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr) ||
+                    (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127);
+    }
+    freeaddrinfo(ai);
+    return 0;
+}
+
 /* --- responses -------------------------------------------------------------------- */
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -118,6 +162,47 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, j
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *why)
 {
     return send_json(conn, status, json_pack("{s:s}", "error", why));
+}
+
+/* 401 with the challenge; wrong: a token came and was not the one (RFC 6750's
+ * invalid_token). */
+static enum MHD_Result send_unauthorized(struct MHD_Connection *conn, bool wrong)
+{
+    static const char NONE[] =
+        "{\"error\":\"this coordinator needs its bearer token (http_token): send "
+        "'Authorization: Bearer TOKEN', or open /?token=TOKEN in a browser\"}";
+    static const char WRONG[] = "{\"error\":\"wrong token\"}";
+    const char *body = wrong ? WRONG : NONE;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            wrong ? "Bearer realm=\"saga-coordinator\", error=\"invalid_token\""
+                                  : "Bearer realm=\"saga-coordinator\"");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_UNAUTHORIZED, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* 303 to / with the cookie that carries token (checked) from now on. */
+static enum MHD_Result send_cookie_redirect(struct MHD_Connection *conn, const char *token)
+{
+    char cookie[HTTPAUTH_TOKEN_MAX + 128];
+    if (httpauth_cookie(token, cookie, sizeof cookie) < 0)
+        return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "token too long for a cookie");
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, "/");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_SEE_OTHER, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 /* --- handlers --------------------------------------------------------------------- */
@@ -238,12 +323,57 @@ static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, 
         rc = query_stats(q, wall_ms(), &out);
     } else if (strncmp(url, HTTP_DEFINITIONS_PREFIX, strlen(HTTP_DEFINITIONS_PREFIX)) == 0) {
         return serve_definition(h, conn, url + strlen(HTTP_DEFINITIONS_PREFIX));
+    } else if (strcmp(url, "/api/throughput") == 0) {
+        rc = query_throughput(
+            q, wall_ms(), MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "definition"),
+            &out);
     } else {
         return send_error(conn, MHD_HTTP_NOT_FOUND, "no such API path");
     }
     if (rc != QUERY_OK)
         return query_failed(h, conn, rc);
     return send_json(conn, MHD_HTTP_OK, out);
+}
+
+/* Whether the request may go on (access is required and granted, or not required). When
+ * it may not, *answer is what was queued instead: 401, or the cookie-setting redirect of
+ * `GET /?token=TOKEN`. */
+static bool access_granted(http_server_t *h, struct MHD_Connection *conn, const char *url,
+                           enum MHD_Result *answer)
+{
+    if (!h->auth.required)
+        return true;
+    bool page = strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0;
+    const char *arg = page ? MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token")
+                           : NULL;
+    if (arg) {
+        /* libmicrohttpd decodes a query's '+' as a space; a token has no spaces, so every
+         * space was a '+' of the token (tokens may hold + / =, RFC 6750's b64token). */
+        char token[HTTPAUTH_TOKEN_MAX + 1];
+        size_t len = strlen(arg);
+        bool ok = len < sizeof token;
+        if (ok) {
+            for (size_t i = 0; i <= len; i++)
+                token[i] = arg[i] == ' ' ? '+' : arg[i];
+            ok = httpauth_token_ok(&h->auth, token, len);
+        }
+        *answer = ok ? send_cookie_redirect(conn, token) : send_unauthorized(conn, true);
+        return false;
+    }
+    size_t len = 0;
+    const char *bearer = httpauth_bearer(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), &len);
+    if (bearer) {
+        if (httpauth_token_ok(&h->auth, bearer, len))
+            return true;
+        *answer = send_unauthorized(conn, true);
+        return false;
+    }
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, HTTPAUTH_COOKIE);
+    if (cookie && httpauth_token_ok(&h->auth, cookie, strlen(cookie)))
+        return true;
+    *answer = send_unauthorized(conn, cookie != NULL);
+    return false;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -260,12 +390,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return MHD_YES;
     }
     (void)con_cls;
-    if (strcmp(url, "/metrics") == 0)
-        return serve_metrics(h, conn);
     if (strcmp(url, "/healthz") == 0)
         return serve_health(h, conn, false);
     if (strcmp(url, "/readyz") == 0)
         return serve_health(h, conn, true);
+    enum MHD_Result answer;
+    if (!access_granted(h, conn, url, &answer))
+        return answer;
+    if (strcmp(url, "/metrics") == 0)
+        return serve_metrics(h, conn);
     if (strcmp(url, "/") == 0 || strcmp(url, "/dashboard") == 0)
         return send_text(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
                          (char *)http_dashboard_html, http_dashboard_html_len, false);
@@ -284,22 +417,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* --- lifecycle -------------------------------------------------------------------- */
 
-http_server_t *http_start(const config_t *cfg, metrics_t *metrics, char *err, size_t errlen)
+http_server_t *http_start(const config_t *cfg, const httpauth_t *auth, metrics_t *metrics,
+                          char *err, size_t errlen)
 {
-    char host[256];
-    int port;
-    if (http_parse_listen(cfg->http_listen, host, sizeof host, &port, err, errlen) < 0)
+    struct addrinfo *ai;
+    int port = listen_resolve(cfg->http_listen, &ai, err, errlen);
+    if (port < 0)
         return NULL;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int gai = getaddrinfo(host, ps, &hints, &ai);
-    if (gai != 0 || !ai) {
-        snprintf(err, errlen, "http_listen \"%s\": %s", cfg->http_listen, gai_strerror(gai));
-        return NULL;
-    }
     http_server_t *h = calloc(1, sizeof *h);
     if (!h) {
         freeaddrinfo(ai);
@@ -308,6 +432,9 @@ http_server_t *http_start(const config_t *cfg, metrics_t *metrics, char *err, si
     }
     h->metrics = metrics;
     h->cfg = *cfg;
+    memset(h->cfg.http_token, 0, sizeof h->cfg.http_token); /* the digest in auth suffices */
+    h->cfg.http_token_file[0] = '\0';
+    h->auth = *auth;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;

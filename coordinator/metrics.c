@@ -536,6 +536,13 @@ static void render_engine(buf_t *b, const metrics_engine_t *e)
            (unsigned long long)e->partitions_owned);
     scalar(b, "saga_sagas_in_memory", "gauge", "Active sagas held in memory",
            (unsigned long long)e->sagas_in_memory);
+    scalar(b, "saga_outbox_pending_messages", "gauge",
+           "Outbox messages produced whose Kafka acknowledgement has not come back yet",
+           (unsigned long long)(e->outbox_pending > 0 ? e->outbox_pending : 0));
+    if (e->input_partitions > 0)
+        scalar(b, "saga_input_partitions", "gauge",
+               "Partitions of the input topic (from metadata when the instance started)",
+               (unsigned long long)e->input_partitions);
     scalar(b, "saga_loop_turns_total", "counter", "Engine loop turns", (unsigned long long)e->turns);
     header(b, "saga_loop_last_turn_timestamp_seconds", "gauge",
            "Wall clock time of the last loop turn");

@@ -39,6 +39,8 @@ typedef struct metrics_engine {
     bool fatal;               /* a fatal Kafka error: the instance is stopping */
     int64_t turns;            /* loop turns run */
     int64_t last_turn_ms;     /* wall clock of the last turn's end, epoch ms */
+    int64_t outbox_pending;   /* outbox messages produced, Kafka's acknowledgement not back */
+    int input_partitions;     /* of the input topic (metadata at start); 0 = unknown, no series */
     size_t lag_count;         /* entries of lag_partition/lag */
     const int32_t *lag_partition;  /* owned input partitions (borrowed for the call) */
     const int64_t *lag;       /* their lag in messages, -1 = unknown yet */

@@ -570,15 +570,21 @@ static void add_counters(json_t *defs, const redisReply *r)
     }
 }
 
-/* Counts finished sagas of the last hour per definition and status into defs. Returns
- * the number read, or -1. */
-static long rate_scan(query_t *q, int partition, int64_t now_ms, json_t *defs, long budget,
-                      bool *truncated)
+/* Called once per finished saga by finished_scan: its definition and status (borrowed,
+ * valid during the call) and when it finished (epoch ms). */
+typedef void (*finished_visit_fn)(const char *definition, const char *status,
+                                  int64_t finished_at, void *opaque);
+
+/* Visits the sagas of partition's finished index that finished at since_ms or later, at
+ * most budget of them (*truncated set when there were more), reading each one's
+ * definition and status from its hash (pipelined). Returns the number read, or -1. */
+static long finished_scan(query_t *q, int partition, int64_t since_ms, long budget,
+                          bool *truncated, finished_visit_fn visit, void *opaque)
 {
     char key[QUERY_KEY_MAX];
     snprintf(key, sizeof key, "%s:{p%d}:index:finished", q->cfg.redis_prefix, partition);
     redisReply *r = command(q, "ZRANGEBYSCORE %s %lld +inf WITHSCORES LIMIT 0 %ld", key,
-                            (long long)(now_ms - QUERY_HOUR_MS), budget + 1);
+                            (long long)since_ms, budget + 1);
     if (!r)
         return -1;
     size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
@@ -603,21 +609,43 @@ static long rate_scan(query_t *q, int partition, int64_t now_ms, json_t *defs, l
                 return -1;
             }
             double score = strtod(r->element[2 * i + 1]->str, NULL);
+            /* A saga trimmed between the index read and its hash read has no fields. */
             if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
                 h->element[0]->type == REDIS_REPLY_STRING &&
-                h->element[1]->type == REDIS_REPLY_STRING) {
-                json_t *e = def_entry(defs, h->element[0]->str);
-                bool completed = strcmp(h->element[1]->str, "completed") == 0;
-                add_int(e, completed ? "completed_1h" : "compensated_1h", 1);
-                if (score >= (double)(now_ms - QUERY_MINUTE_MS))
-                    add_int(e, completed ? "completed_1m" : "compensated_1m", 1);
-            }
+                h->element[1]->type == REDIS_REPLY_STRING)
+                visit(h->element[0]->str, h->element[1]->str, (int64_t)score, opaque);
             freeReplyObject(h);
             done++;
         }
     }
     freeReplyObject(r);
     return done;
+}
+
+typedef struct rate_ctx {
+    json_t *defs;
+    int64_t now_ms;
+} rate_ctx_t;
+
+static void rate_visit(const char *definition, const char *status, int64_t finished_at,
+                       void *opaque)
+{
+    rate_ctx_t *rc = opaque;
+    json_t *e = def_entry(rc->defs, definition);
+    bool completed = strcmp(status, "completed") == 0;
+    add_int(e, completed ? "completed_1h" : "compensated_1h", 1);
+    if (finished_at >= rc->now_ms - QUERY_MINUTE_MS)
+        add_int(e, completed ? "completed_1m" : "compensated_1m", 1);
+}
+
+/* Counts finished sagas of the last hour per definition and status into defs. Returns
+ * the number read, or -1. */
+static long rate_scan(query_t *q, int partition, int64_t now_ms, json_t *defs, long budget,
+                      bool *truncated)
+{
+    rate_ctx_t rc = {defs, now_ms};
+    return finished_scan(q, partition, now_ms - QUERY_HOUR_MS, budget, truncated, rate_visit,
+                         &rc);
 }
 
 static void set_rates(json_t *e)
@@ -735,4 +763,62 @@ int query_definition(query_t *q, const char *name, int version, char **json)
         return QUERY_ERR_REDIS;
     }
     return QUERY_OK;
+typedef struct throughput_ctx {
+    const char *definition;  /* NULL = every definition */
+    int64_t from_ms;
+    json_int_t completed[QUERY_THROUGHPUT_BUCKETS];
+    json_int_t compensated[QUERY_THROUGHPUT_BUCKETS];
+} throughput_ctx_t;
+
+static void throughput_visit(const char *definition, const char *status, int64_t finished_at,
+                             void *opaque)
+{
+    throughput_ctx_t *tc = opaque;
+    if (tc->definition && strcmp(definition, tc->definition) != 0)
+        return;
+    int64_t b = (finished_at - tc->from_ms) / QUERY_MINUTE_MS;
+    if (b < 0 || b >= QUERY_THROUGHPUT_BUCKETS)
+        return;
+    if (strcmp(status, "completed") == 0)
+        tc->completed[b]++;
+    else
+        tc->compensated[b]++;
+}
+
+int query_throughput(query_t *q, int64_t now_ms, const char *definition, json_t **out)
+{
+    *out = NULL;
+    int parts = query_partitions(q);
+    if (parts < 0)
+        return QUERY_ERR_REDIS;
+    throughput_ctx_t tc = {.definition = definition && *definition ? definition : NULL};
+    /* Whole minutes, the last one being the current (partial) minute. */
+    tc.from_ms = (now_ms / QUERY_MINUTE_MS - (QUERY_THROUGHPUT_BUCKETS - 1)) * QUERY_MINUTE_MS;
+    bool truncated = false;
+    long budget = QUERY_RATE_SCAN_MAX;
+    for (int p = 0; p < parts && budget > 0; p++) {
+        long n = finished_scan(q, p, tc.from_ms, budget, &truncated, throughput_visit, &tc);
+        if (n < 0)
+            return QUERY_ERR_REDIS;
+        budget -= n;
+        if (budget <= 0 && p + 1 < parts)
+            truncated = true;
+    }
+    json_t *buckets = json_array();
+    json_int_t completed = 0, compensated = 0;
+    for (int b = 0; b < QUERY_THROUGHPUT_BUCKETS; b++) {
+        json_array_append_new(buckets,
+                              json_pack("{s:I, s:I, s:I}", "start",
+                                        (json_int_t)(tc.from_ms + (int64_t)b * QUERY_MINUTE_MS),
+                                        "completed", tc.completed[b], "compensated",
+                                        tc.compensated[b]));
+        completed += tc.completed[b];
+        compensated += tc.compensated[b];
+    }
+    *out = json_pack("{s:I, s:I, s:I, s:o*, s:o, s:I, s:I, s:b}", "now", (json_int_t)now_ms,
+                     "from", (json_int_t)tc.from_ms, "bucket_ms", (json_int_t)QUERY_MINUTE_MS,
+                     "definition", tc.definition ? json_string(tc.definition) : NULL, "buckets",
+                     buckets, "completed", completed, "compensated", compensated, "truncated",
+                     truncated);
+    return *out ? QUERY_OK : QUERY_ERR_REDIS;
 }

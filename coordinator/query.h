@@ -22,6 +22,7 @@
 #define QUERY_RATE_SCAN_MAX 50000   /* finished sagas read for the last hour's rates */
 #define QUERY_MINUTE_MS 60000
 #define QUERY_HOUR_MS 3600000
+#define QUERY_THROUGHPUT_BUCKETS 60  /* one per minute: the last hour */
 
 /* Return codes of the query functions. */
 #define QUERY_OK 0
@@ -83,5 +84,13 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out);
  * docs/redis.md) into *json (caller frees). Returns QUERY_OK, QUERY_ERR_ARG (no name, or
  * version < 1), QUERY_ERR_NOT_FOUND or QUERY_ERR_REDIS. */
 int query_definition(query_t *q, const char *name, int version, char **json);
+/* Sagas finished per minute over the last hour, from the finished index at now_ms:
+ * QUERY_THROUGHPUT_BUCKETS whole minutes, the last one the current (partial) minute. Only
+ * sagas of definition when it is not NULL or "". *out gets {"now", "from" (start of the
+ * first minute), "bucket_ms", "definition" (absent when all), "buckets": [{"start",
+ * "completed", "compensated"}] oldest first, "completed", "compensated" (the sums),
+ * "truncated" (true when more than QUERY_RATE_SCAN_MAX sagas finished: the rest is not
+ * counted)} (new reference). Returns QUERY_OK or QUERY_ERR_REDIS. */
+int query_throughput(query_t *q, int64_t now_ms, const char *definition, json_t **out);
 
 #endif

@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, then starts the embedded Kafka broker,
 # redis-server, one coordinator and the example services (inventory, payment, shipping)
-# on free loopback ports; runs a batch of order sagas of which some complete, some fail
-# at each step and compensate and one times out; prints what Redis says about each saga
-# and the services' ledgers; stops everything it started, also on Ctrl-C or failure.
-# Usage: scripts/demo.sh [--keep]   (--keep: leave the run folder with logs behind)
+# on free loopback ports; prints the coordinator's dashboard address; runs a batch of
+# order sagas of which some complete, some fail at each step and compensate and one times
+# out; prints what Redis says about each saga and the services' ledgers; stops everything
+# it started, also on Ctrl-C or failure.
+# Usage: scripts/demo.sh [--keep] [--stay]
+#   --keep  leave the run folder with logs behind
+#   --stay  after the report, keep the system running and start an order saga every
+#           second (most complete, some compensate) to watch on the dashboard, until
+#           Ctrl-C (SIGINT) or SIGTERM; then stop everything as usual
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-keep=0
-[[ "${1:-}" == "--keep" ]] && keep=1
+keep=0 stay=0
+for arg in "$@"; do
+  case $arg in
+    --keep) keep=1 ;;
+    --stay) stay=1 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo: unknown argument \"$arg\" (--keep, --stay)" >&2; exit 2 ;;
+  esac
+done
 echo "== installing missing Debian packages and building (the first run takes a few minutes)"
 "$root/scripts/deps.sh"
 build=$("$root/scripts/build.sh" | tail -n 1)
@@ -26,7 +38,11 @@ cleanup() { # newest first: the services and coordinator leave their groups whil
   done
   if [[ $keep == 1 ]]; then echo "logs kept in $run"; else rm -rf "$run"; fi
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C or SIGTERM end the script (bash runs the trap once the command in the foreground
+# returns); the EXIT trap then stops everything, exactly once.
+trap cleanup EXIT
+trap 'echo; echo "== stopping"; exit 130' INT
+trap 'echo "== stopping"; exit 143' TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
@@ -52,7 +68,11 @@ wait_for 10 "the broker" test -s "$run/bootstrap"
 bootstrap=$(cat "$run/bootstrap")
 
 export SAGA_BOOTSTRAP_SERVERS="$bootstrap" SAGA_REDIS_PORT="$redis_port"
-"$bin/saga-coordinator" --definitions "$root/sagas" --http_listen= >"$run/coordinator.log" 2>&1 &
+# Its HTTP server (dashboard, /metrics) on a free loopback port: no token needed there.
+http_port=$(free_port)
+dashboard="http://127.0.0.1:$http_port/"
+"$bin/saga-coordinator" --definitions "$root/sagas" --http_listen="127.0.0.1:$http_port" \
+  >"$run/coordinator.log" 2>&1 &
 pids+=($!)
 "$bin/inventory-service" --bootstrap "$bootstrap" --redis-port "$redis_port" \
   --fail-on sku=OUT-OF-STOCK >"$run/inventory.log" 2>&1 &
@@ -65,6 +85,9 @@ pids+=($!)
 pids+=($!)
 owned() { for p in 0 1 2 3; do [[ $(redis-cli -p "$redis_port" EXISTS "saga:{p$p}:owner") == 1 ]] || return 1; done; }
 wait_for 30 "the coordinator to own the input partitions" owned
+healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "${dashboard}healthz"; }
+wait_for 10 "the coordinator's HTTP server" healthy
+echo "== the coordinator's dashboard: $dashboard (metrics: ${dashboard}metrics)"
 
 echo "== starting 8 order sagas"
 sagas=(
@@ -103,3 +126,22 @@ start_sagas "${sagas[@]:6}"
 echo "== waiting for every saga to finish (one waits for a 5 s step timeout)"
 export REDIS_PORT=$redis_port
 python3 "$root/scripts/demo_report.py" --wait 45 "${sagas[@]}"
+
+if [[ $stay == 1 ]]; then
+  echo
+  echo "== --stay: the system keeps running and starts an order saga every second"
+  echo "   dashboard: $dashboard    Ctrl-C stops everything"
+  # Most complete; every 4th is declined by the payment service and every 7th is out of
+  # stock: both compensate.
+  n=0
+  while :; do
+    n=$((n + 1))
+    sku="ITEM-$((n % 10))" amount=$((10 + n % 90))
+    ((n % 4 == 0)) && amount=9999
+    ((n % 7 == 0)) && sku=OUT-OF-STOCK
+    id="live-$$-$n"
+    start_sagas "$id|{\"order_id\":\"$n\",\"sku\":\"$sku\",\"qty\":1,\"amount\":$amount,\"address\":\"$n Demo St\"}"
+    ((n % 30 == 0)) && echo "   $n sagas started (dashboard: $dashboard)"
+    sleep 1
+  done
+fi

@@ -18,6 +18,7 @@ TEST_PACKAGES=(
   chromium                  # headless browser of tests/test_dashboard.c (playwright-core)
   docker-compose            # validates docker/docker-compose.yml in tests/test_docker.c
   python3-jsonschema        # tests/test_schema.c: docs/schemas/definition.json vs the loader
+  prometheus                # promtool: checks and unit-tests docker/prometheus/ (tests/test_prometheus.c)
 )
 # What scripts/package.sh and checking its packages need besides (scripts/deps.sh --package).
 PACKAGE_PACKAGES=(
@@ -31,7 +32,8 @@ fi
 if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")
   # The dashboard test drives Chromium with playwright-core from npm: Node.js and npm,
-  # from Debian unless the machine already has them.
+  # from Debian unless the machine already has them (Debian 12: Node 18 and npm 9, which
+  # tests/browser/package.json is pinned for; docs/testing.md).
   command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
   command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 fi

@@ -1,18 +1,22 @@
 /* test_dashboard.c - the dashboard end to end: a running system with sagas that complete,
  * compensate, get stuck, run and compensate after an abort, then headless Chromium
  * (tests/browser/dashboard.test.mjs, playwright-core with /usr/bin/chromium) checks the
- * statuses, the filters, one saga's timeline and history, the drawing of its saga
- * coloured by phase, and that the screenshots are not blank. They are kept as
- * dashboard.png and dashboard-saga.png (the drawing alone) in the build folder. */
+ * statuses, the filters, the charts, one saga's timeline and history, the drawing of its
+ * saga coloured by phase, and that the screenshots are not blank. They are kept as
+ * dashboard.png and dashboard-saga.png (the drawing alone) in the build folder.
+ * The browser script runs with the `node` found in PATH, or with $SAGA_NODE when set (a
+ * path: e.g. Debian 12's Node 18 on a machine whose own Node is newer, docs/testing.md);
+ * npm (from PATH) only installs tests/browser/node_modules. */
 #include "opstest.h"
 #include "scripted.h"
 #include "system.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define WAIT_MS 20000
@@ -82,22 +86,59 @@ static void expect_status(const char *id, const char *status)
 
 TestSuite(dashboard, .init = setup, .fini = teardown, .timeout = 600);
 
+/* Whether dir/node_modules holds the playwright-core version dir/package.json pins. */
+static bool modules_current(const char *dir)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/package.json", dir);
+    json_t *pkg = json_load_file(path, 0, NULL);
+    snprintf(path, sizeof path, "%s/node_modules/playwright-core/package.json", dir);
+    json_t *installed = json_load_file(path, 0, NULL);
+    const char *want = json_string_value(json_object_get(json_object_get(pkg, "dependencies"),
+                                                         "playwright-core"));
+    const char *have = json_string_value(json_object_get(installed, "version"));
+    bool current = want && have && strcmp(want, have) == 0;
+    json_decref(pkg);
+    json_decref(installed);
+    return current;
+}
+
+/* The node that runs the browser script: $SAGA_NODE when set (it must then be
+ * executable: a check asked for with a given node must not pass by skipping), else the
+ * one in PATH. Returns 0, or -1 when there is none. */
+static int choose_node(char *out, size_t len)
+{
+    const char *forced = getenv("SAGA_NODE");
+    if (forced && *forced) {
+        cr_assert_eq(access(forced, X_OK), 0, "SAGA_NODE=%s is not an executable", forced);
+        snprintf(out, len, "%s", forced);
+        return 0;
+    }
+    return which("node", out, len);
+}
+
 Test(dashboard, shows_statuses_and_a_timeline_in_chromium)
 {
     char node[PATH_MAX], npm[PATH_MAX];
-    if (access(CHROMIUM, X_OK) != 0 || which("node", node, sizeof node) < 0 ||
+    if (access(CHROMIUM, X_OK) != 0 || choose_node(node, sizeof node) < 0 ||
         which("npm", npm, sizeof npm) < 0)
         cr_skip_test("needs " CHROMIUM " (scripts/deps.sh installs it), node and npm");
+    ops_run_t version;
+    cr_assert_eq(ops_run(&version, (const char *const[]){node, "--version", NULL}, NULL, NULL,
+                         WAIT_MS), 0, "%s --version: %s", node, version.err);
+    if (version.out)
+        version.out[strcspn(version.out, "\n")] = '\0';
+    cr_log_info("node: %s (%s)", node, version.out);
+    ops_run_release(&version);
 
     const char *src = getenv("SAGA_SOURCE_DIR");
-    char dir[PATH_MAX], script[PATH_MAX + 32], modules[PATH_MAX + 32];
+    char dir[PATH_MAX], script[PATH_MAX + 32];
     snprintf(dir, sizeof dir, "%s/tests/browser", src && *src ? src : ".");
     snprintf(script, sizeof script, "%s/dashboard.test.mjs", dir);
-    snprintf(modules, sizeof modules, "%s/node_modules/playwright-core", dir);
     ops_run_t r;
-    struct stat st;
-    if (stat(modules, &st) != 0) {
-        /* npm ci installs exactly package-lock.json into tests/browser/node_modules. */
+    if (!modules_current(dir)) {
+        /* npm ci installs exactly package-lock.json into tests/browser/node_modules (and
+         * replaces a node_modules left by an older pin). */
         char prefix[PATH_MAX + 16];
         snprintf(prefix, sizeof prefix, "--prefix=%s", dir);
         int rc = ops_run(&r, (const char *const[]){npm, "ci", prefix, "--no-audit", "--no-fund", NULL},
@@ -139,6 +180,8 @@ Test(dashboard, shows_statuses_and_a_timeline_in_chromium)
         "\"d-abort\": \"compensating\"}, \"select\": \"d-comp\", "
         "\"phases\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
         "\"last_event\": \"compensated\", \"definitions\": [\"order\", \"slow\"], "
+        "\"bars\": {\"reserve\": [\"act ok\", \"comp ok\"], \"charge\": [\"act failed\"], \"ship\": []}, "
+        "\"finished\": {\"completed\": 2, \"compensated\": 1}, "
         "\"drawing\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
         "\"drawing_shot\": \"%s\"}", drawing_shot);
     int rc = ops_run(&r, (const char *const[]){node, script, url, expect, shot, NULL}, NULL, NULL,

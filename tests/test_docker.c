@@ -100,12 +100,12 @@ static void require_compose(void)
 
 /* The compose file as docker-compose normalizes it (anchors merged, defaults filled,
  * `$$` kept escaped), as JSON. v1 gets it without its top-level name: (unknown to v1). */
-static json_t *compose_config(void)
+static json_t *compose_config_env(const char *env)
 {
     require_compose();
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && dc=$(command -v docker-compose) && "
+             "cd '%s' && { %s true; } && dc=$(command -v docker-compose) && "
              "if \"$dc\" config --help 2>&1 | grep -q -- '--format'; then "
              "  \"$dc\" -f " T_COMPOSE " config --format json; "
              "else "
@@ -113,7 +113,7 @@ static json_t *compose_config(void)
              "  sed '/^name:/d' " T_COMPOSE " | \"$dc\" --project-directory docker -f - config | $py -c "
              "'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'; "
              "fi",
-             test_source_dir());
+             test_source_dir(), env ? env : "");
     int st;
     char *out = run_capture(cmd, &st);
     cr_assert_eq(st, 0, "docker-compose config (as JSON) failed: %s", out);
@@ -122,6 +122,14 @@ static json_t *compose_config(void)
     cr_assert_not_null(cfg, "docker-compose config output is not JSON: %s", err.text);
     free(out);
     return cfg;
+}
+
+/* The normalized compose file with the variables it substitutes as the test's environment
+ * has them. compose_config_env: with env, shell commands run first (e.g. "export
+ * SAGA_HTTP_TOKEN=...;"; NULL: none). */
+static json_t *compose_config(void)
+{
+    return compose_config_env(NULL);
 }
 
 static json_t *service(json_t *cfg, const char *name)
@@ -299,6 +307,10 @@ Test(docker, coordinators_share_the_group)
         cr_expect_str_eq(env_of(c, "SAGA_HTTP_LISTEN"), "0.0.0.0:8080",
                          "http_listen inside the container must be 0.0.0.0:8080, explicitly");
         cr_expect_str_eq(env_of(c, "SAGA_DEFINITIONS"), "/etc/saga/sagas");
+        const char *token = env_of(c, "SAGA_HTTP_TOKEN");
+        cr_expect(token && strlen(token) >= 16,
+                  "coordinator-%d listens on 0.0.0.0: it needs SAGA_HTTP_TOKEN (16+ characters), "
+                  "or it refuses to start", i + 1);
         json_t *ports = json_object_get(c, "ports");
         cr_assert_eq(json_array_size(ports), 1, "coordinator-%d publishes one port", i + 1);
         port_t p = port_of(json_array_get(ports, 0));
@@ -313,6 +325,8 @@ Test(docker, coordinators_share_the_group)
                      "both coordinators must share the consumer group");
     cr_expect_str_eq(env_of(c1, "SAGA_BOOTSTRAP_SERVERS"), env_of(c2, "SAGA_BOOTSTRAP_SERVERS"));
     cr_expect_str_eq(env_of(c1, "SAGA_INPUT_TOPIC"), env_of(c2, "SAGA_INPUT_TOPIC"));
+    cr_expect_str_eq(env_of(c1, "SAGA_HTTP_TOKEN"), env_of(c2, "SAGA_HTTP_TOKEN"),
+                     "one token for both: Prometheus scrapes both with it");
     cr_expect_str_neq(env_of(c1, "SAGA_INSTANCE_ID"), env_of(c2, "SAGA_INSTANCE_ID"),
                       "the coordinators need distinct instance ids");
     json_decref(cfg);
@@ -332,6 +346,145 @@ Test(docker, ports_are_published_on_loopback_only)
                              name, pt.target);
         }
     }
+    json_decref(cfg);
+}
+
+Test(docker, prometheus_scrapes_both_coordinators_with_the_rules)
+{
+    json_t *cfg = compose_config();
+    json_t *prom = service(cfg, "prometheus");
+    bool config_mounted = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(prom, "volumes"), i, v) {
+        /* Normalized: {"type": "bind", "source": "/abs/docker/prometheus", "target": ...}
+         * (v2), or "SOURCE:TARGET:MODE" (v1). */
+        const char *src = json_string_value(json_object_get(v, "source"));
+        const char *dst = json_string_value(json_object_get(v, "target"));
+        const char *text = json_string_value(v);
+        if ((src && dst && strstr(src, "docker/prometheus") && strcmp(dst, "/etc/prometheus") == 0) ||
+            (text && strstr(text, "docker/prometheus:/etc/prometheus")))
+            config_mounted = true;
+    }
+    cr_expect(config_mounted, "docker/prometheus is mounted at /etc/prometheus");
+    char *yml = read_source_file("docker/prometheus/prometheus.yml");
+    cr_expect(strstr(yml, "\"coordinator-1:8080\"") && strstr(yml, "\"coordinator-2:8080\""),
+              "prometheus.yml scrapes both coordinators");
+    cr_expect(strstr(yml, "job_name: saga-coordinator"), "the job the rules' up{} alert names");
+    cr_expect(strstr(yml, "\n  - rules.yml\n"), "prometheus.yml loads rules.yml");
+    /* The coordinators require their token: the scrape sends it from the file the
+     * entrypoint writes from SAGA_HTTP_TOKEN, on a tmpfs. */
+    cr_expect(strstr(yml, "    authorization:\n      type: Bearer\n"
+                          "      credentials_file: /run/saga/http_token\n"),
+              "prometheus.yml sends the token (authorization: credentials_file)");
+    free(yml);
+    cr_expect_str_eq(env_of(prom, "SAGA_HTTP_TOKEN"), env_of(service(cfg, "coordinator-1"), "SAGA_HTTP_TOKEN"),
+                     "Prometheus has the coordinators' token");
+    const char *script = json_string_value(json_array_get(json_object_get(prom, "command"), 0));
+    cr_assert_not_null(script, "prometheus runs a script (entrypoint /bin/sh -c)");
+    cr_expect_str_eq(json_string_value(json_array_get(json_object_get(prom, "entrypoint"), 0)), "/bin/sh");
+    cr_expect(strstr(script, "SAGA_HTTP_TOKEN\" > /run/saga/http_token") != NULL,
+              "the entrypoint writes the token file: %s", script);
+    cr_expect(strstr(script, "umask 077") != NULL, "the token file is private");
+    cr_expect(strstr(script, "exec /bin/prometheus --config.file=/etc/prometheus/prometheus.yml") != NULL,
+              "then runs Prometheus on the mounted config: %s", script);
+    bool tmpfs = false;
+    json_array_foreach(json_object_get(prom, "tmpfs"), i, v)
+        tmpfs = tmpfs || (json_is_string(v) && strncmp(json_string_value(v), "/run/saga", 9) == 0);
+    cr_expect(tmpfs, "/run/saga is a tmpfs (the token never reaches a volume)");
+    json_decref(cfg);
+}
+
+Test(docker, http_token_comes_from_the_environment)
+{
+    json_t *cfg = compose_config_env("export SAGA_HTTP_TOKEN=from-the-environment-0123456789;");
+    static const char *const NAMES[] = {"coordinator-1", "coordinator-2", "prometheus"};
+    for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
+        cr_expect_str_eq(env_of(service(cfg, NAMES[i]), "SAGA_HTTP_TOKEN"),
+                         "from-the-environment-0123456789", "%s takes SAGA_HTTP_TOKEN", NAMES[i]);
+    json_decref(cfg);
+}
+
+/* Whether svc mounts the repository folder ending in src (e.g. "docker/grafana/dashboards")
+ * at target, read-only. */
+static bool mounts(json_t *svc, const char *src, const char *target)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(svc, "volumes"), i, v) {
+        const char *s = json_string_value(json_object_get(v, "source"));
+        const char *t = json_string_value(json_object_get(v, "target"));
+        const char *text = json_string_value(v);
+        size_t sl = strlen(src);
+        if (s && t && strlen(s) >= sl && strcmp(s + strlen(s) - sl, src) == 0 &&
+            strcmp(t, target) == 0 && json_is_true(json_object_get(v, "read_only")))
+            return true;
+        char needle[512];
+        snprintf(needle, sizeof needle, "%s:%s:ro", src, target);
+        if (text && strstr(text, needle))
+            return true;
+    }
+    return false;
+}
+
+Test(docker, grafana_is_provisioned_with_the_dashboard)
+{
+    json_t *cfg = compose_config();
+    json_t *g = service(cfg, "grafana");
+    const char *image = json_string_value(json_object_get(g, "image"));
+    cr_assert(image && strncmp(image, "grafana/grafana:", 16) == 0, "grafana image %s", image);
+    json_t *ports = json_object_get(g, "ports");
+    cr_assert_eq(json_array_size(ports), 1);
+    port_t p = port_of(json_array_get(ports, 0));
+    cr_expect_str_eq(p.host_ip, "127.0.0.1");
+    cr_expect_eq(p.target, 3000);
+    cr_expect(mounts(g, "docker/grafana/provisioning", "/etc/grafana/provisioning"),
+              "docker/grafana/provisioning is mounted at /etc/grafana/provisioning");
+    cr_expect(mounts(g, "docker/grafana/dashboards", "/var/lib/grafana/dashboards"),
+              "docker/grafana/dashboards is mounted at /var/lib/grafana/dashboards");
+    cr_expect_str_eq(env_of(g, "GF_AUTH_ANONYMOUS_ENABLED"), "true");
+    cr_expect_str_eq(env_of(g, "GF_AUTH_ANONYMOUS_ORG_ROLE"), "Viewer",
+                     "anonymous visitors read, never edit");
+    cr_expect_str_eq(env_of(g, "GF_USERS_ALLOW_SIGN_UP"), "false");
+    cr_expect(env_of(g, "GF_SECURITY_ADMIN_PASSWORD") != NULL, "the admin password is set (documented)");
+    cr_expect_str_eq(env_of(g, "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"),
+                     "/var/lib/grafana/dashboards/saga-coordinator.json");
+
+    /* the data source: the compose file's Prometheus, with the uid the dashboard uses */
+    char *ds = read_source_file("docker/grafana/provisioning/datasources/prometheus.yml");
+    cr_expect(strstr(ds, "    type: prometheus\n") && strstr(ds, "    url: http://prometheus:9090\n") &&
+                  strstr(ds, "    uid: saga-prometheus\n"),
+              "the data source is the compose file's Prometheus, uid saga-prometheus");
+    free(ds);
+    char *prov = read_source_file("docker/grafana/provisioning/dashboards/saga.yml");
+    cr_expect(strstr(prov, "    type: file\n") && strstr(prov, "      path: /var/lib/grafana/dashboards\n"),
+              "the dashboard provider reads the mounted folder");
+    free(prov);
+
+    char *path = test_source_path("docker/grafana/dashboards/saga-coordinator.json");
+    json_error_t err;
+    json_t *dash = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    cr_assert_not_null(dash, "%s:%d:%d: %s", path, err.line, err.column, err.text);
+    free(path);
+    cr_expect_str_eq(json_string_value(json_object_get(dash, "uid")), "saga-coordinator");
+    json_t *var = NULL, *x;
+    size_t i;
+    json_array_foreach(json_object_get(json_object_get(dash, "templating"), "list"), i, x)
+        if (strcmp(json_string_value(json_object_get(x, "name")), "datasource") == 0)
+            var = x;
+    cr_assert_not_null(var, "a datasource variable");
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(var, "current"), "value")),
+                     "saga-prometheus", "it defaults to the provisioned data source");
+    json_t *panel;
+    json_array_foreach(json_object_get(dash, "panels"), i, panel) {
+        const char *title = json_string_value(json_object_get(panel, "title"));
+        cr_expect_str_eq(json_string_value(json_object_get(json_object_get(panel, "datasource"), "uid")),
+                         "${datasource}", "panel %s queries the chosen data source", title);
+        json_t *pos = json_object_get(panel, "gridPos");
+        cr_expect(json_integer_value(json_object_get(pos, "x")) + json_integer_value(json_object_get(pos, "w")) <= 24,
+                  "panel %s fits the 24-column grid", title);
+    }
+    json_decref(dash);
     json_decref(cfg);
 }
 

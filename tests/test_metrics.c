@@ -3,15 +3,19 @@
  * well-formed and count every settled step), /healthz, /readyz (also when Redis goes
  * away), and the JSON API the dashboard reads. */
 #include "opstest.h"
+#include "query.h"
 #include "scripted.h"
+#include "test_paths.h"
 #include "system.h"
 #include "saga_version.h"
 
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAIT_MS 20000
@@ -159,6 +163,112 @@ static long check_histograms(const char *text, const char *kind, const char *res
     return total;
 }
 
+
+/* Every metric name (saga_...) in file (the text of what, a repository file) is a family
+ * of the scrape text (histogram suffixes _bucket, _sum, _count stripped): rules and
+ * dashboards shipped with the coordinator must name only what it exports. */
+static void check_names_in(const char *text, const char *file, const char *rel)
+{
+    int names = 0;
+    for (const char *p = strstr(file, "saga_"); p; p = strstr(p + 1, "saga_")) {
+        if (p > file && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == ':'))
+            continue;
+        char name[128];
+        size_t len = 0;
+        while (len + 1 < sizeof name && (islower((unsigned char)p[len]) ||
+                                         isdigit((unsigned char)p[len]) || p[len] == '_'))
+            name[len] = p[len], len++;
+        name[len] = '\0';
+        static const char *const SUFFIXES[] = {"_bucket", "_sum", "_count"};
+        char type_line[160];
+        snprintf(type_line, sizeof type_line, "# TYPE %s ", name);
+        if (!strstr(text, type_line))
+            for (size_t i = 0; i < 3; i++) {
+                size_t sl = strlen(SUFFIXES[i]);
+                if (len > sl && strcmp(name + len - sl, SUFFIXES[i]) == 0) {
+                    snprintf(type_line, sizeof type_line, "# TYPE %.*s histogram", (int)(len - sl), name);
+                    break;
+                }
+            }
+        cr_expect(strstr(text, type_line) != NULL, "%s names %s, which /metrics does not export", rel, name);
+        names++;
+    }
+    cr_assert_gt(names, 0, "%s names metrics", rel);
+}
+
+static void check_names_exported(const char *text, const char *rel)
+{
+    char *path = test_source_path(rel);
+    cr_assert_not_null(path);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    free(path);
+    static char file[1 << 20];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    fclose(f);
+    file[n] = '\0';
+    check_names_in(text, file, rel);
+}
+
+/* Appends every query of a Grafana dashboard (the panels' targets' "expr", the template
+ * variables' "query") found under v to out, one per line. Returns how many. */
+static int grafana_queries(json_t *v, const char *key, json_t *out)
+{
+    int n = 0;
+    if (json_is_string(v) && key && (strcmp(key, "expr") == 0 || strcmp(key, "query") == 0)) {
+        json_array_append(out, v);
+        return 1;
+    }
+    const char *k;
+    json_t *x;
+    size_t i;
+    if (json_is_object(v))
+        json_object_foreach(v, k, x) n += grafana_queries(x, k, out);
+    else if (json_is_array(v))
+        json_array_foreach(v, i, x) n += grafana_queries(x, NULL, out);
+    return n;
+}
+
+/* The Grafana dashboard rel: well-formed JSON, every panel queries something, and every
+ * query names only metrics the scrape text exports. */
+static void check_grafana_exported(const char *text, const char *rel)
+{
+    char *path = test_source_path(rel);
+    cr_assert_not_null(path);
+    json_error_t err;
+    json_t *dash = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    cr_assert_not_null(dash, "%s:%d:%d: %s", rel, err.line, err.column, err.text);
+    free(path);
+    json_t *panels = json_object_get(dash, "panels");
+    cr_assert_gt(json_array_size(panels), 8, "%s has panels", rel);
+    size_t i;
+    json_t *panel;
+    json_array_foreach(panels, i, panel) {
+        json_t *targets = json_object_get(panel, "targets");
+        json_t *exprs = json_array();
+        cr_expect_gt(grafana_queries(targets, NULL, exprs), 0, "%s: panel \"%s\" has no expr", rel,
+                     json_string_value(json_object_get(panel, "title")));
+        json_decref(exprs);
+    }
+    json_t *queries = json_array();
+    int n = grafana_queries(dash, NULL, queries);
+    size_t len = 1;
+    json_t *q;
+    json_array_foreach(queries, i, q) len += json_string_length(q) + 1;
+    char *all = malloc(len);
+    cr_assert_not_null(all);
+    all[0] = '\0';
+    json_array_foreach(queries, i, q) {
+        strcat(all, json_string_value(q));
+        strcat(all, "\n");
+    }
+    cr_log_info("%s: %d queries", rel, n);
+    check_names_in(text, all, rel);
+    free(all);
+    json_decref(queries);
+    json_decref(dash);
+}
+
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 180);
 
 Test(metrics, counters_histograms_health_and_api)
@@ -190,10 +300,17 @@ Test(metrics, counters_histograms_health_and_api)
     scrape_wait_t rejected = {"saga_rejected_total{definition=\"order\"}", 1};
     cr_assert(fixture_wait_until(sample_is, &rejected, WAIT_MS));
 
+    /* Every outbox message produced was acknowledged by Kafka (the gauge goes back to 0). */
+    scrape_wait_t drained = {"saga_outbox_pending_messages", 0};
+    cr_assert(fixture_wait_until(sample_is, &drained, WAIT_MS), "the outbox drains");
+
     char *text = scrape();
     check_format(text);
     cr_assert_eq(sample(text, "saga_coordinator_build_info{version=\"" SAGA_VERSION "\"}"), 1,
                  "the build-info gauge names the project version");
+    cr_assert_eq(sample(text, "saga_input_partitions"), 4, "the input topic's partitions");
+    check_names_exported(text, "docker/prometheus/rules.yml");
+    check_grafana_exported(text, "docker/grafana/dashboards/saga-coordinator.json");
     cr_assert_eq(sample(text, "saga_started_total{definition=\"order\"}"), 6);
     cr_assert_eq(sample(text, "saga_completed_total{definition=\"order\"}"), 4);
     cr_assert_eq(sample(text, "saga_compensated_total{definition=\"order\"}"), 1);
@@ -258,6 +375,14 @@ Test(metrics, counters_histograms_health_and_api)
                  "%s", body);
     json_decref(doc);
     free(body);
+    /* Finished per minute: the last hour, the sagas above in it. */
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(doc, "buckets")), QUERY_THROUGHPUT_BUCKETS, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 4, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 1, "%s", body);
+    json_decref(doc);
+    free(body);
     cr_assert_eq(ops_http_get(http_port, "/", &body), 200);
     cr_assert(strstr(body, "<html") && strstr(body, "/api/stats"), "the dashboard page");
     free(body);
@@ -276,4 +401,79 @@ Test(metrics, counters_histograms_health_and_api)
     text = scrape();
     cr_assert_eq(sample(text, "saga_redis_up"), 0);
     free(text);
+}
+
+/* Writes a finished saga as the coordinator would leave it, as far as the finished index
+ * and the two fields the throughput reads go. */
+static void put_finished(redisContext *rc, int partition, const char *id, const char *definition,
+                         const char *status, long long finished_at)
+{
+    redisReply *r = redisCommand(rc, "ZADD saga:{p%d}:index:finished %lld %s", partition,
+                                 finished_at, id);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    r = redisCommand(rc, "HSET saga:{p%d}:saga:%s definition %s status %s finished_at %lld",
+                     partition, id, definition, status, finished_at);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+}
+
+/* The bucket of the throughput document doc that holds time t, or NULL. */
+static json_t *bucket_at(json_t *doc, long long t)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(doc, "buckets"), i, b)
+    {
+        long long start = json_integer_value(json_object_get(b, "start"));
+        if (t >= start && t < start + QUERY_MINUTE_MS)
+            return b;
+    }
+    return NULL;
+}
+
+Test(metrics, throughput_per_minute_over_the_last_hour)
+{
+    cr_assert(system_wait_owned(&sys, WAIT_MS), "the coordinator owns every partition");
+    long long now = (long long)time(NULL) * 1000;
+    redisContext *rc = fixture_redis_connect(&sys.redis);
+    cr_assert_not_null(rc);
+    put_finished(rc, 0, "t-30a", "order", "completed", now - 30 * 60000LL);
+    put_finished(rc, 1, "t-30b", "order", "compensated", now - 30 * 60000LL + 10);
+    put_finished(rc, 2, "t-30c", "slow", "completed", now - 30 * 60000LL + 20);
+    put_finished(rc, 3, "t-old", "order", "completed", now - 61 * 60000LL);
+    redisFree(rc);
+    cr_assert_eq(system_start_saga(&sys, "t-now", "order", INPUT), 0);
+    cr_assert(system_wait_status(&sys, "t-now", "completed", WAIT_MS));
+
+    char *body = NULL;
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput", &body), 200);
+    json_t *doc = json_loads(body, 0, NULL);
+    cr_assert_not_null(doc, "%s", body);
+    json_t *buckets = json_object_get(doc, "buckets");
+    cr_assert_eq(json_array_size(buckets), QUERY_THROUGHPUT_BUCKETS);
+    long long from = json_integer_value(json_object_get(doc, "from"));
+    cr_assert_eq(from % QUERY_MINUTE_MS, 0, "whole minutes");
+    cr_assert_eq(json_integer_value(json_object_get(doc, "bucket_ms")), QUERY_MINUTE_MS);
+    long long last = json_integer_value(json_object_get(json_array_get(buckets, QUERY_THROUGHPUT_BUCKETS - 1), "start"));
+    long long at = json_integer_value(json_object_get(doc, "now"));
+    cr_assert(at >= last && at < last + QUERY_MINUTE_MS, "the last bucket is the current minute");
+    json_t *b30 = bucket_at(doc, now - 30 * 60000LL);
+    cr_assert_not_null(b30);
+    cr_assert_eq(json_integer_value(json_object_get(b30, "completed")) +
+                 json_integer_value(json_object_get(b30, "compensated")), 3, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 3, "t-30a, t-30c, t-now: %s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 1, "%s", body);
+    cr_assert_not_null(bucket_at(doc, at), "now is in a bucket");
+    cr_assert(json_is_false(json_object_get(doc, "truncated")));
+    json_decref(doc);
+    free(body);
+
+    cr_assert_eq(ops_http_get(http_port, "/api/throughput?definition=slow", &body), 200);
+    doc = json_loads(body, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "definition")), "slow");
+    cr_assert_eq(json_integer_value(json_object_get(doc, "completed")), 1, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(doc, "compensated")), 0, "%s", body);
+    json_decref(doc);
+    free(body);
 }

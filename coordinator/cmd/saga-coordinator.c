@@ -10,6 +10,7 @@
 #include "saga_version.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,13 @@ static void usage(FILE *out)
                  "fatal error at start (Redis unusable or unsafe, a librdkafka property\n"
                  "librdkafka refuses, Kafka unusable, http_listen not available).\n"
                  "--check and --graph: 0 valid, 1 a definition error, 2 bad arguments.\n"
+                 "A non-loopback http_listen needs http_token (or http_token_file), or\n"
+                 "http_open=1; without either the coordinator does not start (exit 1).\n"
                  "\n"
                  "HTTP (http_listen): GET /metrics (Prometheus), /healthz, /readyz, / (dashboard),\n"
-                 "/api/sagas, /api/sagas/ID, /api/stats, /api/definitions/NAME?version=V.\n"
+                 "/api/sagas, /api/sagas/ID, /api/stats, /api/throughput,\n"
+                 "/api/definitions/NAME?version=V. With a token, all but /healthz and /readyz\n"
+                 "need 'Authorization: Bearer TOKEN' (browsers: open /?token=TOKEN).\n"
                  "See docs/operations.md.\n");
 }
 
@@ -225,6 +230,17 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(level);
+    /* The HTTP server's access rule is a setting like any other: checked before anything
+     * connects (httpauth.h). */
+    httpauth_t auth = {0};
+    if (cfg.http_listen[0]) {
+        bool loopback;
+        if (http_listen_is_loopback(cfg.http_listen, &loopback, err, sizeof err) < 0 ||
+            httpauth_init(&auth, &cfg, loopback, err, sizeof err) < 0) {
+            fprintf(stderr, "saga-coordinator: refusing to start: %s\n", err);
+            return 1;
+        }
+    }
     log_info("saga-coordinator %s starting: instance %s, group %s", SAGA_VERSION,
              cfg.instance_id, cfg.group_id);
 
@@ -263,7 +279,7 @@ int main(int argc, char **argv)
     }
     http_server_t *http = NULL;
     if (cfg.http_listen[0]) {
-        http = http_start(&cfg, coordinator_metrics(c), err, sizeof err);
+        http = http_start(&cfg, &auth, coordinator_metrics(c), err, sizeof err);
         if (!http) {
             log_error("cannot start: %s (set http_listen to another address, or \"\" to turn "
                       "the HTTP server off)", err);
@@ -271,8 +287,13 @@ int main(int argc, char **argv)
             defn_set_free(defs);
             return 2;
         }
-        log_info("http: metrics, health checks and dashboard on %s (port %d)", cfg.http_listen,
-                 http_port(http));
+        log_info("http: metrics, health checks and dashboard on %s (port %d)%s", cfg.http_listen,
+                 http_port(http),
+                 auth.required ? ", bearer token required (but for /healthz, /readyz)" : "");
+        if (auth.open)
+            log_warn("http: %s is not a loopback address and no http_token is set "
+                     "(http_open=1): anyone who reaches it reads every saga",
+                     cfg.http_listen);
     }
     coordinator_set_reload_flag(c, &reload_requested);
     int rc = coordinator_start(c) == 0 && coordinator_run(c, &stop_requested) == 0 ? 0 : 2;

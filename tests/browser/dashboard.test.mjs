@@ -3,11 +3,16 @@
 // Usage: node dashboard.test.mjs URL EXPECT_JSON SCREENSHOT_PNG
 //   EXPECT_JSON: {"statuses": {"ID": "status", ...}, "select": "ID",
 //                 "phases": {"STEP": "phase", ...}, "last_event": "EVENT",
+//                 "bars": {"STEP": ["act ok", "comp ok"], ...},
+//                 "finished": {"completed": N, "compensated": M}, "definitions": [...],
 //                 "drawing": {"STEP": "phase", ...}, "drawing_shot": "PNG"}
 //   (drawing: see checkSagaDrawing at the end)
-// Checks that every saga shows with its status, that the status cards filter the list,
-// that clicking a saga shows its step timeline and history, and that the screenshot is
-// not blank. Exits 0 when all holds, 1 (with the reason on stderr) otherwise.
+// Checks, at 1400 px width, that every saga shows with its status, that the saga table
+// fits without sideways scrolling, that the status cards filter the list, that the charts
+// (finished per minute over the last hour, step latency) are drawn with these sagas, that
+// clicking a saga shows its SVG step timeline (one bar per attempt), the drawing of its
+// saga coloured by phase, and its history, and that the screenshot is not blank. Exits 0
+// when all holds, 1 (with the reason on stderr) otherwise.
 // tests/test_dashboard.c runs it under ctest. Uses playwright-core with the system's
 // /usr/bin/chromium: no browser is ever downloaded.
 import { chromium } from "playwright-core";
@@ -34,7 +39,7 @@ const browser = await chromium.launchPersistentContext(profile, {
   headless: true,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1440, height: 1000 },
+  viewport: { width: 1400, height: 1000 },
   timeout: 60000,
 });
 let failed = false;
@@ -57,6 +62,37 @@ try {
     });
     const badge = (await row.locator(".badge").textContent()).trim();
     check(badge === status, `${id}: badge says "${badge}", expected "${status}"`);
+  }
+
+  // The saga table fits its panel at 1400 px: no sideways scrolling, every error on screen.
+  const fit = await page.evaluate(() => {
+    const t = document.querySelector("table.sagas"), p = t.closest(".panel");
+    const pr = p.getBoundingClientRect();
+    const cut = [...t.querySelectorAll("td.err")].filter((td) => td.getBoundingClientRect().right > pr.right + 1).length;
+    return { table: t.scrollWidth, panel: p.clientWidth, scroll: p.scrollWidth, cut, page: document.documentElement.scrollWidth, vw: innerWidth };
+  });
+  check(fit.table <= fit.panel + 1 && fit.scroll <= fit.panel + 1 && fit.cut === 0 && fit.page <= fit.vw,
+        `the saga table fits at 1400 px: ${JSON.stringify(fit)}`);
+
+  // The charts: the last hour's finished sagas per minute, and the step-latency histogram.
+  if (expect.finished) {
+    await page.waitForFunction((w) => {
+      const t = document.getElementById("throughput");
+      return t.dataset.completed === String(w.completed) && t.dataset.compensated === String(w.compensated);
+    }, expect.finished, { timeout: TIMEOUT }).catch(async () => {
+      throw new Error(`throughput shows ${await page.getAttribute("#throughput", "data-completed")} completed, ` +
+                      `${await page.getAttribute("#throughput", "data-compensated")} compensated, expected ${JSON.stringify(expect.finished)}`);
+    });
+    const tp = await page.$$eval("#throughput .tp-bar", (g) => ({
+      bars: g.length,
+      completed: g.reduce((n, x) => n + x.querySelectorAll(".tp-completed").length, 0),
+      tall: g.every((x) => [...x.querySelectorAll(".tp-completed, .tp-compensated")].every((r) => r.getBoundingClientRect().height >= 1)),
+    }));
+    check(tp.bars === 60 && tp.completed >= 1 && tp.tall, `throughput chart: ${JSON.stringify(tp)}`);
+    await page.waitForFunction(() => Number(document.getElementById("latency").dataset.total) > 0, null, { timeout: TIMEOUT })
+      .catch(() => { throw new Error("the step-latency histogram counts no step"); });
+    const lat = await page.$$eval("#latency .lat-bar", (g) => ({ bars: g.length, drawn: g.filter((x) => x.querySelector(".lat-ok")).length }));
+    check(lat.bars === 17 && lat.drawn >= 1, `latency histogram: ${JSON.stringify(lat)}`);
   }
 
   // The status cards filter the list: each card shows exactly its sagas.
@@ -86,8 +122,13 @@ try {
     Object.fromEntries(rows.map((r) => [r.dataset.step, r.dataset.phase])));
   check(JSON.stringify(phases) === JSON.stringify(expect.phases),
         `timeline phases ${JSON.stringify(phases)}, expected ${JSON.stringify(expect.phases)}`);
-  const bars = await page.$$eval("#timeline .tl-bar", (b) => b.map((x) => x.getBoundingClientRect().width + "/" + x.getAttribute("style")));
+  const bars = await page.$$eval("#timeline .tl-bar", (b) => b.map((x) => x.getBoundingClientRect().width + "/" + x.getAttribute("class")));
   check(bars.length > 0 && bars.every((w) => parseFloat(w) >= 2), `timeline bars are drawn (${bars})`);
+  // One bar per attempt, in the action or compensation lane, classed by how it ended.
+  const perStep = await page.$$eval("#timeline .tl-row[data-step]", (rows) => Object.fromEntries(rows.map((r) =>
+    [r.dataset.step, [...r.querySelectorAll(".tl-bar")].map((b) => b.getAttribute("class").replace("tl-bar ", ""))])));
+  for (const [step, want] of Object.entries(expect.bars || {}))
+    check(JSON.stringify(perStep[step]) === JSON.stringify(want), `timeline bars of ${step}: ${JSON.stringify(perStep[step])}, expected ${JSON.stringify(want)}`);
   const events = await page.$$eval("#history tr", (rows) => rows.map((r) => r.dataset.event));
   check(events[0] === "started" && events[events.length - 1] === expect.last_event,
         `history runs from started to ${expect.last_event}: ${events}`);
@@ -125,7 +166,7 @@ try {
   check(stats.colours >= 50, `screenshot has ${stats.colours} colours: blank?`);
   check(stats.variance > 100, `screenshot luminance variance ${stats.variance.toFixed(1)}: blank?`);
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
-  console.log(`dashboard ok: ${Object.keys(expect.statuses).length} sagas, timeline of ${expect.select}, ` +
+  console.log(`dashboard ok (node ${process.version}): ${Object.keys(expect.statuses).length} sagas, timeline of ${expect.select}, ` +
               `screenshot ${stats.width}x${stats.height}, ${size} bytes, ${stats.colours} colours`);
 } catch (e) {
   failed = true;

@@ -124,10 +124,13 @@ void ops_run_release(ops_run_t *r)
     r->out = r->err = NULL;
 }
 
-int ops_http_get(int port, const char *path, char **body)
+int ops_http_request(int port, const char *path, const char *const *headers, char **head,
+                     char **body)
 {
     if (body)
         *body = NULL;
+    if (head)
+        *head = NULL;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
@@ -139,9 +142,13 @@ int ops_http_get(int port, const char *path, char **body)
         close(fd);
         return -1;
     }
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
+    char req[4096];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n", path);
+    for (size_t i = 0; headers && headers[i] && n > 0 && (size_t)n < sizeof req; i++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "%s\r\n", headers[i]);
+    if (n > 0 && (size_t)n < sizeof req)
+        n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
         close(fd);
         return -1;
     }
@@ -165,8 +172,15 @@ int ops_http_get(int port, const char *path, char **body)
     char *sep = strstr(buf, "\r\n\r\n");
     if (body)
         *body = strdup(sep ? sep + 4 : "");
+    if (head)
+        *head = strndup(buf, sep ? (size_t)(sep - buf) + 2 : len);
     free(buf);
     return status;
+}
+
+int ops_http_get(int port, const char *path, char **body)
+{
+    return ops_http_request(port, path, NULL, NULL, body);
 }
 
 int ops_defs_make(char *dir, size_t len)

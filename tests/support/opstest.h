@@ -25,6 +25,12 @@ void ops_run_release(ops_run_t *r);
  * owned, may be NULL) or -1 when the connection failed. */
 int ops_http_get(int port, const char *path, char **body);
 
+/* As ops_http_get, with extra request header lines (each "Name: value"; NULL-terminated,
+ * may be NULL); *head gets the response's status line and headers, each line ending in
+ * CRLF (owned; head may be NULL). */
+int ops_http_request(int port, const char *path, const char *const *headers, char **head,
+                     char **body);
+
 /* Makes a temp folder holding tests/sagas/order.json and slow.json; path in dir. Returns
  * 0 or -1. Remove it with ops_defs_remove. */
 int ops_defs_make(char *dir, size_t len);
