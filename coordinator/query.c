@@ -763,6 +763,8 @@ int query_definition(query_t *q, const char *name, int version, char **json)
         return QUERY_ERR_REDIS;
     }
     return QUERY_OK;
+}
+
 typedef struct throughput_ctx {
     const char *definition;  /* NULL = every definition */
     int64_t from_ms;
