@@ -110,7 +110,8 @@ static json_t *compose_config_env(const char *env)
              "  \"$dc\" -f " T_COMPOSE " config --format json; "
              "else "
              "  py=$(sed -n '1s/^#! *//p' \"$dc\"); [ -n \"$py\" ] || py=/usr/bin/python3; "
-             "  sed '/^name:/d' " T_COMPOSE " | \"$dc\" --project-directory docker -f - config | $py -c "
+             "  (cd \"$(dirname " T_COMPOSE ")\" && sed '/^name:/d' \"$(basename " T_COMPOSE ")\" | "
+             "\"$dc\" -f - config) | $py -c "
              "'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'; "
              "fi",
              test_source_dir(), env ? env : "");
