@@ -11,7 +11,7 @@
 #ifndef SAGA_REGISTRY_H
 #define SAGA_REGISTRY_H
 
-#include "definition.h"
+#include "catalogue.h"
 #include "store.h"
 
 typedef struct registry registry_t;
