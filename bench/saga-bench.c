@@ -18,7 +18,7 @@
 #include "bench_proc.h"
 #include "bench_stats.h"
 
-#include "definition.h"
+#include "catalogue.h"
 #include "log.h"
 #include "machine.h"
 #include "saga.h"

@@ -2,6 +2,8 @@
  * GitHub annotations, each pointing at the file, line and column (see check.h). */
 #include "check.h"
 
+#include "catalogue.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>

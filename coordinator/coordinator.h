@@ -10,7 +10,7 @@
 #define SAGA_COORDINATOR_H
 
 #include "config.h"
-#include "definition.h"
+#include "catalogue.h"
 
 #include <signal.h>
 #include <stdint.h>

@@ -1,8 +1,9 @@
 /* ctl.c - sagactl's verbs (see ctl.h): reads through query.h, requests through a Kafka
  * producer, outcomes through a consumer of the outcomes topic, text through table.h. */
 #include "ctl.h"
-#include "dryrun.h"
 
+#include "catalogue.h"
+#include "dryrun.h"
 #include "protocol.h"
 #include "query.h"
 #include "saga.h"

@@ -1,11 +1,10 @@
-/* definition.c - loads and validates saga definitions, checks saga inputs against their
- * schema, and keeps sets of loaded definitions (see definition.h; the format is in
- * docs/definitions.md). */
+/* definition.c - the saga definition model: loading and validating one definition from a
+ * string or a file, its defaults, its payload templates (compiled by template.c), its
+ * content hash, and the errors of a load (see definition.h; the format is in
+ * docs/definitions.md). The "input" schema is checked, and inputs validated, by
+ * jschema.c; sets of definitions and folders are catalogue.c's. */
 #include "definition.h"
 
-#include "suggest.h"
-
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -15,12 +14,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jschema.h"
 #include "sha256.h"
+#include "suggest.h"
 
-#define DEFN_PATH_MAX 256           /* = sizeof defn_error_t.path */
+#define DEFN_PATH_MAX JSCHEMA_PATH_MAX /* = sizeof defn_error_t.path */
 #define DEFN_TEXT_MAX 512           /* one error text before it is cut into the struct */
 #define DEFN_SUGGEST_DISTANCE 2     /* edits at most, for "did you mean" */
-#define DEFN_ENUM_SHOWN 120         /* characters of an enum quoted in an input error */
+
+_Static_assert(sizeof ((defn_error_t *)0)->path == DEFN_PATH_MAX,
+               "an error's path holds any JSON path the loader and jschema build");
 
 /* The state of one load: where errors go and how many were found. errs may be NULL, so
  * the count is kept here. */
@@ -48,12 +51,6 @@ static const char *const STEP_FIELDS[] = {"name", "topic", "action", "compensati
 static const char *const GROUP_FIELDS[] = {"parallel", "name", NULL};
 static const char *const COMMAND_FIELDS[] = {"command", "payload", "timeout_ms", "retry",
                                              "topic", NULL};
-static const char *const SCHEMA_FIELDS[] = {"type", "properties", "required",
-                                            "additionalProperties", "items", "enum",
-                                            "minLength", "maxLength", "minimum", "maximum",
-                                            "description", "title", NULL};
-static const char *const SCHEMA_TYPES[] = {"object", "array", "string", "number", "integer",
-                                           "boolean", "null", NULL};
 
 /* ---------- errors ---------- */
 
@@ -133,61 +130,14 @@ static void lerr(loader_t *L, const char *path, const char *fmt, ...)
     defn_errors_add(L->errs, L->source, 0, 0, path, "%s", text);
 }
 
-static void on_template_error(const char *path, const char *text, void *opaque)
+/* Receives the errors of the template compiler and of the schema checker (a loader_t as
+ * opaque). */
+static void on_nested_error(const char *path, const char *text, void *opaque)
 {
     lerr(opaque, path, "%s", text);
 }
 
 /* ---------- helpers ---------- */
-
-/* Appends s to the path out of length *n. Paths longer than DEFN_PATH_MAX are cut: the
- * start still says where to look. (By hand, not snprintf: GCC's truncation warning
- * cannot tell a deliberate cut from a bug.) */
-static void path_append(char *out, size_t *n, const char *s)
-{
-    while (*s && *n < DEFN_PATH_MAX - 1)
-        out[(*n)++] = *s++;
-    out[*n] = '\0';
-}
-
-/* out = base.key (key alone when base is empty); out must not alias base. */
-static void path_key(char *out, const char *base, const char *key)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    path_append(out, &n, base);
-    if (*base)
-        path_append(out, &n, ".");
-    path_append(out, &n, key);
-}
-
-/* out = base[i]; out must not alias base. */
-static void path_index(char *out, const char *base, size_t i)
-{
-    char num[32];
-    size_t n = 0;
-    snprintf(num, sizeof num, "[%zu]", i);
-    out[0] = '\0';
-    path_append(out, &n, base);
-    path_append(out, &n, num);
-}
-
-/* "an object", "a string", ...: the JSON type of v as an error message names it. Both
- * integers and reals are "a number": the writer of a file thinks in JSON, not jansson. */
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
 
 /* The known word closest to word when it is close enough to be a typo, else NULL. */
 static const char *closest_name(const char *word, const char *const *known)
@@ -250,9 +200,9 @@ static int get_string(loader_t *L, const json_t *obj, const char *key, const cha
     if (!v)
         return required ? -1 : 0;
     char p[DEFN_PATH_MAX];
-    path_key(p, path, key);
+    jschema_path_key(p, path, key);
     if (!json_is_string(v)) {
-        lerr(L, p, "expected a string, got %s", type_name(v));
+        lerr(L, p, "expected a string, got %s", jschema_type_name(v));
         return -1;
     }
     *out = json_string_value(v);
@@ -266,9 +216,9 @@ static int get_int(loader_t *L, const json_t *obj, const char *key, const char *
     if (!v)
         return required ? -1 : 0;
     char p[DEFN_PATH_MAX];
-    path_key(p, path, key);
+    jschema_path_key(p, path, key);
     if (!json_is_integer(v)) {
-        lerr(L, p, "expected an integer, got %s", type_name(v));
+        lerr(L, p, "expected an integer, got %s", jschema_type_name(v));
         return -1;
     }
     json_int_t n = json_integer_value(v);
@@ -291,9 +241,9 @@ static int get_number(loader_t *L, const json_t *obj, const char *key, const cha
     if (!v)
         return 0;
     char p[DEFN_PATH_MAX];
-    path_key(p, path, key);
+    jschema_path_key(p, path, key);
     if (!json_is_number(v)) {
-        lerr(L, p, "expected a number, got %s", type_name(v));
+        lerr(L, p, "expected a number, got %s", jschema_type_name(v));
         return -1;
     }
     double n = json_number_value(v);
@@ -316,8 +266,8 @@ static int get_bool(loader_t *L, const json_t *obj, const char *key, const char 
         return 0;
     if (!json_is_boolean(v)) {
         char p[DEFN_PATH_MAX];
-        path_key(p, path, key);
-        lerr(L, p, "expected a boolean, got %s", type_name(v));
+        jschema_path_key(p, path, key);
+        lerr(L, p, "expected a boolean, got %s", jschema_type_name(v));
         return -1;
     }
     *out = json_is_true(v);
@@ -370,176 +320,12 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* ---------- the input schema, at load time ---------- */
-
-/* Which type a keyword belongs to, or NULL when it applies to any. */
-static const char *keyword_type(const char *kw)
-{
-    if (!strcmp(kw, "properties") || !strcmp(kw, "required") ||
-        !strcmp(kw, "additionalProperties"))
-        return "object";
-    if (!strcmp(kw, "items"))
-        return "array";
-    if (!strcmp(kw, "minLength") || !strcmp(kw, "maxLength"))
-        return "string";
-    if (!strcmp(kw, "minimum") || !strcmp(kw, "maximum"))
-        return "number";
-    return NULL;
-}
-
-static void schema_check(loader_t *L, const json_t *s, const char *path, int depth);
-
-static void schema_check_object(loader_t *L, const json_t *s, const char *path, int depth)
-{
-    char p[DEFN_PATH_MAX];
-    const json_t *props = json_object_get(s, "properties");
-    if (props) {
-        path_key(p, path, "properties");
-        if (!json_is_object(props)) {
-            lerr(L, p, "expected an object, got %s", type_name(props));
-            props = NULL;
-        } else {
-            const char *key;
-            const json_t *sub;
-            json_object_foreach((json_t *)props, key, sub)
-            {
-                char sp[DEFN_PATH_MAX];
-                path_key(sp, p, key);
-                schema_check(L, sub, sp, depth + 1);
-            }
-        }
-    }
-    const json_t *extra = json_object_get(s, "additionalProperties");
-    if (extra && !json_is_boolean(extra)) {
-        path_key(p, path, "additionalProperties");
-        lerr(L, p, "expected a boolean, got %s", type_name(extra));
-    }
-    const json_t *req = json_object_get(s, "required");
-    if (req) {
-        path_key(p, path, "required");
-        if (!json_is_array(req)) {
-            lerr(L, p, "expected an array of property names, got %s", type_name(req));
-            return;
-        }
-        for (size_t i = 0; i < json_array_size(req); i++) {
-            const json_t *name = json_array_get(req, i);
-            char ip[DEFN_PATH_MAX];
-            path_index(ip, p, i);
-            if (!json_is_string(name)) {
-                lerr(L, ip, "expected a string, got %s", type_name(name));
-                continue;
-            }
-            for (size_t j = 0; j < i; j++) {
-                if (json_equal(json_array_get(req, j), (json_t *)name)) {
-                    lerr(L, ip, "\"%s\" is listed twice", json_string_value(name));
-                    break;
-                }
-            }
-            /* A required property the schema does not declare would make every input
-             * with a closed schema invalid: certainly a typo. */
-            if (json_is_object(props) && !json_object_get(props, json_string_value(name)) &&
-                !json_is_true(extra))
-                lerr(L, ip, "required property \"%s\" is not declared in properties",
-                     json_string_value(name));
-        }
-    }
-}
-
-static void schema_check(loader_t *L, const json_t *s, const char *path, int depth)
-{
-    char p[DEFN_PATH_MAX];
-    if (!json_is_object(s)) {
-        lerr(L, path, "expected an object (a schema), got %s", type_name(s));
-        return;
-    }
-    if (depth > DEFN_MAX_DEPTH) {
-        lerr(L, path, "schema nested deeper than %d levels", DEFN_MAX_DEPTH);
-        return;
-    }
-    /* Unknown keywords are named by their own path, as JSON Schema tools do. */
-    const char *kw;
-    const json_t *kv;
-    json_object_foreach((json_t *)s, kw, kv)
-    {
-        if (in_list(kw, SCHEMA_FIELDS))
-            continue;
-        const char *hint = closest_name(kw, SCHEMA_FIELDS);
-        path_key(p, path, kw);
-        if (hint)
-            lerr(L, p, "unknown schema keyword (did you mean \"%s\"?)", hint);
-        else
-            lerr(L, p, "unknown schema keyword (this subset of JSON Schema has: type, "
-                 "properties, required, additionalProperties, items, enum, minLength, "
-                 "maxLength, minimum, maximum, description, title)");
-    }
-
-    const char *type = NULL;
-    const json_t *t = json_object_get(s, "type");
-    if (t) {
-        path_key(p, path, "type");
-        if (!json_is_string(t)) {
-            lerr(L, p, "expected a string, got %s", type_name(t));
-        } else if (!in_list(json_string_value(t), SCHEMA_TYPES)) {
-            const char *hint = closest_name(json_string_value(t), SCHEMA_TYPES);
-            if (hint)
-                lerr(L, p, "unknown type \"%s\" (did you mean \"%s\"?)", json_string_value(t),
-                     hint);
-            else
-                lerr(L, p, "unknown type \"%s\" (expected object, array, string, number, "
-                     "integer, boolean or null)", json_string_value(t));
-        } else {
-            type = json_string_value(t);
-        }
-    }
-    if (type) {
-        const char *key;
-        const json_t *v;
-        json_object_foreach((json_t *)s, key, v)
-        {
-            const char *kt = keyword_type(key);
-            bool fits = !kt || !strcmp(kt, type) ||
-                        (!strcmp(kt, "number") && !strcmp(type, "integer"));
-            if (!fits) {
-                path_key(p, path, key);
-                lerr(L, p, "\"%s\" does not apply to type \"%s\"", key, type);
-            }
-        }
-    }
-    schema_check_object(L, s, path, depth);
-
-    const json_t *items = json_object_get(s, "items");
-    if (items) {
-        path_key(p, path, "items");
-        schema_check(L, items, p, depth + 1);
-    }
-    const json_t *en = json_object_get(s, "enum");
-    if (en && (!json_is_array(en) || json_array_size(en) == 0)) {
-        path_key(p, path, "enum");
-        lerr(L, p, "expected a non-empty array, got %s",
-             json_is_array(en) ? "an empty array" : type_name(en));
-    }
-    int64_t min_len = 0, max_len = INT64_MAX;
-    int has_min = get_int(L, s, "minLength", path, false, 0, INT32_MAX, &min_len);
-    int has_max = get_int(L, s, "maxLength", path, false, 0, INT32_MAX, &max_len);
-    if (has_min == 1 && has_max == 1 && min_len > max_len)
-        lerr(L, path, "minLength (%" PRId64 ") is greater than maxLength (%" PRId64 ")",
-             min_len, max_len);
-    double min = 0, max = 0;
-    has_min = get_number(L, s, "minimum", path, -INFINITY, INFINITY, &min);
-    has_max = get_number(L, s, "maximum", path, -INFINITY, INFINITY, &max);
-    if (has_min == 1 && has_max == 1 && min > max)
-        lerr(L, path, "minimum (%g) is greater than maximum (%g)", min, max);
-    const char *text;
-    (void)get_string(L, s, "description", path, false, &text);
-    (void)get_string(L, s, "title", path, false, &text);
-}
-
 /* ---------- commands and steps ---------- */
 
 static void parse_retry(loader_t *L, const json_t *v, const char *path, defn_retry_t *r)
 {
     if (!json_is_object(v)) {
-        lerr(L, path, "expected an object, got %s", type_name(v));
+        lerr(L, path, "expected an object, got %s", jschema_type_name(v));
         return;
     }
     check_fields(L, v, path, RETRY_FIELDS);
@@ -566,7 +352,7 @@ static void parse_timing(loader_t *L, const json_t *obj, const char *path, cmd_d
     const json_t *retry = json_object_get(obj, "retry");
     if (retry) {
         char p[DEFN_PATH_MAX];
-        path_key(p, path, "retry");
+        jschema_path_key(p, path, "retry");
         parse_retry(L, retry, p, &t->retry);
     }
 }
@@ -579,14 +365,14 @@ static void parse_command(loader_t *L, const json_t *v, const char *path,
     const char *s;
     if (get_string(L, v, "command", path, true, &s) == 1) {
         char p[DEFN_PATH_MAX];
-        path_key(p, path, "command");
+        jschema_path_key(p, path, "command");
         check_name(L, p, "command", s);
         out->type = strdup(s);
     }
     const char *topic = step_topic;
     if (get_string(L, v, "topic", path, false, &s) == 1) {
         char p[DEFN_PATH_MAX];
-        path_key(p, path, "topic");
+        jschema_path_key(p, path, "topic");
         check_topic(L, p, s);
         topic = s;
     }
@@ -598,10 +384,10 @@ static void parse_command(loader_t *L, const json_t *v, const char *path,
     out->retry = t.retry;
 
     char p[DEFN_PATH_MAX];
-    path_key(p, path, "payload");
+    jschema_path_key(p, path, "payload");
     const json_t *payload = json_object_get(v, "payload");
     if (payload && !json_is_object(payload)) {
-        lerr(L, p, "expected an object, got %s", type_name(payload));
+        lerr(L, p, "expected an object, got %s", jschema_type_name(payload));
         return;
     }
     out->payload = payload ? json_incref((json_t *)payload) : json_object();
@@ -609,7 +395,7 @@ static void parse_command(loader_t *L, const json_t *v, const char *path,
         lerr(L, p, "out of memory");
         return;
     }
-    out->compiled = template_compile(out->payload, scope, p, on_template_error, L);
+    out->compiled = template_compile(out->payload, scope, p, on_nested_error, L);
 }
 
 /* One element of the flattened step list, before it is parsed. */
@@ -642,10 +428,10 @@ static size_t flatten_steps(loader_t *L, const json_t *steps, definition_t *d,
     for (size_t i = 0; i < groups; i++) {
         const json_t *el = json_array_get(steps, i);
         char p[DEFN_PATH_MAX];
-        path_index(p, "steps", i);
+        jschema_path_index(p, "steps", i);
         if (!json_is_object(el)) {
             lerr(L, p, "expected an object (a step or {\"parallel\": [...]}), got %s",
-                 type_name(el));
+                 jschema_type_name(el));
             continue;
         }
         const json_t *par = json_object_get(el, "parallel");
@@ -660,24 +446,24 @@ static size_t flatten_steps(loader_t *L, const json_t *steps, definition_t *d,
         const char *name;
         if (get_string(L, el, "name", p, false, &name) == 1) {
             char np[DEFN_PATH_MAX];
-            path_key(np, p, "name");
+            jschema_path_key(np, p, "name");
             check_step_name(L, np, "group name", name);
             d->group_names[d->group_count] = strdup(name);
         }
         char pp[DEFN_PATH_MAX];
-        path_key(pp, p, "parallel");
+        jschema_path_key(pp, p, "parallel");
         if (!json_is_array(par) || json_array_size(par) == 0) {
             lerr(L, pp, "expected a non-empty array of steps, got %s",
-                 json_is_array(par) ? "an empty array" : type_name(par));
+                 json_is_array(par) ? "an empty array" : jschema_type_name(par));
             d->group_count++;
             continue;
         }
         for (size_t j = 0; j < json_array_size(par); j++) {
             const json_t *st = json_array_get(par, j);
             char sp[DEFN_PATH_MAX];
-            path_index(sp, pp, j);
+            jschema_path_index(sp, pp, j);
             if (!json_is_object(st)) {
-                lerr(L, sp, "expected an object (a step), got %s", type_name(st));
+                lerr(L, sp, "expected an object (a step), got %s", jschema_type_name(st));
                 continue;
             }
             if (json_object_get(st, "parallel")) {
@@ -701,7 +487,7 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
     if (!steps)
         return;
     if (!json_is_array(steps)) {
-        lerr(L, "steps", "expected an array, got %s", type_name(steps));
+        lerr(L, "steps", "expected an array, got %s", jschema_type_name(steps));
         return;
     }
     if (json_array_size(steps) == 0) {
@@ -739,7 +525,7 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
         const char *s;
         char p[DEFN_PATH_MAX];
         if (get_string(L, sj, "name", path, true, &s) == 1) {
-            path_key(p, path, "name");
+            jschema_path_key(p, path, "name");
             check_step_name(L, p, "step name", s);
             for (size_t j = 0; j < i; j++) {
                 if (names[j] && strcmp(names[j], s) == 0) {
@@ -751,7 +537,7 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
             names[i] = st->name;
         }
         if (get_string(L, sj, "topic", path, true, &s) == 1) {
-            path_key(p, path, "topic");
+            jschema_path_key(p, path, "topic");
             check_topic(L, p, s);
             st->topic = strdup(s);
         }
@@ -774,14 +560,14 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
                                   .max_refs = DEFN_MAX_TEMPLATE_REFS,
                                   .max_depth = DEFN_MAX_DEPTH};
         const json_t *action = member(L, sj, "action", path, true);
-        path_key(p, path, "action");
+        jschema_path_key(p, path, "action");
         if (action && !json_is_object(action))
-            lerr(L, p, "expected an object, got %s", type_name(action));
+            lerr(L, p, "expected an object, got %s", jschema_type_name(action));
         else if (action)
             parse_command(L, action, p, action_base, st->topic, &scope, &st->action);
 
         const json_t *comp = json_object_get(sj, "compensation");
-        path_key(p, path, "compensation");
+        jschema_path_key(p, path, "compensation");
         if (!comp) {
             lerr(L, path, "missing required field \"compensation\" (expected an object or "
                  "\"none\")");
@@ -790,7 +576,7 @@ static void parse_steps(loader_t *L, const json_t *root, definition_t *d,
         } else if (json_is_string(comp)) {
             lerr(L, p, "expected an object or \"none\", got \"%s\"", json_string_value(comp));
         } else if (!json_is_object(comp)) {
-            lerr(L, p, "expected an object or \"none\", got %s", type_name(comp));
+            lerr(L, p, "expected an object or \"none\", got %s", jschema_type_name(comp));
         } else {
             st->has_compensation = true;
             scope.own_output = true;
@@ -812,7 +598,7 @@ static void parse_defaults(loader_t *L, const json_t *root, cmd_defaults_t *acti
     if (!def)
         return;
     if (!json_is_object(def)) {
-        lerr(L, "defaults", "expected an object, got %s", type_name(def));
+        lerr(L, "defaults", "expected an object, got %s", jschema_type_name(def));
         return;
     }
     check_fields(L, def, "defaults", DEFAULTS_FIELDS);
@@ -821,7 +607,7 @@ static void parse_defaults(loader_t *L, const json_t *root, cmd_defaults_t *acti
     if (!cd)
         return;
     if (!json_is_object(cd)) {
-        lerr(L, "defaults.compensation", "expected an object, got %s", type_name(cd));
+        lerr(L, "defaults.compensation", "expected an object, got %s", jschema_type_name(cd));
         return;
     }
     check_fields(L, cd, "defaults.compensation", COMP_DEFAULTS_FIELDS);
@@ -855,7 +641,7 @@ static void parse_root(loader_t *L, const json_t *root, definition_t *d)
     const json_t *input = json_object_get(root, "input");
     if (input) {
         size_t before = L->errors;
-        schema_check(L, input, "input", 1);
+        (void)jschema_check(input, "input", DEFN_MAX_DEPTH, on_nested_error, L);
         const char *type = json_string_value(json_object_get(input, "type"));
         if (type && strcmp(type, "object") != 0)
             lerr(L, "input.type", "the input is always an object: expected \"object\", got "
@@ -905,7 +691,7 @@ definition_t *definition_load_string(const char *text, size_t len, const char *s
         return NULL;
     }
     if (!json_is_object(root)) {
-        lerr(&L, NULL, "expected an object at the top, got %s", type_name(root));
+        lerr(&L, NULL, "expected an object at the top, got %s", jschema_type_name(root));
         json_decref(root);
         return NULL;
     }
@@ -915,7 +701,7 @@ definition_t *definition_load_string(const char *text, size_t len, const char *s
     const json_t *schema_uri = json_object_get(root, DEFN_SCHEMA_KEY);
     if (schema_uri && !json_is_string(schema_uri))
         lerr(&L, DEFN_SCHEMA_KEY, "expected a string (the URI of the definition schema), got %s",
-             type_name(schema_uri));
+             jschema_type_name(schema_uri));
     (void)json_object_del(root, DEFN_SCHEMA_KEY);
     definition_t *d = calloc(1, sizeof *d);
     if (!d) {
@@ -1015,366 +801,18 @@ int definition_step_index(const definition_t *d, const char *name)
 
 /* ---------- checking an input at run time ---------- */
 
-static const char *expected_name(const char *type)
-{
-    if (!strcmp(type, "object")) return "an object";
-    if (!strcmp(type, "array")) return "an array";
-    if (!strcmp(type, "string")) return "a string";
-    if (!strcmp(type, "number")) return "a number";
-    if (!strcmp(type, "integer")) return "an integer";
-    if (!strcmp(type, "boolean")) return "a boolean";
-    return "null";
-}
-
-static bool type_matches(const char *type, const json_t *v)
-{
-    if (!strcmp(type, "object")) return json_is_object(v);
-    if (!strcmp(type, "array")) return json_is_array(v);
-    if (!strcmp(type, "string")) return json_is_string(v);
-    if (!strcmp(type, "number")) return json_is_number(v);
-    if (!strcmp(type, "integer"))
-        /* JSON Schema counts 2.0 as an integer; so do we. */
-        return json_is_integer(v) ||
-               (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)));
-    if (!strcmp(type, "boolean")) return json_is_boolean(v);
-    return json_is_null(v);
-}
-
-/* Length in code points, as JSON Schema counts minLength. */
-static size_t utf8_length(const char *s, size_t bytes)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < bytes; i++) {
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            n++;
-    }
-    return n;
-}
-
-static int input_fail(char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int input_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static int input_check(const json_t *s, const json_t *v, const char *path, char *why,
-                       size_t why_len)
-{
-    const char *type = json_string_value(json_object_get(s, "type"));
-    if (type && !type_matches(type, v))
-        return input_fail(why, why_len, "%s: expected %s, got %s", path, expected_name(type),
-                          type_name(v));
-    const json_t *en = json_object_get(s, "enum");
-    if (json_is_array(en)) {
-        bool found = false;
-        for (size_t i = 0; i < json_array_size(en) && !found; i++)
-            found = json_equal(json_array_get(en, i), (json_t *)v);
-        if (!found) {
-            char *text = json_dumps(en, JSON_COMPACT);
-            int rc = input_fail(why, why_len, "%s: expected one of %.*s", path,
-                                DEFN_ENUM_SHOWN, text ? text : "the enum");
-            free(text);
-            return rc;
-        }
-    }
-    if (json_is_string(v)) {
-        size_t n = utf8_length(json_string_value(v), json_string_length(v));
-        const json_t *lim = json_object_get(s, "minLength");
-        if (json_is_integer(lim) && (json_int_t)n < json_integer_value(lim))
-            return input_fail(why, why_len, "%s: expected at least %" JSON_INTEGER_FORMAT
-                              " characters, got %zu", path, json_integer_value(lim), n);
-        lim = json_object_get(s, "maxLength");
-        if (json_is_integer(lim) && (json_int_t)n > json_integer_value(lim))
-            return input_fail(why, why_len, "%s: expected at most %" JSON_INTEGER_FORMAT
-                              " characters, got %zu", path, json_integer_value(lim), n);
-    }
-    if (json_is_number(v)) {
-        double x = json_number_value(v);
-        const json_t *lim = json_object_get(s, "minimum");
-        if (json_is_number(lim) && x < json_number_value(lim))
-            return input_fail(why, why_len, "%s: expected at least %g, got %g", path,
-                              json_number_value(lim), x);
-        lim = json_object_get(s, "maximum");
-        if (json_is_number(lim) && x > json_number_value(lim))
-            return input_fail(why, why_len, "%s: expected at most %g, got %g", path,
-                              json_number_value(lim), x);
-    }
-    char p[DEFN_PATH_MAX];
-    if (json_is_object(v)) {
-        const json_t *req = json_object_get(s, "required");
-        for (size_t i = 0; i < json_array_size(req); i++) {
-            const char *name = json_string_value(json_array_get(req, i));
-            if (name && !json_object_get(v, name))
-                return input_fail(why, why_len, "%s: missing required property \"%s\"", path,
-                                  name);
-        }
-        const json_t *props = json_object_get(s, "properties");
-        bool closed = json_is_false(json_object_get(s, "additionalProperties"));
-        const char *key;
-        const json_t *child;
-        json_object_foreach((json_t *)v, key, child)
-        {
-            const json_t *sub = json_object_get(props, key);
-            path_key(p, path, key);
-            if (!sub && closed)
-                return input_fail(why, why_len, "%s: unknown property (the input schema "
-                                  "does not declare it)", p);
-            if (sub && input_check(sub, child, p, why, why_len) < 0)
-                return -1;
-        }
-    }
-    const json_t *items = json_object_get(s, "items");
-    if (json_is_array(v) && items) {
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            path_index(p, path, i);
-            if (input_check(items, json_array_get(v, i), p, why, why_len) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 int definition_check_input(const definition_t *d, const json_t *input, char *why,
                            size_t why_len)
 {
-    if (!input)
-        return input_fail(why, why_len, "input: missing");
-    if (!json_is_object(input))
-        return input_fail(why, why_len, "input: expected an object, got %s",
-                          type_name(input));
+    if (!input || !json_is_object(input)) {
+        if (why && why_len && !input)
+            snprintf(why, why_len, "input: missing");
+        else if (why && why_len)
+            snprintf(why, why_len, "input: expected an object, got %s",
+                     jschema_type_name(input));
+        return -1;
+    }
     if (!d || !d->input_schema)
         return 0;
-    return input_check(d->input_schema, input, "input", why, why_len);
-}
-
-/* ---------- sets ---------- */
-
-struct defn_set {
-    definition_t **items;
-    size_t count;
-    size_t capacity;
-};
-
-defn_set_t *defn_set_new(void)
-{
-    return calloc(1, sizeof(defn_set_t));
-}
-
-void defn_set_free(defn_set_t *set)
-{
-    if (!set)
-        return;
-    for (size_t i = 0; i < set->count; i++)
-        definition_free(set->items[i]);
-    free(set->items);
-    free(set);
-}
-
-int defn_set_add(defn_set_t *set, definition_t *d, defn_errors_t *errs)
-{
-    if (!set || !d) {
-        definition_free(d);
-        return -1;
-    }
-    for (size_t i = 0; i < set->count; i++) {
-        const definition_t *o = set->items[i];
-        if (strcmp(o->name, d->name) == 0 && o->version == d->version) {
-            defn_errors_add(errs, d->source, 0, 0, NULL,
-                            "duplicate saga \"%s\" version %d (also defined in %s)", d->name,
-                            d->version, o->source);
-            definition_free(d);
-            return -1;
-        }
-    }
-    if (set->count == set->capacity) {
-        size_t cap = set->capacity ? 2 * set->capacity : 8;
-        definition_t **grown = realloc(set->items, cap * sizeof *grown);
-        if (!grown) {
-            defn_errors_add(errs, d->source, 0, 0, NULL, "out of memory");
-            definition_free(d);
-            return -1;
-        }
-        set->items = grown;
-        set->capacity = cap;
-    }
-    set->items[set->count++] = d;
-    return 0;
-}
-
-const definition_t *defn_set_find(const defn_set_t *set, const char *name, int version)
-{
-    const definition_t *best = NULL;
-    for (size_t i = 0; set && name && i < set->count; i++) {
-        const definition_t *d = set->items[i];
-        if (strcmp(d->name, name) != 0)
-            continue;
-        if (version > 0 && d->version == version)
-            return d;
-        if (version <= 0 && (!best || d->version > best->version))
-            best = d;
-    }
-    return best;
-}
-
-size_t defn_set_count(const defn_set_t *set)
-{
-    return set ? set->count : 0;
-}
-
-const definition_t *defn_set_at(const defn_set_t *set, size_t i)
-{
-    return set && i < set->count ? set->items[i] : NULL;
-}
-
-definition_t *defn_set_take(defn_set_t *set, size_t i)
-{
-    if (!set || i >= set->count)
-        return NULL;
-    definition_t *d = set->items[i];
-    memmove(set->items + i, set->items + i + 1, (set->count - i - 1) * sizeof *set->items);
-    set->count--;
-    return d;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool has_json_suffix(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 5 && strcmp(name + n - 5, ".json") == 0;
-}
-
-/* The *.json files of dir (not hidden ones, as a shell glob), sorted bytewise so that the
- * load order and the order of errors do not depend on the locale. Returns 0, or -1 with
- * an error appended. */
-static int list_json_files(const char *dir, char ***out, size_t *count, defn_errors_t *errs)
-{
-    DIR *dh = opendir(dir);
-    if (!dh) {
-        defn_errors_add(errs, dir, 0, 0, NULL, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(dh)) != NULL) {
-        if (de->d_name[0] == '.' || !has_json_suffix(de->d_name))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **grown = realloc(names, cap * sizeof *grown);
-            if (!grown)
-                goto oom;
-            names = grown;
-        }
-        if (!(names[n] = strdup(de->d_name)))
-            goto oom;
-        n++;
-    }
-    closedir(dh);
-    if (n)
-        qsort(names, n, sizeof *names, compare_names);
-    *out = names;
-    *count = n;
-    return 0;
-oom:
-    closedir(dh);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    defn_errors_add(errs, dir, 0, 0, NULL, "out of memory");
-    return -1;
-}
-
-defn_set_t *defn_set_load(const char *dir_or_file, defn_errors_t *errs)
-{
-    struct stat st;
-    if (stat(dir_or_file, &st) < 0) {
-        defn_errors_add(errs, dir_or_file, 0, 0, NULL, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    defn_set_t *set = defn_set_new();
-    if (!set) {
-        defn_errors_add(errs, dir_or_file, 0, 0, NULL, "out of memory");
-        return NULL;
-    }
-    bool failed = false;
-    if (!S_ISDIR(st.st_mode)) {
-        definition_t *d = definition_load_file(dir_or_file, errs);
-        failed = !d || defn_set_add(set, d, errs) < 0;
-    } else {
-        char **names = NULL;
-        size_t n = 0;
-        if (list_json_files(dir_or_file, &names, &n, errs) < 0) {
-            failed = true;
-        } else if (n == 0) {
-            defn_errors_add(errs, dir_or_file, 0, 0, NULL, "no definition files (*.json)");
-            failed = true;
-        }
-        size_t dlen = strlen(dir_or_file);
-        while (dlen > 1 && dir_or_file[dlen - 1] == '/')
-            dlen--;
-        /* Every file is loaded even after a failure, so that one run reports all. */
-        for (size_t i = 0; i < n; i++) {
-            size_t len = dlen + 1 + strlen(names[i]) + 1;
-            char *path = malloc(len);
-            if (!path) {
-                defn_errors_add(errs, dir_or_file, 0, 0, NULL, "out of memory");
-                failed = true;
-            } else {
-                snprintf(path, len, "%.*s/%s", (int)dlen, dir_or_file, names[i]);
-                definition_t *d = definition_load_file(path, errs);
-                if (!d || defn_set_add(set, d, errs) < 0)
-                    failed = true;
-            }
-            free(path);
-            free(names[i]);
-        }
-        free(names);
-    }
-    if (failed) {
-        defn_set_free(set);
-        return NULL;
-    }
-    return set;
-}
-
-int definition_check_path(const char *path, FILE *out)
-{
-    defn_errors_t errs = {0};
-    defn_set_t *set = defn_set_load(path, &errs);
-    char line[sizeof(defn_error_t) + 64];
-    size_t files = 0;
-    for (size_t i = 0; i < errs.count; i++) {
-        defn_error_format(&errs.items[i], line, sizeof line);
-        fprintf(out, "%s\n", line);
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(errs.items[j].source, errs.items[i].source) == 0;
-        if (!seen)
-            files++;
-    }
-    int rc = 0;
-    if (set) {
-        size_t n = defn_set_count(set);
-        fprintf(out, "%zu definition%s OK\n", n, n == 1 ? "" : "s");
-    } else {
-        fprintf(out, "%zu error%s in %zu file%s\n", errs.count, errs.count == 1 ? "" : "s",
-                files, files == 1 ? "" : "s");
-        rc = 1;
-    }
-    defn_set_free(set);
-    defn_errors_release(&errs);
-    return rc;
+    return jschema_validate(d->input_schema, input, "input", why, why_len);
 }

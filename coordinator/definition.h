@@ -5,6 +5,8 @@
  * reference is resolved against the steps before it, every limit is checked. Errors are
  * collected (not only the first) into a caller-owned defn_errors_t, each naming the file
  * and either line:column (JSON syntax) or the JSON path (meaning) and what was expected.
+ * The "input" schema is written in the JSON Schema subset of jschema.h; sets of
+ * definitions and loading a folder are catalogue.h's.
  *
  * Steps are stored flat, in order. Each step carries the index of its group: steps of one
  * group run at once (a parallel group); a plain sequential step is a group of one. The
@@ -16,7 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "template.h"
 
@@ -113,56 +114,26 @@ typedef struct defn_errors {
     defn_error_t *items;
 } defn_errors_t;
 
-/* A set of loaded definitions, looked up by name (and version). */
-typedef struct defn_set defn_set_t;
-
 /* Loads and validates one definition file. Returns the definition (caller owns, free
- * with definition_free) or NULL, with every error found appended to errs. */
+ * with definition_free) or NULL, with every error found appended to errs (may be NULL). */
 definition_t *definition_load_file(const char *path, defn_errors_t *errs);
 
 /* The same from a string; source names it in errors. */
 definition_t *definition_load_string(const char *text, size_t len, const char *source,
                                      defn_errors_t *errs);
 
+/* Frees d and everything it owns. d may be NULL. */
 void definition_free(definition_t *d);
 
 /* Index of the step called name, or -1. */
 int definition_step_index(const definition_t *d, const char *name);
 
-/* Checks a saga input against the definition's input schema. Returns 0 when it conforms
- * (with no schema: when it is an object), -1 with a reason naming the path
- * (input.amount: expected a number, got a string) written to why (may be NULL). */
+/* Checks a saga input against the definition's input schema (jschema_validate). Returns 0
+ * when it conforms (with no schema, or d NULL: when it is an object), -1 with a reason
+ * naming the path (input.amount: expected a number, got a string) written to why (may be
+ * NULL). */
 int definition_check_input(const definition_t *d, const json_t *input, char *why,
                            size_t why_len);
-
-/* Loads every *.json file of a folder, or one file. Returns a set (caller owns) when
- * every file is valid and saga names+versions are unique; NULL with all errors otherwise
- * (nothing half-loaded). */
-defn_set_t *defn_set_load(const char *dir_or_file, defn_errors_t *errs);
-
-void defn_set_free(defn_set_t *set);
-
-/* The definition of that name and version, or the highest version when version <= 0.
- * Borrowed: valid as long as the set. NULL when unknown. */
-const definition_t *defn_set_find(const defn_set_t *set, const char *name, int version);
-
-size_t defn_set_count(const defn_set_t *set);
-const definition_t *defn_set_at(const defn_set_t *set, size_t i);
-
-/* Takes ownership of d; fails (-1, error appended) on a duplicate name+version, and then
- * frees d. */
-int defn_set_add(defn_set_t *set, definition_t *d, defn_errors_t *errs);
-defn_set_t *defn_set_new(void);
-
-/* Removes the i-th definition from the set and hands it to the caller (who then owns it);
- * the others keep their order. NULL when i is out of range. */
-definition_t *defn_set_take(defn_set_t *set, size_t i);
-
-/* Loads a folder or one file as defn_set_load does and prints to out every error, one
- * per line as defn_error_format writes it, then a summary line: "N definitions OK" or
- * "N errors in M files". Returns 0 when everything is valid, 1 otherwise (the exit
- * status of saga-coordinator --check). */
-int definition_check_path(const char *path, FILE *out);
 
 /* Appends an error (printf-style text). path and source may be NULL. errs may be NULL
  * (the error is dropped). Past DEFN_MAX_ERRORS - 1 errors, one last error says that
@@ -171,9 +142,11 @@ void defn_errors_add(defn_errors_t *errs, const char *source, int line, int colu
                      const char *path, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-/* Formats one error as "file:line:col: text" or "file: path: text". */
+/* Formats one error as "file:line:col: text" or "file: path: text" into buf (len bytes,
+ * cut to fit). */
 void defn_error_format(const defn_error_t *e, char *buf, size_t len);
 
+/* Frees the errors' storage and empties errs, which may be NULL. */
 void defn_errors_release(defn_errors_t *errs);
 
 #endif

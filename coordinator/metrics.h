@@ -15,7 +15,7 @@
 #define SAGA_METRICS_H
 
 #include "coordinator.h"
-#include "definition.h"
+#include "catalogue.h"
 #include "saga.h"
 
 #include <jansson.h>

@@ -7,11 +7,14 @@
  * a saga taken over from another coordinator whose version is not in the folder gets it
  * from Redis (saga:definitions, checked against saga:definition-hashes). Content never
  * changes under a NAME@VERSION: a file that tries is refused, naming the file and the
- * version (docs/definitions.md, "Versions"). */
+ * version (docs/definitions.md, "Versions").
+ *
+ * The folder itself is read by catalogue.h (defn_set_load, all or nothing), which knows
+ * nothing of Redis; this module adds what a running coordinator needs on top of it. */
 #ifndef SAGA_REGISTRY_H
 #define SAGA_REGISTRY_H
 
-#include "definition.h"
+#include "catalogue.h"
 #include "store.h"
 
 typedef struct registry registry_t;

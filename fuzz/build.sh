@@ -10,7 +10,7 @@ cc=${FUZZ_CC:-clang}
 mkdir -p "$out/obj"
 
 # The modules the targets reach: no Kafka, no Redis, no I/O.
-core=(definition template suggest sha256 protocol saga jsonw machine)
+core=(definition jschema catalogue template suggest sha256 protocol saga jsonw machine)
 common=(-g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter
         -fno-omit-frame-pointer -I"$root/coordinator" $(pkg-config --cflags jansson))
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)

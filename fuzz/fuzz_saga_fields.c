@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-#include "definition.h"
+#include "catalogue.h"
 #include "machine.h"
 #include "saga.h"
 

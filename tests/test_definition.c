@@ -6,6 +6,7 @@
  * set) and error: the exact output of definition_check_path, with the case folder's path
  * removed wherever it appears, so error lines read "input.json: steps[0]: ...". */
 #include "definition.h"
+#include "catalogue.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -3,7 +3,7 @@
 #include "check.h"
 #include "config.h"
 #include "coordinator.h"
-#include "definition.h"
+#include "catalogue.h"
 #include "graph.h"
 #include "http.h"
 #include "log.h"
