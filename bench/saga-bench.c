@@ -440,6 +440,24 @@ static redisContext *redis_wait(int port)
     }
 }
 
+/* Starts redis-server on a free port with its data in dir (under the temp dir), durable
+ * as in production (AOF, fsync every second), no RDB snapshots; connects b->redis_ctx. */
+static void redis_start(bench_t *b, const char *dir)
+{
+    char port[16], rdir[PATH_MAX + 64], logp[PATH_MAX + 64];
+    b->redis_port = proc_free_port();
+    snprintf(port, sizeof port, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s/%s", b->tmp, dir);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
+    b->redis = proc_spawn(rargv, logp);
+    b->redis_ctx = redis_wait(b->redis_port);
+}
+
 static void stack_start(bench_t *b, int steps)
 {
     char path[PATH_MAX + 64], logp[PATH_MAX + 64];
@@ -460,19 +478,9 @@ static void stack_start(bench_t *b, int steps)
     b->broker = proc_spawn(bargv, logp);
     wait_for_file(path, b->bootstrap, sizeof b->bootstrap, b->broker);
 
-    /* Redis: durable as in production (AOF, fsync every second), no RDB snapshots. */
-    b->redis_port = proc_free_port();
-    char port[16], rdir[PATH_MAX + 16];
-    snprintf(port, sizeof port, "%d", b->redis_port);
-    snprintf(rdir, sizeof rdir, "%s/redis-%d", b->tmp, steps);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
-    b->redis = proc_spawn(rargv, logp);
-    b->redis_ctx = redis_wait(b->redis_port);
+    char rdir[32];
+    snprintf(rdir, sizeof rdir, "redis-%d", steps);
+    redis_start(b, rdir);
 
     /* Coordinator, with its defaults. */
     char coord[PATH_MAX + 32], bs[600], rp[64], defs[PATH_MAX + 32];
@@ -1379,20 +1387,11 @@ static void print_redis_floor(const floor_kind_t *kind, const redis_floor_result
 /* Starts redis-server alone and prints the two floors (for profiling the store). */
 static void redis_floor_alone(bench_t *b, int steps)
 {
-    char port[16], rdir[1200], logp[1200];
+    char rdir[32];
     b->steps = steps;
     snprintf(b->saga_name, sizeof b->saga_name, "bench%d", steps);
-    b->redis_port = proc_free_port();
-    snprintf(port, sizeof port, "%d", b->redis_port);
-    snprintf(rdir, sizeof rdir, "%s/redis-floor-%d", b->tmp, steps);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
-    b->redis = proc_spawn(rargv, logp);
-    b->redis_ctx = redis_wait(b->redis_port);
+    snprintf(rdir, sizeof rdir, "redis-floor-%d", steps);
+    redis_start(b, rdir);
     redis_floor_result_t script, raw;
     redis_floor(b, &FLOOR_SCRIPT, BENCH_FLOOR_ALONE_ROUNDS, &script);
     redis_floor(b, &FLOOR_RAW, BENCH_FLOOR_ALONE_ROUNDS, &raw);
