@@ -2,7 +2,9 @@
  * broker, redis-server and one coordinator, drives sagas through them with built-in
  * participants that reply at once, and measures throughput, latency, cost per saga and
  * memory per in-flight saga, against the floor of the same broker and Redis in the same
- * run.
+ * run. Redis has two floors: our transition script through the store API, and the raw
+ * writes a transition cannot do without (see "the Redis floors" below); the ratio to the
+ * second shows what the script costs.
  *
  * Clocks: every latency is measured inside this process on CLOCK_MONOTONIC, so the
  * coordinator's clock does not enter. A "hop" is what the coordinator adds around one
@@ -729,8 +731,9 @@ typedef struct redis_floor_result {
     double transitions_per_s;
     double build_share;                /* of the timed part: building commands */
     double cpu_us;                     /* redis-server CPU per transition (INFO cpu) */
-    double cmd_us;                     /* Redis's time in the commands sent, per transition
-                                        * (INFO commandstats usec) */
+    double cmd_us;                     /* Redis's time inside the commands sent, per
+                                        * transition (INFO commandstats usec: wall clock,
+                                        * so a preempted Redis counts the time it waited) */
     double sagas_per_s;                /* transitions/s / (steps + 1) */
 } redis_floor_result_t;
 
@@ -1380,7 +1383,7 @@ static void redis_floor(bench_t *b, const floor_kind_t *kind, int rounds, redis_
 static void print_redis_floor(const floor_kind_t *kind, const redis_floor_result_t *f, int depth)
 {
     printf("  %-6s floor: %8.0f transitions/s (depth %d), %2.0f%% of it building commands; "
-           "Redis CPU %.1f us per transition, %.1f us in commands\n",
+           "Redis CPU %.1f us per transition, %.1f us (wall) in commands\n",
            kind->name, f->transitions_per_s, depth, f->build_share * 100, f->cpu_us, f->cmd_us);
 }
 
@@ -1572,7 +1575,7 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("floor: Redis transitions/s (raw writes)", "%19.0f", rs[i].raw.transitions_per_s);
     ROW("Redis CPU us/transition: ours/script/raw", "%9.1f/%.1f/%.1f", rs[i].redis_cpu_us,
         rs[i].script.cpu_us, rs[i].raw.cpu_us);
-    ROW("  of it in commands: ours/script/raw", "%9.1f/%.1f/%.1f", rs[i].redis_cmd_us,
+    ROW("  wall us in commands: ours/script/raw", "%9.1f/%.1f/%.1f", rs[i].redis_cmd_us,
         rs[i].script.cmd_us, rs[i].raw.cmd_us);
     ROW("floor: sagas/s Kafka / Redis (script)", "%12.0f / %5.0f", rs[i].floor_kafka_sagas,
         rs[i].script.sagas_per_s);
@@ -1589,7 +1592,9 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
            "floor (script) = min(Kafka, Redis running our transition script); raw floor = "
            "min(Kafka, Redis taking the least\na transition must write: HSET of the changed "
            "fields, RPUSH of one history entry, HSET of one outbox\nentry); both pipelined "
-           "%d deep. Redis CPU: INFO cpu (ours: at half load), commands: INFO commandstats.\n",
+           "%d deep. Redis CPU: INFO cpu's used_cpu_sys+user (ours: at half load); wall us in "
+           "commands: INFO commandstats\n(wall clock inside the commands sent: EVALSHA/HDEL, "
+           "or HSET/RPUSH/HDEL; above the CPU when Redis is preempted).\n",
            b->o.depth);
 }
 
@@ -1602,7 +1607,7 @@ static json_t *redis_floor_json(const redis_floor_result_t *f)
 {
     return json_pack("{s:f, s:f, s:f, s:f, s:f}", "transitions_per_s", f->transitions_per_s,
                      "build_share", f->build_share, "redis_cpu_us_per_transition", f->cpu_us,
-                     "redis_command_us_per_transition", f->cmd_us, "sagas_per_s",
+                     "redis_command_wall_us_per_transition", f->cmd_us, "sagas_per_s",
                      f->sagas_per_s);
 }
 
@@ -1615,7 +1620,8 @@ static void add_floors_json(json_t *entry, const result_t *r)
     json_object_set_new(floor, "raw_sagas_per_s", json_real(r->raw_floor_sagas));
     json_object_set_new(entry, "fraction_of_raw_floor", json_real(r->raw_ratio));
     json_object_set_new(entry, "redis_cpu_us_per_transition", json_real(r->redis_cpu_us));
-    json_object_set_new(entry, "redis_command_us_per_transition", json_real(r->redis_cmd_us));
+    json_object_set_new(entry, "redis_command_wall_us_per_transition",
+                        json_real(r->redis_cmd_us));
 }
 
 static void write_json(const result_t *rs, size_t n, const bench_t *b, const char *path)
@@ -1698,13 +1704,14 @@ static void usage(FILE *out)
             "                  [--keep DIR]\n\n"
             "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
             "saga-coordinator from the folder of this program, drives sagas through them with\n"
-            "built-in participants, measures against the floor of the same broker and Redis,\n"
+            "built-in participants, measures against the floor of the same broker and Redis\n"
+            "(two Redis floors: our transition script, and the raw writes a transition needs),\n"
             "prints a table and optionally writes JSON.\n\n"
             "  --steps LIST       saga sizes to run (default 3,10)\n"
             "  --duration S       seconds of each measured phase (default 10)\n"
             "  --window N         closed loop: sagas in flight (default 2000)\n"
             "  --inflight N       memory phase: sagas held in flight (default 100000)\n"
-            "  --depth N          Redis floor: transitions per pipeline (default 256)\n"
+            "  --depth N          Redis floors: transitions per pipeline (default 256)\n"
             "  --floor-messages N Kafka floor: messages (default 200000)\n"
             "  --no-rss           skip the memory phase\n"
             "  --json FILE        write the results as JSON\n"
