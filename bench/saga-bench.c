@@ -1353,7 +1353,7 @@ static void redis_floor(bench_t *b, const floor_kind_t *kind, int rounds, redis_
     json_t *output = json_pack("{s:s}", "ref", "r-floor-s0");
     int64_t timed = 0, build = 0;
     size_t transitions = 0;
-    static snapshot_t s0, s1;
+    snapshot_t s0, s1;
     read_redis_stats(b->redis_ctx, &s0);
     for (int round = 0; round < rounds; round++) {
         floor_sagas_new(&fr, def, round);
