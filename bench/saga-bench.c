@@ -2,7 +2,9 @@
  * broker, redis-server and one coordinator, drives sagas through them with built-in
  * participants that reply at once, and measures throughput, latency, cost per saga and
  * memory per in-flight saga, against the floor of the same broker and Redis in the same
- * run.
+ * run. Redis has two floors: our transition script through the store API, and the raw
+ * writes a transition cannot do without (see "the Redis floors" below); the ratio to the
+ * second shows what the script costs.
  *
  * Clocks: every latency is measured inside this process on CLOCK_MONOTONIC, so the
  * coordinator's clock does not enter. A "hop" is what the coordinator adds around one
@@ -19,6 +21,7 @@
 #include "bench_stats.h"
 
 #include "catalogue.h"
+#include "jsonw.h"
 #include "log.h"
 #include "machine.h"
 #include "saga.h"
@@ -60,6 +63,8 @@
 #define BENCH_MSG_MAX 4096
 #define BENCH_LAT_BUCKETS 32            /* of the coordinator's latency histogram */
 #define BENCH_METRICS_MAX (1 << 20)     /* bytes of a /metrics scrape */
+#define BENCH_FLOOR_ROUNDS 20           /* Redis floors: rounds of --depth sagas */
+#define BENCH_FLOOR_ALONE_ROUNDS 40     /* the same with --redis-floor-only */
 
 static const char *const TOPICS[] = {"saga.input", BENCH_CMD_TOPIC, "saga.outcomes",
                                      "saga.deadletter"};
@@ -98,6 +103,8 @@ typedef struct snapshot {
     size_t ncmd;
     char cmd_names[BENCH_MAX_CMDSTATS][32];
     long long cmd_calls[BENCH_MAX_CMDSTATS];
+    long long cmd_usec[BENCH_MAX_CMDSTATS];
+    double redis_info_cpu;               /* INFO cpu: used_cpu_sys + used_cpu_user (s) */
     uint64_t finished;
     /* the coordinator's saga_coordinator_latency_seconds histogram (cumulative) */
     size_t nlat;
@@ -435,6 +442,24 @@ static redisContext *redis_wait(int port)
     }
 }
 
+/* Starts redis-server on a free port with its data in dir (under the temp dir), durable
+ * as in production (AOF, fsync every second), no RDB snapshots; connects b->redis_ctx. */
+static void redis_start(bench_t *b, const char *dir)
+{
+    char port[16], rdir[PATH_MAX + 64], logp[PATH_MAX + 64];
+    b->redis_port = proc_free_port();
+    snprintf(port, sizeof port, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s/%s", b->tmp, dir);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                     "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
+    b->redis = proc_spawn(rargv, logp);
+    b->redis_ctx = redis_wait(b->redis_port);
+}
+
 static void stack_start(bench_t *b, int steps)
 {
     char path[PATH_MAX + 64], logp[PATH_MAX + 64];
@@ -455,19 +480,9 @@ static void stack_start(bench_t *b, int steps)
     b->broker = proc_spawn(bargv, logp);
     wait_for_file(path, b->bootstrap, sizeof b->bootstrap, b->broker);
 
-    /* Redis: durable as in production (AOF, fsync every second), no RDB snapshots. */
-    b->redis_port = proc_free_port();
-    char port[16], rdir[PATH_MAX + 16];
-    snprintf(port, sizeof port, "%d", b->redis_port);
-    snprintf(rdir, sizeof rdir, "%s/redis-%d", b->tmp, steps);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
-    b->redis = proc_spawn(rargv, logp);
-    b->redis_ctx = redis_wait(b->redis_port);
+    char rdir[32];
+    snprintf(rdir, sizeof rdir, "redis-%d", steps);
+    redis_start(b, rdir);
 
     /* Coordinator, with its defaults. */
     char coord[PATH_MAX + 32], bs[600], rp[64], defs[PATH_MAX + 32];
@@ -617,6 +632,36 @@ static void latency_percentiles(const snapshot_t *s0, const snapshot_t *s1, cons
     }
 }
 
+/* Redis's own counters into s: every command's calls and microseconds (INFO
+ * commandstats; commands run inside a script are counted under their own names too) and
+ * the process's CPU seconds (INFO cpu, microsecond resolution, all threads). */
+static void read_redis_stats(redisContext *c, snapshot_t *s)
+{
+    redisReply *r = redisCommand(c, "INFO cpu");
+    if (!r || r->type != REDIS_REPLY_STRING)
+        die("INFO cpu failed");
+    const char *sys = strstr(r->str, "used_cpu_sys:"), *user = strstr(r->str, "used_cpu_user:");
+    if (!sys || !user)
+        die("INFO cpu has no used_cpu_sys / used_cpu_user");
+    s->redis_info_cpu = strtod(sys + 13, NULL) + strtod(user + 14, NULL);
+    freeReplyObject(r);
+    r = redisCommand(c, "INFO commandstats");
+    if (!r || r->type != REDIS_REPLY_STRING)
+        die("INFO commandstats failed");
+    s->ncmd = 0;
+    for (char *line = strtok(r->str, "\r\n"); line && s->ncmd < BENCH_MAX_CMDSTATS;
+         line = strtok(NULL, "\r\n")) {
+        char name[32];
+        long long calls, usec;
+        if (sscanf(line, "cmdstat_%31[^:]:calls=%lld,usec=%lld", name, &calls, &usec) == 3) {
+            snprintf(s->cmd_names[s->ncmd], sizeof s->cmd_names[0], "%s", name);
+            s->cmd_usec[s->ncmd] = usec;
+            s->cmd_calls[s->ncmd++] = calls;
+        }
+    }
+    freeReplyObject(r);
+}
+
 static void take_snapshot(bench_t *b, snapshot_t *s)
 {
     memset(s, 0, sizeof *s);
@@ -635,31 +680,62 @@ static void take_snapshot(bench_t *b, snapshot_t *s)
             s->kafka[t] += hi;
         }
     }
-    redisReply *r = redisCommand(b->redis_ctx, "INFO commandstats");
-    if (!r || r->type != REDIS_REPLY_STRING)
-        die("INFO commandstats failed");
-    for (char *line = strtok(r->str, "\r\n"); line && s->ncmd < BENCH_MAX_CMDSTATS;
-         line = strtok(NULL, "\r\n")) {
-        char name[32];
-        long long calls;
-        if (sscanf(line, "cmdstat_%31[^:]:calls=%lld", name, &calls) == 2) {
-            snprintf(s->cmd_names[s->ncmd], sizeof s->cmd_names[0], "%s", name);
-            s->cmd_calls[s->ncmd++] = calls;
-        }
-    }
-    freeReplyObject(r);
+    read_redis_stats(b->redis_ctx, s);
     read_latency(b, s);
+}
+
+/* Index of command name in s's commandstats, or -1 when Redis has not run it. */
+static int cmd_index(const snapshot_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->ncmd; i++)
+        if (strcmp(s->cmd_names[i], name) == 0)
+            return (int)i;
+    return -1;
 }
 
 static long long cmd_calls(const snapshot_t *s, const char *name)
 {
-    for (size_t i = 0; i < s->ncmd; i++)
-        if (strcmp(s->cmd_names[i], name) == 0)
-            return s->cmd_calls[i];
-    return 0;
+    int i = cmd_index(s, name);
+    return i < 0 ? 0 : s->cmd_calls[i];
+}
+
+/* The commands the store sends (INFO commandstats counts a script's inner commands under
+ * their own names as well: they are in EVALSHA's time already). */
+static const char *const SCRIPT_COMMANDS[] = {"evalsha", "eval", "hdel", NULL};
+
+static bool listed(const char *name, const char *const *names)
+{
+    for (size_t k = 0; names[k]; k++)
+        if (strcmp(name, names[k]) == 0)
+            return true;
+    return false;
+}
+
+/* Microseconds Redis spent in the named commands (a NULL-ended list) from s0 to s1. */
+static double cmd_usec_between(const snapshot_t *s0, const snapshot_t *s1,
+                               const char *const *names)
+{
+    long long usec = 0;
+    for (size_t k = 0; names[k]; k++) {
+        int i0 = cmd_index(s0, names[k]), i1 = cmd_index(s1, names[k]);
+        usec += (i1 < 0 ? 0 : s1->cmd_usec[i1]) - (i0 < 0 ? 0 : s0->cmd_usec[i0]);
+    }
+    return (double)usec;
 }
 
 /* --- results ---------------------------------------------------------------------- */
+
+/* What one Redis floor measured. Only its writes are timed (not the machine that makes
+ * the transitions); Redis's CPU is counted over the whole floor. */
+typedef struct redis_floor_result {
+    double transitions_per_s;
+    double build_share;                /* of the timed part: building commands */
+    double cpu_us;                     /* redis-server CPU per transition (INFO cpu) */
+    double cmd_us;                     /* Redis's time inside the commands sent, per
+                                        * transition (INFO commandstats usec: wall clock,
+                                        * so a preempted Redis counts the time it waited) */
+    double sagas_per_s;                /* transitions/s / (steps + 1) */
+} redis_floor_result_t;
 
 typedef struct result {
     int steps;
@@ -689,9 +765,12 @@ typedef struct result {
     /* floor */
     double kafka_floor_msgs;           /* produce+consume, messages/s */
     double kafka_hop[3];               /* one hop at the half-load message rate */
-    double redis_floor_transitions;    /* per second, through the store API */
-    double redis_floor_queue_share;    /* fraction of that time spent building commands */
-    double floor_kafka_sagas, floor_redis_sagas, floor_sagas, ratio;
+    double redis_cpu_us, redis_cmd_us; /* ours at half load, per transition, as the floors' */
+    redis_floor_result_t script;       /* the transition script, through the store API */
+    redis_floor_result_t raw;          /* the least a transition must write, as plain commands */
+    double floor_kafka_sagas;
+    double floor_sagas, ratio;         /* min(Kafka, script floor); our rate / it */
+    double raw_floor_sagas, raw_ratio; /* min(Kafka, raw floor); our rate / it */
 } result_t;
 
 static const double PCTS[3] = {50, 95, 99};
@@ -876,17 +955,388 @@ static void kafka_floor(bench_t *b, size_t size, int count, double hop_rate, res
     samples_release(&fc.hops);
 }
 
+/* --- the Redis floors ------------------------------------------------------------- */
+
+/* Two floors run on the same redis-server, each pipelined --depth transitions deep as a
+ * coordinator turn is, over the machine's real transitions of depth sagas advancing one
+ * step per pipeline:
+ * - the script floor: the coordinator's transition script through the store API (what
+ *   a coordinator with no overhead of its own would reach);
+ * - the raw floor: the least a transition must make durable, as plain commands (the
+ *   saga's changed fields, one history entry, its outbox entry), so that "our rate /
+ *   floor" cannot hide what the script itself costs Redis. */
+
+/* The raw floor's commands. */
+static const char *const RAW_COMMANDS[] = {"hset", "rpush", "hdel", NULL};
+/* The fields the raw floor writes on a saga that exists: those every transition changes.
+ * A create writes every field, as the store does. */
+static const char *const RAW_FIELDS[] = {"status", "step", "version", "updated_at", "steps"};
+#define RAW_MAX_ARGS 64                 /* of one raw HSET: a create's every field */
+#define FLOOR_OUTBOX_PER_TRANSITION 2   /* the bench's sagas: one command, or an outcome */
+
+/* One command's arguments in one growable buffer (offsets: the buffer may move). */
+typedef struct raw_cmd {
+    jsonw_t text;
+    size_t off[RAW_MAX_ARGS], len[RAW_MAX_ARGS];
+    int argc;
+} raw_cmd_t;
+
+/* One pipeline: depth sagas, the transitions the machine made for them this step, and
+ * the outbox entries of this pipeline (cur) and of the previous one (prev, acknowledged
+ * in this one as the coordinator's next turn does). */
+typedef struct floor_round {
+    size_t depth;
+    int64_t epoch;
+    saga_t **sagas;
+    json_t **hist;                     /* each transition's history entries (owned) */
+    store_transition_t *ts;
+    store_status_t *results;
+    outbox_entry_t *cur, *prev;
+    size_t ncur, nprev;
+    raw_cmd_t cmd;                     /* the raw floor's scratch */
+    jsonw_t entry;
+} floor_round_t;
+
+/* Writes one pipeline and reads its replies. Returns the microseconds it took; *build_us
+ * gets those spent building the commands, before anything went to Redis. */
+typedef int64_t (*floor_write_fn)(store_t *st, floor_round_t *fr, int64_t *build_us);
+
+typedef struct floor_kind {
+    const char *name;
+    const char *prefix;                /* keys of its own, apart from the other floor's */
+    floor_write_fn write;
+    const char *const *commands;       /* what it sends, for INFO commandstats */
+} floor_kind_t;
+
 static void entries_release(outbox_entry_t *e, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         outbox_entry_release(&e[i]);
 }
 
-/* The coordinator's transition script on the same Redis, through the store API and
- * pipelined as a coordinator turn does it: each pipeline holds depth transitions (the
- * machine's real ones for depth sagas advancing one step) and the outbox
- * acknowledgements of the previous pipeline. Only the store calls are timed. */
-static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
+static void floor_round_init(floor_round_t *fr, size_t depth, int64_t epoch)
+{
+    *fr = (floor_round_t){.depth = depth, .epoch = epoch};
+    fr->sagas = calloc(depth, sizeof *fr->sagas);
+    fr->hist = calloc(depth, sizeof *fr->hist);
+    fr->ts = calloc(depth, sizeof *fr->ts);
+    fr->results = calloc(depth, sizeof *fr->results);
+    if (!fr->sagas || !fr->hist || !fr->ts || !fr->results)
+        die("out of memory");
+    jsonw_init(&fr->cmd.text);
+    jsonw_init(&fr->entry);
+}
+
+static void floor_round_release(floor_round_t *fr)
+{
+    entries_release(fr->prev, fr->nprev);
+    entries_release(fr->cur, fr->ncur);
+    free(fr->prev);
+    free(fr->cur);
+    free(fr->sagas);
+    free(fr->hist);
+    free(fr->ts);
+    free(fr->results);
+    jsonw_release(&fr->cmd.text);
+    jsonw_release(&fr->entry);
+}
+
+/* depth new sagas (ids unique per round and kind of floor). */
+static void floor_sagas_new(floor_round_t *fr, const definition_t *def, int round)
+{
+    for (size_t i = 0; i < fr->depth; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "f%d-%zu", round, i);
+        json_t *input = json_pack("{s:s, s:s, s:f}", "order_id", id, "customer", "c-1",
+                                  "amount", 12.5);
+        fr->sagas[i] = saga_new(id, def, 0, input, 0);
+        json_decref(input);
+    }
+}
+
+static void floor_sagas_free(floor_round_t *fr)
+{
+    for (size_t i = 0; i < fr->depth; i++)
+        saga_free(fr->sagas[i]);
+}
+
+/* Fills e; value is stolen. */
+static void outbox_set(outbox_entry_t *e, const char *id, const char *topic, const char *key,
+                       char *value)
+{
+    *e = (outbox_entry_t){.id = strdup(id), .topic = strdup(topic), .key = strdup(key),
+                          .value = value, .partition = -1};
+}
+
+/* Saga i's transition at step: step 0 starts it, step k answers step k - 1 with ok. */
+static void floor_advance_saga(floor_round_t *fr, size_t i, int step, const machine_env_t *env,
+                               json_t *output)
+{
+    saga_t *s = fr->sagas[i];
+    machine_result_t res;
+    machine_result_init(&res);
+    if (step == 0) {
+        machine_start(s, env, &res);
+    } else {
+        machine_reply_t rep = {.step = step - 1, .kind = CMD_ACTION, .attempt = 1, .ok = true,
+                               .output = output};
+        machine_on_reply(s, &rep, env, &res);
+    }
+    size_t first = fr->ncur;
+    if (res.command_count + (res.outcome ? 1 : 0) > FLOOR_OUTBOX_PER_TRANSITION)
+        die("redis floor: a transition sent more than %d messages", FLOOR_OUTBOX_PER_TRANSITION);
+    for (size_t k = 0; k < res.command_count; k++)
+        outbox_set(&fr->cur[fr->ncur++], res.commands[k].id, res.commands[k].topic, s->id,
+                   strdup(res.commands[k].text));
+    if (res.outcome) {
+        char oid[MACHINE_COMMAND_ID_MAX];
+        snprintf(oid, sizeof oid, "%s/outcome/%lld", s->id, (long long)s->version + 1);
+        outbox_set(&fr->cur[fr->ncur++], oid, "saga.outcomes", s->id,
+                   json_dumps(res.outcome, JSON_COMPACT));
+    }
+    fr->hist[i] = res.history;
+    res.history = NULL;
+    fr->ts[i] = (store_transition_t){.partition = 0, .epoch = fr->epoch, .saga = s,
+                                     .expected_version = s->version,
+                                     .old_status = res.old_status, .history = fr->hist[i],
+                                     .outbox = fr->cur + first, .outbox_count = fr->ncur - first};
+    machine_result_release(&res);
+}
+
+/* Every saga of the pipeline one step on (nothing written yet). */
+static void floor_round_advance(floor_round_t *fr, int step, const machine_env_t *env,
+                                json_t *output)
+{
+    fr->cur = calloc(fr->depth * FLOOR_OUTBOX_PER_TRANSITION, sizeof *fr->cur);
+    if (!fr->cur)
+        die("out of memory");
+    fr->ncur = 0;
+    for (size_t i = 0; i < fr->depth; i++)
+        floor_advance_saga(fr, i, step, env, output);
+}
+
+/* After the pipeline was written: every transition must have been; the sagas are at
+ * their next version; this pipeline's entries are the next one's to acknowledge. */
+static void floor_round_settle(floor_round_t *fr)
+{
+    for (size_t i = 0; i < fr->depth; i++) {
+        if (fr->results[i] != STORE_OK)
+            die("redis floor: transition refused (%d)", (int)fr->results[i]);
+        fr->sagas[i]->version = fr->ts[i].expected_version + 1;
+        json_decref(fr->hist[i]);
+        fr->hist[i] = NULL;
+    }
+    entries_release(fr->prev, fr->nprev);
+    free(fr->prev);
+    fr->prev = fr->cur;
+    fr->nprev = fr->ncur;
+    fr->cur = NULL;
+    fr->ncur = 0;
+}
+
+/* The previous pipeline's entry ids after lead free slots (malloc'd). */
+static const char **floor_ack_ids(const floor_round_t *fr, size_t lead)
+{
+    const char **ids = malloc((lead + fr->nprev + 1) * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    for (size_t k = 0; k < fr->nprev; k++)
+        ids[lead + k] = fr->prev[k].id;
+    return ids;
+}
+
+/* The script floor: one HDEL of the previous pipeline's entries (as queue_acks does),
+ * then the transitions through store_queue_transition, then store_flush. */
+static int64_t floor_write_script(store_t *st, floor_round_t *fr, int64_t *build_us)
+{
+    int64_t t0 = now_us();
+    const char **ids = floor_ack_ids(fr, 0);
+    int rc = store_queue_outbox_acks(st, 0, fr->epoch, ids, fr->nprev);
+    free(ids);
+    for (size_t i = 0; rc == 0 && i < fr->depth; i++)
+        rc = store_queue_transition(st, &fr->ts[i]);
+    int64_t t1 = now_us();
+    if (rc < 0 || store_flush(st, fr->results) < 0)
+        die("redis floor: %s", store_last_error(st));
+    *build_us = t1 - t0;
+    return now_us() - t0;
+}
+
+/* Ends the argument that started at offset at of c's text. */
+static void raw_end_arg(raw_cmd_t *c, size_t at)
+{
+    if (c->argc == RAW_MAX_ARGS)
+        die("raw floor: more than %d arguments", RAW_MAX_ARGS);
+    c->off[c->argc] = at;
+    c->len[c->argc++] = c->text.len - at;
+}
+
+static void raw_arg(raw_cmd_t *c, const char *s, size_t len)
+{
+    size_t at = c->text.len;
+    jsonw_raw(&c->text, s, len);
+    raw_end_arg(c, at);
+}
+
+static void raw_arg_str(raw_cmd_t *c, const char *s)
+{
+    raw_arg(c, s, strlen(s));
+}
+
+/* One argument: n strings joined by sep. */
+static void raw_arg_joined(raw_cmd_t *c, const char *const *parts, size_t n, char sep)
+{
+    size_t at = c->text.len;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            jsonw_raw(&c->text, &sep, 1);
+        jsonw_raw(&c->text, parts[i], strlen(parts[i]));
+    }
+    raw_end_arg(c, at);
+}
+
+/* Appends the command to hiredis's pipeline and empties c. */
+static void raw_append(redisContext *ctx, raw_cmd_t *c)
+{
+    const char *argv[RAW_MAX_ARGS];
+    for (int i = 0; i < c->argc; i++)
+        argv[i] = c->text.buf + c->off[i];
+    if (c->text.failed || redisAppendCommandArgv(ctx, c->argc, argv, c->len) != REDIS_OK)
+        die("raw floor: cannot append a command");
+    c->argc = 0;
+    jsonw_reset(&c->text);
+}
+
+typedef struct raw_fields {
+    raw_cmd_t *cmd;
+    bool all;
+    const char *version;       /* written for "version", as the store does */
+} raw_fields_t;
+
+/* A saga_field_fn: every field for a create, else those of RAW_FIELDS. */
+static int raw_field(const char *name, const char *value, size_t len, void *opaque)
+{
+    raw_fields_t *rf = opaque;
+    bool take = rf->all;
+    for (size_t k = 0; !take && k < sizeof RAW_FIELDS / sizeof *RAW_FIELDS; k++)
+        take = strcmp(name, RAW_FIELDS[k]) == 0;
+    if (!take)
+        return 0;
+    raw_arg_str(rf->cmd, name);
+    if (strcmp(name, "version") == 0)
+        raw_arg_str(rf->cmd, rf->version);
+    else
+        raw_arg(rf->cmd, value, len);
+    return 0;
+}
+
+/* The least a transition must make durable, as plain commands: HSET of the saga's
+ * changed fields, RPUSH of one history entry, HSET of its first outbox entry (the value
+ * laid out as docs/redis.md says). Returns the number of commands appended. */
+static size_t raw_queue_transition(store_t *st, floor_round_t *fr, const store_transition_t *t)
+{
+    redisContext *ctx = store_context(st);
+    raw_cmd_t *c = &fr->cmd;
+    char key[STORE_KEY_MAX];
+    size_t n = 0;
+    raw_arg_str(c, "HSET");
+    store_key_saga(st, key, t->partition, t->saga->id);
+    raw_arg_str(c, key);
+    char version[JSONW_INT_MAX];
+    jsonw_format_int(version, t->expected_version + 1);
+    raw_fields_t rf = {.cmd = c, .all = t->expected_version == 0, .version = version};
+    if (saga_visit_fields(t->saga, rf.all, &fr->entry, raw_field, &rf) < 0)
+        die("raw floor: cannot encode a saga");
+    raw_append(ctx, c), n++;
+    if (t->history && json_array_size(t->history) > 0) {
+        jsonw_reset(&fr->entry);
+        jsonw_value(&fr->entry, json_array_get(t->history, 0));
+        raw_arg_str(c, "RPUSH");
+        store_key_history(st, key, t->partition, t->saga->id);
+        raw_arg_str(c, key);
+        raw_arg(c, fr->entry.buf, fr->entry.len);
+        raw_append(ctx, c), n++;
+    }
+    if (t->outbox_count > 0) {
+        const outbox_entry_t *e = &t->outbox[0];
+        raw_arg_str(c, "HSET");
+        store_key_partition(st, key, t->partition, "outbox");
+        raw_arg_str(c, key);
+        raw_arg_str(c, e->id);
+        char part[JSONW_INT_MAX];
+        jsonw_format_int(part, e->partition);
+        const char *value[] = {e->topic, part, e->key, e->value};
+        raw_arg_joined(c, value, 4, '\n');
+        raw_append(ctx, c), n++;
+    }
+    return n;
+}
+
+/* Reads n replies; an error reply or a lost connection ends the bench. */
+static void raw_read_replies(redisContext *ctx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
+            die("raw floor: %s", ctx->errstr);
+        if (r->type == REDIS_REPLY_ERROR)
+            die("raw floor: %s", r->str);
+        freeReplyObject(r);
+    }
+}
+
+/* The raw floor: one HDEL of the previous pipeline's entries, then each transition's
+ * least durable write; one pipeline, as the script floor's. */
+static int64_t floor_write_raw(store_t *st, floor_round_t *fr, int64_t *build_us)
+{
+    redisContext *ctx = store_context(st);
+    int64_t t0 = now_us();
+    size_t n = 0;
+    if (fr->nprev > 0) {
+        char key[STORE_KEY_MAX];
+        store_key_partition(st, key, 0, "outbox");
+        const char **argv = floor_ack_ids(fr, 2);
+        argv[0] = "HDEL";
+        argv[1] = key;
+        if (redisAppendCommandArgv(ctx, (int)fr->nprev + 2, argv, NULL) != REDIS_OK)
+            die("raw floor: cannot append HDEL");
+        free(argv);
+        n++;
+    }
+    for (size_t i = 0; i < fr->depth; i++) {
+        n += raw_queue_transition(st, fr, &fr->ts[i]);
+        fr->results[i] = STORE_OK;
+    }
+    int64_t t1 = now_us();
+    raw_read_replies(ctx, n);
+    *build_us = t1 - t0;
+    return now_us() - t0;
+}
+
+static const floor_kind_t FLOOR_SCRIPT = {"script", "benchfloor", floor_write_script,
+                                          SCRIPT_COMMANDS};
+static const floor_kind_t FLOOR_RAW = {"raw", "benchraw", floor_write_raw, RAW_COMMANDS};
+
+/* A store on the bench's Redis with the coordinator's settings and its own key prefix,
+ * holding a fresh epoch of partition 0. */
+static store_t *floor_store(bench_t *b, const char *prefix, int64_t *epoch)
+{
+    char err[512];
+    store_config_t sc = {.host = "127.0.0.1", .port = b->redis_port, .prefix = prefix,
+                         .retention_ms = 7LL * 24 * 3600 * 1000, .history_cap = 1000,
+                         .timeout_ms = 5000};
+    store_t *st = store_new(&sc, err, sizeof err);
+    if (!st)
+        die("redis floor: %s", err);
+    if (store_take_epoch(st, 0, "saga-bench", epoch) < 0)
+        die("redis floor: %s", store_last_error(st));
+    return st;
+}
+
+/* Runs one floor: rounds of depth new sagas taken from start to finish, one pipeline
+ * per step. Redis's CPU and command time are read before and after (the coordinator is
+ * idle meanwhile). */
+static void redis_floor(bench_t *b, const floor_kind_t *kind, int rounds, redis_floor_result_t *out)
 {
     defn_errors_t errs = {0};
     defn_set_t *set = defn_set_load(b->defs, &errs);
@@ -894,146 +1344,63 @@ static void redis_floor(bench_t *b, int depth, int rounds, result_t *r)
     const definition_t *def = set ? defn_set_find(set, b->saga_name, 0) : NULL;
     if (!def)
         die("cannot load %s for the Redis floor", b->saga_name);
-    char err[512];
-    store_config_t sc = {.host = "127.0.0.1", .port = b->redis_port, .prefix = "benchfloor",
-                         .retention_ms = 7LL * 24 * 3600 * 1000, .history_cap = 1000,
-                         .timeout_ms = 5000};
-    store_t *st = store_new(&sc, err, sizeof err);
-    if (!st)
-        die("redis floor: %s", err);
     int64_t epoch;
-    if (store_take_epoch(st, 0, "saga-bench", &epoch) < 0)
-        die("redis floor: %s", store_last_error(st));
+    store_t *st = floor_store(b, kind->prefix, &epoch);
+    floor_round_t fr;
+    floor_round_init(&fr, (size_t)b->o.depth, epoch);
     uint64_t rng = 42;
     machine_env_t env = {.rng = &rng, .reply_topic = "saga.input"};
-    saga_t **sagas = calloc((size_t)depth, sizeof *sagas);
-    store_status_t *results = calloc((size_t)depth, sizeof *results);
-    outbox_entry_t *prev = NULL, *cur = NULL;
-    size_t nprev = 0, ncur = 0;
-    int64_t timed = 0, queue_time = 0;
-    size_t transitions = 0;
     json_t *output = json_pack("{s:s}", "ref", "r-floor-s0");
+    int64_t timed = 0, build = 0;
+    size_t transitions = 0;
+    snapshot_t s0, s1;
+    read_redis_stats(b->redis_ctx, &s0);
     for (int round = 0; round < rounds; round++) {
-        for (int i = 0; i < depth; i++) {
-            char id[64];
-            snprintf(id, sizeof id, "f%d-%d", round, i);
-            json_t *input = json_pack("{s:s, s:s, s:f}", "order_id", id, "customer", "c-1",
-                                      "amount", 12.5);
-            sagas[i] = saga_new(id, def, 0, input, 0);
-            json_decref(input);
-        }
+        floor_sagas_new(&fr, def, round);
         for (int step = 0; step <= b->steps; step++) {
             env.now_ms = (int64_t)time(NULL) * 1000;
-            ncur = 0;
-            cur = calloc((size_t)depth * 2, sizeof *cur);
-            json_t **hist = calloc((size_t)depth, sizeof *hist);
-            store_transition_t *ts = calloc((size_t)depth, sizeof *ts);
-            for (int i = 0; i < depth; i++) {
-                saga_t *s = sagas[i];
-                machine_result_t res;
-                machine_result_init(&res);
-                if (step == 0) {
-                    machine_start(s, &env, &res);
-                } else {
-                    machine_reply_t rep = {.step = step - 1, .kind = CMD_ACTION,
-                                           .attempt = 1, .ok = true, .output = output};
-                    machine_on_reply(s, &rep, &env, &res);
-                }
-                size_t first = ncur;
-                for (size_t k = 0; k < res.command_count; k++) {
-                    outbox_entry_t *e = &cur[ncur++];
-                    e->id = strdup(res.commands[k].id);
-                    e->topic = strdup(res.commands[k].topic);
-                    e->key = strdup(s->id);
-                    e->value = strdup(res.commands[k].text);
-                    e->partition = -1;
-                }
-                if (res.outcome) {
-                    outbox_entry_t *e = &cur[ncur++];
-                    char oid[MACHINE_COMMAND_ID_MAX];
-                    snprintf(oid, sizeof oid, "%s/outcome/%lld", s->id, (long long)s->version + 1);
-                    e->id = strdup(oid);
-                    e->topic = strdup("saga.outcomes");
-                    e->key = strdup(s->id);
-                    e->value = json_dumps(res.outcome, JSON_COMPACT);
-                    e->partition = -1;
-                }
-                hist[i] = res.history;
-                res.history = NULL;
-                ts[i] = (store_transition_t){.partition = 0, .epoch = epoch, .saga = s,
-                                             .expected_version = s->version,
-                                             .old_status = res.old_status,
-                                             .history = hist[i], .outbox = cur + first,
-                                             .outbox_count = ncur - first};
-                machine_result_release(&res);
-            }
-            int64_t t0 = now_us();
-            /* One HDEL for the previous pipeline's deliveries, as queue_acks does. */
-            const char **ids = malloc((nprev ? nprev : 1) * sizeof *ids);
-            for (size_t k = 0; k < nprev; k++)
-                ids[k] = prev[k].id;
-            store_queue_outbox_acks(st, 0, epoch, ids, nprev);
-            free(ids);
-            for (int i = 0; i < depth; i++)
-                if (store_queue_transition(st, &ts[i]) < 0)
-                    die("redis floor: %s", store_last_error(st));
-            int64_t t1 = now_us();
-            if (store_flush(st, results) < 0)
-                die("redis floor: %s", store_last_error(st));
-            int64_t t2 = now_us();
-            timed += t2 - t0;
-            queue_time += t1 - t0;
-            for (int i = 0; i < depth; i++) {
-                if (results[i] != STORE_OK)
-                    die("redis floor: transition refused (%d)", (int)results[i]);
-                sagas[i]->version = ts[i].expected_version + 1;
-                json_decref(hist[i]);
-            }
-            transitions += (size_t)depth;
-            entries_release(prev, nprev);
-            free(prev);
-            prev = cur;
-            nprev = ncur;
-            free(hist);
-            free(ts);
+            floor_round_advance(&fr, step, &env, output);
+            int64_t build_us;
+            timed += kind->write(st, &fr, &build_us);
+            build += build_us;
+            floor_round_settle(&fr);
+            transitions += fr.depth;
         }
-        for (int i = 0; i < depth; i++)
-            saga_free(sagas[i]);
+        floor_sagas_free(&fr);
     }
-    entries_release(prev, nprev);
-    free(prev);
+    read_redis_stats(b->redis_ctx, &s1);
+    out->transitions_per_s = (double)transitions / ((double)timed / 1e6);
+    out->build_share = (double)build / (double)timed;
+    out->cpu_us = (s1.redis_info_cpu - s0.redis_info_cpu) * 1e6 / (double)transitions;
+    out->cmd_us = cmd_usec_between(&s0, &s1, kind->commands) / (double)transitions;
+    out->sagas_per_s = out->transitions_per_s / (double)(b->steps + 1);
     json_decref(output);
-    r->redis_floor_transitions = (double)transitions / ((double)timed / 1e6);
-    r->redis_floor_queue_share = (double)queue_time / (double)timed;
-    free(sagas);
-    free(results);
+    floor_round_release(&fr);
     store_free(st);
     defn_set_free(set);
 }
 
-/* Starts redis-server alone and prints the store's floor (for profiling the store). */
+static void print_redis_floor(const floor_kind_t *kind, const redis_floor_result_t *f, int depth)
+{
+    printf("  %-6s floor: %8.0f transitions/s (depth %d), %2.0f%% of it building commands; "
+           "Redis CPU %.1f us per transition, %.1f us (wall) in commands\n",
+           kind->name, f->transitions_per_s, depth, f->build_share * 100, f->cpu_us, f->cmd_us);
+}
+
+/* Starts redis-server alone and prints the two floors (for profiling the store). */
 static void redis_floor_alone(bench_t *b, int steps)
 {
-    char port[16], rdir[1200], logp[1200];
+    char rdir[32];
     b->steps = steps;
     snprintf(b->saga_name, sizeof b->saga_name, "bench%d", steps);
-    b->redis_port = proc_free_port();
-    snprintf(port, sizeof port, "%d", b->redis_port);
-    snprintf(rdir, sizeof rdir, "%s/redis-floor-%d", b->tmp, steps);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
-    b->redis = proc_spawn(rargv, logp);
-    b->redis_ctx = redis_wait(b->redis_port);
-    result_t r = {0};
-    redis_floor(b, b->o.depth, 40, &r);
-    printf("%d steps: %.0f transitions/s through the store API (depth %d), %.0f%% of it "
-           "building commands; redis-server pid %d used %.2f s CPU\n",
-           steps, r.redis_floor_transitions, b->o.depth, r.redis_floor_queue_share * 100,
-           (int)b->redis, proc_cpu_seconds(b->redis));
+    snprintf(rdir, sizeof rdir, "redis-floor-%d", steps);
+    redis_start(b, rdir);
+    redis_floor_result_t script, raw;
+    redis_floor(b, &FLOOR_SCRIPT, BENCH_FLOOR_ALONE_ROUNDS, &script);
+    redis_floor(b, &FLOOR_RAW, BENCH_FLOOR_ALONE_ROUNDS, &raw);
+    printf("%d steps (redis-server pid %d):\n", steps, (int)b->redis);
+    print_redis_floor(&FLOOR_SCRIPT, &script, b->o.depth);
+    print_redis_floor(&FLOOR_RAW, &raw, b->o.depth);
     redisFree(b->redis_ctx);
     proc_stop(b->redis, 5000);
 }
@@ -1095,8 +1462,7 @@ static void run_size(bench_t *b, int steps, result_t *r)
         if (d <= 0)
             continue;
         all += d;
-        if (!strcmp(s1.cmd_names[i], "evalsha") || !strcmp(s1.cmd_names[i], "hdel") ||
-            !strcmp(s1.cmd_names[i], "eval"))
+        if (listed(s1.cmd_names[i], SCRIPT_COMMANDS))
             sent += d;
         json_object_set_new(r->redis_breakdown, s1.cmd_names[i], json_real((double)d / n));
     }
@@ -1111,17 +1477,21 @@ static void run_size(bench_t *b, int steps, result_t *r)
     r->kafka_per_saga = (double)kt / n;
     r->avg_msg_bytes = (double)atomic_load(&b->msg_bytes) / (double)atomic_load(&b->msg_count);
     double half_msgs_per_s = (double)kt / ((double)(half_end - s0.at_us) / 1e6);
+    double transitions = n * (double)(steps + 1);
+    r->redis_cpu_us = (s1.redis_info_cpu - s0.redis_info_cpu) * 1e6 / transitions;
+    r->redis_cmd_us = cmd_usec_between(&s0, &s1, SCRIPT_COMMANDS) / transitions;
 
     /* The floor, on the same broker and Redis, with the coordinator idle. */
     kafka_floor(b, (size_t)(r->avg_msg_bytes + 0.5), b->o.floor_messages, half_msgs_per_s, r);
-    redis_floor(b, b->o.depth, 20, r);
+    redis_floor(b, &FLOOR_SCRIPT, BENCH_FLOOR_ROUNDS, &r->script);
+    redis_floor(b, &FLOOR_RAW, BENCH_FLOOR_ROUNDS, &r->raw);
     for (int i = 0; i < 3; i++)
         r->added[i] = r->hop[i] - 2 * r->kafka_hop[0];
     r->floor_kafka_sagas = r->kafka_floor_msgs / r->kafka_per_saga;
-    r->floor_redis_sagas = r->redis_floor_transitions / (double)(steps + 1);
-    r->floor_sagas = r->floor_kafka_sagas < r->floor_redis_sagas ? r->floor_kafka_sagas
-                                                                  : r->floor_redis_sagas;
+    r->floor_sagas = fmin(r->floor_kafka_sagas, r->script.sagas_per_s);
     r->ratio = r->max_rate / r->floor_sagas;
+    r->raw_floor_sagas = fmin(r->floor_kafka_sagas, r->raw.sagas_per_s);
+    r->raw_ratio = r->max_rate / r->raw_floor_sagas;
     stack_stop(b);
 
     /* Memory per in-flight saga, on a fresh stack: participants hold every command. */
@@ -1201,22 +1571,57 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("floor: Kafka produce+consume msgs/s", "%19.0f", rs[i].kafka_floor_msgs);
     ROW("floor: Kafka one hop p50/p99 (ms)", "%12.2f / %5.2f", rs[i].kafka_hop[0],
         rs[i].kafka_hop[2]);
-    ROW("floor: Redis transitions/s (store API)", "%19.0f", rs[i].redis_floor_transitions);
-    ROW("floor: sagas/s Kafka / Redis", "%12.0f / %5.0f", rs[i].floor_kafka_sagas,
-        rs[i].floor_redis_sagas);
-    ROW("our rate / floor", "%19.2f", rs[i].ratio);
+    ROW("floor: Redis transitions/s (store API)", "%19.0f", rs[i].script.transitions_per_s);
+    ROW("floor: Redis transitions/s (raw writes)", "%19.0f", rs[i].raw.transitions_per_s);
+    ROW("Redis CPU us/transition: ours/script/raw", "%9.1f/%.1f/%.1f", rs[i].redis_cpu_us,
+        rs[i].script.cpu_us, rs[i].raw.cpu_us);
+    ROW("  wall us in commands: ours/script/raw", "%9.1f/%.1f/%.1f", rs[i].redis_cmd_us,
+        rs[i].script.cmd_us, rs[i].raw.cmd_us);
+    ROW("floor: sagas/s Kafka / Redis (script)", "%12.0f / %5.0f", rs[i].floor_kafka_sagas,
+        rs[i].script.sagas_per_s);
+    ROW("floor: sagas/s Redis (raw)", "%19.0f", rs[i].raw.sagas_per_s);
+    ROW("our rate / floor (script)", "%19.2f", rs[i].ratio);
+    ROW("our rate / raw floor", "%19.2f", rs[i].raw_ratio);
     ROW("sagas not completed", "%19llu", (unsigned long long)rs[i].not_completed);
 #undef ROW
     printf("\nhop = previous message of the saga produced -> next one consumed (2 Kafka hops + "
            "the coordinator's turn);\nadded = hop - 2 x Kafka one-hop p50 at the same message "
            "rate; coordinator latency = its own histogram\n(input message available -> its "
            "commands produced, Redis write included). Redis 'all' counts commands run inside "
-           "the script.\n");
+           "the script.\n"
+           "floor (script) = min(Kafka, Redis running our transition script); raw floor = "
+           "min(Kafka, Redis taking the least\na transition must write: HSET of the changed "
+           "fields, RPUSH of one history entry, HSET of one outbox\nentry); both pipelined "
+           "%d deep. Redis CPU: INFO cpu's used_cpu_sys+user (ours: at half load); wall us in "
+           "commands: INFO commandstats\n(wall clock inside the commands sent: EVALSHA/HDEL, "
+           "or HSET/RPUSH/HDEL; above the CPU when Redis is preempted).\n",
+           b->o.depth);
 }
 
 static json_t *pct_json(const double v[3])
 {
     return json_pack("{s:f, s:f, s:f}", "p50", v[0], "p95", v[1], "p99", v[2]);
+}
+
+static json_t *redis_floor_json(const redis_floor_result_t *f)
+{
+    return json_pack("{s:f, s:f, s:f, s:f, s:f}", "transitions_per_s", f->transitions_per_s,
+                     "build_share", f->build_share, "redis_cpu_us_per_transition", f->cpu_us,
+                     "redis_command_wall_us_per_transition", f->cmd_us, "sagas_per_s",
+                     f->sagas_per_s);
+}
+
+/* The two Redis floors and what they give (the older keys of "floor" are the script's). */
+static void add_floors_json(json_t *entry, const result_t *r)
+{
+    json_t *floor = json_object_get(entry, "floor");
+    json_object_set_new(floor, "redis_script", redis_floor_json(&r->script));
+    json_object_set_new(floor, "redis_raw", redis_floor_json(&r->raw));
+    json_object_set_new(floor, "raw_sagas_per_s", json_real(r->raw_floor_sagas));
+    json_object_set_new(entry, "fraction_of_raw_floor", json_real(r->raw_ratio));
+    json_object_set_new(entry, "redis_cpu_us_per_transition", json_real(r->redis_cpu_us));
+    json_object_set_new(entry, "redis_command_wall_us_per_transition",
+                        json_real(r->redis_cmd_us));
 }
 
 static void write_json(const result_t *rs, size_t n, const bench_t *b, const char *path)
@@ -1249,16 +1654,17 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
                       "after_kib", (int)r->rss_after_kib, "bytes_per_saga",
                       r->rss_per_saga_bytes, "floor", "kafka_messages_per_s",
                       r->kafka_floor_msgs, "kafka_one_hop_ms", pct_json(r->kafka_hop),
-                      "redis_transitions_per_s", r->redis_floor_transitions,
-                      "redis_queue_share", r->redis_floor_queue_share, "redis_depth",
+                      "redis_transitions_per_s", r->script.transitions_per_s,
+                      "redis_queue_share", r->script.build_share, "redis_depth",
                       b->o.depth, "kafka_sagas_per_s", r->floor_kafka_sagas,
-                      "redis_sagas_per_s", r->floor_redis_sagas, "sagas_per_s",
+                      "redis_sagas_per_s", r->script.sagas_per_s, "sagas_per_s",
                       r->floor_sagas, "fraction_of_floor", r->ratio, "not_completed",
                       (json_int_t)r->not_completed, "saturation_cores", "coordinator",
                       r->sat_cores[0], "broker", r->sat_cores[1], "redis", r->sat_cores[2],
                       "bench", r->sat_cores[3]));
-        json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
-                            "coordinator_latency_ms", pct_json(r->coord_latency));
+        json_t *entry = json_array_get(arr, json_array_size(arr) - 1);
+        json_object_set_new(entry, "coordinator_latency_ms", pct_json(r->coord_latency));
+        add_floors_json(entry, r);
     }
     char host[256] = "";
     gethostname(host, sizeof host);
@@ -1298,13 +1704,14 @@ static void usage(FILE *out)
             "                  [--keep DIR]\n\n"
             "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
             "saga-coordinator from the folder of this program, drives sagas through them with\n"
-            "built-in participants, measures against the floor of the same broker and Redis,\n"
+            "built-in participants, measures against the floor of the same broker and Redis\n"
+            "(two Redis floors: our transition script, and the raw writes a transition needs),\n"
             "prints a table and optionally writes JSON.\n\n"
             "  --steps LIST       saga sizes to run (default 3,10)\n"
             "  --duration S       seconds of each measured phase (default 10)\n"
             "  --window N         closed loop: sagas in flight (default 2000)\n"
             "  --inflight N       memory phase: sagas held in flight (default 100000)\n"
-            "  --depth N          Redis floor: transitions per pipeline (default 256)\n"
+            "  --depth N          Redis floors: transitions per pipeline (default 256)\n"
             "  --floor-messages N Kafka floor: messages (default 200000)\n"
             "  --no-rss           skip the memory phase\n"
             "  --json FILE        write the results as JSON\n"
