@@ -102,6 +102,10 @@ static void start_label(const definition_t *d, const char *sep, char *buf, size_
 static void mermaid_edges(FILE *out, const definition_t *d, int a, int b, bool comp,
                           const char *from_node, const char *to_node, const char *arrow)
 {
+    /* Callers pass NULL for an end they do not use (a or b >= 0); the compiler cannot see
+     * that pairing when it inlines, so never hand printf a NULL. */
+    from_node = from_node ? from_node : "";
+    to_node = to_node ? to_node : "";
     const char *p = comp ? "c" : "a";
     for (size_t i = 0; i < d->step_count || (a < 0 && i == 0); i++) {
         if (a >= 0 && (d->steps[i].group != a || (comp && !d->steps[i].has_compensation)))
@@ -216,6 +220,10 @@ static void write_mermaid(const definition_t *d, FILE *out)
 static void dot_edges(FILE *out, const definition_t *d, int a, int b, bool comp,
                       const char *from_node, const char *to_node, const char *attrs)
 {
+    /* Callers pass NULL for an end they do not use (a or b >= 0); the compiler cannot see
+     * that pairing when it inlines, so never hand printf a NULL. */
+    from_node = from_node ? from_node : "";
+    to_node = to_node ? to_node : "";
     const char *p = comp ? "c" : "a";
     for (size_t i = 0; i < d->step_count || (a < 0 && i == 0); i++) {
         if (a >= 0 && (d->steps[i].group != a || (comp && !d->steps[i].has_compensation)))
