@@ -481,7 +481,7 @@ static void render_latency(buf_t *b, const values_t *v)
 
 static void render_engine(buf_t *b, const metrics_engine_t *e)
 {
-    const coordinator_stats_t *st = &e->stats;
+    const engine_stats_t *st = &e->stats;
     scalar(b, "saga_input_messages_total", "counter", "Input messages taken from the input topic",
            st->messages);
     scalar(b, "saga_transitions_total", "counter", "Saga transitions written to Redis",

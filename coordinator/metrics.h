@@ -14,7 +14,7 @@
 #ifndef SAGA_METRICS_H
 #define SAGA_METRICS_H
 
-#include "coordinator.h"
+#include "engine.h"
 #include "catalogue.h"
 #include "saga.h"
 
@@ -31,7 +31,7 @@ typedef struct metrics metrics_t;
 
 /* What the engine reports at each publish, besides what metrics_on_* counted. */
 typedef struct metrics_engine {
-    coordinator_stats_t stats;
+    engine_stats_t stats;
     int partitions_owned;
     size_t sagas_in_memory;
     bool joined;              /* the consumer got an assignment (maybe empty) */

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "vec.h"
 
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>

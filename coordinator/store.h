@@ -11,7 +11,6 @@
 
 #include "saga.h"
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,7 +77,7 @@ int store_ensure_connected(store_t *st);
 const char *store_last_error(const store_t *st);
 /* PING (reconnecting first if needed). Nothing may be queued. Returns 0 or -1. */
 int store_ping(store_t *st);
-redisContext *store_context(store_t *st);
+struct redisContext *store_context(store_t *st); /* hiredis's, for the guards */
 
 /* Key names of the layout (buf of STORE_KEY_MAX). */
 void store_key_saga(const store_t *st, char *buf, int32_t partition, const char *saga_id);
