@@ -1,5 +1,6 @@
 /* ledger_check.c - checking sagas against the example services' ledgers (see
- * ledger_check.h). Reads documented keys only: saga:{pN}:saga:ID (status, error),
+ * ledger_check.h). Reads documented keys only: saga:{pN}:saga:ID (status, error; named
+ * by rkeys.h),
  * ledger:{S}:entries and :by_saga, and the SDK's dedup records dedup:{S}:KEY (state). */
 #include "ledger_check.h"
 
