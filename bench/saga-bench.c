@@ -1237,11 +1237,11 @@ static size_t raw_queue_transition(store_t *st, floor_round_t *fr, const store_t
 {
     redisContext *ctx = store_context(st);
     raw_cmd_t *c = &fr->cmd;
-    char key[STORE_KEY_MAX];
+    const rkeys_t *keys = store_keys(st);
+    char key[RKEYS_KEY_MAX];
     size_t n = 0;
     raw_arg_str(c, "HSET");
-    store_key_saga(st, key, t->partition, t->saga->id);
-    raw_arg_str(c, key);
+    raw_arg_str(c, rkeys_saga(keys, key, t->partition, t->saga->id));
     char version[JSONW_INT_MAX];
     jsonw_format_int(version, t->expected_version + 1);
     raw_fields_t rf = {.cmd = c, .all = t->expected_version == 0, .version = version};
@@ -1252,16 +1252,14 @@ static size_t raw_queue_transition(store_t *st, floor_round_t *fr, const store_t
         jsonw_reset(&fr->entry);
         jsonw_value(&fr->entry, json_array_get(t->history, 0));
         raw_arg_str(c, "RPUSH");
-        store_key_history(st, key, t->partition, t->saga->id);
-        raw_arg_str(c, key);
+        raw_arg_str(c, rkeys_history(keys, key, t->partition, t->saga->id));
         raw_arg(c, fr->entry.buf, fr->entry.len);
         raw_append(ctx, c), n++;
     }
     if (t->outbox_count > 0) {
         const outbox_entry_t *e = &t->outbox[0];
         raw_arg_str(c, "HSET");
-        store_key_partition(st, key, t->partition, "outbox");
-        raw_arg_str(c, key);
+        raw_arg_str(c, rkeys_outbox(keys, key, t->partition));
         raw_arg_str(c, e->id);
         char part[JSONW_INT_MAX];
         jsonw_format_int(part, e->partition);
@@ -1293,8 +1291,8 @@ static int64_t floor_write_raw(store_t *st, floor_round_t *fr, int64_t *build_us
     int64_t t0 = now_us();
     size_t n = 0;
     if (fr->nprev > 0) {
-        char key[STORE_KEY_MAX];
-        store_key_partition(st, key, 0, "outbox");
+        char key[RKEYS_KEY_MAX];
+        rkeys_outbox(store_keys(st), key, 0);
         const char **argv = floor_ack_ids(fr, 2);
         argv[0] = "HDEL";
         argv[1] = key;

@@ -1,71 +1,42 @@
-/* log.c - structured JSON-lines logging to stderr (see log.h). */
+/* log.c - the coordinator's logger over common/jsonlog.c (see log.h). */
 #include "log.h"
 
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "jsonlog.h"
 
-static char log_component[64] = "saga";
-static log_level_t log_threshold = LOG_INFO;
-static int log_threshold_set = 0;
+_Static_assert((int)LOG_DEBUG == (int)JSONLOG_DEBUG && (int)LOG_INFO == (int)JSONLOG_INFO &&
+                   (int)LOG_WARN == (int)JSONLOG_WARN && (int)LOG_ERROR == (int)JSONLOG_ERROR,
+               "log_level_t and jsonlog_level_t share their values");
 
-static const char *const LEVEL_NAMES[] = {"debug", "info", "warn", "error"};
-
-int log_level_parse(const char *s, log_level_t *out)
-{
-    for (int i = 0; i < 4; i++) {
-        if (s && strcmp(s, LEVEL_NAMES[i]) == 0) {
-            *out = (log_level_t)i;
-            return 0;
-        }
-    }
-    return -1;
-}
+static jsonlog_t coordinator_log = JSONLOG_INITIALIZER("saga");
 
 void log_init(const char *component)
 {
-    snprintf(log_component, sizeof log_component, "%s", component ? component : "saga");
-    log_level_t lv;
-    if (!log_threshold_set && log_level_parse(getenv("SAGA_LOG_LEVEL"), &lv) == 0)
-        log_threshold = lv;
+    jsonlog_init(&coordinator_log, component);
 }
 
 void log_set_level(log_level_t level)
 {
-    log_threshold = level;
-    log_threshold_set = 1;
+    jsonlog_set_level(&coordinator_log, (jsonlog_level_t)level);
+}
+
+int log_level_parse(const char *s, log_level_t *out)
+{
+    jsonlog_level_t lv;
+    if (jsonlog_level_parse(s, &lv) < 0)
+        return -1;
+    *out = (log_level_t)lv;
+    return 0;
 }
 
 int log_enabled(log_level_t level)
 {
-    return level >= log_threshold;
+    return jsonlog_enabled(&coordinator_log, (jsonlog_level_t)level);
 }
 
 void log_msg(log_level_t level, const char *saga_id, const char *fmt, ...)
 {
-    if (!log_enabled(level))
-        return;
-    char text[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    jsonlog_vwrite(&coordinator_log, (jsonlog_level_t)level, saga_id, fmt, ap);
     va_end(ap);
-
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    json_t *line = json_pack("{s:I, s:s, s:s, s:s}", "ts",
-                             (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "level",
-                             LEVEL_NAMES[level], "component", log_component, "msg", text);
-    if (!line)
-        return;
-    if (saga_id)
-        json_object_set_new(line, "saga_id", json_string(saga_id));
-    char *s = json_dumps(line, JSON_COMPACT);
-    if (s) {
-        fprintf(stderr, "%s\n", s);
-        free(s);
-    }
-    json_decref(line);
 }

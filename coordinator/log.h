@@ -1,8 +1,9 @@
-/* log.h - structured logging: one JSON object per line on stderr.
+/* log.h - the coordinator's logger: one JSON object per line on stderr (the line format of
+ * common/jsonlog.h, which writes it; this is the coordinator's own settings and names).
  *
- * Every line has ts (epoch ms), level, component and msg; callers add fields such as
- * saga_id with the log_kv variants. The level threshold comes from log_set_level() or
- * the SAGA_LOG_LEVEL environment variable (debug, info, warn, error). */
+ * Every line has ts (epoch ms), level, component and msg, and saga_id when log_msg is
+ * given one. The level threshold comes from log_set_level() or the SAGA_LOG_LEVEL
+ * environment variable (debug, info, warn, error) read by log_init. */
 #ifndef SAGA_LOG_H
 #define SAGA_LOG_H
 
@@ -10,7 +11,8 @@
 
 typedef enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 } log_level_t;
 
-/* Sets the component name printed on every line (e.g. "coordinator"); copied. */
+/* Sets the component name printed on every line (e.g. "coordinator"; copied; NULL:
+ * "saga", the name before any call). */
 void log_init(const char *component);
 void log_set_level(log_level_t level);
 /* Parses "debug", "info", "warn" or "error"; returns -1 on anything else. */

@@ -1,127 +1,72 @@
 /* query.c - read-only queries over the documented Redis keys (see query.h and
- * docs/redis.md). Every key name here is one of that page's. */
+ * docs/redis.md). Every key and field name comes from rkeys.h. */
 #include "query.h"
 
+#include "redisconn.h"
+#include "rkeys.h"
+
 #include <hiredis/hiredis.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define QUERY_KEY_MAX 512
 #define QUERY_CHUNK_MIN 64       /* index entries read per round trip when listing */
 #define QUERY_RATE_CHUNK 500     /* finished sagas read per pipeline for rates */
-#define QUERY_INDEX_COUNT 4
-
-static const char *const INDEXES[QUERY_INDEX_COUNT] = {"running", "compensating", "stuck",
-                                                       "finished"};
 
 /* Hash fields read for a list row, in this order. */
-static const char *const LIST_FIELDS[] = {"id", "definition", "definition_version", "status",
-                                          "step", "attempt", "partition", "created_at",
-                                          "updated_at", "finished_at", "error"};
+static const char *const LIST_FIELDS[] = {
+    RKEYS_F_ID,         RKEYS_F_DEFINITION, RKEYS_F_DEFINITION_VERSION, RKEYS_F_STATUS,
+    RKEYS_F_STEP,       RKEYS_F_ATTEMPT,    RKEYS_F_PARTITION,          RKEYS_F_CREATED_AT,
+    RKEYS_F_UPDATED_AT, RKEYS_F_FINISHED_AT, RKEYS_F_ERROR};
 #define LIST_FIELD_COUNT (sizeof LIST_FIELDS / sizeof *LIST_FIELDS)
 
 /* Hash fields that hold integers (converted to JSON integers). */
-static const char *const INT_FIELDS[] = {"definition_version", "step_index", "attempt",
-                                         "partition", "version", "created_at", "updated_at",
-                                         "finished_at", "deadline_at", "group"};
+static const char *const INT_FIELDS[] = {
+    RKEYS_F_DEFINITION_VERSION, RKEYS_F_STEP_INDEX, RKEYS_F_ATTEMPT,     RKEYS_F_PARTITION,
+    RKEYS_F_VERSION,            RKEYS_F_CREATED_AT, RKEYS_F_UPDATED_AT, RKEYS_F_FINISHED_AT,
+    RKEYS_F_DEADLINE_AT,        RKEYS_F_GROUP};
 
 struct query {
-    config_t cfg;
-    redisContext *ctx;
-    char error[512];
+    redisconn_t *conn;   /* the connection, and the last error */
+    rkeys_t keys;
 };
 
-static void set_error(query_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(query_t *q, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(q->error, sizeof q->error, fmt, ap);
-    va_end(ap);
-}
+/* A query's errors are kept on its connection, with the connection's own. */
+#define set_error(q, ...) redisconn_set_error((q)->conn, __VA_ARGS__)
 
 const char *query_last_error(const query_t *q)
 {
-    return q->error;
-}
-
-/* Connects when not connected. Returns 0 or -1 (reason set). */
-static int ensure(query_t *q)
-{
-    if (q->ctx && !q->ctx->err)
-        return 0;
-    redisFree(q->ctx);
-    q->ctx = NULL;
-    int ms = q->cfg.redis_timeout_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(q->cfg.redis_host, q->cfg.redis_port, tv);
-    if (!c || c->err) {
-        set_error(q, "cannot connect to redis %s:%d: %s", q->cfg.redis_host, q->cfg.redis_port,
-                  c ? c->errstr : "out of memory");
-        redisFree(c);
-        return -1;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    if (q->cfg.redis_password[0]) {
-        r = q->cfg.redis_user[0]
-                ? redisCommand(c, "AUTH %s %s", q->cfg.redis_user, q->cfg.redis_password)
-                : redisCommand(c, "AUTH %s", q->cfg.redis_password);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-    }
-    if (q->cfg.redis_db > 0) {
-        r = redisCommand(c, "SELECT %d", q->cfg.redis_db);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-    }
-    q->ctx = c;
-    return 0;
-fail:
-    set_error(q, "redis %s:%d: %s", q->cfg.redis_host, q->cfg.redis_port,
-              r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-    freeReplyObject(r);
-    redisFree(c);
-    return -1;
+    return redisconn_last_error(q->conn);
 }
 
 /* Runs one command. Returns the reply (caller frees) or NULL with the reason set; an
  * error reply counts as a failure. */
+static redisReply *command(query_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static redisReply *command(query_t *q, const char *fmt, ...)
 {
-    if (ensure(q) < 0)
-        return NULL;
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(q->ctx, fmt, ap);
+    redisReply *r = redisconn_vcommand(q->conn, fmt, ap);
     va_end(ap);
-    if (!r) {
-        set_error(q, "redis: %s", q->ctx->errstr);
-        redisFree(q->ctx);
-        q->ctx = NULL;
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        set_error(q, "redis: %s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
     return r;
+}
+
+/* Appends one command (argv) to the pipeline; its reply comes from pipeline_reply. */
+static void pipeline_append(query_t *q, int argc, const char **argv)
+{
+    redisContext *ctx = redisconn_context(q->conn);
+    if (ctx)
+        redisAppendCommandArgv(ctx, argc, argv, NULL);
 }
 
 /* Reads the reply of a pipelined command. NULL on a lost connection (reason set). */
 static redisReply *pipeline_reply(query_t *q)
 {
+    redisContext *ctx = redisconn_context(q->conn);
     redisReply *r = NULL;
-    if (!q->ctx || redisGetReply(q->ctx, (void **)&r) != REDIS_OK || !r) {
-        set_error(q, "redis: %s", q->ctx ? q->ctx->errstr : "not connected");
-        redisFree(q->ctx);
-        q->ctx = NULL;
+    if (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
+        redisconn_lost(q->conn);
         return NULL;
     }
     return r;
@@ -130,14 +75,22 @@ static redisReply *pipeline_reply(query_t *q)
 query_t *query_new(const config_t *cfg, char *err, size_t errlen)
 {
     query_t *q = calloc(1, sizeof *q);
-    if (!q) {
+    redisconn_config_t rc = {.host = cfg->redis_host,
+                             .port = cfg->redis_port,
+                             .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
+                             .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
+                             .db = cfg->redis_db,
+                             .connect_timeout_ms = cfg->redis_timeout_ms,
+                             .command_timeout_ms = cfg->redis_timeout_ms};
+    if (!q || !(q->conn = redisconn_new(&rc))) {
         snprintf(err, errlen, "out of memory");
+        free(q);
         return NULL;
     }
-    q->cfg = *cfg;
-    if (ensure(q) < 0) {
-        snprintf(err, errlen, "%s", q->error);
-        free(q);
+    rkeys_init(&q->keys, cfg->redis_prefix);
+    if (redisconn_connect(q->conn) < 0) {
+        snprintf(err, errlen, "%s", redisconn_last_error(q->conn));
+        query_free(q);
         return NULL;
     }
     return q;
@@ -147,14 +100,14 @@ void query_free(query_t *q)
 {
     if (!q)
         return;
-    redisFree(q->ctx);
+    redisconn_free(q->conn);
     free(q);
 }
 
-
 int query_partitions(query_t *q)
 {
-    redisReply *r = command(q, "HGET %s:meta partitions", q->cfg.redis_prefix);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(q, "HGET %s " RKEYS_META_PARTITIONS, rkeys_meta(&q->keys, key));
     if (!r)
         return QUERY_ERR_REDIS;
     int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
@@ -175,7 +128,7 @@ static void set_typed(json_t *o, const char *name, const char *value, size_t len
 {
     if (is_int_field(name)) {
         json_object_set_new(o, name, json_integer(strtoll(value, NULL, 10)));
-    } else if (strcmp(name, "input") == 0 || strcmp(name, "steps") == 0) {
+    } else if (strcmp(name, RKEYS_F_INPUT) == 0 || strcmp(name, RKEYS_F_STEPS) == 0) {
         json_t *v = json_loadb(value, len, 0, NULL);
         json_object_set_new(o, name, v ? v : json_stringn(value, len));
     } else {
@@ -255,11 +208,11 @@ typedef struct list_ctx {
 } list_ctx_t;
 
 /* Reads up to lc->want accepted rows of one index key into out. Returns 0 or -1. */
-static int scan_index(query_t *q, const list_ctx_t *lc, int partition, const char *index,
+static int scan_index(query_t *q, const list_ctx_t *lc, int partition, rkeys_index_t index,
                       rows_t *out)
 {
-    char key[QUERY_KEY_MAX];
-    snprintf(key, sizeof key, "%s:{p%d}:index:%s", q->cfg.redis_prefix, partition, index);
+    char key[RKEYS_KEY_MAX];
+    rkeys_index(&q->keys, key, partition, index);
     size_t chunk = lc->want > QUERY_CHUNK_MIN ? lc->want : QUERY_CHUNK_MIN;
     size_t accepted = 0;
     for (long long offset = 0;; offset += (long long)chunk) {
@@ -275,12 +228,12 @@ static int scan_index(query_t *q, const list_ctx_t *lc, int partition, const cha
             double score = strtod(r->element[2 * i + 1]->str, NULL);
             if (!after_cursor(score, id, lc->has_cursor, lc->cursor_score, lc->cursor_id))
                 continue;
-            char skey[QUERY_KEY_MAX];
-            snprintf(skey, sizeof skey, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, partition, id);
-            const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET", skey};
+            char skey[RKEYS_KEY_MAX];
+            const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET",
+                                                      rkeys_saga(&q->keys, skey, partition, id)};
             for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
                 argv[2 + k] = LIST_FIELDS[k];
-            redisAppendCommandArgv(q->ctx, (int)(2 + LIST_FIELD_COUNT), argv, NULL);
+            pipeline_append(q, (int)(2 + LIST_FIELD_COUNT), argv);
             sent++;
         }
         int rc = 0;
@@ -305,8 +258,8 @@ static int scan_index(query_t *q, const list_ctx_t *lc, int partition, const cha
                     if (h->element[k]->type == REDIS_REPLY_STRING)
                         set_typed(saga, LIST_FIELDS[k], h->element[k]->str, h->element[k]->len);
                 json_object_set_new(saga, "score", json_integer((json_int_t)score));
-                const char *def = json_string_value(json_object_get(saga, "definition"));
-                const char *st = json_string_value(json_object_get(saga, "status"));
+                const char *def = json_string_value(json_object_get(saga, RKEYS_F_DEFINITION));
+                const char *st = json_string_value(json_object_get(saga, RKEYS_F_STATUS));
                 if (lc->f->definition && lc->f->definition[0] &&
                     (!def || strcmp(def, lc->f->definition) != 0))
                     ok = false;
@@ -367,15 +320,13 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out)
         return QUERY_ERR_ARG;
     }
     lc.want = (size_t)limit + 1;
-    bool use[QUERY_INDEX_COUNT] = {true, true, true, true};
+    bool use[RKEYS_INDEX_COUNT] = {true, true, true, true};
     const char *st = f->status && f->status[0] && strcmp(f->status, "all") ? f->status : NULL;
     if (st) {
-        int which = -1;
-        for (int i = 0; i < QUERY_INDEX_COUNT; i++)
-            if (strcmp(st, INDEXES[i]) == 0)
-                which = i;
-        if (strcmp(st, "completed") == 0 || strcmp(st, "compensated") == 0) {
-            which = 3;
+        int which = rkeys_index_parse(st);
+        saga_status_t status;
+        if (saga_status_parse(st, &status) == 0 && saga_status_is_terminal(status)) {
+            which = rkeys_index_of(status);
             lc.status_exact = st;
         }
         if (which < 0) {
@@ -383,7 +334,7 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out)
                          "finished, completed or compensated", st);
             return QUERY_ERR_ARG;
         }
-        for (int i = 0; i < QUERY_INDEX_COUNT; i++)
+        for (int i = 0; i < RKEYS_INDEX_COUNT; i++)
             use[i] = i == which;
     }
     if (f->cursor && f->cursor[0] && parse_cursor(q, f->cursor, &lc) < 0)
@@ -405,8 +356,8 @@ int query_list(query_t *q, const query_filter_t *f, json_t **out)
         return QUERY_ERR_REDIS;
     rows_t rows = {0};
     for (int p = 0; p < parts; p++) {
-        for (int i = 0; i < QUERY_INDEX_COUNT; i++) {
-            if (use[i] && scan_index(q, &lc, p, INDEXES[i], &rows) < 0) {
+        for (int i = 0; i < RKEYS_INDEX_COUNT; i++) {
+            if (use[i] && scan_index(q, &lc, p, (rkeys_index_t)i, &rows) < 0) {
                 rows_release(&rows);
                 return QUERY_ERR_REDIS;
             }
@@ -444,10 +395,10 @@ int query_find(query_t *q, const char *id, int *partition, char *status, size_t 
         return QUERY_ERR_NOT_FOUND;
     }
     for (int p = 0; p < parts; p++) {
-        char key[QUERY_KEY_MAX];
-        snprintf(key, sizeof key, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, p, id);
-        const char *argv[] = {"HMGET", key, "status", "version"};
-        redisAppendCommandArgv(q->ctx, 4, argv, NULL);
+        char key[RKEYS_KEY_MAX];
+        const char *argv[] = {"HMGET", rkeys_saga(&q->keys, key, p, id), RKEYS_F_STATUS,
+                              RKEYS_F_VERSION};
+        pipeline_append(q, 4, argv);
     }
     int found = -1, rc = QUERY_OK;
     for (int p = 0; p < parts; p++) {
@@ -486,9 +437,8 @@ int query_show(query_t *q, const char *id, json_t **out)
     int rc = query_find(q, id, &p, NULL, 0, NULL);
     if (rc != QUERY_OK)
         return rc;
-    char key[QUERY_KEY_MAX];
-    snprintf(key, sizeof key, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, p, id);
-    redisReply *r = command(q, "HGETALL %s", key);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(q, "HGETALL %s", rkeys_saga(&q->keys, key, p, id));
     if (!r)
         return QUERY_ERR_REDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
@@ -500,8 +450,7 @@ int query_show(query_t *q, const char *id, json_t **out)
     for (size_t i = 0; i + 1 < r->elements; i += 2)
         set_typed(saga, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
     freeReplyObject(r);
-    snprintf(key, sizeof key, "%s:{p%d}:history:%s", q->cfg.redis_prefix, p, id);
-    r = command(q, "LRANGE %s 0 -1", key);
+    r = command(q, "LRANGE %s 0 -1", rkeys_history(&q->keys, key, p, id));
     if (!r) {
         json_decref(saga);
         return QUERY_ERR_REDIS;
@@ -518,9 +467,11 @@ int query_show(query_t *q, const char *id, json_t **out)
 
 /* --- stats ------------------------------------------------------------------------ */
 
-static const char *const COUNTER_NAMES[] = {"started", "completed", "compensated", "stuck",
-                                            "active:running", "active:compensating",
-                                            "active:stuck"};
+/* The counters of a definition, as the counters hash names them after "DEF:". */
+static const char *const COUNTER_NAMES[] = {
+    RKEYS_COUNTER_STARTED, RKEYS_COUNTER_COMPLETED, RKEYS_COUNTER_COMPENSATED,
+    RKEYS_COUNTER_STUCK,   RKEYS_COUNTER_ACTIVE ":running", RKEYS_COUNTER_ACTIVE ":compensating",
+    RKEYS_COUNTER_ACTIVE ":stuck"};
 static const char *const COUNTER_KEYS[] = {"started", "completed", "compensated", "stuck",
                                            "running", "compensating", "stuck_now"};
 #define COUNTER_COUNT (sizeof COUNTER_NAMES / sizeof *COUNTER_NAMES)
@@ -581,8 +532,8 @@ typedef void (*finished_visit_fn)(const char *definition, const char *status,
 static long finished_scan(query_t *q, int partition, int64_t since_ms, long budget,
                           bool *truncated, finished_visit_fn visit, void *opaque)
 {
-    char key[QUERY_KEY_MAX];
-    snprintf(key, sizeof key, "%s:{p%d}:index:finished", q->cfg.redis_prefix, partition);
+    char key[RKEYS_KEY_MAX];
+    rkeys_index(&q->keys, key, partition, RKEYS_INDEX_FINISHED);
     redisReply *r = command(q, "ZRANGEBYSCORE %s %lld +inf WITHSCORES LIMIT 0 %ld", key,
                             (long long)since_ms, budget + 1);
     if (!r)
@@ -596,11 +547,11 @@ static long finished_scan(query_t *q, int partition, int64_t since_ms, long budg
     for (size_t start = 0; start < n; start += QUERY_RATE_CHUNK) {
         size_t end = start + QUERY_RATE_CHUNK < n ? start + QUERY_RATE_CHUNK : n;
         for (size_t i = start; i < end; i++) {
-            char skey[QUERY_KEY_MAX];
-            snprintf(skey, sizeof skey, "%s:{p%d}:saga:%s", q->cfg.redis_prefix, partition,
-                     r->element[2 * i]->str);
-            const char *argv[] = {"HMGET", skey, "definition", "status"};
-            redisAppendCommandArgv(q->ctx, 4, argv, NULL);
+            char skey[RKEYS_KEY_MAX];
+            const char *argv[] = {"HMGET",
+                                  rkeys_saga(&q->keys, skey, partition, r->element[2 * i]->str),
+                                  RKEYS_F_DEFINITION, RKEYS_F_STATUS};
+            pipeline_append(q, 4, argv);
         }
         for (size_t i = start; i < end; i++) {
             redisReply *h = pipeline_reply(q);
@@ -666,7 +617,8 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
         return QUERY_ERR_REDIS;
     json_t *defs = json_object();
     /* Every loaded definition shows, even with nothing counted yet. */
-    redisReply *r = command(q, "HKEYS %s:definitions", q->cfg.redis_prefix);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(q, "HKEYS %s", rkeys_definitions(&q->keys, key));
     if (!r)
         goto redis_err;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -680,25 +632,25 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
     freeReplyObject(r);
 
     json_t *indexes = json_object();
-    for (int i = 0; i < QUERY_INDEX_COUNT; i++)
-        json_object_set_new(indexes, INDEXES[i], json_integer(0));
+    for (int i = 0; i < RKEYS_INDEX_COUNT; i++)
+        json_object_set_new(indexes, rkeys_index_name((rkeys_index_t)i), json_integer(0));
     bool truncated = false;
     long budget = QUERY_RATE_SCAN_MAX;
     for (int p = 0; p < parts; p++) {
-        r = command(q, "HGETALL %s:{p%d}:counters", q->cfg.redis_prefix, p);
+        r = command(q, "HGETALL %s", rkeys_counters(&q->keys, key, p));
         if (!r) {
             json_decref(indexes);
             goto redis_err;
         }
         add_counters(defs, r);
         freeReplyObject(r);
-        for (int i = 0; i < QUERY_INDEX_COUNT; i++) {
-            r = command(q, "ZCARD %s:{p%d}:index:%s", q->cfg.redis_prefix, p, INDEXES[i]);
+        for (int i = 0; i < RKEYS_INDEX_COUNT; i++) {
+            r = command(q, "ZCARD %s", rkeys_index(&q->keys, key, p, (rkeys_index_t)i));
             if (!r) {
                 json_decref(indexes);
                 goto redis_err;
             }
-            add_int(indexes, INDEXES[i], r->integer);
+            add_int(indexes, rkeys_index_name((rkeys_index_t)i), r->integer);
             freeReplyObject(r);
         }
         long n = budget > 0 ? rate_scan(q, p, now_ms, defs, budget, &truncated) : 0;
@@ -747,13 +699,14 @@ int query_definition(query_t *q, const char *name, int version, char **json)
         set_error(q, "a definition is named by its name and version (?version=N, N >= 1)");
         return QUERY_ERR_ARG;
     }
-    redisReply *r = command(q, "HGET %s:definitions %s@%d", q->cfg.redis_prefix, name, version);
+    char key[RKEYS_KEY_MAX], field[RKEYS_KEY_MAX];
+    redisReply *r = command(q, "HGET %s %s", rkeys_definitions(&q->keys, key),
+                            rkeys_definition_field(field, sizeof field, name, version));
     if (!r)
         return QUERY_ERR_REDIS;
     if (r->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
-        set_error(q, "no definition %s version %d in %s:definitions", name, version,
-                  q->cfg.redis_prefix);
+        set_error(q, "no definition %s version %d in %s", name, version, key);
         return QUERY_ERR_NOT_FOUND;
     }
     *json = strdup(r->str);

@@ -2,9 +2,10 @@
  * sagas by status and time, one saga with its history, counters and rates per definition.
  *
  * Shared by sagactl and the coordinator's dashboard API, so both show the same thing. A
- * query_t is one blocking hiredis connection: use it from one thread at a time (the HTTP
- * server keeps its own, never the engine's). It reconnects by itself after a lost
- * connection. Nothing here writes to Redis.
+ * query_t is one blocking Redis connection (common/redisconn.h): use it from one thread at
+ * a time (the HTTP server keeps its own, never the engine's). It reconnects by itself
+ * after a lost connection. Keys and fields are named by rkeys.h. Nothing here writes to
+ * Redis.
  *
  * Results are JSON (jansson): sagactl formats them as text or prints them with --json, the
  * HTTP API serves them as they are. Numeric hash fields become JSON integers, `input`,
@@ -45,9 +46,10 @@ typedef struct query_filter {
 /* Connects to the Redis of cfg (host, port, user, password, db, timeout, prefix; cfg is
  * copied). Returns NULL with the reason in err. */
 query_t *query_new(const config_t *cfg, char *err, size_t errlen);
+/* Closes and frees q. NULL is accepted. */
 void query_free(query_t *q);
 
-/* The reason of the last QUERY_ERR_* (a static buffer of q). */
+/* The reason of the last QUERY_ERR_* (kept on q's connection; borrowed from q). */
 const char *query_last_error(const query_t *q);
 
 /* Number of input-topic partitions recorded in saga:meta (0 when no coordinator ever ran),

@@ -51,16 +51,6 @@ bool saga_status_is_terminal(saga_status_t st)
     return st == SAGA_COMPLETED || st == SAGA_COMPENSATED;
 }
 
-const char *saga_status_index(saga_status_t st)
-{
-    switch (st) {
-    case SAGA_RUNNING: return "running";
-    case SAGA_COMPENSATING: return "compensating";
-    case SAGA_STUCK: return "stuck";
-    default: return "finished";
-    }
-}
-
 void saga_set_text(char **field, const char *text)
 {
     char *copy = text ? strdup(text) : NULL;

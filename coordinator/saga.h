@@ -97,10 +97,6 @@ int step_phase_parse(const char *name, step_phase_t *out);
 
 bool saga_status_is_terminal(saga_status_t st);
 
-/* The index a saga in this status is listed in: "running", "compensating", "stuck" or
- * "finished". */
-const char *saga_status_index(saga_status_t st);
-
 /* The step that best describes where the saga is (for the hash's "step" field): the
  * compensating one, else the running one, else the last touched; -1 before any. */
 int saga_current_step(const saga_t *s);

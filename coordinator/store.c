@@ -1,7 +1,10 @@
-/* store.c - the Redis store: key layout, fenced transition script, outbox (see store.h). */
+/* store.c - the Redis store: the fenced transition script, the outbox, loading, epochs
+ * and definitions over the key layout of rkeys.h (see store.h). */
 #include "store.h"
 
 #include "log.h"
+#include "redisconn.h"
+#include "rkeys.h"
 #include "vec.h"
 
 #include <hiredis/hiredis.h>
@@ -109,12 +112,8 @@ typedef struct reply_slot {
 } reply_slot_t;
 
 struct store {
-    redisContext *ctx;
-    char host[256];
-    int port;
-    char *user, *password;
-    int db;
-    char prefix[64];
+    redisconn_t *conn;           /* the connection, and the last error */
+    rkeys_t keys;
     int64_t retention_ms;
     int history_cap;
     int timeout_ms;
@@ -138,28 +137,26 @@ struct store {
     size_t resp_cap;
     jsonw_t scratch;             /* for saga_visit_fields */
     jsonw_t entry_scratch;       /* for history entries */
-    char last_error[256];
 };
 
 /* --- small helpers ---------------------------------------------------------------- */
 
-static void set_error(store_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(store_t *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->last_error, sizeof st->last_error, fmt, ap);
-    va_end(ap);
-}
+/* The store's errors are kept on its connection, with the connection's own. */
+#define set_error(st, ...) redisconn_set_error((st)->conn, __VA_ARGS__)
 
 const char *store_last_error(const store_t *st)
 {
-    return st->last_error;
+    return redisconn_last_error(st->conn);
 }
 
 redisContext *store_context(store_t *st)
 {
-    return st->ctx;
+    return redisconn_context(st->conn);
+}
+
+const rkeys_t *store_keys(const store_t *st)
+{
+    return &st->keys;
 }
 
 void outbox_entry_release(outbox_entry_t *e)
@@ -171,31 +168,6 @@ void outbox_entry_release(outbox_entry_t *e)
     free(e->key);
     free(e->value);
     memset(e, 0, sizeof *e);
-}
-
-void store_key_saga(const store_t *st, char *buf, int32_t partition, const char *saga_id)
-{
-    snprintf(buf, STORE_KEY_MAX, "%s:{p%d}:saga:%s", st->prefix, (int)partition, saga_id);
-}
-
-void store_key_history(const store_t *st, char *buf, int32_t partition, const char *saga_id)
-{
-    snprintf(buf, STORE_KEY_MAX, "%s:{p%d}:history:%s", st->prefix, (int)partition, saga_id);
-}
-
-void store_key_index(const store_t *st, char *buf, int32_t partition, const char *index)
-{
-    snprintf(buf, STORE_KEY_MAX, "%s:{p%d}:index:%s", st->prefix, (int)partition, index);
-}
-
-void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what)
-{
-    snprintf(buf, STORE_KEY_MAX, "%s:{p%d}:%s", st->prefix, (int)partition, what);
-}
-
-void store_key_global(const store_t *st, char *buf, const char *what)
-{
-    snprintf(buf, STORE_KEY_MAX, "%s:%s", st->prefix, what);
 }
 
 /* A growable argv for redisAppendCommandArgv; the strings are borrowed. */
@@ -314,64 +286,28 @@ static redisReply *command(store_t *st, const char *fmt, ...)
         return NULL;
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(st->ctx, fmt, ap);
+    redisReply *r = redisconn_vcommand(st->conn, fmt, ap);
     va_end(ap);
-    if (!r) {
-        set_error(st, "redis: %s", st->ctx->errstr);
-        redisFree(st->ctx);
-        st->ctx = NULL;
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        set_error(st, "redis: %s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
     return r;
 }
 
 /* --- connection ------------------------------------------------------------------- */
 
-static int connect_now(store_t *st)
+/* Loads the transition script on a new connection (closed again when it cannot). */
+static int load_script(store_t *st)
 {
-    struct timeval tv = {st->timeout_ms / 1000, (st->timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(st->host, st->port, tv);
-    if (!c || c->err) {
-        set_error(st, "cannot connect to redis %s:%d: %s", st->host, st->port,
-                  c ? c->errstr : "out of memory");
-        redisFree(c);
+    redisReply *r = redisconn_command(st->conn, "SCRIPT LOAD %s", TRANSITION_SCRIPT);
+    if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+        if (r)
+            set_error(st, "redis: SCRIPT LOAD answered no script id");
+        freeReplyObject(r);
+        redisconn_drop(st->conn);
         return -1;
     }
-    redisSetTimeout(c, tv);
-    st->ctx = c;
-    redisReply *r = NULL;
-    if (st->password) {
-        r = st->user ? redisCommand(c, "AUTH %s %s", st->user, st->password)
-                     : redisCommand(c, "AUTH %s", st->password);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-    }
-    if (st->db > 0) {
-        r = redisCommand(c, "SELECT %d", st->db);
-        if (!r || r->type == REDIS_REPLY_ERROR)
-            goto fail;
-        freeReplyObject(r);
-    }
-    r = redisCommand(c, "SCRIPT LOAD %s", TRANSITION_SCRIPT);
-    if (!r || r->type != REDIS_REPLY_STRING || r->len != 40)
-        goto fail;
     memcpy(st->script_sha, r->str, 40);
     st->script_sha[40] = '\0';
     freeReplyObject(r);
     return 0;
-fail:
-    set_error(st, "redis %s:%d: %s", st->host, st->port,
-              r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
-    freeReplyObject(r);
-    redisFree(c);
-    st->ctx = NULL;
-    return -1;
 }
 
 int store_ping(store_t *st)
@@ -394,8 +330,7 @@ static void drop_queued(store_t *st);
  * reconnects. */
 static void reset_connection(store_t *st)
 {
-    redisFree(st->ctx);
-    st->ctx = NULL;
+    redisconn_drop(st->conn);
     drop_queued(st);
 }
 
@@ -411,18 +346,15 @@ static void drop_queued(store_t *st)
 
 int store_ensure_connected(store_t *st)
 {
-    if (st->ctx && !st->ctx->err)
+    if (redisconn_connected(st->conn))
         return 0;
     if (st->in_flight) {
         set_error(st, "redis: connection lost with a round in flight");
         return -1; /* store_receive reports the round and resets */
     }
-    if (st->ctx) {
-        redisFree(st->ctx);
-        st->ctx = NULL;
-    }
+    redisconn_drop(st->conn);
     drop_queued(st);
-    return connect_now(st);
+    return redisconn_connect(st->conn) < 0 ? -1 : load_script(st);
 }
 
 store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
@@ -432,17 +364,25 @@ store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(st->host, sizeof st->host, "%s", cfg->host ? cfg->host : "127.0.0.1");
-    st->port = cfg->port > 0 ? cfg->port : 6379;
-    st->user = cfg->user ? strdup(cfg->user) : NULL;
-    st->password = cfg->password ? strdup(cfg->password) : NULL;
-    st->db = cfg->db;
-    snprintf(st->prefix, sizeof st->prefix, "%s", cfg->prefix ? cfg->prefix : STORE_DEFAULT_PREFIX);
+    st->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+    redisconn_config_t rc = {.host = cfg->host,
+                             .port = cfg->port,
+                             .user = cfg->user,
+                             .password = cfg->password,
+                             .db = cfg->db,
+                             .connect_timeout_ms = st->timeout_ms,
+                             .command_timeout_ms = st->timeout_ms};
+    st->conn = redisconn_new(&rc);
+    if (!st->conn) {
+        snprintf(err, errlen, "out of memory");
+        store_free(st);
+        return NULL;
+    }
+    rkeys_init(&st->keys, cfg->prefix);
     st->retention_ms = cfg->retention_ms;
     st->history_cap = cfg->history_cap > 0 ? cfg->history_cap : STORE_DEFAULT_HISTORY_CAP;
-    st->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000;
-    if (connect_now(st) < 0) {
-        snprintf(err, errlen, "%s", st->last_error);
+    if (store_ensure_connected(st) < 0) {
+        snprintf(err, errlen, "%s", store_last_error(st));
         store_free(st);
         return NULL;
     }
@@ -453,9 +393,7 @@ void store_free(store_t *st)
 {
     if (!st)
         return;
-    redisFree(st->ctx);
-    free(st->user);
-    free(st->password);
+    redisconn_free(st->conn);
     for (size_t i = 0; i < st->batches_cap; i++) {
         free(st->batches[i].results);
         strlist_release(&st->batches[i].keys);
@@ -481,9 +419,8 @@ void store_set_wait_replicas(store_t *st, int replicas)
 
 int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
 {
-    char key[STORE_KEY_MAX];
-    store_key_partition(st, key, partition, "epoch");
-    redisReply *r = command(st, "GET %s", key);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "GET %s", rkeys_epoch(&st->keys, key, partition));
     if (!r)
         return -1;
     *epoch = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
@@ -500,20 +437,16 @@ int store_read_statuses(store_t *st, int32_t partition, const char *const *ids, 
     }
     if (store_ensure_connected(st) < 0)
         return -1;
-    char key[STORE_KEY_MAX];
-    for (size_t i = 0; i < n; i++) {
-        store_key_saga(st, key, partition, ids[i]);
-        if (redisAppendCommand(st->ctx, "HGET %s status", key) != REDIS_OK) {
-            set_error(st, "redis: %s", st->ctx->errstr);
+    redisContext *ctx = redisconn_context(st->conn);
+    char key[RKEYS_KEY_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommand(ctx, "HGET %s " RKEYS_F_STATUS,
+                               rkeys_saga(&st->keys, key, partition, ids[i])) != REDIS_OK)
             goto lost;
-        }
-    }
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r) {
-            set_error(st, "redis: %s", st->ctx->errstr);
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
             goto lost;
-        }
         snprintf(statuses[i], sizeof statuses[i], "%s",
                  r->type == REDIS_REPLY_STRING ? r->str : "");
         freeReplyObject(r);
@@ -521,16 +454,15 @@ int store_read_statuses(store_t *st, int32_t partition, const char *const *ids, 
     return 0;
 lost:
     /* Replies may be left unread: the connection cannot be reused. */
-    redisFree(st->ctx);
-    st->ctx = NULL;
+    redisconn_lost(st->conn);
     return -1;
 }
 
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
-    char key[STORE_KEY_MAX], okey[STORE_KEY_MAX];
-    store_key_partition(st, key, partition, "epoch");
-    store_key_partition(st, okey, partition, "owner");
+    char key[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX];
+    rkeys_epoch(&st->keys, key, partition);
+    rkeys_owner(&st->keys, okey, partition);
     redisReply *r = command(st, "INCR %s", key);
     if (!r)
         return -1;
@@ -550,8 +482,8 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
             return -1;
         }
     }
-    r = command(st, "HSET %s owner %s epoch %lld since %lld", okey, owner, (long long)taken,
-                (long long)time(NULL) * 1000);
+    r = command(st, "HSET %s " RKEYS_OWNER_OWNER " %s " RKEYS_OWNER_EPOCH " %lld " RKEYS_OWNER_SINCE
+                " %lld", okey, owner, (long long)taken, (long long)time(NULL) * 1000);
     if (!r)
         return -1;
     freeReplyObject(r);
@@ -561,34 +493,29 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
 
 int store_put_meta(store_t *st, int partitions, int *routing_partitions)
 {
-    char key[STORE_KEY_MAX];
-    store_key_global(st, key, "meta");
-    redisReply *r = command(st, "HSET %s layout_version %d partitions %d", key,
-                            STORE_LAYOUT_VERSION, partitions);
+    char key[RKEYS_KEY_MAX];
+    rkeys_meta(&st->keys, key);
+    redisReply *r = command(st, "HSET %s " RKEYS_META_LAYOUT_VERSION " %d " RKEYS_META_PARTITIONS
+                            " %d", key, RKEYS_LAYOUT_VERSION, partitions);
     if (!r)
         return -1;
     freeReplyObject(r);
     /* The first writer fixes the routing count for good (route.h). */
-    r = command(st, "HSETNX %s routing_partitions %d", key, partitions);
+    r = command(st, "HSETNX %s " RKEYS_META_ROUTING_PARTITIONS " %d", key, partitions);
     if (!r)
         return -1;
     freeReplyObject(r);
-    r = command(st, "HGET %s routing_partitions", key);
+    r = command(st, "HGET %s " RKEYS_META_ROUTING_PARTITIONS, key);
     if (!r)
         return -1;
     int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
     freeReplyObject(r);
     if (n < 1) {
-        set_error(st, "redis: %s routing_partitions is not a positive integer", key);
+        set_error(st, "redis: %s " RKEYS_META_ROUTING_PARTITIONS " is not a positive integer", key);
         return -1;
     }
     *routing_partitions = n;
     return 0;
-}
-
-static void definition_field(char *field, size_t len, const char *name, int version)
-{
-    snprintf(field, len, "%s@%d", name, version);
 }
 
 /* Copies a string reply of at most STORE_HASH_HEX_LEN bytes into hash. */
@@ -600,10 +527,10 @@ static void copy_hash(const redisReply *r, char *hash)
 
 int store_put_definition(store_t *st, const definition_t *d, char *existing)
 {
-    char key[STORE_KEY_MAX], hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
-    store_key_global(st, key, "definitions");
-    store_key_global(st, hkey, "definition-hashes");
-    definition_field(field, sizeof field, d->name, d->version);
+    char key[RKEYS_KEY_MAX], hkey[RKEYS_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    rkeys_definitions(&st->keys, key);
+    rkeys_definition_hashes(&st->keys, hkey);
+    rkeys_definition_field(field, sizeof field, d->name, d->version);
     /* The hash first: it decides, atomically, which content owns NAME@VERSION. */
     redisReply *r = command(st, "HSETNX %s %s %s", hkey, field, d->content_hash);
     if (!r)
@@ -634,9 +561,9 @@ int store_put_definition(store_t *st, const definition_t *d, char *existing)
 
 int store_get_definition_hash(store_t *st, const char *name, int version, char *hash)
 {
-    char hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
-    store_key_global(st, hkey, "definition-hashes");
-    definition_field(field, sizeof field, name, version);
+    char hkey[RKEYS_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    rkeys_definition_hashes(&st->keys, hkey);
+    rkeys_definition_field(field, sizeof field, name, version);
     redisReply *r = command(st, "HGET %s %s", hkey, field);
     if (!r)
         return -1;
@@ -648,10 +575,10 @@ int store_get_definition_hash(store_t *st, const char *name, int version, char *
 
 int store_get_definition(store_t *st, const char *name, int version, char **json, char *hash)
 {
-    char key[STORE_KEY_MAX], hkey[STORE_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
-    store_key_global(st, key, "definitions");
-    store_key_global(st, hkey, "definition-hashes");
-    definition_field(field, sizeof field, name, version);
+    char key[RKEYS_KEY_MAX], hkey[RKEYS_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
+    rkeys_definitions(&st->keys, key);
+    rkeys_definition_hashes(&st->keys, hkey);
+    rkeys_definition_field(field, sizeof field, name, version);
     *json = NULL;
     hash[0] = '\0';
     redisReply *r = command(st, "HGET %s %s", key, field);
@@ -693,19 +620,17 @@ static json_t *reply_to_object(const redisReply *r)
 static int load_chunk(store_t *st, int32_t partition, redisReply **ids, size_t n,
                       store_saga_fn fn, void *opaque)
 {
-    char key[STORE_KEY_MAX];
-    for (size_t i = 0; i < n; i++) {
-        store_key_saga(st, key, partition, ids[i]->str);
-        if (redisAppendCommand(st->ctx, "HGETALL %s", key) != REDIS_OK)
+    redisContext *ctx = redisconn_context(st->conn);
+    char key[RKEYS_KEY_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommand(ctx, "HGETALL %s", rkeys_saga(&st->keys, key, partition,
+                                                              ids[i]->str)) != REDIS_OK)
             return -1;
-    }
     int count = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r) {
-            set_error(st, "redis: %s", st->ctx->errstr);
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
             return -1;
-        }
         if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
             json_t *fields = reply_to_object(r);
             fn(fields, opaque);
@@ -719,12 +644,11 @@ static int load_chunk(store_t *st, int32_t partition, redisReply **ids, size_t n
 
 int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void *opaque)
 {
-    static const char *const INDEXES[] = {"running", "compensating", "stuck"};
     int total = 0;
-    for (size_t k = 0; k < sizeof INDEXES / sizeof *INDEXES; k++) {
-        char key[STORE_KEY_MAX];
-        store_key_index(st, key, partition, INDEXES[k]);
-        redisReply *ids = command(st, "ZRANGE %s 0 -1", key);
+    for (int k = 0; k < RKEYS_INDEX_ACTIVE_COUNT; k++) {
+        char key[RKEYS_KEY_MAX];
+        redisReply *ids = command(st, "ZRANGE %s 0 -1",
+                                  rkeys_index(&st->keys, key, partition, (rkeys_index_t)k));
         if (!ids)
             return -1;
         for (size_t i = 0; i < ids->elements; i += STORE_LOAD_CHUNK) {
@@ -732,8 +656,7 @@ int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void 
             int c = load_chunk(st, partition, ids->element + i, n, fn, opaque);
             if (c < 0) {
                 freeReplyObject(ids);
-                redisFree(st->ctx);
-                st->ctx = NULL;
+                redisconn_lost(st->conn); /* replies may be left unread */
                 return -1;
             }
             total += c;
@@ -745,9 +668,8 @@ int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void 
 
 int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *opaque)
 {
-    char key[STORE_KEY_MAX];
-    store_key_partition(st, key, partition, "outbox");
-    redisReply *r = command(st, "HGETALL %s", key);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "HGETALL %s", rkeys_outbox(&st->keys, key, partition));
     if (!r)
         return -1;
     int count = 0;
@@ -802,7 +724,7 @@ static int append_command(store_t *st, size_t argc, const char *const *argv, con
         at += lens[i];
         *at++ = '\r', *at++ = '\n';
     }
-    return redisAppendFormattedCommand(st->ctx, st->resp, (size_t)(at - st->resp)) == REDIS_OK
+    return redisAppendFormattedCommand(redisconn_context(st->conn), st->resp, (size_t)(at - st->resp)) == REDIS_OK
                ? 0
                : -1;
 }
@@ -827,11 +749,11 @@ static int emit_batch(store_t *st, batch_t *b)
 {
     if (b->count == 0)
         return 0;
-    char k_epoch[STORE_KEY_MAX], k_out[STORE_KEY_MAX], k_cnt[STORE_KEY_MAX], epoch[24],
+    char k_epoch[RKEYS_KEY_MAX], k_out[RKEYS_KEY_MAX], k_cnt[RKEYS_KEY_MAX], epoch[24],
         cap[24], count[24], nkeys[24];
-    store_key_partition(st, k_epoch, b->partition, "epoch");
-    store_key_partition(st, k_out, b->partition, "outbox");
-    store_key_partition(st, k_cnt, b->partition, "counters");
+    rkeys_epoch(&st->keys, k_epoch, b->partition);
+    rkeys_outbox(&st->keys, k_out, b->partition);
+    rkeys_counters(&st->keys, k_cnt, b->partition);
     snprintf(epoch, sizeof epoch, "%" PRId64, b->epoch);
     snprintf(cap, sizeof cap, "%d", st->history_cap);
     snprintf(count, sizeof count, "%zu", b->count);
@@ -914,15 +836,17 @@ static int push_counters(strlist_t *a, const store_transition_t *t)
     const char *statuses[4];
     size_t n = 0;
     if (created) {
-        names[n] = "started", statuses[n] = NULL, deltas[n++] = "1";
+        names[n] = RKEYS_COUNTER_STARTED, statuses[n] = NULL, deltas[n++] = "1";
     }
+    /* The totals of completed, compensated and stuck are named after the status. */
     if (created || t->old_status != now) {
         if (!created && !saga_status_is_terminal(t->old_status))
-            names[n] = "active", statuses[n] = saga_status_name(t->old_status), deltas[n++] = "-1";
+            names[n] = RKEYS_COUNTER_ACTIVE, statuses[n] = saga_status_name(t->old_status),
+            deltas[n++] = "-1";
         if (saga_status_is_terminal(now) || now == SAGA_STUCK)
             names[n] = saga_status_name(now), statuses[n] = NULL, deltas[n++] = "1";
         if (!saga_status_is_terminal(now))
-            names[n] = "active", statuses[n] = saga_status_name(now), deltas[n++] = "1";
+            names[n] = RKEYS_COUNTER_ACTIVE, statuses[n] = saga_status_name(now), deltas[n++] = "1";
     }
     int rc = strlist_push_int(a, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
@@ -944,7 +868,7 @@ static int push_field(const char *name, const char *value, size_t len, void *opa
 {
     field_ctx_t *fc = opaque;
     char version[24];
-    if (strcmp(name, "version") == 0) {
+    if (strcmp(name, RKEYS_F_VERSION) == 0) {
         /* The version written is always the one after expected, whatever the saga says. */
         len = (size_t)snprintf(version, sizeof version, "%" PRId64, fc->expected_version + 1);
         value = version;
@@ -964,17 +888,14 @@ int store_queue_transition(store_t *st, const store_transition_t *t)
     /* Pushed onto the batch in place; on failure the batch is cut back to where it was. */
     size_t keys_count = b->keys.count, keys_len = b->keys.len;
     size_t args_count = b->args.count, args_len = b->args.len;
-    char key[STORE_KEY_MAX];
+    char key[RKEYS_KEY_MAX];
+    const rkeys_t *k = &st->keys;
     int rc = 0;
-    store_key_saga(st, key, t->partition, s->id);
-    rc |= strlist_push_str(&b->keys, key);
-    store_key_history(st, key, t->partition, s->id);
-    rc |= strlist_push_str(&b->keys, key);
-    store_key_index(st, key, t->partition,
-                    saga_status_index(t->expected_version ? t->old_status : s->status));
-    rc |= strlist_push_str(&b->keys, key);
-    store_key_index(st, key, t->partition, saga_status_index(s->status));
-    rc |= strlist_push_str(&b->keys, key);
+    rc |= strlist_push_str(&b->keys, rkeys_saga(k, key, t->partition, s->id));
+    rc |= strlist_push_str(&b->keys, rkeys_history(k, key, t->partition, s->id));
+    saga_status_t left = t->expected_version ? t->old_status : s->status;
+    rc |= strlist_push_str(&b->keys, rkeys_index(k, key, t->partition, rkeys_index_of(left)));
+    rc |= strlist_push_str(&b->keys, rkeys_index(k, key, t->partition, rkeys_index_of(s->status)));
 
     bool finished = saga_status_is_terminal(s->status);
     strlist_t *a = &b->args;
@@ -1045,9 +966,9 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
     /* Redis runs the pipeline in order: what was queued before this goes before it. */
     if (emit_batches(st) < 0)
         return -1;
-    char ekey[STORE_KEY_MAX], okey[STORE_KEY_MAX], ep[24];
-    store_key_partition(st, ekey, partition, "epoch");
-    store_key_partition(st, okey, partition, "outbox");
+    char ekey[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX], ep[24];
+    rkeys_epoch(&st->keys, ekey, partition);
+    rkeys_outbox(&st->keys, okey, partition);
     snprintf(ep, sizeof ep, "%lld", (long long)epoch);
     int rc = 0;
     for (size_t from = 0; rc == 0 && from < n; from += STORE_ACKS_PER_CALL) {
@@ -1111,7 +1032,8 @@ int store_send(store_t *st)
     st->in_flight = true;
     st->sent_transitions = st->queued_transitions;
     st->queued_transitions = 0;
-    if (!st->ctx) {
+    redisContext *ctx = redisconn_context(st->conn);
+    if (!ctx) {
         set_error(st, "redis: not connected");
         drop_queued(st);
         st->send_failed = true;
@@ -1124,9 +1046,9 @@ int store_send(store_t *st)
     }
     /* Write it all now (loopback: the socket takes it), so Redis works while we do. */
     int done = 0;
-    while (st->ctx && st->queued_replies && !done) {
-        if (redisBufferWrite(st->ctx, &done) != REDIS_OK) {
-            set_error(st, "redis: %s", st->ctx->errstr);
+    while ((ctx = redisconn_context(st->conn)) && st->queued_replies && !done) {
+        if (redisBufferWrite(ctx, &done) != REDIS_OK) {
+            set_error(st, "redis: %s", ctx->errstr);
             st->send_failed = true;
             rc = -1;
             break;
@@ -1139,11 +1061,12 @@ bool store_replies_arriving(const store_t *st)
 {
     if (!st->in_flight)
         return false;
-    if (!st->ctx || st->send_failed)
+    const redisContext *ctx = redisconn_context(st->conn);
+    if (!ctx || st->send_failed)
         return true; /* store_receive reports it at once */
-    if (st->ctx->reader && st->ctx->reader->len > st->ctx->reader->pos)
+    if (ctx->reader && ctx->reader->len > ctx->reader->pos)
         return true;
-    struct pollfd pfd = {.fd = st->ctx->fd, .events = POLLIN};
+    struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
     return poll(&pfd, 1, 0) > 0;
 }
 
@@ -1160,8 +1083,9 @@ int store_receive(store_t *st, store_status_t *results)
         const reply_slot_t *slot = &st->replies[i];
         const size_t *pos = st->reply_results + slot->first;
         redisReply *r = NULL;
-        if (!lost && (!st->ctx || redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r)) {
-            set_error(st, "redis: %s", st->ctx ? st->ctx->errstr : "not connected");
+        redisContext *ctx = redisconn_context(st->conn);
+        if (!lost && (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)) {
+            set_error(st, "redis: %s", ctx ? ctx->errstr : "not connected");
             lost = true;
             rc = -1;
         }
@@ -1186,9 +1110,8 @@ int store_receive(store_t *st, store_status_t *results)
     st->queued_replies = st->nreply_results = 0;
     st->in_flight = st->send_failed = false;
     st->sent_transitions = 0;
-    if (lost && st->ctx) {
-        redisFree(st->ctx);
-        st->ctx = NULL;
+    if (lost && redisconn_context(st->conn)) {
+        redisconn_drop(st->conn);
         drop_queued(st); /* the open round's batches were for that connection too */
     }
     return rc;

@@ -1,14 +1,15 @@
-/* store.h - the Redis store: the documented key layout, the fenced transition script,
- * the outbox, partition loading and the fencing epochs.
+/* store.h - the Redis store: the fenced transition script, the outbox, partition loading,
+ * the fencing epochs and the recorded definitions, written in the key layout of rkeys.h.
  *
  * Every key of a partition carries the hash tag {pN} so that one partition's sagas,
  * indexes, outbox and epoch live in one Redis Cluster slot and one script can check and
- * write them atomically (docs/redis.md is the contract). Writes are pipelined: queue any
+ * write them atomically (docs/redis.md is the contract; rkeys.h names the keys). Writes are pipelined: queue any
  * number of transitions and outbox acknowledgements, then store_flush() sends them in one
  * round trip and reports a result per queued transition, in order. */
 #ifndef SAGA_STORE_H
 #define SAGA_STORE_H
 
+#include "rkeys.h"
 #include "saga.h"
 
 #include <jansson.h>
@@ -16,10 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_KEY_MAX 512
-#define STORE_LAYOUT_VERSION 1
-#define STORE_DEFAULT_PREFIX "saga"
 #define STORE_DEFAULT_HISTORY_CAP 1000
+#define STORE_DEFAULT_TIMEOUT_MS 5000
 #define STORE_LOAD_CHUNK 1000 /* sagas fetched per pipeline when loading a partition */
 
 typedef struct store store_t;
@@ -30,7 +29,7 @@ typedef struct store_config {
     const char *user;          /* ACL user, or NULL */
     const char *password;      /* or NULL */
     int db;                    /* SELECT db when > 0 */
-    const char *prefix;        /* key prefix, default "saga" */
+    const char *prefix;        /* key prefix, default RKEYS_DEFAULT_PREFIX */
     int64_t retention_ms;      /* how long finished sagas stay; 0 = forever */
     int history_cap;           /* history entries kept per saga */
     int timeout_ms;            /* connect and command timeout */
@@ -68,23 +67,23 @@ typedef struct store_transition {
     size_t outbox_count;
 } store_transition_t;
 
-/* Connects. Returns NULL with the reason in err. */
+/* Connects (common/redisconn.h: timeout, AUTH, SELECT) and loads the transition script.
+ * Returns NULL with the reason in err. */
 store_t *store_new(const store_config_t *cfg, char *err, size_t errlen);
+/* Closes and frees st. NULL is accepted. */
 void store_free(store_t *st);
 
 /* Reconnects if the connection was lost. 0 when connected. */
 int store_ensure_connected(store_t *st);
+/* The reason of the last failure (borrowed from st). */
 const char *store_last_error(const store_t *st);
 /* PING (reconnecting first if needed). Nothing may be queued. Returns 0 or -1. */
 int store_ping(store_t *st);
-struct redisContext *store_context(store_t *st); /* hiredis's, for the guards */
-
-/* Key names of the layout (buf of STORE_KEY_MAX). */
-void store_key_saga(const store_t *st, char *buf, int32_t partition, const char *saga_id);
-void store_key_history(const store_t *st, char *buf, int32_t partition, const char *saga_id);
-void store_key_index(const store_t *st, char *buf, int32_t partition, const char *index);
-void store_key_partition(const store_t *st, char *buf, int32_t partition, const char *what);
-void store_key_global(const store_t *st, char *buf, const char *what);
+/* The connection's hiredis context, or NULL when not connected (borrowed, valid until a
+ * reconnection): for the guards. */
+struct redisContext *store_context(store_t *st);
+/* The key names of st's prefix (borrowed, as long as st). */
+const rkeys_t *store_keys(const store_t *st);
 
 /* Takes a new fencing epoch for partition (INCR) and records owner. With replicas to
  * wait for (store_set_wait_replicas), the bump must reach that many replicas (WAIT)

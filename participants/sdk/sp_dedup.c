@@ -1,7 +1,8 @@
-/* sp_dedup.c - the de-duplication store: the Redis connection, the check and record Lua
- * scripts, and their verdicts (see sp_dedup.h). */
+/* sp_dedup.c - the de-duplication store: the check and record Lua scripts and their
+ * verdicts, over a common/redisconn.h connection (see sp_dedup.h). */
 #include "sp_dedup.h"
 
+#include "redisconn.h"
 #include "sp_log.h"
 
 #include <hiredis/hiredis.h>
@@ -121,12 +122,7 @@ static const char SP_RECORD_LUA[] =
     "return put('ok', reply)\n";
 
 struct sp_dedup {
-    redisContext *ctx;
-    char *host;
-    int port;
-    char *user;
-    char *password;
-    int db;
+    redisconn_t *conn;
     char *prefix;
     long retention_s;
     long lease_ms;
@@ -134,35 +130,10 @@ struct sp_dedup {
     char record_sha[41];
 };
 
-static char *sp_strdup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static void sp_dedup_disconnect(sp_dedup_t *d)
-{
-    if (d->ctx)
-        redisFree(d->ctx);
-    d->ctx = NULL;
-}
-
-/* Runs one command on the current connection; returns the reply (caller frees) or NULL
- * with err filled. An I/O failure drops the connection. */
-static redisReply *sp_dedup_command(sp_dedup_t *d, int argc, const char **argv, const size_t *lens,
-                                    char *err, size_t errlen)
-{
-    redisReply *r = redisCommandArgv(d->ctx, argc, argv, lens);
-    if (!r) {
-        snprintf(err, errlen, "redis %s:%d: %s", d->host, d->port, d->ctx->errstr[0] ? d->ctx->errstr : "I/O error");
-        sp_dedup_disconnect(d);
-    }
-    return r;
-}
-
-static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41], char *err, size_t errlen)
+static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41])
 {
     const char *argv[] = {"SCRIPT", "LOAD", src};
-    redisReply *r = sp_dedup_command(d, 3, argv, NULL, err, errlen);
+    redisReply *r = redisconn_command_argv(d->conn, 3, argv, NULL);
     if (!r)
         return -1;
     int rc = -1;
@@ -170,68 +141,23 @@ static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41], ch
         memcpy(sha, r->str, 41);
         rc = 0;
     } else {
-        snprintf(err, errlen, "redis SCRIPT LOAD: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        redisconn_set_error(d->conn, "redis SCRIPT LOAD: %s",
+                            r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     }
     freeReplyObject(r);
     return rc;
 }
 
-/* Connects when not connected: AUTH, SELECT, SCRIPT LOAD. Returns 0 or -1 (err set). */
-static int sp_dedup_connect(sp_dedup_t *d, char *err, size_t errlen)
+/* Connects when not connected (common/redisconn.h: AUTH, SELECT) and loads the scripts
+ * on a new connection. Returns 0, or -1 (the reason in redisconn_last_error). */
+static int sp_dedup_connect(sp_dedup_t *d)
 {
-    if (d->ctx)
-        return 0;
-    struct timeval ct = {SP_REDIS_CONNECT_TIMEOUT_MS / 1000, (SP_REDIS_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval rt = {SP_REDIS_COMMAND_TIMEOUT_MS / 1000, (SP_REDIS_COMMAND_TIMEOUT_MS % 1000) * 1000};
-    d->ctx = redisConnectWithTimeout(d->host, d->port, ct);
-    if (!d->ctx) {
-        snprintf(err, errlen, "redis %s:%d: out of memory", d->host, d->port);
-        return -1;
-    }
-    if (d->ctx->err) {
-        snprintf(err, errlen, "redis %s:%d: %s", d->host, d->port, d->ctx->errstr);
-        sp_dedup_disconnect(d);
-        return -1;
-    }
-    if (redisSetTimeout(d->ctx, rt) != REDIS_OK) {
-        snprintf(err, errlen, "redis %s:%d: cannot set timeout", d->host, d->port);
-        sp_dedup_disconnect(d);
-        return -1;
-    }
-    redisReply *r;
-    if (d->password) {
-        const char *argv[] = {"AUTH", d->user ? d->user : d->password, d->password};
-        r = sp_dedup_command(d, d->user ? 3 : 2, argv, NULL, err, errlen);
-        if (!r)
-            return -1;
-        int bad = r->type == REDIS_REPLY_ERROR;
-        if (bad)
-            snprintf(err, errlen, "redis AUTH: %s", r->str);
-        freeReplyObject(r);
-        if (bad) {
-            sp_dedup_disconnect(d);
-            return -1;
-        }
-    }
-    if (d->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", d->db);
-        const char *argv[] = {"SELECT", db};
-        r = sp_dedup_command(d, 2, argv, NULL, err, errlen);
-        if (!r)
-            return -1;
-        int bad = r->type == REDIS_REPLY_ERROR;
-        if (bad)
-            snprintf(err, errlen, "redis SELECT %d: %s", d->db, r->str);
-        freeReplyObject(r);
-        if (bad) {
-            sp_dedup_disconnect(d);
-            return -1;
-        }
-    }
-    if (sp_dedup_load_script(d, SP_CHECK_LUA, d->check_sha, err, errlen) != 0 ||
-        sp_dedup_load_script(d, SP_RECORD_LUA, d->record_sha, err, errlen) != 0) {
-        sp_dedup_disconnect(d);
+    int rc = redisconn_connect(d->conn);
+    if (rc <= 0)
+        return rc;
+    if (sp_dedup_load_script(d, SP_CHECK_LUA, d->check_sha) != 0 ||
+        sp_dedup_load_script(d, SP_RECORD_LUA, d->record_sha) != 0) {
+        redisconn_drop(d->conn);
         return -1;
     }
     return 0;
@@ -242,18 +168,23 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     sp_dedup_t *d = calloc(1, sizeof *d);
     if (!d)
         goto oom;
-    d->host = strdup(cfg->host);
-    d->port = cfg->port;
-    d->user = sp_strdup_or_null(cfg->user);
-    d->password = sp_strdup_or_null(cfg->password);
-    d->db = cfg->db;
+    redisconn_config_t rc = {.host = cfg->host,
+                             .port = cfg->port,
+                             .user = cfg->user,
+                             .password = cfg->password,
+                             .db = cfg->db,
+                             .connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS,
+                             .command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS};
+    d->conn = redisconn_new(&rc);
     d->prefix = strdup(cfg->prefix);
     d->retention_s = cfg->retention_s;
     d->lease_ms = cfg->lease_ms;
-    if (!d->host || !d->prefix || (cfg->user && !d->user) || (cfg->password && !d->password))
+    if (!d->conn || !d->prefix)
         goto oom;
-    if (sp_dedup_connect(d, err, errlen) != 0)
+    if (sp_dedup_connect(d) != 0) {
+        snprintf(err, errlen, "%s", redisconn_last_error(d->conn));
         goto err;
+    }
     return d;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -266,10 +197,7 @@ void sp_dedup_free(sp_dedup_t *d)
 {
     if (!d)
         return;
-    sp_dedup_disconnect(d);
-    free(d->host);
-    free(d->user);
-    free(d->password);
+    redisconn_free(d->conn);
     free(d->prefix);
     free(d);
 }
@@ -289,10 +217,9 @@ static char *sp_dedup_key(const sp_dedup_t *d, const char *k)
 static redisReply *sp_dedup_eval(sp_dedup_t *d, int which_record, int argc, const char **argv,
                                  size_t *lens, int *rc)
 {
-    char err[256];
     for (int tries = 0; tries < 2; tries++) {
-        if (sp_dedup_connect(d, err, sizeof err) != 0) {
-            sp_log(SP_LOG_WARN, NULL, "%s", err);
+        if (sp_dedup_connect(d) != 0) {
+            sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
             *rc = -1;
             return NULL;
         }
@@ -300,15 +227,15 @@ static redisReply *sp_dedup_eval(sp_dedup_t *d, int which_record, int argc, cons
         argv[1] = which_record ? d->record_sha : d->check_sha;
         lens[0] = 7;
         lens[1] = 40;
-        redisReply *r = sp_dedup_command(d, argc, argv, lens, err, sizeof err);
+        redisReply *r = redisconn_command_argv(d->conn, argc, argv, lens);
         if (!r) {
-            sp_log(SP_LOG_WARN, NULL, "%s", err);
+            sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
             *rc = -1;
             return NULL;
         }
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             freeReplyObject(r);
-            sp_dedup_disconnect(d); /* reconnecting loads the scripts again */
+            redisconn_drop(d->conn); /* reconnecting loads the scripts again */
             continue;
         }
         if (r->type == REDIS_REPLY_ERROR) {

@@ -1,9 +1,11 @@
-/* sp_log.h - the participant SDK's logging: one JSON object per line on stderr.
+/* sp_log.h - the participant SDK's logger: one JSON object per line on stderr.
  *
- * Same line format as the coordinator's log (ts, level, component, msg, and optional
- * saga_id), so one tool reads both. The threshold comes from the SAGA_LOG_LEVEL
- * environment variable (debug, info, warn, error; default info). Internal to the SDK;
- * services log through its public face, saga_participant_log (saga_participant.h). */
+ * The line format is the coordinator's (common/jsonlog.h writes both: ts, level,
+ * component, msg, and optional saga_id), so one tool reads both; this is the SDK's own
+ * settings (component, default "participant", and threshold). The threshold comes from
+ * the SAGA_LOG_LEVEL environment variable (debug, info, warn, error; default info).
+ * Internal to the SDK; services log through its public face, saga_participant_log
+ * (saga_participant.h). */
 #ifndef SP_LOG_H
 #define SP_LOG_H
 

@@ -1,7 +1,10 @@
 /* ledger_check.c - checking sagas against the example services' ledgers (see
- * ledger_check.h). Reads documented keys only: saga:{pN}:saga:ID (status, error),
+ * ledger_check.h). Reads documented keys only: saga:{pN}:saga:ID (status, error; named
+ * by rkeys.h),
  * ledger:{S}:entries and :by_saga, and the SDK's dedup records dedup:{S}:KEY (state). */
 #include "ledger_check.h"
+
+#include "rkeys.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -83,10 +86,12 @@ static json_t *read_by_saga(redisContext *rc, const char *service)
 static int read_statuses(redisContext *rc, int partitions, const char *const *ids, size_t n,
                          char **status, char **error)
 {
+    static const rkeys_t keys = {RKEYS_DEFAULT_PREFIX}; /* the example system's */
+    char key[RKEYS_KEY_MAX];
     for (size_t i = 0; i < n; i++)
         for (int p = 0; p < partitions; p++)
-            if (redisAppendCommand(rc, "HMGET saga:{p%d}:saga:%s status error", p, ids[i]) !=
-                REDIS_OK)
+            if (redisAppendCommand(rc, "HMGET %s " RKEYS_F_STATUS " " RKEYS_F_ERROR,
+                                   rkeys_saga(&keys, key, p, ids[i])) != REDIS_OK)
                 return -1;
     int rc_ = 0;
     for (size_t i = 0; i < n; i++) {

@@ -1,10 +1,15 @@
 /* system.c - a running system for integration tests (see system.h). */
 #include "system.h"
 
+#include "rkeys.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* The test system's coordinators run with the default key prefix. */
+static const rkeys_t KEYS = {RKEYS_DEFAULT_PREFIX};
 
 int system_start(test_system_t *s, const char *definitions, const char *extra_topics,
                  const char *redis_config)
@@ -70,7 +75,8 @@ static bool all_owned(void *opaque)
 {
     test_system_t *s = opaque;
     for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
-        redisReply *r = redisCommand(s->rc, "EXISTS saga:{p%d}:owner", p);
+        char key[RKEYS_KEY_MAX];
+        redisReply *r = redisCommand(s->rc, "EXISTS %s", rkeys_owner(&KEYS, key, p));
         bool ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         freeReplyObject(r);
         if (!ok)
@@ -133,7 +139,8 @@ int system_start_saga(test_system_t *s, const char *id, const char *name, const 
 json_t *system_saga(test_system_t *s, const char *id, int *partition)
 {
     for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
-        redisReply *r = redisCommand(s->rc, "HGETALL saga:{p%d}:saga:%s", p, id);
+        char key[RKEYS_KEY_MAX];
+        redisReply *r = redisCommand(s->rc, "HGETALL %s", rkeys_saga(&KEYS, key, p, id));
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
             json_t *o = json_object();
             for (size_t i = 0; i + 1 < r->elements; i += 2)
@@ -157,7 +164,8 @@ json_t *system_history(test_system_t *s, const char *id)
     if (!saga)
         return out;
     json_decref(saga);
-    redisReply *r = redisCommand(s->rc, "LRANGE saga:{p%d}:history:%s 0 -1", p, id);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = redisCommand(s->rc, "LRANGE %s 0 -1", rkeys_history(&KEYS, key, p, id));
     for (size_t i = 0; r && i < r->elements; i++)
         json_array_append_new(out, json_loads(r->element[i]->str, 0, NULL));
     freeReplyObject(r);
@@ -183,7 +191,7 @@ static bool has_status(void *opaque)
 {
     status_wait_t *w = opaque;
     char buf[64];
-    return strcmp(system_field(w->s, w->id, "status", buf, sizeof buf), w->status) == 0;
+    return strcmp(system_field(w->s, w->id, RKEYS_F_STATUS, buf, sizeof buf), w->status) == 0;
 }
 
 bool system_wait_status(test_system_t *s, const char *id, const char *status, int timeout_ms)
@@ -197,7 +205,7 @@ json_t *system_step(test_system_t *s, const char *id, const char *step)
     json_t *saga = system_saga(s, id, NULL);
     if (!saga)
         return NULL;
-    json_t *steps = json_loads(json_string_value(json_object_get(saga, "steps")), 0, NULL);
+    json_t *steps = json_loads(json_string_value(json_object_get(saga, RKEYS_F_STEPS)), 0, NULL);
     json_decref(saga);
     size_t i;
     json_t *st, *found = NULL;
@@ -214,7 +222,8 @@ long long system_counter(test_system_t *s, const char *field)
 {
     long long sum = 0;
     for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
-        redisReply *r = redisCommand(s->rc, "HGET saga:{p%d}:counters %s", p, field);
+        char key[RKEYS_KEY_MAX];
+        redisReply *r = redisCommand(s->rc, "HGET %s %s", rkeys_counters(&KEYS, key, p), field);
         if (r && r->type == REDIS_REPLY_STRING)
             sum += atoll(r->str);
         freeReplyObject(r);

@@ -23,6 +23,7 @@
  * Needs $SAGA_BIN_DIR (default: this program's directory) for saga-coordinator and
  * saga-devbroker, and redis-server in PATH. Exit status 0 when every saga recovered. */
 #include "fixture.h"
+#include "rkeys.h"
 
 #include <jansson.h>
 #include <libgen.h>
@@ -52,6 +53,7 @@ static pid_t coords[2];
 static char logs[2][PATH_MAX + 64];
 static const char *const NAMES[2] = {"rec-a", "rec-b"};
 static redisContext *rc;
+static const rkeys_t KEYS = {RKEYS_DEFAULT_PREFIX}; /* the coordinators' key prefix */
 
 static int64_t wall_ms(void)
 {
@@ -71,9 +73,9 @@ static void die(const char *what)
     exit(1);
 }
 
-static long long redis_int(const char *fmt, int p)
+static long long redis_int(const char *fmt, const char *key)
 {
-    redisReply *r = redisCommand(rc, fmt, p);
+    redisReply *r = redisCommand(rc, fmt, key);
     long long v = -1;
     if (r && r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
@@ -88,7 +90,8 @@ static long long redis_int(const char *fmt, int p)
 /* The instance owning partition p (index into NAMES), or -1. */
 static int owner_of(int p)
 {
-    redisReply *r = redisCommand(rc, "HGET saga:{p%d}:owner owner", p);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = redisCommand(rc, "HGET %s " RKEYS_OWNER_OWNER, rkeys_owner(&KEYS, key, p));
     int who = -1;
     for (int i = 0; i < 2 && r && r->type == REDIS_REPLY_STRING; i++)
         if (strcmp(r->str, NAMES[i]) == 0)
@@ -116,10 +119,12 @@ static bool all_in_flight(void *opaque)
 {
     (void)opaque;
     long long started = 0;
+    char key[RKEYS_KEY_MAX];
     for (int p = 0; p < opt->partitions; p++) {
-        if (redis_int("HLEN saga:{p%d}:outbox", p) != 0)
+        if (redis_int("HLEN %s", rkeys_outbox(&KEYS, key, p)) != 0)
             return false;
-        started += redis_int("HGET saga:{p%d}:counters recovery-hold:started", p);
+        started += redis_int("HGET %s recovery-hold:" RKEYS_COUNTER_STARTED,
+                             rkeys_counters(&KEYS, key, p));
     }
     return started == opt->sagas;
 }
@@ -319,7 +324,9 @@ int main(int argc, char **argv)
     long running[BENCH_MAX_PARTITIONS];
     for (int p = 0; p < o.partitions; p++) {
         owner[p] = owner_of(p);
-        running[p] = (long)redis_int("ZCARD saga:{p%d}:index:running", p);
+        char key[RKEYS_KEY_MAX];
+        running[p] = (long)redis_int("ZCARD %s",
+                                     rkeys_index(&KEYS, key, p, RKEYS_INDEX_RUNNING));
         if (owner[p] >= 0)
             per_instance[owner[p]] += running[p];
     }
@@ -334,7 +341,9 @@ int main(int argc, char **argv)
         if (owner[p] != victim)
             continue;
         parts[p].victim = true;
-        redisReply *r = redisCommand(rc, "ZRANGE saga:{p%d}:index:running 0 -1", p);
+        char key[RKEYS_KEY_MAX];
+        redisReply *r = redisCommand(rc, "ZRANGE %s 0 -1",
+                                     rkeys_index(&KEYS, key, p, RKEYS_INDEX_RUNNING));
         for (size_t i = 0; r && i < r->elements && nreplies < cap; i++) {
             const char *id = r->element[i]->str;
             char val[512];

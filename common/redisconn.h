@@ -1,0 +1,76 @@
+/* redisconn.h - one blocking Redis connection: connect with a timeout, AUTH (ACL user and
+ * password, or the password alone), SELECT the database, the command timeout, connect
+ * again after a loss, and the last error kept on the object, as hiredis keeps errstr on
+ * its context.
+ *
+ * The coordinator's store (store.h) and queries (query.h) and the participant SDK's
+ * de-duplication store (sp_dedup.h) each hold one. This file is compiled into both the
+ * coordinator library and the SDK (common/: neither links the other); in the SDK's shared
+ * library its symbols are hidden. A redisconn_t is used by one thread at a time. */
+#ifndef SAGA_REDISCONN_H
+#define SAGA_REDISCONN_H
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define REDISCONN_DEFAULT_HOST "127.0.0.1"
+#define REDISCONN_DEFAULT_PORT 6379
+#define REDISCONN_DEFAULT_TIMEOUT_MS 5000
+#define REDISCONN_ERROR_MAX 512  /* the last error's text, NUL included */
+
+typedef struct redisconn_config {
+    const char *host;          /* NULL: REDISCONN_DEFAULT_HOST */
+    int port;                  /* <= 0: REDISCONN_DEFAULT_PORT */
+    const char *user;          /* ACL user, or NULL: AUTH with the password alone */
+    const char *password;      /* NULL: no AUTH */
+    int db;                    /* SELECT db when > 0 */
+    int connect_timeout_ms;    /* <= 0: REDISCONN_DEFAULT_TIMEOUT_MS */
+    int command_timeout_ms;    /* <= 0: REDISCONN_DEFAULT_TIMEOUT_MS */
+} redisconn_config_t;
+
+typedef struct redisconn redisconn_t;
+
+/* A connection to cfg's Redis (every string copied), not connected yet: the first
+ * redisconn_connect or command connects. Returns NULL when out of memory. */
+redisconn_t *redisconn_new(const redisconn_config_t *cfg);
+/* Closes and frees c. NULL is accepted. */
+void redisconn_free(redisconn_t *c);
+
+/* Connects unless connected: a new connection, the command timeout, AUTH, SELECT.
+ * Returns 1 when it connected now (what a caller sets up per connection, as loading its
+ * scripts, it does then), 0 when the connection was up, -1 when it cannot connect (the
+ * reason in redisconn_last_error; not connected). */
+int redisconn_connect(redisconn_t *c);
+/* True when a connection is up and hiredis saw no error on it. */
+bool redisconn_connected(const redisconn_t *c);
+/* The hiredis context for pipelining (redisAppendCommand, redisGetReply, ...), or NULL
+ * when not connected. Borrowed: valid until the next redisconn_drop, redisconn_lost or
+ * reconnection. */
+redisContext *redisconn_context(const redisconn_t *c);
+/* Closes the connection (replies left unread are lost); the next use connects again. */
+void redisconn_drop(redisconn_t *c);
+/* After a failed read or write on the context: keeps "redis: <hiredis's reason>" as the
+ * last error and closes the connection. */
+void redisconn_lost(redisconn_t *c);
+
+/* Runs one command (hiredis format), connecting first. Returns the reply (caller frees
+ * it with freeReplyObject), or NULL when it cannot connect, on an I/O error (the
+ * connection is closed) or on an error reply (the connection stays); the reason is kept. */
+redisReply *redisconn_command(redisconn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+redisReply *redisconn_vcommand(redisconn_t *c, const char *fmt, va_list ap);
+/* Runs one command given as argc arguments (lens may be NULL: strlen), connecting first.
+ * Returns any reply, error replies included (caller frees), or NULL when it cannot
+ * connect or on an I/O error (the connection is closed; the reason is kept). */
+redisReply *redisconn_command_argv(redisconn_t *c, int argc, const char **argv,
+                                   const size_t *lens);
+
+/* The reason of the last failure (never NULL; "" when none). Borrowed from c. */
+const char *redisconn_last_error(const redisconn_t *c);
+/* Keeps a caller's reason as the last error (printf format). */
+void redisconn_set_error(redisconn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif
