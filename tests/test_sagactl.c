@@ -263,8 +263,11 @@ Test(sagactl, list_show_and_stats_read_the_documented_keys)
     doc = parse(&r);
     json_t *members = json_object_get(doc, "members");
     cr_assert_eq(json_array_size(members), 1, "%s", r.out);
-    const char *me = json_string_value(json_object_get(json_array_get(members, 0), "instance"));
-    cr_assert_not_null(me);
+    char me[256];
+    const char *instance =
+        json_string_value(json_object_get(json_array_get(members, 0), "instance"));
+    cr_assert_not_null(instance);
+    snprintf(me, sizeof me, "%s", instance); /* kept after doc goes */
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(members, 0), "pid")),
                  sys.coordinators[0]);
     json_int_t active = 0;
