@@ -168,6 +168,11 @@ int coordinator_start(coordinator_t *c)
     return 0;
 }
 
+void coordinator_set_http_address(coordinator_t *c, const char *address)
+{
+    engine_set_http_address(c->engine, address);
+}
+
 int coordinator_reload(coordinator_t *c)
 {
     return engine_reload(c->engine);

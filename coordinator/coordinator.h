@@ -24,6 +24,10 @@ typedef engine_stats_t coordinator_stats_t;
 coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen);
 void coordinator_free(coordinator_t *c);
 
+/* The address the HTTP server listens on (HOST:PORT, copied; NULL = none): published in
+ * the instance's member record for the cluster view. */
+void coordinator_set_http_address(coordinator_t *c, const char *address);
+
 /* Subscribes to the input topic. Returns 0 or -1. */
 int coordinator_start(coordinator_t *c);
 

@@ -396,6 +396,138 @@ int ctl_stats(const ctl_options_t *o)
     return CTL_OK;
 }
 
+/* --- cluster ---------------------------------------------------------------------- */
+
+/* An integer cell, or "-" for null. */
+static const char *int_cell(const json_t *v, char *buf, size_t len)
+{
+    if (!json_is_integer(v))
+        return "-";
+    snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    return buf;
+}
+
+static void cluster_members_text(const ctl_options_t *o, const json_t *members)
+{
+    fprintf(o->out, "INSTANCES (%zu live)\n", json_array_size(members));
+    table_t *t = table_new(8, "INSTANCE", "HOST", "PID", "VERSION", "HTTP", "UP", "LAST SEEN",
+                           "PARTITIONS");
+    size_t i;
+    json_t *m;
+    int64_t now = wall_ms();
+    json_array_foreach(members, i, m)
+    {
+        char pid[32], up[32], seen[48], parts[512] = "";
+        snprintf(pid, sizeof pid, "%lld", (long long)jint(m, "pid"));
+        ctl_format_duration(jint(m, "started_at") ? now - jint(m, "started_at") : -1, up,
+                            sizeof up);
+        ctl_format_duration(jint(m, "seen_ago_ms"), seen, sizeof seen);
+        snprintf(seen + strlen(seen), sizeof seen - strlen(seen), " ago");
+        size_t k;
+        json_t *e;
+        json_array_foreach(json_object_get(m, "partitions"), k, e)
+        {
+            size_t len = strlen(parts);
+            snprintf(parts + len, sizeof parts - len, "%s%lld", k ? "," : "",
+                     (long long)jint(e, "partition"));
+        }
+        const char *http = jstr(m, "http");
+        table_add(t, jstr(m, "instance"), jstr(m, "host"), pid, jstr(m, "version"),
+                  http && *http ? http : NULL, up, seen, parts[0] ? parts : NULL);
+    }
+    if (table_rows(t))
+        table_print(t, o->out);
+    else
+        fprintf(o->out, "no live coordinator (no member record in Redis)\n");
+    table_free(t);
+}
+
+/* Prints the partitions table; returns how many have no live owner. */
+static int cluster_partitions_text(const ctl_options_t *o, const json_t *parts)
+{
+    fprintf(o->out, "\nPARTITIONS (%zu)\n", json_array_size(parts));
+    table_t *t = table_new(11, "PARTITION", "OWNER", "LIVE", "EPOCH", "TAKEN", "ACTIVE",
+                           "RUNNING", "COMPENSATING", "STUCK", "LAG", "OUTBOX");
+    size_t i;
+    json_t *p;
+    int orphans = 0;
+    json_array_foreach(parts, i, p)
+    {
+        char c[9][48];
+        bool live = json_is_true(json_object_get(p, "owner_live"));
+        if (!live)
+            orphans++;
+        snprintf(c[0], sizeof c[0], "%lld", (long long)jint(p, "partition"));
+        snprintf(c[1], sizeof c[1], "%lld", (long long)jint(p, "epoch"));
+        if (json_is_integer(json_object_get(p, "taken_ago_ms"))) {
+            ctl_format_duration(jint(p, "taken_ago_ms"), c[2], sizeof c[2]);
+            snprintf(c[2] + strlen(c[2]), sizeof c[2] - strlen(c[2]), " ago");
+        } else {
+            snprintf(c[2], sizeof c[2], "-");
+        }
+        table_add(t, c[0], jstr(p, "owner"), live ? "yes" : "NO", c[1], c[2],
+                  int_cell(json_object_get(p, "active"), c[3], sizeof c[3]),
+                  int_cell(json_object_get(p, "running"), c[4], sizeof c[4]),
+                  int_cell(json_object_get(p, "compensating"), c[5], sizeof c[5]),
+                  int_cell(json_object_get(p, "stuck"), c[6], sizeof c[6]),
+                  int_cell(json_object_get(p, "lag"), c[7], sizeof c[7]),
+                  int_cell(json_object_get(p, "outbox"), c[8], sizeof c[8]));
+    }
+    table_print(t, o->out);
+    table_free(t);
+    return orphans;
+}
+
+int ctl_cluster(const ctl_options_t *o)
+{
+    query_t *q = open_query(o);
+    if (!q)
+        return CTL_UNREACHABLE;
+    json_t *res = NULL;
+    int rc = query_cluster(q, wall_ms(), &res);
+    if (rc != QUERY_OK) {
+        rc = query_exit(o, q, rc);
+        query_free(q);
+        return rc;
+    }
+    query_free(q);
+    if (o->json) {
+        print_json(o, res);
+        return CTL_OK;
+    }
+    cluster_members_text(o, json_object_get(res, "members"));
+    int orphans = cluster_partitions_text(o, json_object_get(res, "partitions"));
+    if (orphans)
+        fprintf(o->out, "LIVE NO: the owner recorded for the partition has no member record "
+                        "(stopped, crashed or cut off): its sagas wait until another instance "
+                        "takes it over.\n");
+    const json_t *stuck = json_object_get(res, "stuck");
+    fprintf(o->out, "\nSTUCK SAGAS (%lld, newest first%s)\n", (long long)jint(stuck, "count"),
+            json_is_true(json_object_get(stuck, "truncated")) ? ", the newest listed" : "");
+    table_t *t = table_new(6, "ID", "DEFINITION", "PARTITION", "STEP", "STUCK SINCE", "ERROR");
+    size_t i;
+    json_t *s;
+    int64_t now = wall_ms();
+    json_array_foreach(json_object_get(stuck, "sagas"), i, s)
+    {
+        char def[300], part[32], when[64], age[32], err[CTL_ERROR_COLUMN + 8];
+        snprintf(def, sizeof def, "%s v%lld", jstr(s, "definition") ? jstr(s, "definition") : "?",
+                 (long long)jint(s, "definition_version"));
+        snprintf(part, sizeof part, "%lld", (long long)jint(s, "partition"));
+        ctl_format_duration(now - jint(s, "score"), age, sizeof age);
+        snprintf(when, sizeof when, "%s ago", age);
+        table_add(t, jstr(s, "id"), def, part, jstr(s, "step"), when,
+                  cut(jstr(s, "error"), CTL_ERROR_COLUMN, err, sizeof err));
+    }
+    if (table_rows(t))
+        table_print(t, o->out);
+    else
+        fprintf(o->out, "none\n");
+    table_free(t);
+    json_decref(res);
+    return CTL_OK;
+}
+
 /* --- Kafka ------------------------------------------------------------------------ */
 
 typedef struct delivery {

@@ -53,6 +53,9 @@ typedef struct ctl_options {
 int ctl_list(const ctl_options_t *o);
 int ctl_show(const ctl_options_t *o, const char *id);
 int ctl_stats(const ctl_options_t *o);
+/* The cluster view (query_cluster): live instances, each partition's owner, epoch, age,
+ * sagas active, input lag and outbox, and the newest stuck sagas. */
+int ctl_cluster(const ctl_options_t *o);
 int ctl_start(const ctl_options_t *o, const char *definition);
 /* A dry run of definition (from cfg->definitions) through the state machine, no Kafka nor
  * Redis (dryrun.h): prints the commands with their payloads, the compensations and the

@@ -25,6 +25,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "route.h"
+#include "saga_version.h"
 #include "store.h"
 #include "timers.h"
 #include "vec.h"
@@ -163,6 +164,10 @@ struct engine {
     int64_t *off_next;
     size_t off_cap, off_next_cap;
     registry_t *registry;        /* borrowed: the definitions (registry.h) */
+    /* The member record (member_put; docs/redis.md, "Member records"): */
+    int64_t started_ms, last_member_ms;
+    char host[256];
+    char http_address[256];      /* the dashboard's HOST:PORT, "" = none */
     bool fatal;                  /* a fatal bus error: stop serving (engine_turn -1) */
     char errbuf[512];            /* the bus's last error text */
 };
@@ -1506,6 +1511,9 @@ static void advance_rounds(engine_t *c, bool wait)
 /* --- observability ---------------------------------------------------------------- */
 
 #define COORD_REDIS_PING_MS 1000  /* an idle loop checks Redis this often (for /readyz) */
+#define COORD_MEMBER_REFRESH_MS 1000 /* the member record is rewritten this often ... */
+#define COORD_MEMBER_TTL_MS 5000     /* ... and expires this long after (docs/redis.md) */
+#define COORD_MEMBER_LATE_MS 2000    /* a busy loop settles its round to refresh it */
 
 /* One log line, with saga_id, for the moments an operator looks for: a saga started,
  * began compensating, and how it ended (the final history entry says so). */
@@ -1570,12 +1578,69 @@ static void trim_when_idle(engine_t *c, bool idle)
     (void)malloc_trim(0);
 }
 
-/* Ends a turn for the observers: checks Redis when the loop was idle, and publishes the
- * metrics snapshot for the HTTP thread at most every METRICS_PUBLISH_MS. */
+/* Writes this instance's member record (store_put_member): who it is, the partitions it
+ * owns, each one's input lag and sagas in memory. One pipelined round trip. Returns 0 or
+ * -1 (Redis failed). */
+static int member_put(engine_t *c, int64_t now)
+{
+    size_t n = compute_lag(c);
+    json_t *parts = json_array();
+    char *list = malloc(n * (JSONW_INT_MAX + 1) + 1);
+    if (!parts || !list) {
+        json_decref(parts);
+        free(list);
+        return 0; /* out of memory: not Redis's fault; the next refresh tries again */
+    }
+    size_t len = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        partition_t *p = part_get(c, c->lag_partition[i], false);
+        if (i)
+            list[len++] = ',';
+        len += jsonw_format_int(list + len, c->lag_partition[i]);
+        json_array_append_new(parts, json_pack("{s:i, s:o, s:I}", "partition",
+                                               (int)c->lag_partition[i], "lag",
+                                               c->lag[i] >= 0 ? json_integer(c->lag[i])
+                                                              : json_null(),
+                                               "sagas", (json_int_t)(p ? idmap_size(p->sagas) : 0)));
+    }
+    char *parts_json = json_dumps(parts, JSON_COMPACT);
+    json_decref(parts);
+    store_member_t m = {.instance = c->cfg.instance_id,
+                        .host = c->host,
+                        .pid = (int)getpid(),
+                        .version = SAGA_VERSION,
+                        .http = c->http_address,
+                        .started_at = c->started_ms,
+                        .last_seen = now,
+                        .partitions = list,
+                        .partitions_json = parts_json,
+                        .ttl_ms = COORD_MEMBER_TTL_MS};
+    int rc = parts_json ? store_put_member(c->store, &m) : 0;
+    free(parts_json);
+    free(list);
+    return rc;
+}
+
+/* Ends a turn for the observers: refreshes the member record (it is the idle loop's Redis
+ * check too) or checks Redis when the loop was idle, and publishes the metrics snapshot
+ * for the HTTP thread at most every METRICS_PUBLISH_MS. A loop busy enough to always have
+ * a round in flight settles it once the record is COORD_MEMBER_LATE_MS old: the record
+ * must not lapse while the instance works. */
 static void observe_turn(engine_t *c)
 {
     int64_t now = now_ms();
     c->turns++;
+    if (!c->redis_down && now - c->last_member_ms >= COORD_MEMBER_REFRESH_MS &&
+        (!store_in_flight(c->store) || now - c->last_member_ms >= COORD_MEMBER_LATE_MS)) {
+        settle_round(c);
+        if (!c->redis_down) {
+            c->redis_ok = member_put(c, now) == 0;
+            c->last_member_ms = c->last_redis_ms = now;
+            if (!c->redis_ok)
+                redis_lost(c, "member record");
+        }
+    }
     if (!c->redis_down && now - c->last_redis_ms >= COORD_REDIS_PING_MS &&
         !store_in_flight(c->store)) {
         c->redis_ok = store_ping(c->store) == 0;
@@ -1751,6 +1816,9 @@ engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
     c->metrics = metrics;
     c->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
     c->redis_ok = true;
+    c->started_ms = now_ms();
+    if (gethostname(c->host, sizeof c->host - 1) < 0)
+        snprintf(c->host, sizeof c->host, "unknown");
     timers_init(&c->timers);
     return c;
 }
@@ -1758,6 +1826,11 @@ engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
 void engine_set_bus(engine_t *c, const bus_t *bus)
 {
     c->bus = *bus;
+}
+
+void engine_set_http_address(engine_t *c, const char *address)
+{
+    snprintf(c->http_address, sizeof c->http_address, "%s", address ? address : "");
 }
 
 void engine_set_routing(engine_t *c, int32_t routing_partitions, int32_t topic_partitions)
@@ -1785,6 +1858,10 @@ int engine_stop(engine_t *c, int flush_timeout_ms)
                  "next owner re-sends them)", c->bus.outq_len(c->bus.opaque), flush_timeout_ms);
     send_round(c); /* the acknowledgements of what the flush delivered */
     settle_round(c);
+    /* Gone from the cluster view at once, rather than when the record expires. */
+    if (!c->redis_down && store_drop_member(c->store, c->cfg.instance_id) < 0)
+        log_warn("stopping: member record not removed (%s); it expires within %d s",
+                 store_last_error(c->store), COORD_MEMBER_TTL_MS / 1000);
     return c->fatal ? -1 : 0;
 }
 

@@ -58,6 +58,10 @@ void engine_free(engine_t *e);
  * engine, so it is created first). */
 void engine_set_bus(engine_t *e, const bus_t *bus);
 
+/* The address of this instance's dashboard (HOST:PORT, copied; NULL or "" = none), for
+ * its member record (docs/redis.md, "Member records"). */
+void engine_set_http_address(engine_t *e, const char *address);
+
 /* The routing partition count (saga:meta routing_partitions, route.h) and the input
  * topic's partition count now; set before any input is handed over. */
 void engine_set_routing(engine_t *e, int32_t routing_partitions, int32_t topic_partitions);
@@ -92,8 +96,9 @@ void engine_settle(engine_t *e);
  * reloads_ok / reloads_failed. Returns 0 when applied, -1 when refused. */
 int engine_reload(engine_t *e);
 /* A clean stop, while the partitions are still owned: the open round written, everything
- * produced delivered (at most flush_timeout_ms) and acknowledged in the outboxes. The
- * caller gives the partitions up after. Returns 0, or -1 after a fatal bus error. */
+ * produced delivered (at most flush_timeout_ms) and acknowledged in the outboxes, and the
+ * member record removed (the cluster view drops the instance at once). The caller gives
+ * the partitions up after. Returns 0, or -1 after a fatal bus error. */
 int engine_stop(engine_t *e, int flush_timeout_ms);
 
 const engine_stats_t *engine_stats(const engine_t *e);

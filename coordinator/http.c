@@ -321,6 +321,8 @@ static enum MHD_Result serve_api(http_server_t *h, struct MHD_Connection *conn, 
         rc = query_show(q, url + strlen(HTTP_API_PREFIX), &out);
     } else if (strcmp(url, "/api/stats") == 0) {
         rc = query_stats(q, wall_ms(), &out);
+    } else if (strcmp(url, "/api/cluster") == 0) {
+        rc = query_cluster(q, wall_ms(), &out);
     } else if (strncmp(url, HTTP_DEFINITIONS_PREFIX, strlen(HTTP_DEFINITIONS_PREFIX)) == 0) {
         return serve_definition(h, conn, url + strlen(HTTP_DEFINITIONS_PREFIX));
     } else if (strcmp(url, "/api/throughput") == 0) {

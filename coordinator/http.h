@@ -12,6 +12,8 @@
  *   GET /api/throughput   ?definition=: sagas finished per minute over the last hour
  *                         (query_throughput)
  *   GET /api/instance     this instance: id, partitions owned, health
+ *   GET /api/cluster      every live instance, each partition's owner, epoch, sagas
+ *                         active, lag and outbox, stuck sagas (query_cluster)
  *
  * Access (httpauth.h): when a bearer token is required, every path but /healthz and
  * /readyz answers 401 with `WWW-Authenticate: Bearer` unless the request carries the

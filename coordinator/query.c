@@ -777,3 +777,290 @@ int query_throughput(query_t *q, int64_t now_ms, const char *definition, json_t 
                      truncated);
     return *out ? QUERY_OK : QUERY_ERR_REDIS;
 }
+
+/* --- the cluster view ------------------------------------------------------------- */
+
+/* Appends a command to the pipeline (connecting first). Returns 0 or -1 (reason set). */
+static int append(query_t *q, int argc, const char **argv)
+{
+    if (redisconn_connect(q->conn) < 0)
+        return -1;
+    redisContext *ctx = redisconn_context(q->conn);
+    if (!ctx || redisAppendCommandArgv(ctx, argc, argv, NULL) != REDIS_OK) {
+        set_error(q, "redis: cannot queue a command (out of memory)");
+        redisconn_drop(q->conn);
+        return -1;
+    }
+    return 0;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "instance"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "instance"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* One member record (HGETALL's reply) as JSON, or NULL when it expired (no fields). */
+static json_t *member_json(const redisReply *r, int64_t now_ms)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return NULL;
+    json_t *m = json_object(), *parts = NULL;
+    const char *list = NULL;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *k = r->element[i]->str, *v = r->element[i + 1]->str;
+        if (!k || !v)
+            continue;
+        if (strcmp(k, "pid") == 0 || strcmp(k, "started_at") == 0 || strcmp(k, "last_seen") == 0)
+            json_object_set_new(m, k, json_integer(strtoll(v, NULL, 10)));
+        else if (strcmp(k, "partitions_json") == 0)
+            parts = json_loads(v, 0, NULL);
+        else if (strcmp(k, "partitions") == 0)
+            list = v;
+        else
+            json_object_set_new(m, k, json_string(v));
+    }
+    if (!json_is_array(parts)) {
+        /* A record without a readable partitions_json: the comma list, figures unknown. */
+        json_decref(parts);
+        parts = json_array();
+        for (const char *p = list; p && *p;) {
+            char *end;
+            long n = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            json_array_append_new(parts, json_pack("{s:i, s:n, s:n}", "partition", (int)n, "lag",
+                                                   "sagas"));
+            p = *end == ',' ? end + 1 : end;
+        }
+    }
+    json_object_set_new(m, "partitions", parts);
+    json_int_t seen = json_integer_value(json_object_get(m, "last_seen"));
+    json_object_set_new(m, "seen_ago_ms", json_integer(seen ? now_ms - seen : -1));
+    return m;
+}
+
+/* The live members (records listed in saga:members that have not expired), sorted by
+ * instance, into *out (new reference). Returns 0 or -1. */
+static int cluster_members(query_t *q, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    char mkey[RKEYS_KEY_MAX];
+    redisReply *ids = command(q, "ZRANGE %s 0 -1", rkeys_members(&q->keys, mkey));
+    if (!ids)
+        return -1;
+    size_t n = ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
+    json_t **found = calloc(n ? n : 1, sizeof *found);
+    size_t nfound = 0;
+    int rc = found ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char key[RKEYS_KEY_MAX];
+        rkeys_member(&q->keys, key, ids->element[i]->str);
+        const char *argv[] = {"HGETALL", key};
+        rc = append(q, 2, argv);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        redisReply *r = pipeline_reply(q);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        json_t *m = member_json(r, now_ms);
+        freeReplyObject(r);
+        if (m)
+            found[nfound++] = m;
+    }
+    freeReplyObject(ids);
+    if (nfound > 1)
+        qsort(found, nfound, sizeof *found, member_cmp);
+    json_t *list = json_array();
+    for (size_t i = 0; i < nfound; i++)
+        json_array_append_new(list, found[i]);
+    free(found);
+    if (rc < 0) {
+        json_decref(list);
+        return -1;
+    }
+    *out = list;
+    return 0;
+}
+
+/* The member whose instance is owner, or NULL (borrowed). */
+static json_t *member_of(json_t *members, const char *owner)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        const char *id = json_string_value(json_object_get(m, "instance"));
+        if (owner && id && strcmp(id, owner) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* The entry of partition p in member m's partitions, or NULL (borrowed). */
+static json_t *member_partition(json_t *m, int p)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(m, "partitions"), i, e)
+    {
+        if (json_integer_value(json_object_get(e, "partition")) == p)
+            return e;
+    }
+    return NULL;
+}
+
+static json_int_t reply_int(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        return (json_int_t)r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return (json_int_t)strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+#define CLUSTER_PER_PARTITION 6  /* owner, three index sizes, outbox, newest stuck */
+
+/* One partition's row from its CLUSTER_PER_PARTITION replies; the newest stuck ids go to
+ * stuck (their partition in the row's placeholder object). Returns the row. */
+static json_t *cluster_partition(int p, redisReply **r, json_t *members, int64_t now_ms,
+                                 rows_t *stuck, json_int_t *stuck_count)
+{
+    const redisReply *own = r[0];
+    const char *owner = NULL;
+    json_int_t epoch = 0, since = 0;
+    if (own->type == REDIS_REPLY_ARRAY && own->elements == 3) {
+        if (own->element[0]->type == REDIS_REPLY_STRING)
+            owner = own->element[0]->str;
+        epoch = reply_int(own->element[1]);
+        since = reply_int(own->element[2]);
+    }
+    json_int_t running = reply_int(r[1]), compensating = reply_int(r[2]), nstuck = reply_int(r[3]);
+    json_t *m = member_of(members, owner);
+    json_t *mp = m ? member_partition(m, p) : NULL;
+    json_t *lag = mp ? json_object_get(mp, "lag") : NULL;
+    json_t *sagas = mp ? json_object_get(mp, "sagas") : NULL;
+    json_t *row = json_pack(
+        "{s:i, s:o, s:I, s:o, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:O, s:O}", "partition", p,
+        "owner", owner ? json_string(owner) : json_null(), "epoch", epoch, "since",
+        owner && since ? json_integer(since) : json_null(), "taken_ago_ms",
+        owner && since ? json_integer(now_ms - since) : json_null(), "owner_live", m != NULL,
+        "running", running, "compensating", compensating, "stuck", nstuck, "active",
+        running + compensating + nstuck, "outbox", reply_int(r[4]), "lag",
+        lag ? lag : json_null(), "sagas_in_memory", sagas ? sagas : json_null());
+    *stuck_count += nstuck;
+    const redisReply *ids = r[5];
+    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i + 1 < ids->elements; i += 2) {
+        json_t *where = json_pack("{s:i}", "partition", p);
+        if (rows_push(stuck, strtod(ids->element[i + 1]->str, NULL), ids->element[i]->str,
+                      where) < 0)
+            json_decref(where); /* out of memory: the list is short of it */
+    }
+    return row;
+}
+
+/* Reads the hash fields of the first n stuck rows (pipelined) into a list like
+ * query_list's. Returns the list (new reference) or NULL. */
+static json_t *cluster_stuck(query_t *q, rows_t *rows, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char skey[RKEYS_KEY_MAX];
+        rkeys_saga(&q->keys, skey,
+                   (int32_t)json_integer_value(json_object_get(rows->items[i].saga, "partition")),
+                   rows->items[i].id);
+        const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET", skey};
+        for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
+            argv[2 + k] = LIST_FIELDS[k];
+        rc = append(q, (int)(2 + LIST_FIELD_COUNT), argv);
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        redisReply *h = pipeline_reply(q);
+        if (!h) {
+            rc = -1;
+            break;
+        }
+        if (h->type == REDIS_REPLY_ARRAY && h->elements == LIST_FIELD_COUNT &&
+            h->element[0]->type == REDIS_REPLY_STRING) {
+            json_t *saga = json_object();
+            for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
+                if (h->element[k]->type == REDIS_REPLY_STRING)
+                    set_typed(saga, LIST_FIELDS[k], h->element[k]->str, h->element[k]->len);
+            json_object_set_new(saga, "score", json_integer((json_int_t)rows->items[i].score));
+            json_array_append_new(list, saga);
+        }
+        freeReplyObject(h);
+    }
+    if (rc < 0) {
+        json_decref(list);
+        return NULL;
+    }
+    return list;
+}
+
+int query_cluster(query_t *q, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    int parts = query_partitions(q);
+    if (parts < 0)
+        return QUERY_ERR_REDIS;
+    json_t *members = NULL;
+    if (cluster_members(q, now_ms, &members) < 0)
+        return QUERY_ERR_REDIS;
+    char stop[16];
+    snprintf(stop, sizeof stop, "%d", QUERY_CLUSTER_STUCK_MAX - 1);
+    int rc = 0;
+    for (int p = 0; rc == 0 && p < parts; p++) {
+        char owner[RKEYS_KEY_MAX], ix[RKEYS_INDEX_ACTIVE_COUNT][RKEYS_KEY_MAX], outbox[RKEYS_KEY_MAX];
+        rkeys_owner(&q->keys, owner, p);
+        rkeys_outbox(&q->keys, outbox, p);
+        for (int i = 0; i < RKEYS_INDEX_ACTIVE_COUNT; i++) /* running, compensating, stuck */
+            rkeys_index(&q->keys, ix[i], p, (rkeys_index_t)i);
+        const char *hmget[] = {"HMGET", owner, "owner", "epoch", "since"};
+        const char *zc0[] = {"ZCARD", ix[0]}, *zc1[] = {"ZCARD", ix[1]}, *zc2[] = {"ZCARD", ix[2]};
+        const char *hlen[] = {"HLEN", outbox};
+        const char *newest[] = {"ZREVRANGE", ix[2], "0", stop, "WITHSCORES"};
+        rc = append(q, 5, hmget) < 0 || append(q, 2, zc0) < 0 || append(q, 2, zc1) < 0 ||
+                     append(q, 2, zc2) < 0 || append(q, 2, hlen) < 0 || append(q, 5, newest) < 0
+                 ? -1
+                 : 0;
+    }
+    json_t *rows_json = json_array();
+    rows_t stuck = {0};
+    json_int_t stuck_count = 0;
+    for (int p = 0; rc == 0 && p < parts; p++) {
+        redisReply *r[CLUSTER_PER_PARTITION] = {0};
+        for (int k = 0; k < CLUSTER_PER_PARTITION && rc == 0; k++)
+            if (!(r[k] = pipeline_reply(q)))
+                rc = -1;
+        if (rc == 0)
+            json_array_append_new(rows_json, cluster_partition(p, r, members, now_ms, &stuck,
+                                                               &stuck_count));
+        for (int k = 0; k < CLUSTER_PER_PARTITION; k++)
+            freeReplyObject(r[k]);
+    }
+    json_t *stuck_list = NULL;
+    if (rc == 0) {
+        if (stuck.n > 1)
+            qsort(stuck.items, stuck.n, sizeof *stuck.items, row_cmp);
+        size_t n = stuck.n < QUERY_CLUSTER_STUCK_MAX ? stuck.n : QUERY_CLUSTER_STUCK_MAX;
+        stuck_list = cluster_stuck(q, &stuck, n);
+        if (!stuck_list)
+            rc = -1;
+    }
+    rows_release(&stuck);
+    if (rc < 0) {
+        json_decref(members);
+        json_decref(rows_json);
+        return QUERY_ERR_REDIS;
+    }
+    *out = json_pack("{s:I, s:i, s:o, s:o, s:{s:I, s:b, s:o}}", "now", (json_int_t)now_ms,
+                     "partitions_count", parts, "members", members, "partitions", rows_json,
+                     "stuck", "count", stuck_count, "truncated",
+                     stuck_count > (json_int_t)json_array_size(stuck_list), "sagas", stuck_list);
+    return *out ? QUERY_OK : QUERY_ERR_REDIS;
+}

@@ -95,4 +95,26 @@ int query_definition(query_t *q, const char *name, int version, char **json);
  * counted)} (new reference). Returns QUERY_OK or QUERY_ERR_REDIS. */
 int query_throughput(query_t *q, int64_t now_ms, const char *definition, json_t **out);
 
+/* --- the cluster view (docs/operations.md, "The cluster view") --------------------- */
+
+#define QUERY_CLUSTER_STUCK_MAX 50   /* stuck sagas query_cluster lists, newest first */
+
+/* The whole cluster at now_ms, from the documented keys (docs/redis.md): the live
+ * coordinator instances (member records listed in saga:members whose record has not
+ * expired), each partition's owner (saga:{pN}:owner), sagas active (its running,
+ * compensating and stuck indexes), outbox size, and input lag and sagas in memory (from
+ * the owner's member record), and the stuck sagas of every partition. Pipelined: three
+ * round trips after saga:meta. *out gets (new reference)
+ *   {"now", "partitions_count",
+ *    "members": [{instance, host, pid, version, http, started_at, last_seen,
+ *                 seen_ago_ms, partitions: [{partition, lag, sagas}]}] by instance,
+ *    "partitions": [{partition, owner, epoch, since, taken_ago_ms, owner_live, running,
+ *                    compensating, stuck, active, outbox, lag, sagas_in_memory}],
+ *    "stuck": {"count", "truncated", "sagas": [rows as query_list's]}}
+ * where owner, since, taken_ago_ms, lag and sagas_in_memory are null when unknown (no
+ * owner recorded; the owner not live or not reporting the partition; lag unknown to it),
+ * and stuck.sagas holds at most QUERY_CLUSTER_STUCK_MAX, newest first (truncated: there
+ * are more). Returns QUERY_OK or QUERY_ERR_REDIS. */
+int query_cluster(query_t *q, int64_t now_ms, json_t **out);
+
 #endif

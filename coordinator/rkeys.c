@@ -69,6 +69,17 @@ char *rkeys_meta(const rkeys_t *k, char *buf)
     return global_key(k, buf, "meta");
 }
 
+char *rkeys_member(const rkeys_t *k, char *buf, const char *instance)
+{
+    snprintf(buf, RKEYS_KEY_MAX, "%s:member:%s", k->prefix, instance);
+    return buf;
+}
+
+char *rkeys_members(const rkeys_t *k, char *buf)
+{
+    return global_key(k, buf, "members");
+}
+
 char *rkeys_definitions(const rkeys_t *k, char *buf)
 {
     return global_key(k, buf, "definitions");

@@ -48,6 +48,10 @@ char *rkeys_owner(const rkeys_t *k, char *buf, int32_t partition);
 char *rkeys_outbox(const rkeys_t *k, char *buf, int32_t partition);
 /* PREFIX:meta (no hash tag). */
 char *rkeys_meta(const rkeys_t *k, char *buf);
+/* PREFIX:member:INSTANCE (no hash tag), an instance's short-lived member record. */
+char *rkeys_member(const rkeys_t *k, char *buf, const char *instance);
+/* PREFIX:members (no hash tag), the sorted set of instance ids by last_seen. */
+char *rkeys_members(const rkeys_t *k, char *buf);
 /* PREFIX:definitions (no hash tag): NAME@VERSION -> canonical JSON. */
 char *rkeys_definitions(const rkeys_t *k, char *buf);
 /* PREFIX:definition-hashes (no hash tag): NAME@VERSION -> content hash. */

@@ -1124,3 +1124,99 @@ int store_flush(store_t *st, store_status_t *results)
     int rc = store_send(st);
     return store_receive(st, results) < 0 ? -1 : rc;
 }
+
+/* --- member records (docs/redis.md, "Member records") ----------------------------- */
+
+/* Reads the replies of n commands appended to the pipeline. Returns 0, or -1 with the
+ * reason set when one was an error, or when the connection was lost (then it is dropped:
+ * the next use reconnects). */
+static int read_appended(store_t *st, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        redisContext *ctx = redisconn_context(st->conn);
+        if (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
+            freeReplyObject(r);
+            redisconn_lost(st->conn);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            set_error(st, "redis: %s", r->str);
+            rc = -1;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* Appends argv to the pipeline; on failure (out of memory) the connection is dropped, as
+ * the replies could no longer be matched. Returns 0 or -1. */
+static int append_argv(store_t *st, int argc, const char **argv)
+{
+    redisContext *ctx = redisconn_context(st->conn);
+    if (ctx && redisAppendCommandArgv(ctx, argc, argv, NULL) == REDIS_OK)
+        return 0;
+    set_error(st, "redis: cannot queue a command (out of memory)");
+    redisconn_drop(st->conn);
+    return -1;
+}
+
+/* The member commands run outside rounds: refused while one is queued or in flight. */
+static int member_ready(store_t *st)
+{
+    if (st->in_flight || st->queued_replies) {
+        set_error(st, "redis: a pipelined round is pending (store_receive first)");
+        return -1;
+    }
+    return store_ensure_connected(st);
+}
+
+int store_put_member(store_t *st, const store_member_t *m)
+{
+    if (member_ready(st) < 0)
+        return -1;
+    char key[RKEYS_KEY_MAX], index[RKEYS_KEY_MAX], pid[JSONW_INT_MAX], started[JSONW_INT_MAX];
+    char seen[JSONW_INT_MAX], ttl[JSONW_INT_MAX], oldest[JSONW_INT_MAX];
+    rkeys_member(store_keys(st), key, m->instance);
+    rkeys_members(store_keys(st), index);
+    jsonw_format_int(pid, m->pid);
+    jsonw_format_int(started, m->started_at);
+    jsonw_format_int(seen, m->last_seen);
+    jsonw_format_int(ttl, m->ttl_ms);
+    snprintf(oldest, sizeof oldest, "(%lld", (long long)(m->last_seen - STORE_MEMBER_INDEX_KEEP_MS));
+    const char *hset[] = {"HSET", key,
+                          "instance", m->instance,
+                          "host", m->host ? m->host : "",
+                          "pid", pid,
+                          "http", m->http ? m->http : "",
+                          "started_at", started,
+                          "last_seen", seen,
+                          "partitions", m->partitions ? m->partitions : "",
+                          "partitions_json", m->partitions_json ? m->partitions_json : "[]",
+                          "version", m->version};
+    int hset_argc = (int)(sizeof hset / sizeof *hset) - (m->version ? 0 : 2);
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    const char *expire[] = {"PEXPIRE", key, ttl};
+    const char *zadd[] = {"ZADD", index, seen, m->instance};
+    const char *trim[] = {"ZREMRANGEBYSCORE", index, "-inf", oldest};
+    if (append_argv(st, 1, multi) < 0 || append_argv(st, hset_argc, hset) < 0 ||
+        append_argv(st, 3, expire) < 0 || append_argv(st, 1, exec) < 0 ||
+        append_argv(st, 4, zadd) < 0 || append_argv(st, 4, trim) < 0)
+        return -1;
+    return read_appended(st, 6);
+}
+
+int store_drop_member(store_t *st, const char *instance)
+{
+    if (member_ready(st) < 0)
+        return -1;
+    char key[RKEYS_KEY_MAX], index[RKEYS_KEY_MAX];
+    rkeys_member(store_keys(st), key, instance);
+    rkeys_members(store_keys(st), index);
+    const char *del[] = {"DEL", key};
+    const char *zrem[] = {"ZREM", index, instance};
+    if (append_argv(st, 2, del) < 0 || append_argv(st, 3, zrem) < 0)
+        return -1;
+    return read_appended(st, 2);
+}

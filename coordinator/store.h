@@ -180,4 +180,34 @@ int store_get_definition_hash(store_t *st, const char *name, int version, char *
  * on a Redis error. */
 int store_get_definition(store_t *st, const char *name, int version, char **json, char *hash);
 
+/* --- member records (docs/redis.md, "Member records") ----------------------------- */
+
+/* saga:members entries whose score (last_seen) is older than this are trimmed by every
+ * writer: the index stays bounded although crashed instances never remove themselves. */
+#define STORE_MEMBER_INDEX_KEEP_MS 600000
+
+/* What one coordinator instance says about itself. Strings are borrowed for the call. */
+typedef struct store_member {
+    const char *instance;          /* instance id: the record is PREFIX:member:INSTANCE */
+    const char *host;              /* host name */
+    int pid;
+    const char *version;           /* the build's version, or NULL (field left out) */
+    const char *http;              /* HOST:PORT of its dashboard, or NULL / "" when off */
+    int64_t started_at;            /* epoch ms */
+    int64_t last_seen;             /* epoch ms: now */
+    const char *partitions;        /* owned partitions, comma list ("" = none) */
+    const char *partitions_json;   /* [{"partition", "lag" (null: unknown), "sagas"}] */
+    int64_t ttl_ms;                /* the record expires this long after the write */
+} store_member_t;
+
+/* Writes the member record (HSET and PEXPIRE in one MULTI/EXEC, so a record never lives
+ * without its expiry) and its saga:members entry (ZADD, score last_seen; entries older
+ * than STORE_MEMBER_INDEX_KEEP_MS are trimmed), pipelined: one round trip. Nothing may be
+ * queued or in flight. Returns 0, or -1 (store_last_error says why). */
+int store_put_member(store_t *st, const store_member_t *m);
+
+/* Removes instance's member record and its saga:members entry (a clean stop), pipelined.
+ * Nothing may be queued or in flight. Returns 0, or -1. */
+int store_drop_member(store_t *st, const char *instance);
+
 #endif

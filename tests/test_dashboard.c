@@ -2,7 +2,8 @@
  * compensate, get stuck, run and compensate after an abort, then headless Chromium
  * (tests/browser/dashboard.test.mjs, playwright-core with /usr/bin/chromium) checks the
  * statuses, the filters, the charts, one saga's timeline and history, the drawing of its
- * saga coloured by phase, and that the screenshots are not blank. They are kept as
+ * saga coloured by phase, the cluster view (the instance owning every partition), and that
+ * the screenshots are not blank. They are kept as
  * dashboard.png and dashboard-saga.png (the drawing alone) in the build folder.
  * The browser script runs with the `node` found in PATH, or with $SAGA_NODE when set (a
  * path: e.g. Debian 12's Node 18 on a machine whose own Node is newer, docs/testing.md);
@@ -46,7 +47,9 @@ static void setup(void)
     http_port = fixture_free_port();
     char listen[64];
     snprintf(listen, sizeof listen, "--http_listen=127.0.0.1:%d", http_port);
-    cr_assert_geq(system_add_coordinator(&sys, (const char *const[]){listen, NULL}, NULL), 0);
+    cr_assert_geq(system_add_coordinator(&sys,
+                                         (const char *const[]){listen, "--instance_id=dash-1", NULL},
+                                         NULL), 0);
     participant = scripted_start(sys.broker.bootstrap, COMMAND_TOPICS, RULES,
                                  sizeof RULES / sizeof *RULES);
     cr_assert_not_null(participant);
@@ -183,7 +186,9 @@ Test(dashboard, shows_statuses_and_a_timeline_in_chromium)
         "\"bars\": {\"reserve\": [\"act ok\", \"comp ok\"], \"charge\": [\"act failed\"], \"ship\": []}, "
         "\"finished\": {\"completed\": 2, \"compensated\": 1}, "
         "\"drawing\": {\"reserve\": \"compensated\", \"charge\": \"failed\", \"ship\": \"pending\"}, "
-        "\"drawing_shot\": \"%s\"}", drawing_shot);
+        "\"drawing_shot\": \"%s\", "
+        "\"cluster\": {\"instance\": \"dash-1\", \"partitions\": %d, \"stuck\": 1}}",
+        drawing_shot, SYSTEM_INPUT_PARTITIONS);
     int rc = ops_run(&r, (const char *const[]){node, script, url, expect, shot, NULL}, NULL, NULL,
                      BROWSER_TIMEOUT_MS);
     cr_log_info("%s%s", r.out, r.err);

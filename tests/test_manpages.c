@@ -172,7 +172,7 @@ Test(manpages, sagactl_matches_help)
         cr_expect(strstr(page, entry) || strstr(page, entry_bi), "sagactl(1): no entry for the verb %s", verb);
         verbs++;
     }
-    cr_assert_eq(verbs, 8, "list, show, stats, start, abort, retry, skip, simulate");
+    cr_assert_eq(verbs, 9, "list, show, stats, cluster, start, abort, retry, skip, simulate");
     renders_cleanly("packaging/man/sagactl.1.in");
     free(help);
     free(page);

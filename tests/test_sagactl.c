@@ -256,6 +256,46 @@ Test(sagactl, list_show_and_stats_read_the_documented_keys)
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "totals"), "started")), 5);
     json_decref(doc);
     ops_run_release(&r);
+
+    /* cluster: the one coordinator owns every partition; stuck-1 is listed; run-1 and
+     * stuck-1 are active in their partitions */
+    cr_assert_eq(CTL(&r, "cluster", "--json"), 0, "%s", r.err);
+    doc = parse(&r);
+    json_t *members = json_object_get(doc, "members");
+    cr_assert_eq(json_array_size(members), 1, "%s", r.out);
+    char me[256];
+    const char *instance =
+        json_string_value(json_object_get(json_array_get(members, 0), "instance"));
+    cr_assert_not_null(instance);
+    snprintf(me, sizeof me, "%s", instance); /* kept after doc goes */
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(members, 0), "pid")),
+                 sys.coordinators[0]);
+    json_int_t active = 0;
+    json_array_foreach(json_object_get(doc, "partitions"), i, s)
+    {
+        cr_assert_str_eq(json_string_value(json_object_get(s, "owner")), me);
+        cr_assert(json_is_true(json_object_get(s, "owner_live")), "%s", r.out);
+        cr_assert_geq(json_integer_value(json_object_get(s, "epoch")), 1);
+        cr_assert(json_is_integer(json_object_get(s, "taken_ago_ms")), "%s", r.out);
+        cr_assert(json_is_integer(json_object_get(s, "outbox")), "%s", r.out);
+        active += json_integer_value(json_object_get(s, "active"));
+    }
+    cr_assert_eq(json_array_size(json_object_get(doc, "partitions")), SYSTEM_INPUT_PARTITIONS);
+    cr_assert_eq(active, 2, "run-1 and stuck-1: %s", r.out);
+    json_t *stuck = json_object_get(doc, "stuck");
+    cr_assert_eq(json_integer_value(json_object_get(stuck, "count")), 1);
+    s = json_array_get(json_object_get(stuck, "sagas"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "id")), "stuck-1");
+    cr_assert_str_eq(json_string_value(json_object_get(s, "definition")), "order");
+    cr_assert(json_string_length(json_object_get(s, "error")) > 0, "%s", r.out);
+    json_decref(doc);
+    ops_run_release(&r);
+    cr_assert_eq(CTL(&r, "cluster"), 0, "%s", r.err);
+    cr_assert(strstr(r.out, "INSTANCES (1 live)") && strstr(r.out, me), "%s", r.out);
+    cr_assert(strstr(r.out, "PARTITIONS (4)") && strstr(r.out, "OWNER"), "%s", r.out);
+    cr_assert(strstr(r.out, "STUCK SAGAS (1") && row_has(r.out, "stuck-1", "order v1"), "%s",
+              r.out);
+    ops_run_release(&r);
 }
 
 Test(sagactl, start_abort_retry_skip_and_exit_codes)

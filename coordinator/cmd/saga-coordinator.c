@@ -290,6 +290,14 @@ int main(int argc, char **argv)
         log_info("http: metrics, health checks and dashboard on %s (port %d)%s", cfg.http_listen,
                  http_port(http),
                  auth.required ? ", bearer token required (but for /healthz, /readyz)" : "");
+        char host[256], address[300];
+        int port;
+        if (http_parse_listen(cfg.http_listen, host, sizeof host, &port, err, sizeof err) == 0) {
+            bool v6 = strchr(host, ':') != NULL;
+            snprintf(address, sizeof address, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+                     http_port(http));
+            coordinator_set_http_address(c, address);
+        }
         if (auth.open)
             log_warn("http: %s is not a loopback address and no http_token is set "
                      "(http_open=1): anyone who reaches it reads every saga",

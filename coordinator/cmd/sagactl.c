@@ -29,6 +29,10 @@ static const char USAGE[] =
     "  stats\n"
     "        counts per definition and status (the counters hashes) and sagas finished per\n"
     "        minute over the last minute and the last hour (the finished index).\n"
+    "  cluster\n"
+    "        the whole cluster: the live coordinator instances (member records), each\n"
+    "        partition's owner, epoch, when it was taken, sagas active, input lag and\n"
+    "        outbox size, and the newest stuck sagas of every partition.\n"
     "  start NAME [--input FILE|-] [--id ID] [--version N] [--wait [--timeout S]]\n"
     "        starts a saga of definition NAME with the JSON object in FILE (- = stdin;\n"
     "        default {}). --id: idempotent start under that id (default: generated).\n"
@@ -288,7 +292,7 @@ int main(int argc, char **argv)
     } VERBS[] = {{"list", 0, ""}, {"stats", 0, ""}, {"show", 1, "a saga id"},
                  {"start", 1, "a definition name"}, {"abort", 1, "a saga id"},
                  {"retry", 1, "a saga id"}, {"skip", 1, "a saga id"},
-                 {"simulate", 1, "a definition name"}};
+                 {"simulate", 1, "a definition name"}, {"cluster", 0, ""}};
     size_t k = 0;
     while (k < sizeof VERBS / sizeof *VERBS && strcmp(VERBS[k].verb, a.verb) != 0)
         k++;
@@ -310,6 +314,7 @@ int main(int argc, char **argv)
     case 2: return ctl_show(&o, a.positional[0]);
     case 3: return ctl_start(&o, a.positional[0]);
     case 7: return ctl_simulate(&o, a.positional[0]);
+    case 8: return ctl_cluster(&o);
     default: return ctl_operator(&o, a.verb, a.positional[0]);
     }
 }

@@ -5,8 +5,10 @@
 //                 "phases": {"STEP": "phase", ...}, "last_event": "EVENT",
 //                 "bars": {"STEP": ["act ok", "comp ok"], ...},
 //                 "finished": {"completed": N, "compensated": M}, "definitions": [...],
-//                 "drawing": {"STEP": "phase", ...}, "drawing_shot": "PNG"}
-//   (drawing: see checkSagaDrawing at the end)
+//                 "drawing": {"STEP": "phase", ...}, "drawing_shot": "PNG",
+//                 "cluster": {"instance": "ID", "partitions": N, "stuck": K}}
+//   (drawing: see checkSagaDrawing at the end; cluster: the cluster view lists instance
+//   ID as live and owning all N partitions, and counts K stuck sagas)
 // Checks, at 1400 px width, that every saga shows with its status, that the saga table
 // fits without sideways scrolling, that the status cards filter the list, that the charts
 // (finished per minute over the last hour, step latency) are drawn with these sagas, that
@@ -134,6 +136,7 @@ try {
         `history runs from started to ${expect.last_event}: ${events}`);
   check(new URL(page.url()).hash === "#" + expect.select, "the selection is in the URL");
   if (expect.drawing) await checkSagaDrawing(page, expect);
+  if (expect.cluster) await checkClusterView(page, expect.cluster);
 
   // The rates table lists the definitions.
   const defs = await page.$$eval("#rates tr", (rows) => rows.map((r) => r.dataset.definition));
@@ -235,3 +238,19 @@ async function checkSagaDrawing(page, expect) {
   console.log(`saga drawing ok: ${JSON.stringify(phases)}, colours ${JSON.stringify(counts)}, screenshot ${shot}`);
 }
 // ---- end of the saga drawing ---------------------------------------------------------
+
+// ---- The cluster view ------------------------------------------------------------------
+// The panel "Cluster view" (loadCluster in index.html, from /api/cluster): the instance is
+// listed, every partition is owned by it and marked live, the stuck count is shown.
+async function checkClusterView(page, want) {
+  await page.locator(`#cluster-members tr[data-instance="${want.instance}"]`).waitFor({ timeout: TIMEOUT });
+  await page.waitForFunction((w) => {
+    const rows = [...document.querySelectorAll("#cluster-partitions tr")];
+    return rows.length === w.partitions && rows.every((r) => r.dataset.owner === w.instance && r.dataset.live === "true");
+  }, want, { timeout: TIMEOUT }).catch(async () => {
+    const rows = await page.$$eval("#cluster-partitions tr", (rs) => rs.map((r) => [r.dataset.partition, r.dataset.owner, r.dataset.live]));
+    throw new Error(`cluster view partitions ${JSON.stringify(rows)}, expected ${want.partitions} owned by ${want.instance}, live`);
+  });
+  const stuck = await page.textContent("#cluster-stuck");
+  check(stuck === want.stuck + " stuck", `cluster view says "${stuck}", expected ${want.stuck} stuck`);
+}
