@@ -82,9 +82,8 @@ static int which(const char *name, char *out, size_t len)
 
 static void expect_status(const char *id, const char *status)
 {
-    char buf[64];
-    cr_assert(system_wait_status(&sys, id, status, WAIT_MS), "%s: status %s, expected %s", id,
-              system_field(&sys, id, "status", buf, sizeof buf), status);
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
 TestSuite(dashboard, .init = setup, .fini = teardown, .timeout = 600);

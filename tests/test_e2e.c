@@ -117,9 +117,8 @@ static void start_order(const char *id, const char *sku, double amount, const ch
 
 static void expect_status(const char *id, const char *status)
 {
-    char buf[64];
-    cr_assert(system_wait_status(&sys, id, status, WAIT_MS), "%s is %s, expected %s", id,
-              system_field(&sys, id, "status", buf, sizeof buf), status);
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
 /* Counts the ledger entries of service for saga id with that effect. */

@@ -73,15 +73,8 @@ static void start_coordinator(void)
 
 static void expect_status(const char *id, const char *status)
 {
-    char buf[64];
-    if (system_wait_status(&sys, id, status, WAIT_MS))
-        return;
-    json_t *h = system_history(&sys, id);
-    char *text = json_dumps(h, JSON_COMPACT);
-    cr_assert_fail("%s: status %s, expected %s; history: %s", id,
-                   system_field(&sys, id, "status", buf, sizeof buf), status, text);
-    free(text);
-    json_decref(h);
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
 static void expect_trail(const char *id, const char *expected)

@@ -72,9 +72,8 @@ static int ctl_in(ops_run_t *r, const char *stdin_text, const char *const *args)
 
 static void expect_status(const char *id, const char *status)
 {
-    char buf[64];
-    cr_assert(system_wait_status(&sys, id, status, WAIT_MS), "%s: status %s, expected %s", id,
-              system_field(&sys, id, "status", buf, sizeof buf), status);
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
 /* The line of out that starts with id (as a table row does), or NULL. */

@@ -133,9 +133,8 @@ static void start_saga(const char *id, int version)
 
 static void expect_status(const char *id, const char *status)
 {
-    char buf[64];
-    cr_assert(system_wait_status(&sys, id, status, WAIT_MS), "%s is %s, expected %s", id,
-              system_field(&sys, id, "status", buf, sizeof buf), status);
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
 /* The recorded content hash of order@version (saga:definition-hashes), into hash[65]. */

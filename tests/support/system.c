@@ -200,6 +200,21 @@ bool system_wait_status(test_system_t *s, const char *id, const char *status, in
     return fixture_wait_until(has_status, &w, timeout_ms);
 }
 
+bool system_expect_status(test_system_t *s, const char *id, const char *status,
+                          int timeout_ms, char *why, size_t len)
+{
+    if (system_wait_status(s, id, status, timeout_ms))
+        return true;
+    char buf[64];
+    json_t *h = system_history(s, id);
+    char *text = json_dumps(h, JSON_COMPACT);
+    snprintf(why, len, "%s: status %s, expected %s; history: %s", id,
+             system_field(s, id, "status", buf, sizeof buf), status, text ? text : "[]");
+    free(text);
+    json_decref(h);
+    return false;
+}
+
 json_t *system_step(test_system_t *s, const char *id, const char *step)
 {
     json_t *saga = system_saga(s, id, NULL);

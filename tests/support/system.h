@@ -70,6 +70,10 @@ json_t *system_history(test_system_t *s, const char *id);
 
 /* Waits until the saga's status is status. */
 bool system_wait_status(test_system_t *s, const char *id, const char *status, int timeout_ms);
+/* The same; when the saga does not get there, why (len bytes) says where it is and its
+ * history, for the test's assertion message. */
+bool system_expect_status(test_system_t *s, const char *id, const char *status,
+                          int timeout_ms, char *why, size_t len);
 
 /* A field of the saga's hash, copied into buf ("" when absent). */
 const char *system_field(test_system_t *s, const char *id, const char *field, char *buf,
