@@ -469,7 +469,10 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
     int64_t taken = r->integer;
     freeReplyObject(r);
     if (st->wait_replicas > 0) {
-        r = command(st, "WAIT %d %d", st->wait_replicas, st->timeout_ms);
+        /* WAIT blocks for its own timeout: half the socket's, so that Redis answers
+         * (with the replicas it reached) before the read gives up on the connection. */
+        int wait_ms = st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
+        r = command(st, "WAIT %d %d", st->wait_replicas, wait_ms);
         if (!r)
             return -1;
         long long acked = r->integer;
@@ -477,8 +480,7 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
         if (acked < st->wait_replicas) {
             /* Not taken: the caller must not serve under an epoch a failover may lose. */
             set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-                      (long long)taken, (int)partition, acked, st->wait_replicas,
-                      st->timeout_ms);
+                      (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms);
             return -1;
         }
     }
