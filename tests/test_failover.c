@@ -49,46 +49,13 @@ static void start_sagas(const char *prefix, int count)
     }
 }
 
-/* When a saga did not get where it should, what the coordinators said about its home
- * partition (rebalances, loads, Redis trouble): so that a rare failure explains itself
- * in the test's output (issue #14, item 9). */
-static void explain(const char *id)
-{
-    int32_t home = route_home(id, SYSTEM_INPUT_PARTITIONS, SYSTEM_INPUT_PARTITIONS);
-    redisReply *r = redisCommand(sys.rc, "HGETALL saga:{p%d}:owner", (int)home);
-    fprintf(stderr, "explain %s: home partition %d, owner record:", id, (int)home);
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
-        fprintf(stderr, " %s", r->element[i]->str);
-    fprintf(stderr, "\n");
-    freeReplyObject(r);
-    char needle[32];
-    snprintf(needle, sizeof needle, "partition %d", (int)home);
-    const char *also[] = {needle, id, "rebalance", "SESSTMOUT", "Redis", "released", "fenced"};
-    for (int k = 0; k < sys.coordinator_count; k++) {
-        char path[PATH_MAX + 64], line[2048];
-        snprintf(path, sizeof path, "%s/coordinator-%d.log", sys.dir, k);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        int shown = 0;
-        while (fgets(line, sizeof line, f) && shown < 200)
-            for (size_t a = 0; a < sizeof also / sizeof *also; a++)
-                if (strstr(line, also[a]) && !strstr(line, "\"debug\"")) {
-                    fprintf(stderr, "explain coordinator-%d: %s", k, line);
-                    shown++;
-                    break;
-                }
-        fclose(f);
-    }
-}
-
 static void expect_all(const char *prefix, int count, const char *status)
 {
     for (int i = 0; i < count; i++) {
         char id[64], buf[64];
         snprintf(id, sizeof id, "%s-%d", prefix, i);
         if (!system_wait_status(&sys, id, status, WAIT_MS))
-            explain(id);
+            system_explain(&sys, id);
         cr_assert(system_wait_status(&sys, id, status, 0), "%s is %s, expected %s", id,
                   system_field(&sys, id, "status", buf, sizeof buf), status);
     }

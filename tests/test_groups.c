@@ -38,7 +38,9 @@ static void start_system(const script_rule_t *rules, size_t n)
      * take seconds (docs/devbroker.md), longer than trip's 2 s step timeouts: one saga
      * warms the path up, and whatever it sent is forgotten. */
     cr_assert_eq(system_start_saga(&sys, "trip-warm-up", "trip", "{\"trip_id\": \"w\"}"), 0);
-    cr_assert(fixture_wait_until(warm_up_finished, NULL, WAIT_MS), "the warm-up saga ends");
+    if (!fixture_wait_until(warm_up_finished, NULL, WAIT_MS))
+        system_explain(&sys, "trip-warm-up");
+    cr_assert(warm_up_finished(NULL), "the warm-up saga ends");
     scripted_forget(participant);
     warm_up_compensated = system_counter(&sys, "trip:compensated");
 }

@@ -2,6 +2,7 @@
 #include "system.h"
 
 #include "rkeys.h"
+#include "route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,43 @@ bool system_wait_status(test_system_t *s, const char *id, const char *status, in
     return fixture_wait_until(has_status, &w, timeout_ms);
 }
 
+/* When a saga did not get where it should, what the coordinators said about it and its
+ * home partition (rebalances, loads, Redis trouble): so that a rare failure explains
+ * itself in the test's output (issue #14, item 9). */
+void system_explain(test_system_t *s, const char *id)
+{
+    int32_t home = route_home(id, SYSTEM_INPUT_PARTITIONS, SYSTEM_INPUT_PARTITIONS);
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = redisCommand(s->rc, "HGETALL %s", rkeys_owner(&KEYS, key, home));
+    fprintf(stderr, "explain %s: home partition %d, owner record:", id, (int)home);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        fprintf(stderr, " %s", r->element[i]->str);
+    fprintf(stderr, "\n");
+    freeReplyObject(r);
+    char needle[32];
+    snprintf(needle, sizeof needle, "partition %d", (int)home);
+    const char *also[] = {needle, "rebalance", "assign", "SESSTMOUT", "Redis", "released",
+                          "fenced", "error", "warn"};
+    for (int k = 0; k < s->coordinator_count; k++) {
+        char path[PATH_MAX + 64], line[2048];
+        snprintf(path, sizeof path, "%s/coordinator-%d.log", s->dir, k);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int shown = 0;
+        while (fgets(line, sizeof line, f) && shown < 200) {
+            bool hit = strstr(line, id) != NULL; /* any level */
+            for (size_t a = 0; !hit && a < sizeof also / sizeof *also; a++)
+                hit = strstr(line, also[a]) && !strstr(line, "\"debug\"");
+            if (hit) {
+                fprintf(stderr, "explain coordinator-%d: %s", k, line);
+                shown++;
+            }
+        }
+        fclose(f);
+    }
+}
+
 bool system_expect_status(test_system_t *s, const char *id, const char *status,
                           int timeout_ms, char *why, size_t len)
 {
@@ -212,6 +250,7 @@ bool system_expect_status(test_system_t *s, const char *id, const char *status,
              system_field(s, id, "status", buf, sizeof buf), status, text ? text : "[]");
     free(text);
     json_decref(h);
+    system_explain(s, id);
     return false;
 }
 

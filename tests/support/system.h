@@ -72,6 +72,9 @@ json_t *system_history(test_system_t *s, const char *id);
 bool system_wait_status(test_system_t *s, const char *id, const char *status, int timeout_ms);
 /* The same; when the saga does not get there, why (len bytes) says where it is and its
  * history, for the test's assertion message. */
+/* Prints what the coordinators' logs say about a saga and its home partition (stderr). */
+void system_explain(test_system_t *s, const char *id);
+
 bool system_expect_status(test_system_t *s, const char *id, const char *status,
                           int timeout_ms, char *why, size_t len);
 
