@@ -21,6 +21,7 @@
 struct coordinator {
     config_t cfg;
     store_t *store;
+    store_port_t store_port;     /* the store as the engine and the registry see it */
     metrics_t *metrics;
     registry_t *registry;
     kafka_t *kafka;
@@ -72,6 +73,7 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         return -1;
+    c->store_port = store_port(c->store);
     guards_redis_report_t report;
     if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
         guards_check_redis(&report, cfg, err, errlen) < 0)
@@ -86,7 +88,7 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
         return -1;
     }
     defn_errors_t errs = {0};
-    if (registry_publish(c->registry, c->store, &errs) < 0) {
+    if (registry_publish(c->registry, &c->store_port, &errs) < 0) {
         char line[sizeof(defn_error_t) + 64] = "";
         for (size_t i = 0; i < errs.count; i++) {
             defn_error_format(&errs.items[i], line, sizeof line);
@@ -117,7 +119,7 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
                          .on_revoke = on_revoke,
                          .on_delivery = on_delivery,
                          .on_fatal = on_fatal};
-    c->engine = engine_new(cfg, c->store, c->registry, c->metrics, &(bus_t){0});
+    c->engine = engine_new(cfg, &c->store_port, c->registry, c->metrics, &(bus_t){0});
     if (!c->engine) {
         snprintf(err, errlen, "out of memory");
         goto err;

@@ -26,7 +26,7 @@
 #include "registry.h"
 #include "route.h"
 #include "saga_version.h"
-#include "store.h"
+#include "storeport.h"
 #include "timers.h"
 #include "vec.h"
 
@@ -121,7 +121,8 @@ typedef struct unknown_reply {
 struct engine {
     config_t cfg;
     bus_t bus;                   /* the bus port (bus.h) */
-    store_t *store;              /* borrowed */
+    store_port_t store;          /* the store (its self borrowed) */
+    engine_env_t env;            /* the clock and the test points */
     partition_t **parts;
     size_t nparts;
     timer_heap_t timers;
@@ -175,21 +176,32 @@ struct engine {
 static void settle_round(engine_t *c);
 static void redis_lost(engine_t *c, const char *what);
 
-static int64_t now_ms(void)
+static int64_t real_now_ms(void *opaque)
 {
+    (void)opaque;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* For the coordinator's own latency (saga_coordinator_latency_seconds). */
-static int64_t mono_us(void)
+static int64_t real_mono_us(void *opaque)
 {
+    (void)opaque;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t now_ms(const engine_t *c)
+{
+    return c->env.now_ms(c->env.opaque);
+}
+
+static int64_t mono_us(const engine_t *c)
+{
+    return c->env.mono_us(c->env.opaque);
+}
 
 /* Counts hits of a named point for the SAGA_CRASH_AT / SAGA_FREEZE_AT test hooks: true
  * when this hit is the one to act on. */
@@ -231,6 +243,24 @@ void engine_crash_point(const char *point)
         log_warn("crash point %s reached: killing myself (SAGA_CRASH_AT)", point);
         raise(SIGKILL);
     }
+}
+
+/* The test points of this engine: the environment's hooks when it has them (the
+ * simulation), else the process-wide ones above. */
+static void crash_point(const engine_t *c, const char *point)
+{
+    if (c->env.crash_point)
+        c->env.crash_point(c->env.opaque, point);
+    else
+        engine_crash_point(point);
+}
+
+static void freeze_point(const engine_t *c, const char *point)
+{
+    if (c->env.freeze_point)
+        c->env.freeze_point(c->env.opaque, point);
+    else
+        engine_freeze_point(point);
 }
 
 /* --- partitions ------------------------------------------------------------------- */
@@ -288,8 +318,8 @@ static void discard_open(engine_t *c, partition_t *p)
         pd->saga = NULL;
         pending_release(pd);
     }
-    if (c->store)
-        (void)store_discard_partition(c->store, p->id);
+    if (c->store.self)
+        (void)c->store.discard_partition(c->store.self, p->id);
     p->turn_first_offset = -1;
 }
 
@@ -330,7 +360,7 @@ static const definition_t *find_definition(engine_t *c, const char *name, int ve
     int status;
     char why[512];
     settle_round(c);
-    d = registry_fetch(c->registry, c->store, name, version, NULL, &status, why, sizeof why);
+    d = registry_fetch(c->registry, &c->store, name, version, NULL, &status, why, sizeof why);
     if (d)
         log_info("definition %s v%d loaded from Redis for a start naming it", name, version);
     else if (status < 0)
@@ -404,7 +434,7 @@ static int adopt_deferred_sagas(load_ctx_t *lc)
         char why[512] = "no definition name or version";
         const definition_t *def =
             name && ver && atoi(ver) > 0
-                ? registry_fetch(lc->c->registry, lc->c->store, name, atoi(ver), hash, &status,
+                ? registry_fetch(lc->c->registry, &lc->c->store, name, atoi(ver), hash, &status,
                                  why, sizeof why)
                 : NULL;
         if (status < 0)
@@ -428,7 +458,7 @@ int engine_reload(engine_t *c)
     settle_round(c);
     defn_errors_t errs = {0};
     registry_changes_t ch;
-    int rc = registry_reload(c->registry, c->cfg.definitions, c->store, &errs, &ch);
+    int rc = registry_reload(c->registry, c->cfg.definitions, &c->store, &errs, &ch);
     if (rc == 0) {
         c->stats.reloads_ok++;
         log_info("definitions reloaded from %s: %zu in the folder, %zu new, %zu no longer "
@@ -468,7 +498,7 @@ static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
         return;
     saga_t *s = idmap_get(lc->p->sagas, saga_id);
     if (s && machine_command_resent(s, definition_step_index(s->def, step), kind, attempt,
-                                    now_ms()))
+                                    now_ms(lc->c)))
         (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
 }
 
@@ -492,7 +522,7 @@ static void start_catchup(engine_t *c, partition_t *p)
     p->read_next = -1;
     p->gate_time = p->gate_offset = p->gate_waiting_since = 0;
     p->catching_up = false;
-    int64_t t = now_ms(), low = 0, high = 0;
+    int64_t t = now_ms(c), low = 0, high = 0;
     p->gate_checked_at = t;
     if (c->bus.end_offsets(c->bus.opaque, p->id, COORD_QUERY_TIMEOUT_MS, &low, &high,
                            c->errbuf, sizeof c->errbuf) < 0) {
@@ -521,7 +551,7 @@ static void start_catchup(engine_t *c, partition_t *p)
 static bool gate_open(engine_t *c, partition_t *p, int64_t due, int64_t now)
 {
     if (p->gate_time < due && now - p->gate_checked_at >= COORD_GATE_MIN_INTERVAL_MS) {
-        int64_t t = now_ms(), low = 0, high = 0;
+        int64_t t = now_ms(c), low = 0, high = 0;
         p->gate_checked_at = t;
         if (c->bus.end_offsets(c->bus.opaque, p->id, COORD_GATE_QUERY_MS, &low, &high,
                                c->errbuf, sizeof c->errbuf) == 0) {
@@ -552,46 +582,46 @@ static bool gate_open(engine_t *c, partition_t *p, int64_t due, int64_t now)
  * new_epoch. Returns 0, or -1 (then p needs a reload later). */
 static int partition_load(engine_t *c, partition_t *p, bool new_epoch)
 {
-    int64_t t0 = now_ms();
+    int64_t t0 = now_ms(c);
     part_drop_sagas(c, p);
     if (new_epoch) {
         p->epoch = 0; /* until one is taken: a failed take is retried with a new one */
-        if (store_take_epoch(c->store, p->id, c->cfg.instance_id, &p->epoch) < 0)
+        if (c->store.take_epoch(c->store.self, p->id, c->cfg.instance_id, &p->epoch) < 0)
             goto fail;
     }
     load_ctx_t lc = {.c = c, .p = p, .deferred = json_array()};
-    int n = store_load_partition(c->store, p->id, on_loaded_saga, &lc);
+    int n = c->store.load_partition(c->store.self, p->id, on_loaded_saga, &lc);
     if (n < 0 || adopt_deferred_sagas(&lc) < 0) {
         json_decref(lc.deferred);
         goto fail;
     }
     json_decref(lc.deferred);
-    int ob = store_load_outbox(c->store, p->id, on_loaded_outbox, &lc);
+    int ob = c->store.load_outbox(c->store.self, p->id, on_loaded_outbox, &lc);
     if (ob < 0)
         goto fail;
     p->needs_reload = false;
     p->fenced = false;
-    p->loaded_at = now_ms();
+    p->loaded_at = now_ms(c);
     start_catchup(c, p);
     c->redis_ok = true;
     c->stats.sagas_loaded += (uint64_t)idmap_size(p->sagas);
-    c->stats.last_load_ms = now_ms() - t0;
-    engine_crash_point("after_load");
+    c->stats.last_load_ms = now_ms(c) - t0;
+    crash_point(c, "after_load");
     log_info("partition %d: epoch %lld, %d active sagas loaded, %d outbox messages re-sent in "
              "%lld ms", (int)p->id, (long long)p->epoch, (int)idmap_size(p->sagas), ob,
-             (long long)(now_ms() - t0));
+             (long long)(now_ms(c) - t0));
     return 0;
 fail:
     c->stats.redis_errors++;
     c->redis_ok = false;
-    if (store_ensure_connected(c->store) < 0)
+    if (c->store.ensure_connected(c->store.self) < 0)
         redis_lost(c, "loading a partition");
     else
         log_error("partition %d: cannot load from Redis (%s); will retry", (int)p->id,
-                  store_last_error(c->store));
+                  c->store.last_error(c->store.self));
     part_drop_sagas(c, p);
     p->needs_reload = true;
-    p->reload_at = now_ms() + COORD_RELOAD_RETRY_MS;
+    p->reload_at = now_ms(c) + COORD_RELOAD_RETRY_MS;
     return -1;
 }
 
@@ -664,7 +694,7 @@ void engine_on_delivery(engine_t *c, void *delivery, int32_t partition, const ch
             log_error("partition %d: forwarding input to partition %d failed: %s; reloading",
                       (int)p->id, (int)partition, errstr);
             p->needs_reload = true;
-            p->reload_at = now_ms();
+            p->reload_at = now_ms(c);
         }
     }
     if (d && d->counted)
@@ -678,7 +708,7 @@ void engine_on_delivery(engine_t *c, void *delivery, int32_t partition, const ch
         partition_t *p = d ? part_get(c, d->partition, false) : NULL;
         if (p && p->owned && d->outbox_id && !p->needs_reload) {
             p->needs_reload = true;
-            p->reload_at = now_ms();
+            p->reload_at = now_ms(c);
         }
     } else if (d && d->outbox_id &&
                vec_grow((void **)&c->acks, &c->acks_cap, c->nacks + 1, sizeof *c->acks) == 0) {
@@ -832,9 +862,9 @@ static void queue_transition(engine_t *c, partition_t *p, saga_t *s, machine_res
                             .history = pd->history,
                             .outbox = pd->entries,
                             .outbox_count = pd->entry_count};
-    if (!ok || store_queue_transition(c->store, &t) < 0) {
+    if (!ok || c->store.queue_transition(c->store.self, &t) < 0) {
         log_error("partition %d: cannot queue a transition (%s); reloading", (int)p->id,
-                  ok ? store_last_error(c->store) : "out of memory");
+                  ok ? c->store.last_error(c->store.self) : "out of memory");
         p->needs_reload = true;
         r->npending--;
         pending_release(pd);
@@ -864,7 +894,7 @@ static void reject_start(engine_t *c, const input_msg_t *m, const char *id, cons
     c->stats.rejected++;
     metrics_on_rejected(c->metrics, m->saga_name);
     log_msg(LOG_WARN, id, "start rejected: %s", why);
-    json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms());
+    json_t *o = machine_rejected_outcome(id, m->saga_name, m->version, why, now_ms(c));
     if (o) {
         produce_json(c, c->cfg.outcomes_topic, id, o);
         json_decref(o);
@@ -887,7 +917,7 @@ static void handle_start(engine_t *c, partition_t *p, const bus_message_t *km,
     if (redis_error) {
         /* Cannot tell whether that version exists: read the start again after a reload. */
         log_msg(LOG_ERROR, id, "partition %d: cannot look up %s v%d in Redis (%s); reloading",
-                (int)p->id, m->saga_name, m->version, store_last_error(c->store));
+                (int)p->id, m->saga_name, m->version, c->store.last_error(c->store.self));
         p->needs_reload = true;
         return;
     }
@@ -1073,7 +1103,7 @@ static void confirm_forwards(engine_t *c)
         partition_t *p = c->parts[i];
         if (p && p->forwards_unconfirmed > 0 && p->owned && !p->needs_reload) {
             p->needs_reload = true;
-            p->reload_at = now_ms();
+            p->reload_at = now_ms(c);
         }
     }
 }
@@ -1101,7 +1131,7 @@ static void resolve_unknown_replies(engine_t *c)
         char statuses[64][16];
         partition_t *p = part_get(c, part, false);
         bool asked = p && !p->fenced && !p->needs_reload &&
-                     store_read_statuses(c->store, part, ids, n, statuses) == 0;
+                     c->store.read_statuses(c->store.self, part, ids, n, statuses) == 0;
         for (size_t k = 0; k < n; k++) {
             unknown_reply_t *u = &c->unknown[at[k]];
             if (asked && (strcmp(statuses[k], "completed") == 0 ||
@@ -1125,7 +1155,7 @@ static void resolve_unknown_replies(engine_t *c)
         }
         while (i < c->nunknown && !c->unknown[i].saga_id)
             i++;
-        if (!asked && p && !p->fenced && !p->needs_reload && store_ensure_connected(c->store) < 0)
+        if (!asked && p && !p->fenced && !p->needs_reload && c->store.ensure_connected(c->store.self) < 0)
             redis_lost(c, "reading saga statuses");
     }
     c->nunknown = 0;
@@ -1263,7 +1293,7 @@ static void seek_to_confirmed(engine_t *c, partition_t *p)
 static void fence_or_recover(engine_t *c, partition_t *p)
 {
     int64_t stored = 0;
-    if (store_read_epoch(c->store, p->id, &stored) == 0 && stored < p->epoch) {
+    if (c->store.read_epoch(c->store.self, p->id, &stored) == 0 && stored < p->epoch) {
         c->stats.redis_errors++;
         log_error("partition %d: Redis holds epoch %lld, lower than ours (%lld): it lost "
                   "acknowledged writes; taking a new epoch and reloading (docs/reliability.md)",
@@ -1290,7 +1320,7 @@ static void queue_acks(engine_t *c)
             for (size_t k = 0; k < c->nacks; k++)
                 if (c->acks[k].partition == p->id)
                     c->ack_ids[n++] = c->acks[k].id;
-            (void)store_queue_outbox_acks(c->store, p->id, p->epoch, c->ack_ids, n);
+            (void)c->store.queue_outbox_acks(c->store.self, p->id, p->epoch, c->ack_ids, n);
         }
     }
     /* They go with the round: if Redis never answers it, they are queued again (else the
@@ -1349,7 +1379,7 @@ static void store_offsets(engine_t *c, bool sent)
  * of the round was all confirmed, and marks the others for a reload. */
 static void complete_round(engine_t *c)
 {
-    if (!store_in_flight(c->store))
+    if (!c->store.in_flight(c->store.self))
         return;
     round_t *r = &c->sent;
     size_t n = r->npending;
@@ -1357,18 +1387,18 @@ static void complete_round(engine_t *c)
         log_error("out of memory finishing a turn");
         abort(); /* cannot know what to do safely; a restart recovers everything */
     }
-    int received = store_receive(c->store, c->results);
+    int received = c->store.receive(c->store.self, c->results);
     if (received < 0) {
         c->stats.redis_errors++;
         redis_lost(c, "a round");
     }
     settle_acks(c, received < 0);
     c->redis_ok = received == 0;
-    c->last_redis_ms = now_ms();
+    c->last_redis_ms = now_ms(c);
     if (r->timer_fired)
-        engine_crash_point("after_timer_write");
+        crash_point(c, "after_timer_write");
     if (n) {
-        engine_crash_point("after_redis_write");
+        crash_point(c, "after_redis_write");
         fatal_point(c, "after_redis_write");
     }
 
@@ -1387,7 +1417,7 @@ static void complete_round(engine_t *c)
             for (size_t k = 0; k < pd->entry_count; k++)
                 produce_entry(c, &pd->entries[k], p->id);
             if (pd->avail_us)
-                metrics_on_latency(c->metrics, (double)(mono_us() - pd->avail_us) / 1e6);
+                metrics_on_latency(c->metrics, (double)(mono_us(c) - pd->avail_us) / 1e6);
             count_outcome(c, pd);
             metrics_on_transition(c->metrics, s, pd->expected_version == 0, pd->status,
                                   pd->history);
@@ -1427,13 +1457,13 @@ static void complete_round(engine_t *c)
                         "partition %d: transition of saga %s not confirmed (%s); reloading",
                           (int)p->id, s->id,
                           c->results[i] == STORE_CONFLICT ? "version conflict"
-                                                          : store_last_error(c->store));
+                                                          : c->store.last_error(c->store.self));
             p->needs_reload = true;
             break;
         }
     }
     if (n)
-        engine_crash_point("after_produce");
+        crash_point(c, "after_produce");
 
     store_offsets(c, true);
 
@@ -1465,7 +1495,7 @@ static void send_round(engine_t *c)
         if (p && p->owned && (p->fenced || p->needs_reload) && !p->paused) {
             part_drop_sagas(c, p);
             pause_partition(c, p, true);
-            p->reload_at = now_ms();
+            p->reload_at = now_ms(c);
         }
     }
     /* Discarded transitions stay in place (no saga): positions are the store's. */
@@ -1479,7 +1509,7 @@ static void send_round(engine_t *c)
         return;
     }
     if (c->open.npending)
-        engine_freeze_point("before_redis_write");
+        freeze_point(c, "before_redis_write");
     for (size_t i = 0; i < c->nparts; i++) {
         partition_t *p = c->parts[i];
         if (!p)
@@ -1491,7 +1521,7 @@ static void send_round(engine_t *c)
     round_t t = c->sent;
     c->sent = c->open;
     c->open = t;
-    if (store_send(c->store) < 0)
+    if (c->store.send(c->store.self) < 0)
         redis_lost(c, "sending a round");
 }
 
@@ -1502,9 +1532,9 @@ static void send_round(engine_t *c)
  * round as soon as it is free. */
 static void advance_rounds(engine_t *c, bool wait)
 {
-    if (store_in_flight(c->store) && (wait || store_replies_arriving(c->store)))
+    if (c->store.in_flight(c->store.self) && (wait || c->store.replies_arriving(c->store.self)))
         complete_round(c);
-    if (!store_in_flight(c->store))
+    if (!c->store.in_flight(c->store.self))
         send_round(c);
 }
 
@@ -1569,7 +1599,7 @@ static size_t compute_lag(engine_t *c)
  * leave stay resident, a third more than the sagas themselves after a burst of starts. */
 static void trim_when_idle(engine_t *c, bool idle)
 {
-    int64_t now = now_ms();
+    int64_t now = now_ms(c);
     if (!idle || now - c->last_trim_ms < COORD_TRIM_MS ||
         c->stats.transitions == c->trim_transitions)
         return;
@@ -1616,7 +1646,7 @@ static int member_put(engine_t *c, int64_t now)
                         .partitions = list,
                         .partitions_json = parts_json,
                         .ttl_ms = COORD_MEMBER_TTL_MS};
-    int rc = parts_json ? store_put_member(c->store, &m) : 0;
+    int rc = parts_json ? c->store.put_member(c->store.self, &m) : 0;
     free(parts_json);
     free(list);
     return rc;
@@ -1629,10 +1659,10 @@ static int member_put(engine_t *c, int64_t now)
  * must not lapse while the instance works. */
 static void observe_turn(engine_t *c)
 {
-    int64_t now = now_ms();
+    int64_t now = now_ms(c);
     c->turns++;
     if (!c->redis_down && now - c->last_member_ms >= COORD_MEMBER_REFRESH_MS &&
-        (!store_in_flight(c->store) || now - c->last_member_ms >= COORD_MEMBER_LATE_MS)) {
+        (!c->store.in_flight(c->store.self) || now - c->last_member_ms >= COORD_MEMBER_LATE_MS)) {
         settle_round(c);
         if (!c->redis_down) {
             c->redis_ok = member_put(c, now) == 0;
@@ -1642,8 +1672,8 @@ static void observe_turn(engine_t *c)
         }
     }
     if (!c->redis_down && now - c->last_redis_ms >= COORD_REDIS_PING_MS &&
-        !store_in_flight(c->store)) {
-        c->redis_ok = store_ping(c->store) == 0;
+        !c->store.in_flight(c->store.self)) {
+        c->redis_ok = c->store.ping(c->store.self) == 0;
         c->last_redis_ms = now;
         if (!c->redis_ok)
             redis_lost(c, "ping");
@@ -1680,7 +1710,7 @@ static void redis_lost(engine_t *c, const char *what)
     c->redis_failed_rounds++;
     if (c->redis_down)
         return;
-    int64_t now = now_ms();
+    int64_t now = now_ms(c);
     c->redis_down = true;
     c->redis_down_since = now;
     c->redis_backoff_ms = COORD_REDIS_BACKOFF_MIN_MS;
@@ -1700,7 +1730,7 @@ static void redis_lost(engine_t *c, const char *what)
     }
     log_error("Redis unavailable (%s: %s): %d partitions wait and are reloaded when it is "
               "back; reconnecting with a backoff of up to %d ms (one line every %d s until "
-              "then)", what, store_last_error(c->store), n, COORD_REDIS_BACKOFF_MAX_MS,
+              "then)", what, c->store.last_error(c->store.self), n, COORD_REDIS_BACKOFF_MAX_MS,
               COORD_REDIS_SUMMARY_MS / 1000);
 }
 
@@ -1714,7 +1744,7 @@ static int redis_reconnect(engine_t *c, int64_t now)
         return (int)(c->redis_retry_at - now);
     settle_round(c); /* a round sent before the loss reports its errors */
     c->redis_attempts++;
-    if (store_ensure_connected(c->store) == 0 && store_ping(c->store) == 0) {
+    if (c->store.ensure_connected(c->store.self) == 0 && c->store.ping(c->store.self) == 0) {
         log_info("Redis available again after %lld ms (%llu reconnect attempts, %llu failed "
                  "operations); reloading the partitions", (long long)(now - c->redis_down_since),
                  (unsigned long long)c->redis_attempts,
@@ -1735,7 +1765,7 @@ static int redis_reconnect(engine_t *c, int64_t now)
         c->redis_summary_at = now + COORD_REDIS_SUMMARY_MS;
         log_warn("Redis still unavailable after %lld s (%llu reconnect attempts): %s",
                  (long long)((now - c->redis_down_since) / 1000),
-                 (unsigned long long)c->redis_attempts, store_last_error(c->store));
+                 (unsigned long long)c->redis_attempts, c->store.last_error(c->store.self));
     }
     return (int)c->redis_backoff_ms;
 }
@@ -1750,7 +1780,7 @@ static void reload_partitions(engine_t *c, int64_t now)
         if (!p || !p->owned || p->fenced || !p->needs_reload || p->reload_at > now)
             continue;
         settle_round(c);
-        if (store_ensure_connected(c->store) < 0) {
+        if (c->store.ensure_connected(c->store.self) < 0) {
             p->reload_at = now + COORD_RELOAD_RETRY_MS;
             continue;
         }
@@ -1765,7 +1795,7 @@ int engine_prepare_turn(engine_t *c, int max_wait_ms)
 {
     if (c->fatal)
         return -1;
-    int64_t now = now_ms();
+    int64_t now = now_ms(c);
     int redis_wait = redis_reconnect(c, now);
     reload_partitions(c, now);
     int wait = max_wait_ms;
@@ -1777,14 +1807,14 @@ int engine_prepare_turn(engine_t *c, int max_wait_ms)
         if (until < wait)
             wait = until < 0 ? 0 : (int)until;
     }
-    if (!c->redis_down && (c->nacks || store_in_flight(c->store)))
+    if (!c->redis_down && (c->nacks || c->store.in_flight(c->store.self)))
         wait = 0; /* a round's replies are due: read them rather than wait for input */
     return wait;
 }
 
 int engine_turn(engine_t *c, const bus_message_t *msgs, size_t n, int64_t avail_us)
 {
-    int64_t now = now_ms();
+    int64_t now = now_ms(c);
     c->msg_avail_us = avail_us;
     advance_rounds(c, false);
     for (size_t i = 0; i < n; i++) {
@@ -1797,13 +1827,13 @@ int engine_turn(engine_t *c, const bus_message_t *msgs, size_t n, int64_t avail_
     advance_rounds(c, true);
     c->bus.poll(c->bus.opaque);
     observe_turn(c);
-    trim_when_idle(c, n == 0 && !store_in_flight(c->store));
+    trim_when_idle(c, n == 0 && !c->store.in_flight(c->store.self));
     return c->fatal ? -1 : 0;
 }
 
 /* --- lifecycle -------------------------------------------------------------------- */
 
-engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
+engine_t *engine_new(const config_t *cfg, const store_port_t *store, registry_t *registry,
                      metrics_t *metrics, const bus_t *bus)
 {
     engine_t *c = calloc(1, sizeof *c);
@@ -1811,12 +1841,13 @@ engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
         return NULL;
     c->cfg = *cfg;
     c->bus = *bus;
-    c->store = store;
+    c->store = *store;
+    c->env = (engine_env_t){.now_ms = real_now_ms, .mono_us = real_mono_us};
     c->registry = registry;
     c->metrics = metrics;
-    c->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+    c->rng = (uint64_t)now_ms(c) ^ ((uint64_t)getpid() << 32);
     c->redis_ok = true;
-    c->started_ms = now_ms();
+    c->started_ms = now_ms(c);
     if (gethostname(c->host, sizeof c->host - 1) < 0)
         snprintf(c->host, sizeof c->host, "unknown");
     timers_init(&c->timers);
@@ -1826,6 +1857,17 @@ engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
 void engine_set_bus(engine_t *c, const bus_t *bus)
 {
     c->bus = *bus;
+}
+
+void engine_set_env(engine_t *c, const engine_env_t *env)
+{
+    c->env = *env;
+    if (!c->env.now_ms)
+        c->env.now_ms = real_now_ms;
+    if (!c->env.mono_us)
+        c->env.mono_us = real_mono_us;
+    c->rng = env->seed ? env->seed : c->rng;
+    c->started_ms = now_ms(c);
 }
 
 void engine_set_http_address(engine_t *c, const char *address)
@@ -1859,9 +1901,9 @@ int engine_stop(engine_t *c, int flush_timeout_ms)
     send_round(c); /* the acknowledgements of what the flush delivered */
     settle_round(c);
     /* Gone from the cluster view at once, rather than when the record expires. */
-    if (!c->redis_down && store_drop_member(c->store, c->cfg.instance_id) < 0)
+    if (!c->redis_down && c->store.drop_member(c->store.self, c->cfg.instance_id) < 0)
         log_warn("stopping: member record not removed (%s); it expires within %d s",
-                 store_last_error(c->store), COORD_MEMBER_TTL_MS / 1000);
+                 c->store.last_error(c->store.self), COORD_MEMBER_TTL_MS / 1000);
     return c->fatal ? -1 : 0;
 }
 

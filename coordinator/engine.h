@@ -1,7 +1,8 @@
 /* engine.h - the engine: the partitions an instance owns, held in memory with their sagas
  * and timers; rounds of transitions written to Redis; what they emit produced on the bus;
  * input positions stored only after that. It includes no Kafka or hiredis header: the bus
- * is a port (bus.h), the store is store.h.
+ * is a port (bus.h), the store is a port (storeport.h), and the clock and the test points
+ * come from an engine_env_t (the real ones unless engine_set_env says otherwise).
  *
  * One turn: engine_prepare_turn says how long the caller may wait for input (reloads and
  * reconnects happen there); the caller takes up to batch_size messages from the bus and
@@ -16,7 +17,7 @@
 #include "bus.h"
 #include "config.h"
 #include "registry.h"
-#include "store.h"
+#include "storeport.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,10 +48,26 @@ typedef struct engine_stats {
     uint64_t redis_outages;      /* times Redis became unavailable */
 } engine_stats_t;
 
-/* Creates the engine over store, registry and metrics (borrowed: they outlive it) and the
- * bus port (copied). Returns NULL when out of memory. */
-engine_t *engine_new(const config_t *cfg, store_t *store, registry_t *registry,
+/* Where the engine gets the time and what it does at its test points: the real clocks
+ * and engine_crash_point / engine_freeze_point by default; the simulation gives its
+ * virtual clock and its own crash and freeze (tests/sim). */
+typedef struct engine_env {
+    void *opaque;                                  /* passed to every function */
+    int64_t (*now_ms)(void *opaque);               /* wall clock, ms since 1970 */
+    int64_t (*mono_us)(void *opaque);              /* monotonic clock, us */
+    void (*crash_point)(void *opaque, const char *point);  /* NULL: engine_crash_point */
+    void (*freeze_point)(void *opaque, const char *point); /* NULL: engine_freeze_point */
+    uint64_t seed;                                 /* the engine's rng (backoff jitter); 0: keep */
+} engine_env_t;
+
+/* Creates the engine over the store port (copied; its self borrowed), registry and
+ * metrics (borrowed: they outlive it; metrics may be NULL) and the bus port (copied).
+ * Returns NULL when out of memory. */
+engine_t *engine_new(const config_t *cfg, const store_port_t *store, registry_t *registry,
                      struct metrics *metrics, const bus_t *bus);
+/* Replaces the clock and the test points (copied; NULL clocks = the real ones). Call it
+ * before the engine is used. */
+void engine_set_env(engine_t *e, const engine_env_t *env);
 /* Frees the engine and the sagas it holds. NULL is a no-op. */
 void engine_free(engine_t *e);
 

@@ -63,10 +63,10 @@ const definition_t *registry_find(const registry_t *r, const char *name, int ver
 }
 
 /* Records d in Redis; an error naming d's file when refused or not recorded. */
-static int publish_one(const definition_t *d, store_t *st, defn_errors_t *errs)
+static int publish_one(const definition_t *d, const store_port_t *st, defn_errors_t *errs)
 {
     char existing[STORE_HASH_HEX_LEN + 1];
-    int rc = store_put_definition(st, d, existing);
+    int rc = st->put_definition(st->self, d, existing);
     if (rc > 0)
         defn_errors_add(errs, d->source, 0, 0, NULL,
                         "saga \"%s\" version %d is recorded in Redis with other content "
@@ -77,11 +77,11 @@ static int publish_one(const definition_t *d, store_t *st, defn_errors_t *errs)
     else if (rc < 0)
         defn_errors_add(errs, d->source, 0, 0, NULL,
                         "cannot record saga \"%s\" version %d in Redis: %s", d->name, d->version,
-                        store_last_error(st));
+                        st->last_error(st->self));
     return rc == 0 ? 0 : -1;
 }
 
-int registry_publish(registry_t *r, store_t *st, defn_errors_t *errs)
+int registry_publish(registry_t *r, const store_port_t *st, defn_errors_t *errs)
 {
     int rc = 0;
     for (size_t i = 0; i < r->nview; i++)
@@ -90,7 +90,7 @@ int registry_publish(registry_t *r, store_t *st, defn_errors_t *errs)
     return rc;
 }
 
-const definition_t *registry_fetch(registry_t *r, store_t *st, const char *name, int version,
+const definition_t *registry_fetch(registry_t *r, const store_port_t *st, const char *name, int version,
                                    const char *expected_hash, int *status, char *why,
                                    size_t why_len)
 {
@@ -112,11 +112,11 @@ const definition_t *registry_fetch(registry_t *r, store_t *st, const char *name,
         return known;
     }
     char *json = NULL, recorded[STORE_HASH_HEX_LEN + 1];
-    int rc = store_get_definition(st, name, version, &json, recorded);
+    int rc = st->get_definition(st->self, name, version, &json, recorded);
     if (rc != 0) {
         *status = rc;
         snprintf(why, why_len, "%s v%d %s", name, version,
-                 rc > 0 ? "is not recorded in Redis either" : store_last_error(st));
+                 rc > 0 ? "is not recorded in Redis either" : st->last_error(st->self));
         return NULL;
     }
     char source[DEFN_MAX_NAME_LEN + 64];
@@ -160,7 +160,7 @@ static bool in_view(const definition_t *const *view, size_t n, const definition_
     return false;
 }
 
-int registry_reload(registry_t *r, const char *dir, store_t *st, defn_errors_t *errs,
+int registry_reload(registry_t *r, const char *dir, const store_port_t *st, defn_errors_t *errs,
                     registry_changes_t *changes)
 {
     defn_errors_t local = {0};
@@ -187,11 +187,11 @@ int registry_reload(registry_t *r, const char *dir, store_t *st, defn_errors_t *
         if (known)
             continue;
         char recorded[STORE_HASH_HEX_LEN + 1];
-        int rc = store_get_definition_hash(st, d->name, d->version, recorded);
+        int rc = st->get_definition_hash(st->self, d->name, d->version, recorded);
         if (rc < 0)
             defn_errors_add(e, d->source, 0, 0, NULL,
                             "cannot check saga \"%s\" version %d against Redis: %s", d->name,
-                            d->version, store_last_error(st));
+                            d->version, st->last_error(st->self));
         else if (rc == 0 && strcmp(recorded, d->content_hash) != 0)
             defn_errors_add(e, d->source, 0, 0, NULL,
                             "saga \"%s\" version %d is recorded in Redis with other content "

@@ -15,7 +15,7 @@
 #define SAGA_REGISTRY_H
 
 #include "catalogue.h"
-#include "store.h"
+#include "storeport.h"
 
 typedef struct registry registry_t;
 
@@ -34,14 +34,14 @@ const definition_t *registry_find(const registry_t *r, const char *name, int ver
  * or -1 with an error per refused or unrecordable definition appended to errs (a version
  * recorded in Redis with another content is refused: the file changed without a new
  * version). */
-int registry_publish(registry_t *r, store_t *st, defn_errors_t *errs);
+int registry_publish(registry_t *r, const store_port_t *st, defn_errors_t *errs);
 
 /* Loads NAME@VERSION from Redis, checks it (it loads, it is that name and version, its
  * content hash is the recorded one, and expected_hash when not NULL or empty) and adds it
  * to the known versions (not to the folder view). Returns it (borrowed), or NULL with
  * *status 1 when Redis does not have it or it fails a check (why says which), -1 on a
  * Redis error (retry later). why may be NULL. */
-const definition_t *registry_fetch(registry_t *r, store_t *st, const char *name, int version,
+const definition_t *registry_fetch(registry_t *r, const store_port_t *st, const char *name, int version,
                                    const char *expected_hash, int *status, char *why,
                                    size_t why_len);
 
@@ -57,7 +57,7 @@ typedef struct registry_changes {
  * the new versions in Redis, then makes the folder view the new one. All or nothing:
  * returns 0 when applied (changes filled, may be NULL), -1 when refused, with every reason
  * in errs and the view unchanged. */
-int registry_reload(registry_t *r, const char *dir, store_t *st, defn_errors_t *errs,
+int registry_reload(registry_t *r, const char *dir, const store_port_t *st, defn_errors_t *errs,
                     registry_changes_t *changes);
 
 #endif

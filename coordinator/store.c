@@ -1,6 +1,7 @@
 /* store.c - the Redis store: the fenced transition script, the outbox, loading, epochs
  * and definitions over the key layout of rkeys.h (see store.h). */
 #include "store.h"
+#include "storeport.h"
 
 #include "log.h"
 #include "redisconn.h"
@@ -157,17 +158,6 @@ redisContext *store_context(store_t *st)
 const rkeys_t *store_keys(const store_t *st)
 {
     return &st->keys;
-}
-
-void outbox_entry_release(outbox_entry_t *e)
-{
-    if (!e)
-        return;
-    free(e->id);
-    free(e->topic);
-    free(e->key);
-    free(e->value);
-    memset(e, 0, sizeof *e);
 }
 
 /* A growable argv for redisAppendCommandArgv; the strings are borrowed. */
@@ -1221,4 +1211,81 @@ int store_drop_member(store_t *st, const char *instance)
     if (append_argv(st, 2, del) < 0 || append_argv(st, 3, zrem) < 0)
         return -1;
     return read_appended(st, 2);
+}
+
+/* --- the store port (storeport.h) ------------------------------------------------- */
+
+static int port_ensure_connected(void *s) { return store_ensure_connected(s); }
+static const char *port_last_error(void *s) { return store_last_error(s); }
+static int port_ping(void *s) { return store_ping(s); }
+static int port_take_epoch(void *s, int32_t p, const char *owner, int64_t *epoch)
+{
+    return store_take_epoch(s, p, owner, epoch);
+}
+static int port_read_epoch(void *s, int32_t p, int64_t *epoch) { return store_read_epoch(s, p, epoch); }
+static int port_load_partition(void *s, int32_t p, store_saga_fn fn, void *opaque)
+{
+    return store_load_partition(s, p, fn, opaque);
+}
+static int port_load_outbox(void *s, int32_t p, store_outbox_fn fn, void *opaque)
+{
+    return store_load_outbox(s, p, fn, opaque);
+}
+static int port_read_statuses(void *s, int32_t p, const char *const *ids, size_t n,
+                              char (*statuses)[16])
+{
+    return store_read_statuses(s, p, ids, n, statuses);
+}
+static int port_queue_transition(void *s, const store_transition_t *t)
+{
+    return store_queue_transition(s, t);
+}
+static int port_queue_outbox_acks(void *s, int32_t p, int64_t epoch, const char *const *ids,
+                                  size_t n)
+{
+    return store_queue_outbox_acks(s, p, epoch, ids, n);
+}
+static int port_discard_partition(void *s, int32_t p) { return store_discard_partition(s, p); }
+static int port_send(void *s) { return store_send(s); }
+static bool port_in_flight(void *s) { return store_in_flight(s); }
+static bool port_replies_arriving(void *s) { return store_replies_arriving(s); }
+static int port_receive(void *s, store_status_t *results) { return store_receive(s, results); }
+static int port_put_definition(void *s, const definition_t *d, char *existing)
+{
+    return store_put_definition(s, d, existing);
+}
+static int port_get_definition_hash(void *s, const char *name, int version, char *hash)
+{
+    return store_get_definition_hash(s, name, version, hash);
+}
+static int port_get_definition(void *s, const char *name, int version, char **json, char *hash)
+{
+    return store_get_definition(s, name, version, json, hash);
+}
+static int port_put_member(void *s, const store_member_t *m) { return store_put_member(s, m); }
+static int port_drop_member(void *s, const char *instance) { return store_drop_member(s, instance); }
+
+store_port_t store_port(store_t *st)
+{
+    return (store_port_t){.self = st,
+                          .ensure_connected = port_ensure_connected,
+                          .last_error = port_last_error,
+                          .ping = port_ping,
+                          .take_epoch = port_take_epoch,
+                          .read_epoch = port_read_epoch,
+                          .load_partition = port_load_partition,
+                          .load_outbox = port_load_outbox,
+                          .read_statuses = port_read_statuses,
+                          .queue_transition = port_queue_transition,
+                          .queue_outbox_acks = port_queue_outbox_acks,
+                          .discard_partition = port_discard_partition,
+                          .send = port_send,
+                          .in_flight = port_in_flight,
+                          .replies_arriving = port_replies_arriving,
+                          .receive = port_receive,
+                          .put_definition = port_put_definition,
+                          .get_definition_hash = port_get_definition_hash,
+                          .get_definition = port_get_definition,
+                          .put_member = port_put_member,
+                          .drop_member = port_drop_member};
 }
