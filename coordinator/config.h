@@ -45,6 +45,9 @@ typedef struct config {
     int64_t max_message_bytes;
     int poll_interval_ms;      /* longest wait for input when nothing is due */
     int64_t session_timeout_ms;
+    char membership[16];       /* "redis" (leases) or "kafka" (the group protocol) */
+    int64_t lease_ms;          /* membership=redis: lease time */
+    int64_t lease_renew_ms;    /* ... heartbeat interval, 0 = lease_ms / 10 */
     char group_instance_id[256]; /* static membership when not "" */
     char log_level[16];
     char http_listen[256];     /* host:port of metrics, health and dashboard; "" = off */

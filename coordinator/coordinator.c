@@ -9,12 +9,14 @@
 #include "guards.h"
 #include "kafka.h"
 #include "log.h"
+#include "membership.h"
 #include "metrics.h"
 #include "registry.h"
 #include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define COORD_FLUSH_TIMEOUT_MS 10000 /* producer flush at shutdown */
 
@@ -26,6 +28,8 @@ struct coordinator {
     registry_t *registry;
     kafka_t *kafka;
     engine_t *engine;
+    store_t *lease_store;        /* membership=redis: the leases' own connection */
+    membership_t *membership;    /* membership=redis, else NULL (the group protocol) */
     volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
 
@@ -56,31 +60,75 @@ static void on_fatal(void *opaque)
     engine_on_fatal(opaque);
 }
 
+/* membership=redis: leases taken become the engine's partitions, read from where the
+ * engine says; leases given up stop being read. */
+static void on_take(void *opaque, const int32_t *partitions, const int64_t *epochs, int n)
+{
+    coordinator_t *c = opaque;
+    engine_assign_taken(c->engine, partitions, epochs, n);
+    int64_t *offsets = calloc((size_t)n, sizeof *offsets);
+    for (int i = 0; offsets && i < n; i++)
+        offsets[i] = engine_position(c->engine, partitions[i]);
+    (void)kafka_assign(c->kafka, partitions, offsets, n);
+    free(offsets);
+    engine_assigned(c->engine, partitions, n);
+}
+
+static void on_give_up(void *opaque, const int32_t *partitions, int n, bool clean)
+{
+    coordinator_t *c = opaque;
+    if (clean)
+        engine_hand_over(c->engine, partitions, n, COORD_FLUSH_TIMEOUT_MS);
+    else
+        engine_revoke(c->engine, partitions, n);
+    (void)kafka_unassign(c->kafka, partitions, n);
+}
+
+static bool leased(const config_t *cfg)
+{
+    return strcmp(cfg->membership, "redis") == 0;
+}
+
+static store_config_t store_config_of(const config_t *cfg)
+{
+    return (store_config_t){.host = cfg->redis_host,
+                            .port = cfg->redis_port,
+                            .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
+                            .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
+                            .db = cfg->redis_db,
+                            .prefix = cfg->redis_prefix,
+                            .retention_ms = cfg->retention_ms,
+                            .history_cap = cfg->history_cap,
+                            .timeout_ms = cfg->redis_timeout_ms};
+}
+
 /* The store, checked by the guards (refuses an unsafe Redis), with the definitions
  * published. Returns 0, or -1 with the reason in err. */
 static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
-    store_config_t sc = {.host = cfg->redis_host,
-                         .port = cfg->redis_port,
-                         .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
-                         .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
-                         .db = cfg->redis_db,
-                         .prefix = cfg->redis_prefix,
-                         .retention_ms = cfg->retention_ms,
-                         .history_cap = cfg->history_cap,
-                         .timeout_ms = cfg->redis_timeout_ms};
+    store_config_t sc = store_config_of(cfg);
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         return -1;
+    if (leased(cfg)) {
+        c->lease_store = store_new(&sc, err, errlen);
+        if (!c->lease_store)
+            return -1;
+        store_set_lease(c->store, cfg->lease_ms);
+        store_set_lease(c->lease_store, cfg->lease_ms);
+    }
     c->store_port = store_port(c->store);
     guards_redis_report_t report;
     if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
         guards_check_redis(&report, cfg, err, errlen) < 0)
         return -1;
-    store_set_wait_replicas(c->store, cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
-                                      : report.replicas > 0         ? 1
-                                                                    : 0);
+    int wait_replicas = cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
+                        : report.replicas > 0         ? 1
+                                                      : 0;
+    store_set_wait_replicas(c->store, wait_replicas);
+    if (c->lease_store)
+        store_set_wait_replicas(c->lease_store, wait_replicas);
     c->metrics = metrics_new(defs);
     c->registry = registry_new(defs);
     if (!c->metrics || !c->registry) {
@@ -110,6 +158,10 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         return NULL;
     }
     c->cfg = *cfg;
+    if (!leased(cfg) && strcmp(cfg->membership, "kafka") != 0) {
+        snprintf(err, errlen, "membership: expected redis or kafka, got \"%s\"", cfg->membership);
+        goto err;
+    }
     if (open_store(c, defs, err, errlen) < 0)
         goto err;
     /* The engine needs the bus and the bus's events need the engine: the engine is made
@@ -138,7 +190,8 @@ err:
 
 /* Records the input topic's partition count in saga:meta, so readers know which {pN}
  * to look in, and reads the routing partition count every coordinator uses (route.h).
- * Returns 0, or -1 when either is unknown: the coordinator cannot route without it. */
+ * Returns the partition count, or -1 when either is unknown: the coordinator cannot route
+ * without it. */
 static int record_partition_count(coordinator_t *c)
 {
     int n = 0, replicas = 0, routing = 0;
@@ -158,12 +211,25 @@ static int record_partition_count(coordinator_t *c)
                  "routing_partitions, fixed when the first coordinator started): input "
                  "landing on the others is forwarded (docs/high-availability.md)",
                  c->cfg.input_topic, n, routing);
-    return 0;
+    return n;
 }
 
 int coordinator_start(coordinator_t *c)
 {
-    if (record_partition_count(c) < 0 || kafka_subscribe(c->kafka) < 0)
+    int partitions = record_partition_count(c);
+    if (partitions < 0)
+        return -1;
+    if (leased(&c->cfg)) {
+        membership_events_t ev = {.opaque = c, .take = on_take, .give_up = on_give_up};
+        c->membership = membership_new(c->lease_store, c->cfg.instance_id, partitions,
+                                       c->cfg.lease_ms, c->cfg.lease_renew_ms, &ev);
+        if (!c->membership)
+            return -1;
+        log_info("instance %s reads %s by leases of %lld ms (membership=redis)",
+                 c->cfg.instance_id, c->cfg.input_topic, (long long)c->cfg.lease_ms);
+        return 0;
+    }
+    if (kafka_subscribe(c->kafka) < 0)
         return -1;
     log_info("instance %s subscribed to %s as group %s", c->cfg.instance_id, c->cfg.input_topic,
              c->cfg.group_id);
@@ -192,7 +258,12 @@ int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
             *c->reload_flag = 0;
             (void)engine_reload(c->engine);
         }
-        int wait = engine_prepare_turn(c->engine, c->cfg.poll_interval_ms);
+        int most = c->cfg.poll_interval_ms;
+        if (c->membership) {
+            int beat = membership_tick(c->membership);
+            most = beat < most ? beat : most;
+        }
+        int wait = engine_prepare_turn(c->engine, most);
         if (wait < 0)
             break; /* fatal: give the partitions up as cleanly as can be, then fail */
         const bus_message_t *msgs = NULL;
@@ -205,6 +276,8 @@ int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
     }
     log_info("stopping: finishing the rounds, then leaving the group");
     int rc = engine_stop(c->engine, COORD_FLUSH_TIMEOUT_MS);
+    if (c->membership)
+        membership_leave(c->membership); /* the others take the partitions at once */
     kafka_close(c->kafka); /* revokes: stored offsets are committed */
     return rc;
 }
@@ -215,6 +288,8 @@ void coordinator_free(coordinator_t *c)
         return;
     kafka_free(c->kafka); /* first: its last delivery reports still reach the engine */
     engine_free(c->engine);
+    membership_free(c->membership);
+    store_free(c->lease_store);
     store_free(c->store);
     metrics_free(c->metrics);
     registry_free(c->registry); /* after the sagas: they point into it */

@@ -64,6 +64,8 @@ typedef struct partition {
     int64_t sent_first_offset; /* the same for the round in flight */
     int64_t sent_next_offset;
     int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
+    int64_t stored_position;   /* the position Redis held when p was taken, -1 = none */
+    int64_t position_pending;  /* confirmed_offset to write to Redis next round, -1 = none */
     int64_t reload_at;
     /* The timer gate: no timer fires while input appended before its due time is unread,
      * so a reply that reached the topic in time always wins over the timeout, after a
@@ -502,12 +504,15 @@ static void on_loaded_outbox(const outbox_entry_t *e, void *opaque)
         (void)timers_set(&lc->c->timers, s, machine_next_timer(s));
 }
 
-/* Where p's input is read from after a load: the confirmed position, else the group's
- * committed offset, else the beginning (low). -1 when Kafka cannot say. */
+/* Where p's input is read from after a load: the confirmed position, else the one Redis
+ * keeps with the state, else the group's committed offset, else the beginning (low). -1
+ * when Kafka cannot say. */
 static int64_t start_position(engine_t *c, partition_t *p, int64_t low)
 {
     if (p->confirmed_offset >= 0)
         return p->confirmed_offset;
+    if (p->stored_position >= 0)
+        return p->stored_position;
     int64_t committed = -1;
     if (c->bus.committed(c->bus.opaque, p->id, COORD_QUERY_TIMEOUT_MS, &committed) < 0)
         return -1;
@@ -589,6 +594,9 @@ static int partition_load(engine_t *c, partition_t *p, bool new_epoch)
         if (c->store.take_epoch(c->store.self, p->id, c->cfg.instance_id, &p->epoch) < 0)
             goto fail;
     }
+    if (p->confirmed_offset < 0 &&
+        c->store.read_position(c->store.self, p->id, &p->stored_position) < 0)
+        goto fail;
     load_ctx_t lc = {.c = c, .p = p, .deferred = json_array()};
     int n = c->store.load_partition(c->store.self, p->id, on_loaded_saga, &lc);
     if (n < 0 || adopt_deferred_sagas(&lc) < 0) {
@@ -625,7 +633,9 @@ fail:
     return -1;
 }
 
-static void partition_acquire(engine_t *c, int32_t id)
+/* Takes p for this instance: under a new epoch taken now, or under epoch when it was
+ * taken already (> 0: membership=redis took the lease with it). */
+static void partition_acquire(engine_t *c, int32_t id, int64_t epoch)
 {
     partition_t *p = part_get(c, id, true);
     if (!p)
@@ -633,14 +643,15 @@ static void partition_acquire(engine_t *c, int32_t id)
     p->owned = true;
     p->epoch = 0;
     p->paused = false;
-    p->confirmed_offset = -1;
+    p->confirmed_offset = p->stored_position = p->position_pending = -1;
     p->turn_first_offset = p->sent_first_offset = -1;
     p->read_next = -1;
     p->forwards_unconfirmed = 0;
     if (id >= c->topic_partitions)
         c->topic_partitions = id + 1;
     c->stats.partitions_assigned++;
-    (void)partition_load(c, p, true);
+    p->epoch = epoch > 0 ? epoch : 0;
+    (void)partition_load(c, p, epoch <= 0);
 }
 
 static void partition_release(engine_t *c, int32_t id)
@@ -659,7 +670,24 @@ void engine_assign(engine_t *c, const int32_t *partitions, int n)
     settle_round(c); /* loads need Redis, and the sagas the round points at */
     c->joined = true;
     for (int i = 0; i < n; i++)
-        partition_acquire(c, partitions[i]);
+        partition_acquire(c, partitions[i], 0);
+}
+
+void engine_assign_taken(engine_t *c, const int32_t *partitions, const int64_t *epochs, int n)
+{
+    settle_round(c);
+    c->joined = true;
+    for (int i = 0; i < n; i++)
+        partition_acquire(c, partitions[i], epochs[i]);
+}
+
+int64_t engine_position(const engine_t *c, int32_t partition)
+{
+    const partition_t *p = partition >= 0 && (size_t)partition < c->nparts ? c->parts[partition]
+                                                                            : NULL;
+    if (!p || !p->owned)
+        return -1;
+    return p->confirmed_offset >= 0 ? p->confirmed_offset : p->stored_position;
 }
 
 void engine_assigned(engine_t *c, const int32_t *partitions, int n)
@@ -1279,11 +1307,11 @@ static void count_outcome(engine_t *c, const pending_t *pd)
  * skipped while its state was in doubt are read again. */
 static void seek_to_confirmed(engine_t *c, partition_t *p)
 {
-    /* Nothing confirmed yet: the group's committed offset, else the beginning (as
-     * auto.offset.reset=earliest). */
-    if (c->bus.seek(c->bus.opaque, p->id, p->confirmed_offset, c->errbuf, sizeof c->errbuf) < 0)
-        log_error("partition %d: seek to %lld failed: %s", (int)p->id,
-                  (long long)p->confirmed_offset, c->errbuf);
+    /* Nothing confirmed yet: the position Redis keeps, else the group's committed offset,
+     * else the beginning (as auto.offset.reset=earliest). */
+    int64_t to = p->confirmed_offset >= 0 ? p->confirmed_offset : p->stored_position;
+    if (c->bus.seek(c->bus.opaque, p->id, to, c->errbuf, sizeof c->errbuf) < 0)
+        log_error("partition %d: seek to %lld failed: %s", (int)p->id, (long long)to, c->errbuf);
 }
 
 /* A transition of p was refused by the epoch check. Normally another instance took p
@@ -1365,7 +1393,7 @@ static void store_offsets(engine_t *c, bool sent)
             vec_grow((void **)&c->off_next, &c->off_next_cap, n + 1, sizeof *c->off_next) == 0) {
             c->off_part[n] = p->id;
             c->off_next[n++] = next;
-            p->confirmed_offset = next;
+            p->confirmed_offset = p->position_pending = next;
         }
         *first = -1;
     }
@@ -1482,6 +1510,32 @@ static void settle_round(engine_t *c)
     complete_round(c);
 }
 
+/* True when a confirmed position waits to be written to Redis. */
+static bool positions_pending(const engine_t *c)
+{
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i] && c->parts[i]->position_pending >= 0)
+            return true;
+    return false;
+}
+
+/* Queues the confirmed positions into the open round, after its transitions and its
+ * partitions' discards (the new owner of a partition resumes from the position Redis
+ * keeps with its state: docs/redis.md). */
+static void queue_positions(engine_t *c)
+{
+    for (size_t i = 0; i < c->nparts; i++) {
+        partition_t *p = c->parts[i];
+        if (!p || p->position_pending < 0)
+            continue;
+        if (p->owned && !p->fenced && !p->needs_reload &&
+            c->store.queue_position(c->store.self, p->id, p->epoch, p->position_pending) < 0)
+            log_warn("partition %d: position not queued: %s", (int)p->id,
+                     c->store.last_error(c->store.self));
+        p->position_pending = -1;
+    }
+}
+
 /* Ends the open round: partitions in doubt drop their part of it with their sagas and
  * pause until reloaded (or revoked, when fenced); the rest is sent with the outbox
  * acknowledgements, without waiting. Nothing may be in flight. */
@@ -1499,10 +1553,11 @@ static void send_round(engine_t *c)
         }
     }
     /* Discarded transitions stay in place (no saga): positions are the store's. */
-    bool talked = c->nacks > 0 || c->open.npending > 0;
+    bool talked = c->nacks > 0 || c->open.npending > 0 || positions_pending(c);
     if (c->redis_down && talked)
         return; /* kept (acknowledgements) or discarded with the partitions in doubt */
     queue_acks(c);
+    queue_positions(c);
     if (!talked) {
         /* Input that changed nothing (duplicates, dead letters) has nothing to confirm. */
         store_offsets(c, false);
@@ -1887,19 +1942,33 @@ void engine_settle(engine_t *c)
     settle_round(c);
 }
 
-int engine_stop(engine_t *c, int flush_timeout_ms)
+/* While the partitions are still ours: the open round written, everything produced
+ * delivered, the deliveries acknowledged in the outboxes (else the next owner re-sends
+ * them all) and the positions stored; only then may they be given up. */
+static void finish_everything(engine_t *c, int flush_timeout_ms, const char *why)
 {
-    /* While the partitions are still ours: the open round written, everything produced
-     * delivered, and the deliveries acknowledged in the outboxes (else the next owner
-     * re-sends them all); only then may the caller give them up. */
     settle_round(c);
     send_round(c);
     settle_round(c); /* its commands produced, its offsets stored */
     if (c->bus.flush(c->bus.opaque, flush_timeout_ms) < 0)
-        log_warn("stopping: %d messages not delivered within %d ms (kept in the outbox: the "
-                 "next owner re-sends them)", c->bus.outq_len(c->bus.opaque), flush_timeout_ms);
-    send_round(c); /* the acknowledgements of what the flush delivered */
+        log_warn("%s: %d messages not delivered within %d ms (kept in the outbox: the next "
+                 "owner re-sends them)", why, c->bus.outq_len(c->bus.opaque), flush_timeout_ms);
+    send_round(c); /* the acknowledgements of what the flush delivered, the positions */
     settle_round(c);
+}
+
+void engine_hand_over(engine_t *c, const int32_t *partitions, int n, int flush_timeout_ms)
+{
+    int64_t t0 = mono_us(c);
+    finish_everything(c, flush_timeout_ms, "handing over");
+    engine_revoke(c, partitions, n);
+    log_info("handing over %d partition(s): rounds finished and delivered in %lld us", n,
+             (long long)(mono_us(c) - t0));
+}
+
+int engine_stop(engine_t *c, int flush_timeout_ms)
+{
+    finish_everything(c, flush_timeout_ms, "stopping");
     /* Gone from the cluster view at once, rather than when the record expires. */
     if (!c->redis_down && c->store.drop_member(c->store.self, c->cfg.instance_id) < 0)
         log_warn("stopping: member record not removed (%s); it expires within %d s",

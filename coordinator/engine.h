@@ -98,6 +98,17 @@ int engine_turn(engine_t *e, const bus_message_t *msgs, size_t n, int64_t avail_
 void engine_assign(engine_t *e, const int32_t *partitions, int n);
 void engine_assigned(engine_t *e, const int32_t *partitions, int n);
 void engine_revoke(engine_t *e, const int32_t *partitions, int n);
+/* membership=redis: partitions whose leases were taken, each under epochs[i] (loaded
+ * under it, not under a new one); the caller assigns them on the bus at engine_position,
+ * then calls engine_assigned. */
+void engine_assign_taken(engine_t *e, const int32_t *partitions, const int64_t *epochs, int n);
+/* Where an owned partition's input is to be read from: the confirmed position, else the
+ * one Redis keeps with the state; -1 = neither (the group's committed offset, else the
+ * beginning). */
+int64_t engine_position(const engine_t *e, int32_t partition);
+/* A hand-over: the open round written, everything produced delivered (at most
+ * flush_timeout_ms) and acknowledged, positions stored, then the partitions revoked. */
+void engine_hand_over(engine_t *e, const int32_t *partitions, int n, int flush_timeout_ms);
 /* A delivery report: delivery is the token the engine gave bus.produce; partition and topic
  * where it went; err 0 = delivered, else errstr says why. */
 void engine_on_delivery(engine_t *e, void *delivery, int32_t partition, const char *topic,

@@ -26,6 +26,7 @@ struct kafka {
     size_t nbatch;
     int64_t drained_us;           /* the input queue was last found empty (monotonic us) */
     bool fatal;
+    bool assigned;                /* partitions were assigned explicitly (no group) */
 };
 
 static int64_t mono_us(void)
@@ -547,8 +548,45 @@ int kafka_subscribe(kafka_t *k)
     return 0;
 }
 
+/* One incremental (un)assignment of input partitions, at offsets when given. */
+static int change_assignment(kafka_t *k, const int32_t *partitions, const int64_t *offsets,
+                             int n, bool assign)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, k->cfg.input_topic, partitions[i])->offset =
+            offsets && offsets[i] >= 0 ? offsets[i] : RD_KAFKA_OFFSET_INVALID;
+    rd_kafka_error_t *e = assign ? rd_kafka_incremental_assign(k->consumer, l)
+                                 : rd_kafka_incremental_unassign(k->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        log_error("cannot %s input partitions: %s", assign ? "assign" : "unassign",
+                  rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    k->assigned = true;
+    return 0;
+}
+
+int kafka_assign(kafka_t *k, const int32_t *partitions, const int64_t *offsets, int n)
+{
+    return change_assignment(k, partitions, offsets, n, true);
+}
+
+int kafka_unassign(kafka_t *k, const int32_t *partitions, int n)
+{
+    return change_assignment(k, partitions, NULL, n, false);
+}
+
 void kafka_close(kafka_t *k)
 {
     kafka_release(k);
+    if (k->assigned) {
+        /* Explicit assignment (membership=redis): no group to leave; commit what is
+         * stored, as leaving the group would. */
+        (void)rd_kafka_commit(k->consumer, NULL, 0);
+        (void)rd_kafka_assign(k->consumer, NULL);
+    }
     rd_kafka_consumer_close(k->consumer); /* revokes: stored offsets are committed */
 }

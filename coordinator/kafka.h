@@ -43,6 +43,12 @@ bus_t kafka_bus(kafka_t *k);
 int kafka_input_topic(kafka_t *k, int *partitions, int *replicas, char *err, size_t errlen);
 /* Joins the consumer group on the input topic. Returns 0, or -1 (logged). */
 int kafka_subscribe(kafka_t *k);
+/* Explicit assignment (membership=redis: no group protocol): starts reading n input
+ * partitions, each at offsets[i] (offsets NULL or < 0: the group's committed offset, else
+ * the beginning), or stops reading them. Offsets are still committed under group_id, so
+ * that lag tools keep working. Returns 0, or -1 (logged). */
+int kafka_assign(kafka_t *k, const int32_t *partitions, const int64_t *offsets, int n);
+int kafka_unassign(kafka_t *k, const int32_t *partitions, int n);
 /* Leaves the group: the partitions are revoked (on_revoke) and stored offsets committed. */
 void kafka_close(kafka_t *k);
 

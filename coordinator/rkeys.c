@@ -54,6 +54,21 @@ char *rkeys_owner(const rkeys_t *k, char *buf, int32_t partition)
     return partition_key(k, buf, partition, "owner", NULL);
 }
 
+char *rkeys_lease(const rkeys_t *k, char *buf, int32_t partition)
+{
+    return partition_key(k, buf, partition, "lease", NULL);
+}
+
+char *rkeys_position(const rkeys_t *k, char *buf, int32_t partition)
+{
+    return partition_key(k, buf, partition, "position", NULL);
+}
+
+char *rkeys_alive(const rkeys_t *k, char *buf)
+{
+    return global_key(k, buf, "alive");
+}
+
 char *rkeys_outbox(const rkeys_t *k, char *buf, int32_t partition)
 {
     return partition_key(k, buf, partition, "outbox", NULL);

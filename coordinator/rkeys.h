@@ -44,6 +44,13 @@ char *rkeys_counters(const rkeys_t *k, char *buf, int32_t partition);
 char *rkeys_epoch(const rkeys_t *k, char *buf, int32_t partition);
 /* PREFIX:{pN}:owner, the partition's owner hash. */
 char *rkeys_owner(const rkeys_t *k, char *buf, int32_t partition);
+/* PREFIX:{pN}:lease, the partition's lease (membership=redis): the owner's epoch, expiring
+ * lease_ms after its last renewal by Redis's clock. */
+char *rkeys_lease(const rkeys_t *k, char *buf, int32_t partition);
+/* PREFIX:{pN}:position, the partition's next input offset, written with the state. */
+char *rkeys_position(const rkeys_t *k, char *buf, int32_t partition);
+/* PREFIX:alive (no hash tag), instance ids by their last heartbeat (Redis's clock, ms). */
+char *rkeys_alive(const rkeys_t *k, char *buf);
 /* PREFIX:{pN}:outbox, the partition's outbox hash. */
 char *rkeys_outbox(const rkeys_t *k, char *buf, int32_t partition);
 /* PREFIX:meta (no hash tag). */

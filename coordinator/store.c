@@ -28,9 +28,11 @@
  * writes (a script is atomic but not transactional) and writes the saga's fields, its
  * history, the outbox, the counters and the status index. The reply has one status per
  * transition: "OK", or "EXISTS ..." / "CONFLICT ..." for one that wrote nothing.
- * KEYS: 1 epoch, 2 outbox, 3 counters, then per transition: saga hash, history,
+ * With leases (membership=redis) the lease must still hold the epoch too: a frozen owner
+ * whose lease expired changes nothing, even before another instance takes the partition.
+ * KEYS: 1 epoch, 2 outbox, 3 counters, 4 lease, then per transition: saga hash, history,
  *       index left, index entered
- * ARGV: 1 epoch, 2 history cap, 3 transitions, then per transition: expected version
+ * ARGV: 1 epoch, 2 history cap, 3 transitions, 4 "1" when leased, then per transition: expected version
  *       (0 = create), saga id, score (ms), retention ms (>0: the saga finished and
  *       expires), then four counted lists: hash field pairs, history entries, outbox
  *       pairs, counter pairs (field, delta). */
@@ -39,11 +41,14 @@ static const char TRANSITION_SCRIPT[] =
     "if epoch ~= ARGV[1] then\n"
     "  return redis.error_reply('FENCED epoch is ' .. tostring(epoch) .. ', not ' .. ARGV[1])\n"
     "end\n"
+    "if ARGV[4] == '1' and redis.call('GET', KEYS[4]) ~= ARGV[1] then\n"
+    "  return redis.error_reply('FENCED the lease of epoch ' .. ARGV[1] .. ' expired')\n"
+    "end\n"
     "local cap = tonumber(ARGV[2])\n"
     "local results = {}\n"
-    "local i = 4\n"
+    "local i = 5\n"
     "for t = 0, tonumber(ARGV[3]) - 1 do\n"
-    "  local k = 4 + 4 * t\n"
+    "  local k = 5 + 4 * t\n"
     "  local expected, id, score, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
     "  i = i + 4\n"
     "  local nf = tonumber(ARGV[i]); local fields = i + 1; i = fields + 2 * nf\n"
@@ -120,6 +125,7 @@ struct store {
     int timeout_ms;
     char script_sha[41];
     int wait_replicas;
+    int64_t lease_ms;            /* membership=redis: partitions are leased (0 = not) */
     size_t queued_transitions;   /* positions handed out in the open round */
     bool in_flight;              /* a round is sent and its replies are unread */
     bool send_failed;            /* the round in flight was not (all) written */
@@ -448,38 +454,206 @@ lost:
     return -1;
 }
 
+/* Takes a partition's lease (membership=redis) with a new epoch, unless another
+ * instance holds it: the lease is free (expired, released, never taken) or already ours.
+ * The owner record says who holds it since when (Redis's clock).
+ * KEYS: 1 epoch, 2 lease, 3 owner. ARGV: 1 instance, 2 lease ms. */
+static const char LEASE_TAKE_SCRIPT[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  local holder = redis.call('HGET', KEYS[3], '" RKEYS_OWNER_OWNER "')\n"
+    "  if holder ~= ARGV[1] then\n"
+    "    return redis.error_reply('HELD by ' .. tostring(holder))\n"
+    "  end\n"
+    "end\n"
+    "local e = redis.call('INCR', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], e, 'PX', ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "redis.call('HSET', KEYS[3], '" RKEYS_OWNER_OWNER "', ARGV[1], '" RKEYS_OWNER_EPOCH "', e,\n"
+    "           '" RKEYS_OWNER_SINCE "', t[1] * 1000 + math.floor(t[2] / 1000))\n"
+    "return e\n";
+
+/* Renews a lease while its owner record names the instance (the engine may have taken a
+ * new epoch under it since: a reload). KEYS: 1 lease, 2 owner. ARGV: 1 instance, 2 lease
+ * ms. 1 = renewed, 0 = lost. */
+static const char LEASE_RENEW_SCRIPT[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 or\n"
+    "   redis.call('HGET', KEYS[2], '" RKEYS_OWNER_OWNER "') ~= ARGV[1] then return 0 end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+
+/* Releases a lease its owner record says the instance holds. KEYS: 1 lease, 2 owner.
+ * ARGV: 1 instance. */
+static const char LEASE_RELEASE_SCRIPT[] =
+    "if redis.call('HGET', KEYS[2], '" RKEYS_OWNER_OWNER "') ~= ARGV[1] then return 0 end\n"
+    "return redis.call('DEL', KEYS[1])\n";
+
+/* An instance's heartbeat: its entry in the alive set, scored by Redis's clock; entries
+ * silent for a minute are trimmed. Returns the instances heard from within the lease.
+ * KEYS: 1 alive. ARGV: 1 instance, 2 lease ms. */
+static const char HEARTBEAT_SCRIPT[] =
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - 60000))\n"
+    "return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')\n";
+
+/* WAIT for the replicas an epoch bump must reach (store_set_wait_replicas). */
+static int wait_for_replicas(store_t *st, int64_t taken, int32_t partition)
+{
+    if (st->wait_replicas <= 0)
+        return 0;
+    /* WAIT blocks for its own timeout: half the socket's, so that Redis answers (with
+     * the replicas it reached) before the read gives up on the connection. */
+    int wait_ms = st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
+    redisReply *r = command(st, "WAIT %d %d", st->wait_replicas, wait_ms);
+    if (!r)
+        return -1;
+    long long acked = r->integer;
+    freeReplyObject(r);
+    if (acked >= st->wait_replicas)
+        return 0;
+    /* Not taken: the caller must not serve under an epoch a failover may lose. */
+    set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
+              (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms);
+    return -1;
+}
+
+void store_set_lease(store_t *st, int64_t lease_ms)
+{
+    st->lease_ms = lease_ms > 0 ? lease_ms : 0;
+}
+
+static int take_lease(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
+{
+    char ekey[RKEYS_KEY_MAX], lkey[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "EVAL %s 3 %s %s %s %s %lld", LEASE_TAKE_SCRIPT,
+                            rkeys_epoch(&st->keys, ekey, partition),
+                            rkeys_lease(&st->keys, lkey, partition),
+                            rkeys_owner(&st->keys, okey, partition), owner,
+                            (long long)st->lease_ms);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *epoch = r->integer;
+        rc = 0;
+    } else {
+        set_error(st, "partition %d: lease not taken: %s", (int)partition,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t *epoch)
 {
+    int64_t taken = 0;
+    if (st->lease_ms > 0) {
+        if (take_lease(st, partition, owner, &taken) < 0)
+            return -1;
+        if (wait_for_replicas(st, taken, partition) < 0)
+            return -1;
+        *epoch = taken;
+        return 0;
+    }
     char key[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX];
     rkeys_epoch(&st->keys, key, partition);
     rkeys_owner(&st->keys, okey, partition);
     redisReply *r = command(st, "INCR %s", key);
     if (!r)
         return -1;
-    int64_t taken = r->integer;
+    taken = r->integer;
     freeReplyObject(r);
-    if (st->wait_replicas > 0) {
-        /* WAIT blocks for its own timeout: half the socket's, so that Redis answers
-         * (with the replicas it reached) before the read gives up on the connection. */
-        int wait_ms = st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
-        r = command(st, "WAIT %d %d", st->wait_replicas, wait_ms);
-        if (!r)
-            return -1;
-        long long acked = r->integer;
-        freeReplyObject(r);
-        if (acked < st->wait_replicas) {
-            /* Not taken: the caller must not serve under an epoch a failover may lose. */
-            set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-                      (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms);
-            return -1;
-        }
-    }
+    if (wait_for_replicas(st, taken, partition) < 0)
+        return -1;
     r = command(st, "HSET %s " RKEYS_OWNER_OWNER " %s " RKEYS_OWNER_EPOCH " %lld " RKEYS_OWNER_SINCE
                 " %lld", okey, owner, (long long)taken, (long long)time(NULL) * 1000);
     if (!r)
         return -1;
     freeReplyObject(r);
     *epoch = taken;
+    return 0;
+}
+
+int store_release_lease(store_t *st, int32_t partition, const char *instance)
+{
+    char lkey[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "EVAL %s 2 %s %s %s", LEASE_RELEASE_SCRIPT,
+                            rkeys_lease(&st->keys, lkey, partition),
+                            rkeys_owner(&st->keys, okey, partition), instance);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions, size_t n,
+                    bool *held, store_alive_fn fn, void *opaque)
+{
+    if (st->in_flight || st->queued_replies) {
+        set_error(st, "redis: a pipelined round is pending (store_receive first)");
+        return -1;
+    }
+    if (store_ensure_connected(st) < 0)
+        return -1;
+    redisContext *ctx = redisconn_context(st->conn);
+    char key[RKEYS_KEY_MAX];
+    long long lease = (long long)st->lease_ms;
+    if (redisAppendCommand(ctx, "EVAL %s 1 %s %s %lld", HEARTBEAT_SCRIPT,
+                           rkeys_alive(&st->keys, key), instance, lease) != REDIS_OK)
+        goto lost;
+    char okey[RKEYS_KEY_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommand(ctx, "EVAL %s 2 %s %s %s %lld", LEASE_RENEW_SCRIPT,
+                               rkeys_lease(&st->keys, key, partitions[i]),
+                               rkeys_owner(&st->keys, okey, partitions[i]), instance,
+                               lease) != REDIS_OK)
+            goto lost;
+    redisReply *r = NULL;
+    if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
+        goto lost;
+    bool ok = r->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; ok && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            fn(r->element[i]->str, opaque);
+    if (!ok)
+        set_error(st, "heartbeat: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    for (size_t i = 0; i < n; i++) {
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
+            goto lost;
+        held[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
+    return ok ? 0 : -1;
+lost:
+    redisconn_lost(st->conn); /* replies may be left unread */
+    return -1;
+}
+
+int store_leave(store_t *st, const char *instance)
+{
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "ZREM %s %s", rkeys_alive(&st->keys, key), instance);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+/* --- input positions kept with the state --------------------------------------------- */
+
+/* Sets a partition's next input offset while the writer's epoch is the partition's.
+ * KEYS: 1 epoch, 2 position. ARGV: 1 epoch, 2 offset. */
+static const char POSITION_SCRIPT[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n"
+    "redis.call('SET', KEYS[2], ARGV[2])\n"
+    "return 1\n";
+
+int store_read_position(store_t *st, int32_t partition, int64_t *offset)
+{
+    char key[RKEYS_KEY_MAX];
+    redisReply *r = command(st, "GET %s", rkeys_position(&st->keys, key, partition));
+    if (!r)
+        return -1;
+    *offset = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
     return 0;
 }
 
@@ -741,17 +915,18 @@ static int emit_batch(store_t *st, batch_t *b)
 {
     if (b->count == 0)
         return 0;
-    char k_epoch[RKEYS_KEY_MAX], k_out[RKEYS_KEY_MAX], k_cnt[RKEYS_KEY_MAX], epoch[24],
-        cap[24], count[24], nkeys[24];
+    char k_epoch[RKEYS_KEY_MAX], k_out[RKEYS_KEY_MAX], k_cnt[RKEYS_KEY_MAX],
+        k_lease[RKEYS_KEY_MAX], epoch[24], cap[24], count[24], nkeys[24];
     rkeys_epoch(&st->keys, k_epoch, b->partition);
     rkeys_outbox(&st->keys, k_out, b->partition);
     rkeys_counters(&st->keys, k_cnt, b->partition);
+    rkeys_lease(&st->keys, k_lease, b->partition);
     snprintf(epoch, sizeof epoch, "%" PRId64, b->epoch);
     snprintf(cap, sizeof cap, "%d", st->history_cap);
     snprintf(count, sizeof count, "%zu", b->count);
-    snprintf(nkeys, sizeof nkeys, "%zu", 3 + b->keys.count);
-    const char *head[] = {"EVALSHA", st->script_sha, nkeys, k_epoch, k_out, k_cnt};
-    const char *mid[] = {epoch, cap, count};
+    snprintf(nkeys, sizeof nkeys, "%zu", 4 + b->keys.count);
+    const char *head[] = {"EVALSHA", st->script_sha, nkeys, k_epoch, k_out, k_cnt, k_lease};
+    const char *mid[] = {epoch, cap, count, st->lease_ms > 0 ? "1" : "0"};
     size_t nhead = sizeof head / sizeof *head, nmid = sizeof mid / sizeof *mid;
     size_t argc = nhead + b->keys.count + nmid + b->args.count;
     if (vec_grow((void **)&st->argv, &st->argv_cap, argc, sizeof *st->argv) < 0 ||
@@ -980,6 +1155,33 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
     if (rc < 0)
         reset_connection(st);
     return rc;
+}
+
+int store_queue_position(store_t *st, int32_t partition, int64_t epoch, int64_t offset)
+{
+    if (st->in_flight) {
+        set_error(st, "redis: a position queued with a round in flight");
+        return -1;
+    }
+    if (store_ensure_connected(st) < 0)
+        return -1;
+    /* Redis runs the pipeline in order: the round's transitions go before it. */
+    if (emit_batches(st) < 0)
+        return -1;
+    char ekey[RKEYS_KEY_MAX], pkey[RKEYS_KEY_MAX], ep[24], off[24];
+    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+    snprintf(off, sizeof off, "%lld", (long long)offset);
+    const char *argv[] = {"EVAL", POSITION_SCRIPT, "2", rkeys_epoch(&st->keys, ekey, partition),
+                          rkeys_position(&st->keys, pkey, partition), ep, off};
+    size_t lens[sizeof argv / sizeof *argv];
+    for (size_t i = 0; i < sizeof argv / sizeof *argv; i++)
+        lens[i] = strlen(argv[i]);
+    if (append_command(st, sizeof argv / sizeof *argv, argv, lens) < 0 ||
+        note_reply(st, 0, 0) < 0) {
+        reset_connection(st);
+        return -1;
+    }
+    return 0;
 }
 
 int store_discard_partition(store_t *st, int32_t partition)
@@ -1246,6 +1448,14 @@ static int port_queue_outbox_acks(void *s, int32_t p, int64_t epoch, const char 
     return store_queue_outbox_acks(s, p, epoch, ids, n);
 }
 static int port_discard_partition(void *s, int32_t p) { return store_discard_partition(s, p); }
+static int port_queue_position(void *s, int32_t p, int64_t epoch, int64_t offset)
+{
+    return store_queue_position(s, p, epoch, offset);
+}
+static int port_read_position(void *s, int32_t p, int64_t *offset)
+{
+    return store_read_position(s, p, offset);
+}
 static int port_send(void *s) { return store_send(s); }
 static bool port_in_flight(void *s) { return store_in_flight(s); }
 static bool port_replies_arriving(void *s) { return store_replies_arriving(s); }
@@ -1279,6 +1489,8 @@ store_port_t store_port(store_t *st)
                           .queue_transition = port_queue_transition,
                           .queue_outbox_acks = port_queue_outbox_acks,
                           .discard_partition = port_discard_partition,
+                          .queue_position = port_queue_position,
+                          .read_position = port_read_position,
                           .send = port_send,
                           .in_flight = port_in_flight,
                           .replies_arriving = port_replies_arriving,

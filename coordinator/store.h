@@ -115,6 +115,34 @@ int store_queue_transition(store_t *st, const store_transition_t *t);
 int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
                             const char *const *ids, size_t n);
 
+/* Input positions kept with the state (docs/redis.md, PREFIX:{pN}:position).
+ * store_queue_position queues, into the open round after its transitions, the write of
+ * partition's next input offset, applied only while partition's epoch is still epoch (no
+ * result reported); call it after the round's discards, as acknowledgements.
+ * store_read_position reads it: *offset gets it, or -1 when none is stored. Both return 0,
+ * or -1. */
+int store_queue_position(store_t *st, int32_t partition, int64_t epoch, int64_t offset);
+int store_read_position(store_t *st, int32_t partition, int64_t *offset);
+
+/* --- leases (membership=redis, docs/high-availability.md) ------------------------------
+ * With a lease time set, store_take_epoch takes the partition's lease with the new epoch
+ * (refused while another instance holds it), and every transition script also checks that
+ * the lease still holds the writer's epoch: a frozen owner whose lease expired writes
+ * nothing, even before another instance takes the partition. 0 = no leases. */
+void store_set_lease(store_t *st, int64_t lease_ms);
+/* Called with every instance id heard from within the lease time (borrowed for the call). */
+typedef void (*store_alive_fn)(const char *instance, void *opaque);
+/* One pipelined call: instance's heartbeat in the alive set (by Redis's clock), then the
+ * renewal of the leases of its n partitions (held[i]: still ours and renewed, or lost:
+ * expired, or taken by another instance). fn gets the live instances, this one
+ * included. Nothing may be queued or in flight. Returns 0, or -1. */
+int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions, size_t n,
+                    bool *held, store_alive_fn fn, void *opaque);
+/* Releases partition's lease if instance holds it (a hand-over). Returns 0, or -1. */
+int store_release_lease(store_t *st, int32_t partition, const char *instance);
+/* Removes instance from the alive set (a clean stop). Returns 0, or -1. */
+int store_leave(store_t *st, const char *instance);
+
 /* Pipelining in rounds: what is queued since the last send is a round. store_send
  * writes it to Redis and returns without waiting; store_receive reads its replies. In
  * between the caller may queue the next round's transitions (not acknowledgements), but

@@ -33,6 +33,8 @@ typedef struct store_port {
     int (*queue_outbox_acks)(void *self, int32_t partition, int64_t epoch,
                              const char *const *ids, size_t n);
     int (*discard_partition)(void *self, int32_t partition);
+    int (*queue_position)(void *self, int32_t partition, int64_t epoch, int64_t offset);
+    int (*read_position)(void *self, int32_t partition, int64_t *offset);
     int (*send)(void *self);
     bool (*in_flight)(void *self);
     bool (*replies_arriving)(void *self);

@@ -127,12 +127,12 @@ static void fixture_log_tail_print(const char *what, const char *path)
         free(lines[i]);
 }
 
-static bool fixture_file_contains(const char *path, const char *needle)
+bool fixture_file_contains(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
-    char buf[1024];
+    char buf[4096];
     bool found = false;
     while (!found && fgets(buf, sizeof buf, f))
         found = strstr(buf, needle) != NULL;
@@ -1128,4 +1128,13 @@ void fixture_collector_free(fixture_collector_t *c)
     free(c->msgs);
     pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+int fixture_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *low,
+                       int64_t *high)
+{
+    return rd_kafka_query_watermark_offsets(rk, topic, partition, low, high, 5000) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR
+               ? 0
+               : -1;
 }

@@ -130,6 +130,11 @@ rd_kafka_t *fixture_producer_new(const char *bootstrap);
 /* Produces one message and waits for its delivery report. partition -1 picks it from the
  * key; key and value may be NULL (null key / null value). Returns 0 when delivered, -1
  * otherwise (printed why). */
+/* Where partition of topic begins and ends now (asked of the broker). Returns 0, or -1. */
+int fixture_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *low,
+                       int64_t *high);
+/* True when a line of the file at path (lines up to 4 KiB) contains needle. */
+bool fixture_file_contains(const char *path, const char *needle);
 int fixture_produce(rd_kafka_t *p, const char *topic, int partition, const char *key, const char *value);
 
 typedef struct fixture_consumer fixture_consumer_t;

@@ -1,0 +1,58 @@
+/* membership.h - who owns which input partition when membership=redis: partition leases
+ * in Redis, spread over the live instances by rendezvous hashing (docs/high-availability.md).
+ *
+ * Each instance beats every renew_ms: one pipelined call puts it in the alive set (by
+ * Redis's clock), renews the lease of every partition it owns and returns the instances
+ * heard from within lease_ms. A partition belongs to the live instance with the highest
+ * rendezvous weight for it, so a join or a death moves only the partitions that must move.
+ * An instance takes the leases of its partitions that are free (taking one bumps the
+ * fencing epoch in the same script), hands over those that now belong to another instance
+ * (finishing their rounds first), and lets go at once of a lease it lost. A lease not
+ * renewed expires by Redis's clock: the instances' clocks do not matter. Safety rests on
+ * the epoch and lease checks of the transition script alone (store.h). */
+#ifndef SAGA_MEMBERSHIP_H
+#define SAGA_MEMBERSHIP_H
+
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct membership membership_t;
+
+/* What the membership tells the coordinator, from inside membership_tick/leave. */
+typedef struct membership_events {
+    void *opaque;
+    /* These partitions are ours now, each under epochs[i]: start serving them. */
+    void (*take)(void *opaque, const int32_t *partitions, const int64_t *epochs, int n);
+    /* Stop serving these partitions: clean = a hand-over (finish the rounds and deliver
+     * first, the lease is released after), else the lease is lost already. */
+    void (*give_up)(void *opaque, const int32_t *partitions, int n, bool clean);
+} membership_events_t;
+
+/* Over st (its own connection, with store_set_lease done; borrowed), for instance (copied)
+ * and the input topic's partitions 0..partitions-1. renew_ms 0 = lease_ms / 10. ev is
+ * copied. NULL when out of memory. */
+membership_t *membership_new(store_t *st, const char *instance, int32_t partitions,
+                             int64_t lease_ms, int64_t renew_ms, const membership_events_t *ev);
+void membership_free(membership_t *m);
+
+/* Beats, renews, hands over and takes when it is time. Returns the ms until it wants to
+ * run again (the caller's longest wait). */
+int membership_tick(membership_t *m);
+
+/* A clean stop, after the engine finished and delivered everything: releases every lease
+ * and leaves the alive set, so that the others take the partitions at their next beat. */
+void membership_leave(membership_t *m);
+
+/* The owned partitions: count, and how long since the last renewal (ms, -1 = never). */
+int membership_owned(const membership_t *m);
+int64_t membership_since_renewal_ms(const membership_t *m);
+
+/* Rendezvous hashing: the index in members[0..n-1] of the owner of partition (the highest
+ * weight), or -1 when n is 0. Pure; every instance computes the same answer from the same
+ * member list, whatever its order. */
+int membership_rendezvous(const char *const *members, size_t n, int32_t partition);
+
+#endif
