@@ -18,8 +18,15 @@
  *   catch-up   the input that arrived meanwhile (the replies) read and processed: until
  *              the last saga's step-2 command was seen
  *
- * Usage: saga-recovery-bench [--sagas N] [--partitions P] [--session-timeout MS]
- *                            [--heartbeat MS] [--batch-size N] [--keep]
+ * With --membership redis (partition leases, docs/high-availability.md) there is no
+ * rebalance: detection is the lease running out, then the survivor takes the partitions
+ * ("takeover" below); the survivor's own partitions are not reloaded. --graceful sends
+ * SIGTERM instead of SIGKILL (a hand-over: the leases are released at once), and the
+ * participant is released once the victim has exited.
+ *
+ * Usage: saga-recovery-bench [--sagas N] [--partitions P] [--membership redis|kafka]
+ *                            [--lease-ms MS] [--session-timeout MS] [--heartbeat MS]
+ *                            [--batch-size N] [--graceful] [--keep]
  * Needs $SAGA_BIN_DIR (default: this program's directory) for saga-coordinator and
  * saga-devbroker, and redis-server in PATH. Exit status 0 when every saga recovered. */
 #include "fixture.h"
@@ -44,6 +51,9 @@ typedef struct options {
     long session_timeout_ms;
     long heartbeat_ms;   /* 0 = librdkafka's default (3000) */
     long batch_size;     /* 0 = the coordinator's default */
+    const char *membership; /* "redis" or "kafka" */
+    long lease_ms;
+    bool graceful;       /* SIGTERM instead of SIGKILL */
     bool keep;
 } options_t;
 
@@ -131,17 +141,24 @@ static bool all_in_flight(void *opaque)
 
 static void parse_options(int argc, char **argv, options_t *o)
 {
-    *o = (options_t){.sagas = 10000, .partitions = 4, .session_timeout_ms = 6000};
+    *o = (options_t){.sagas = 10000, .partitions = 4, .session_timeout_ms = 6000,
+                     .membership = "redis", .lease_ms = 1000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0) {
-            o->keep = true;
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--graceful") == 0) {
+            *(a[2] == 'k' ? &o->keep : &o->graceful) = true;
+            continue;
+        }
+        if (strcmp(a, "--membership") == 0 && v && (!strcmp(v, "redis") || !strcmp(v, "kafka"))) {
+            o->membership = v;
+            i++;
             continue;
         }
         if (!v || strncmp(a, "--", 2) != 0 || strcmp(a, "--help") == 0) {
-            fprintf(stderr, "usage: %s [--sagas N] [--partitions P] [--session-timeout MS] "
-                    "[--heartbeat MS] [--batch-size N] [--keep]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--sagas N] [--partitions P] [--membership redis|kafka] "
+                    "[--lease-ms MS] [--session-timeout MS] [--heartbeat MS] [--batch-size N] "
+                    "[--graceful] [--keep]\n", argv[0]);
             exit(strcmp(a, "--help") == 0 ? 0 : 2);
         }
         long n = strtol(v, NULL, 10);
@@ -155,6 +172,8 @@ static void parse_options(int argc, char **argv, options_t *o)
             o->heartbeat_ms = n;
         else if (strcmp(a, "--batch-size") == 0)
             o->batch_size = n;
+        else if (strcmp(a, "--lease-ms") == 0)
+            o->lease_ms = n;
         else {
             fprintf(stderr, "unknown option %s\n", a);
             exit(2);
@@ -169,16 +188,19 @@ static void parse_options(int argc, char **argv, options_t *o)
 
 static pid_t start_coordinator(int i, const options_t *o)
 {
-    char bin[PATH_MAX], boot[512], port[64], inst[64], sess[64], hb[80], batch[64];
+    char bin[PATH_MAX], boot[512], port[64], inst[64], sess[64], hb[80], batch[64], memb[64],
+        lease[64];
     if (fixture_bin_path("saga-coordinator", bin, sizeof bin) < 0)
         die("saga-coordinator not found in $SAGA_BIN_DIR");
     snprintf(boot, sizeof boot, "--bootstrap_servers=%s", broker.bootstrap);
     snprintf(port, sizeof port, "--redis_port=%d", redis.port);
     snprintf(inst, sizeof inst, "--instance_id=%s", NAMES[i]);
     snprintf(sess, sizeof sess, "--session_timeout_ms=%ld", o->session_timeout_ms);
+    snprintf(memb, sizeof memb, "--membership=%s", o->membership);
+    snprintf(lease, sizeof lease, "--lease_ms=%ld", o->lease_ms);
     const char *argv[16] = {bin, boot, port, "--definitions=" RECOVERY_SAGAS_DIR, inst, sess,
-                            "--log_level=info", "--http_listen=", "--dev_mode=1"};
-    int n = 9;
+                            "--log_level=info", "--http_listen=", "--dev_mode=1", memb, lease};
+    int n = 11;
     if (o->heartbeat_ms > 0) {
         snprintf(hb, sizeof hb, "--consumer.heartbeat.interval.ms=%ld", o->heartbeat_ms);
         argv[n++] = hb;
@@ -220,7 +242,7 @@ typedef struct part_figures {
 
 /* Reads the survivor's log lines written at or after since. */
 static void read_survivor_log(const char *path, int64_t since, int64_t *revoked_ts,
-                              part_figures_t *parts, int nparts)
+                              int64_t *taken_ts, part_figures_t *parts, int nparts)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -236,7 +258,10 @@ static void read_survivor_log(const char *path, int64_t since, int64_t *revoked_
             json_decref(j);
             continue;
         }
-        if (sscanf(msg, "partition %d: released", &p) == 1 && strstr(msg, "released")) {
+        if (sscanf(msg, "membership: %d partition(s) taken", &p) == 1) {
+            if (!*taken_ts)
+                *taken_ts = ts;
+        } else if (sscanf(msg, "partition %d: released", &p) == 1 && strstr(msg, "released")) {
             if (!*revoked_ts)
                 *revoked_ts = ts;
         } else if (sscanf(msg, "partition %d: epoch %lld, %d active sagas loaded, %d outbox "
@@ -297,9 +322,14 @@ int main(int argc, char **argv)
     int64_t t = fixture_now_ms();
     if (!fixture_wait_until(both_own, NULL, BENCH_WAIT_MS))
         die("the two coordinators did not share the partitions");
-    printf("setup: both coordinators own partitions after %lld ms; session.timeout.ms %ld, "
-           "heartbeat.interval.ms %s\n", (long long)(fixture_now_ms() - t), o.session_timeout_ms,
-           o.heartbeat_ms ? "(set)" : "3000 (librdkafka default)");
+    if (strcmp(o.membership, "redis") == 0)
+        printf("setup: both coordinators own partitions after %lld ms; membership=redis, "
+               "lease_ms %ld\n", (long long)(fixture_now_ms() - t), o.lease_ms);
+    else
+        printf("setup: both coordinators own partitions after %lld ms; membership=kafka, "
+               "session.timeout.ms %ld, heartbeat.interval.ms %s\n",
+               (long long)(fixture_now_ms() - t), o.session_timeout_ms,
+               o.heartbeat_ms ? "(set)" : "3000 (librdkafka default)");
     if (o.heartbeat_ms)
         printf("setup: heartbeat.interval.ms %ld\n", o.heartbeat_ms);
 
@@ -367,8 +397,8 @@ int main(int argc, char **argv)
     /* Kill, then release the participant. */
     size_t seen_before = fixture_collector_count(next);
     int64_t kill_wall = wall_ms(), kill_mono = fixture_now_ms();
-    kill(coords[victim], SIGKILL);
-    (void)fixture_wait_exit(coords[victim], 5000, NULL);
+    kill(coords[victim], o.graceful ? SIGTERM : SIGKILL);
+    (void)fixture_wait_exit(coords[victim], 30000, NULL);
     coords[victim] = 0;
     for (size_t i = 0; i < nreplies; i++)
         produce(producer, rparts[i], rkeys[i], rvals[i]);
@@ -396,8 +426,8 @@ int main(int argc, char **argv)
     size_t recovered = json_object_size(done);
     json_decref(done);
 
-    int64_t revoked_ts = 0;
-    read_survivor_log(logs[survivor], kill_wall, &revoked_ts, parts, o.partitions);
+    int64_t revoked_ts = 0, taken_ts = 0;
+    read_survivor_log(logs[survivor], kill_wall, &revoked_ts, &taken_ts, parts, o.partitions);
     int64_t first_load_start = 0, last_loaded = 0, last_caught_up = 0, load_sum = 0;
     long loaded_sagas = 0;
     for (int p = 0; p < o.partitions; p++) {
@@ -414,8 +444,11 @@ int main(int argc, char **argv)
         loaded_sagas += parts[p].sagas_loaded;
     }
 
-    printf("\nrecovery of %zu in-flight sagas (of %ld) after SIGKILL of %s:\n", nreplies, o.sagas,
-           NAMES[victim]);
+    printf("\nrecovery of %zu in-flight sagas (of %ld) after %s of %s (membership=%s):\n",
+           nreplies, o.sagas, o.graceful ? "SIGTERM" : "SIGKILL", NAMES[victim], o.membership);
+    if (taken_ts)
+        printf("  takeover   kill -> survivor took the leases:  %6lld ms\n",
+               (long long)(taken_ts - kill_wall));
     printf("  replies produced (the participant released):  %6lld ms after the kill\n",
            (long long)replies_ms);
     if (revoked_ts)
@@ -443,7 +476,7 @@ int main(int argc, char **argv)
     if (last_loaded && last_ms >= 0)
         printf("  progress   last load -> every saga moved one step: %lld ms (first after %lld ms)\n",
                (long long)(kill_wall + last_ms - last_loaded), (long long)first_ms);
-    printf("  TOTAL      kill -> all %zu sagas running again on %s: %lld ms (%zu recovered)\n",
+    printf("  TOTAL      signal -> all %zu sagas running again on %s: %lld ms (%zu recovered)\n",
            nreplies, NAMES[survivor], (long long)last_ms, recovered);
     fflush(stdout);
 
