@@ -50,7 +50,7 @@ static const setting_t SETTINGS[] = {
     I64(max_message_bytes, 1024, 100 * 1024 * 1024, "1048576", "largest input message accepted"),
     INT(poll_interval_ms, 1, 10000, "100", "longest wait for input when no timer is due"),
     I64(session_timeout_ms, 1000, 3600000, "6000", "Kafka consumer session timeout (failover time)"),
-    STR(membership, "kafka", "who owns which input partition: redis (leases, failover in about lease_ms) or kafka (the consumer group protocol)"),
+    STR(membership, "redis", "who owns which input partition: redis (leases, failover in about lease_ms) or kafka (the consumer group protocol)"),
     I64(lease_ms, 100, 600000, "1000", "membership=redis: a partition's lease; an owner silent this long loses it"),
     I64(lease_renew_ms, 0, 600000, "0", "membership=redis: heartbeat and lease renewal interval; 0 = lease_ms / 10"),
     STR(group_instance_id, "", "static group membership: a stable id per instance (restart keeps its partitions)"),

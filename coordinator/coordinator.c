@@ -262,6 +262,8 @@ int coordinator_run(coordinator_t *c, volatile sig_atomic_t *stop)
         if (c->membership) {
             int beat = membership_tick(c->membership);
             most = beat < most ? beat : most;
+            if (membership_since_renewal_ms(c->membership) >= 0)
+                engine_set_joined(c->engine); /* a member: ready, with partitions or not */
         }
         int wait = engine_prepare_turn(c->engine, most);
         if (wait < 0)

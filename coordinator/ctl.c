@@ -446,14 +446,14 @@ static void cluster_members_text(const ctl_options_t *o, const json_t *members)
 static int cluster_partitions_text(const ctl_options_t *o, const json_t *parts)
 {
     fprintf(o->out, "\nPARTITIONS (%zu)\n", json_array_size(parts));
-    table_t *t = table_new(11, "PARTITION", "OWNER", "LIVE", "EPOCH", "TAKEN", "ACTIVE",
-                           "RUNNING", "COMPENSATING", "STUCK", "LAG", "OUTBOX");
+    table_t *t = table_new(12, "PARTITION", "OWNER", "LIVE", "EPOCH", "TAKEN", "LEASE",
+                           "ACTIVE", "RUNNING", "COMPENSATING", "STUCK", "LAG", "OUTBOX");
     size_t i;
     json_t *p;
     int orphans = 0;
     json_array_foreach(parts, i, p)
     {
-        char c[9][48];
+        char c[10][48];
         bool live = json_is_true(json_object_get(p, "owner_live"));
         if (!live)
             orphans++;
@@ -465,7 +465,12 @@ static int cluster_partitions_text(const ctl_options_t *o, const json_t *parts)
         } else {
             snprintf(c[2], sizeof c[2], "-");
         }
-        table_add(t, c[0], jstr(p, "owner"), live ? "yes" : "NO", c[1], c[2],
+        /* membership=redis: the time the owner's lease has left ("-": no lease). */
+        if (json_is_integer(json_object_get(p, "lease_left_ms")))
+            snprintf(c[9], sizeof c[9], "%lld ms", (long long)jint(p, "lease_left_ms"));
+        else
+            snprintf(c[9], sizeof c[9], "-");
+        table_add(t, c[0], jstr(p, "owner"), live ? "yes" : "NO", c[1], c[2], c[9],
                   int_cell(json_object_get(p, "active"), c[3], sizeof c[3]),
                   int_cell(json_object_get(p, "running"), c[4], sizeof c[4]),
                   int_cell(json_object_get(p, "compensating"), c[5], sizeof c[5]),

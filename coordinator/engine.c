@@ -154,7 +154,8 @@ struct engine {
     engine_stats_t stats;
     /* Observability (see the section "observability" below; metrics.h): */
     metrics_t *metrics;          /* borrowed */
-    bool joined;                  /* got an assignment from the group (maybe empty) */
+    bool joined;                  /* got an assignment from the group (maybe empty), or
+                                   * the membership heard from Redis (membership=redis) */
     bool redis_ok;                /* the last Redis round trip succeeded */
     int64_t turns, last_publish_ms, last_redis_ms;
     int64_t outbox_pending;       /* outbox messages produced, delivery report not yet back */
@@ -679,6 +680,11 @@ void engine_assign_taken(engine_t *c, const int32_t *partitions, const int64_t *
     c->joined = true;
     for (int i = 0; i < n; i++)
         partition_acquire(c, partitions[i], epochs[i]);
+}
+
+void engine_set_joined(engine_t *c)
+{
+    c->joined = true;
 }
 
 int64_t engine_position(const engine_t *c, int32_t partition)

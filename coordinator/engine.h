@@ -102,6 +102,9 @@ void engine_revoke(engine_t *e, const int32_t *partitions, int n);
  * under it, not under a new one); the caller assigns them on the bus at engine_position,
  * then calls engine_assigned. */
 void engine_assign_taken(engine_t *e, const int32_t *partitions, const int64_t *epochs, int n);
+/* membership=redis: the instance is a member (its heartbeat reached Redis), owning
+ * partitions or not: ready to take some (/readyz). */
+void engine_set_joined(engine_t *e);
 /* Where an owned partition's input is to be read from: the confirmed position, else the
  * one Redis keeps with the state; -1 = neither (the group's committed offset, else the
  * beginning). */

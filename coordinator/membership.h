@@ -46,7 +46,8 @@ int membership_tick(membership_t *m);
  * and leaves the alive set, so that the others take the partitions at their next beat. */
 void membership_leave(membership_t *m);
 
-/* The owned partitions: count, and how long since the last renewal (ms, -1 = never). */
+/* The owned partitions: count, and how long since the last renewal (ms, -1 = never: not
+ * yet a member). */
 int membership_owned(const membership_t *m);
 int64_t membership_since_renewal_ms(const membership_t *m);
 

@@ -922,7 +922,7 @@ static json_int_t reply_int(const redisReply *r)
     return 0;
 }
 
-#define CLUSTER_PER_PARTITION 6  /* owner, three index sizes, outbox, newest stuck */
+#define CLUSTER_PER_PARTITION 7  /* owner, three index sizes, outbox, newest stuck, lease */
 
 /* One partition's row from its CLUSTER_PER_PARTITION replies; the newest stuck ids go to
  * stuck (their partition in the row's placeholder object). Returns the row. */
@@ -951,6 +951,11 @@ static json_t *cluster_partition(int p, redisReply **r, json_t *members, int64_t
         "running", running, "compensating", compensating, "stuck", nstuck, "active",
         running + compensating + nstuck, "outbox", reply_int(r[4]), "lag",
         lag ? lag : json_null(), "sagas_in_memory", sagas ? sagas : json_null());
+    /* membership=redis: how long the owner's lease has left (PTTL; none: -2). */
+    json_object_set_new(row, "lease_left_ms",
+                        r[6]->type == REDIS_REPLY_INTEGER && r[6]->integer >= 0
+                            ? json_integer((json_int_t)r[6]->integer)
+                            : json_null());
     *stuck_count += nstuck;
     const redisReply *ids = r[5];
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i + 1 < ids->elements; i += 2) {
@@ -1015,8 +1020,10 @@ int query_cluster(query_t *q, int64_t now_ms, json_t **out)
     snprintf(stop, sizeof stop, "%d", QUERY_CLUSTER_STUCK_MAX - 1);
     int rc = 0;
     for (int p = 0; rc == 0 && p < parts; p++) {
-        char owner[RKEYS_KEY_MAX], ix[RKEYS_INDEX_ACTIVE_COUNT][RKEYS_KEY_MAX], outbox[RKEYS_KEY_MAX];
+        char owner[RKEYS_KEY_MAX], ix[RKEYS_INDEX_ACTIVE_COUNT][RKEYS_KEY_MAX], outbox[RKEYS_KEY_MAX],
+            lease[RKEYS_KEY_MAX];
         rkeys_owner(&q->keys, owner, p);
+        rkeys_lease(&q->keys, lease, p);
         rkeys_outbox(&q->keys, outbox, p);
         for (int i = 0; i < RKEYS_INDEX_ACTIVE_COUNT; i++) /* running, compensating, stuck */
             rkeys_index(&q->keys, ix[i], p, (rkeys_index_t)i);
@@ -1024,8 +1031,10 @@ int query_cluster(query_t *q, int64_t now_ms, json_t **out)
         const char *zc0[] = {"ZCARD", ix[0]}, *zc1[] = {"ZCARD", ix[1]}, *zc2[] = {"ZCARD", ix[2]};
         const char *hlen[] = {"HLEN", outbox};
         const char *newest[] = {"ZREVRANGE", ix[2], "0", stop, "WITHSCORES"};
+        const char *pttl[] = {"PTTL", lease};
         rc = append(q, 5, hmget) < 0 || append(q, 2, zc0) < 0 || append(q, 2, zc1) < 0 ||
-                     append(q, 2, zc2) < 0 || append(q, 2, hlen) < 0 || append(q, 5, newest) < 0
+                     append(q, 2, zc2) < 0 || append(q, 2, hlen) < 0 || append(q, 5, newest) < 0 ||
+                     append(q, 2, pttl) < 0
                  ? -1
                  : 0;
     }

@@ -9,8 +9,9 @@
  * Only valid input is produced, so the dead-letter topic must stay empty: a reply read
  * again after a takeover for a saga that finished is a late duplicate, not a dead letter.
  *
- * Seeded: the seed is printed; rerun one with SAGA_CHAOS_SEED=N. Size and length:
- * SAGA_CHAOS_SAGAS (default 2500), SAGA_CHAOS_FAULT_MS (default 60000). */
+ * It runs twice: with membership=redis (partition leases) and membership=kafka (the group
+ * protocol). Seeded: the seed is printed; rerun one with SAGA_CHAOS_SEED=N. Size and length
+ * of each run: SAGA_CHAOS_SAGAS (default 1250), SAGA_CHAOS_FAULT_MS (default 30000). */
 #include "ledger_check.h"
 #include "services.h"
 #include "system.h"
@@ -35,9 +36,10 @@ static test_system_t sys;
 static services_t services;
 static fixture_collector_t *deadletters;
 
-static const char *const COORD_ARGS[] = {"--session_timeout_ms=4000",
-                                         "--consumer.heartbeat.interval.ms=1000",
-                                         "--log_level=info", NULL};
+/* The coordinators' flags: the membership under test (--membership=...) goes last. */
+static const char *coord_args[] = {"--session_timeout_ms=4000",
+                                   "--consumer.heartbeat.interval.ms=1000", "--lease_ms=1000",
+                                   "--log_level=info", NULL, NULL};
 
 static void stop_all(void)
 {
@@ -150,7 +152,7 @@ static void start_slot(int i, bool allow_crash_point)
         fprintf(stderr, "chaos: coordinator %d (gen %d) starts with %s %s\n", i, slots[i].gen + 1,
                 at, after);
     }
-    pid_t pid = services_spawn_coordinator(&sys, i, ++slots[i].gen, COORD_ARGS, env);
+    pid_t pid = services_spawn_coordinator(&sys, i, ++slots[i].gen, coord_args, env);
     cr_assert_gt(pid, 0, "coordinator %d restarts", i);
     slots[i].state = SLOT_ALIVE;
 }
@@ -213,18 +215,23 @@ static bool all_terminal(void *opaque)
     return active == 0 && system_counter(&sys, "order-placement:started") == d->sagas;
 }
 
-Test(chaos, sagas_survive_kills_freezes_and_failures)
+/* One chaos run under membership ("redis": leases, or "kafka": the group protocol). The
+ * suite runs both, each with half the sagas and half the faulty time. */
+static void chaos_run(const char *membership)
 {
+    char membership_flag[64];
+    snprintf(membership_flag, sizeof membership_flag, "--membership=%s", membership);
+    coord_args[4] = membership_flag;
     int64_t t0 = fixture_now_ms();
     uint64_t seed = (uint64_t)env_long("SAGA_CHAOS_SEED", 0);
     if (!seed)
         seed = ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) % 1000000 + 1;
     rng_state = seed * 0x9E3779B97F4A7C15ull | 1;
-    long nsagas = env_long("SAGA_CHAOS_SAGAS", CHAOS_SAGAS);
-    int64_t fault_ms = env_long("SAGA_CHAOS_FAULT_MS", CHAOS_FAULT_MS);
-    fprintf(stderr, "chaos: seed %llu (rerun with SAGA_CHAOS_SEED=%llu), %ld sagas, %lld ms of "
-            "faults\n", (unsigned long long)seed, (unsigned long long)seed, nsagas,
-            (long long)fault_ms);
+    long nsagas = env_long("SAGA_CHAOS_SAGAS", CHAOS_SAGAS / 2);
+    int64_t fault_ms = env_long("SAGA_CHAOS_FAULT_MS", CHAOS_FAULT_MS / 2);
+    fprintf(stderr, "chaos: membership=%s, seed %llu (rerun with SAGA_CHAOS_SEED=%llu), %ld "
+            "sagas, %lld ms of faults\n", membership, (unsigned long long)seed,
+            (unsigned long long)seed, nsagas, (long long)fault_ms);
 
     char defs[PATH_MAX];
     const char *src = getenv("SAGA_SOURCE_DIR");
@@ -280,7 +287,8 @@ Test(chaos, sagas_survive_kills_freezes_and_failures)
             fprintf(stderr, "chaos: +%lld ms: SIGSTOP coordinator %d\n", (long long)(now - start), i);
             kill(sys.coordinators[i], SIGSTOP);
             slots[i].state = SLOT_FROZEN;
-            slots[i].wake_at = now + rnd_between(6000, 9000); /* past the 4 s session */
+            /* past the 4 s session and the 1 s lease */
+            slots[i].wake_at = now + rnd_between(6000, 9000);
             frozen_once = true;
             freezes++;
         }
@@ -361,4 +369,14 @@ Test(chaos, sagas_survive_kills_freezes_and_failures)
         fprintf(stderr, "chaos: dead letter: %.300s\n", fixture_collector_at(deadletters, i)->value);
     cr_assert_eq(dead, 0, "%zu dead letters from valid input (seed %llu)", dead,
                  (unsigned long long)seed);
+}
+
+Test(chaos, sagas_survive_kills_freezes_and_failures_with_leases)
+{
+    chaos_run("redis");
+}
+
+Test(chaos, sagas_survive_kills_freezes_and_failures_with_the_group_protocol)
+{
+    chaos_run("kafka");
 }

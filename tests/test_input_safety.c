@@ -303,8 +303,8 @@ Test(input_safety, a_reply_in_time_wins_over_the_timeout_after_a_freeze)
 {
     start(SLOW_CHARGE, 1, NULL);
     input = fixture_collector_new(sys.broker.bootstrap, NULL, "saga.input");
-    /* A session longer than the freeze: no failover, only a late wake-up. */
-    const char *const args[] = {"--session_timeout_ms=20000", NULL};
+    /* A session (or lease) longer than the freeze: no failover, only a late wake-up. */
+    const char *const args[] = {"--session_timeout_ms=20000", "--lease_ms=20000", NULL};
     start_coordinator_with(args);
     cr_assert_eq(system_start_saga(&sys, "frozen", "order", INPUT), 0);
     cr_assert(scripted_wait(participant, 2, WAIT_MS), "charge sent");
@@ -320,7 +320,7 @@ Test(input_safety, a_reply_in_time_wins_over_the_timeout_after_a_freeze)
         if (m->key && strcmp(m->key, "frozen") == 0 && strstr(m->value, "\"charge\""))
             cr_assert(strstr(m->value, "\"reply\""));
     }
-    /* Frozen until well past the charge deadline (the session, 6 s, has not expired). */
+    /* Frozen until well past the charge deadline (the session has not expired). */
     int64_t thaw = deadline + 1500;
     cr_assert(fixture_wait_until(wall_clock_past, &thaw, 10000));
     cr_assert_eq(kill(coordinator, SIGCONT), 0);

@@ -271,11 +271,22 @@ static void check_grafana_exported(const char *text, const char *rel)
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 180);
 
+static bool healthz_ok(void *opaque)
+{
+    (void)opaque;
+    char *body = NULL;
+    bool ok = ops_http_get(http_port, "/healthz", &body) == 200;
+    free(body);
+    return ok;
+}
+
 Test(metrics, counters_histograms_health_and_api)
 {
     char *body = NULL;
-    /* Alive as soon as the loop turns; ready once the group assigned the partitions. */
+    /* Alive as soon as the loop turns (the partitions may be taken just before its first
+     * turn); ready once it owns the partitions. */
     cr_assert(system_wait_owned(&sys, WAIT_MS), "the coordinator owns every partition");
+    cr_assert(fixture_wait_until(healthz_ok, NULL, WAIT_MS), "/healthz turns ok");
     cr_assert_eq(ops_http_get(http_port, "/healthz", &body), 200, "%s", body);
     cr_assert(strstr(body, "\"status\":\"ok\""), "%s", body);
     free(body);

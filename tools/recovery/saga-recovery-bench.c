@@ -24,13 +24,22 @@
  * SIGTERM instead of SIGKILL (a hand-over: the leases are released at once), and the
  * participant is released once the victim has exited.
  *
+ * --rolling: three coordinators restarted one after another (SIGTERM, wait for the exit,
+ * start again) while sagas of tools/recovery/sagas/recovery-roll.json (three steps, each
+ * answered at once by a participant) start at --rate per second. Prints the longest stall
+ * of any saga (the largest gap between two consecutive events of its history) and checks
+ * the ledger: every saga completed, every step's action sent under one attempt only.
+ *
  * Usage: saga-recovery-bench [--sagas N] [--partitions P] [--membership redis|kafka]
  *                            [--lease-ms MS] [--session-timeout MS] [--heartbeat MS]
  *                            [--batch-size N] [--graceful] [--keep]
+ *        saga-recovery-bench --rolling [--rate N] [--gap-ms MS] [--membership ...] ...
  * Needs $SAGA_BIN_DIR (default: this program's directory) for saga-coordinator and
  * saga-devbroker, and redis-server in PATH. Exit status 0 when every saga recovered. */
 #include "fixture.h"
 #include "rkeys.h"
+#include "route.h"
+#include "scripted.h"
 
 #include <jansson.h>
 #include <libgen.h>
@@ -39,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BENCH_MAX_PARTITIONS 64
@@ -54,14 +64,18 @@ typedef struct options {
     const char *membership; /* "redis" or "kafka" */
     long lease_ms;
     bool graceful;       /* SIGTERM instead of SIGKILL */
+    bool rolling;        /* the rolling restart mode */
+    long rate;           /* --rolling: sagas started per second */
+    long gap_ms;         /* --rolling: time between two restarts (and before the first) */
     bool keep;
 } options_t;
 
 static redis_fixture_t redis;
 static broker_fixture_t broker;
-static pid_t coords[2];
-static char logs[2][PATH_MAX + 64];
-static const char *const NAMES[2] = {"rec-a", "rec-b"};
+#define BENCH_MAX_COORDS 3
+static pid_t coords[BENCH_MAX_COORDS];
+static char logs[BENCH_MAX_COORDS][PATH_MAX + 64];
+static const char *const NAMES[BENCH_MAX_COORDS] = {"rec-a", "rec-b", "rec-c"};
 static redisContext *rc;
 static const rkeys_t KEYS = {RKEYS_DEFAULT_PREFIX}; /* the coordinators' key prefix */
 
@@ -75,7 +89,7 @@ static int64_t wall_ms(void)
 static void die(const char *what)
 {
     fprintf(stderr, "saga-recovery-bench: %s\n", what);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < BENCH_MAX_COORDS; i++)
         if (coords[i] > 0)
             (void)fixture_stop_process(coords[i], FIXTURE_STOP_TIMEOUT_MS);
     fixture_broker_stop(&broker);
@@ -103,7 +117,7 @@ static int owner_of(int p)
     char key[RKEYS_KEY_MAX];
     redisReply *r = redisCommand(rc, "HGET %s " RKEYS_OWNER_OWNER, rkeys_owner(&KEYS, key, p));
     int who = -1;
-    for (int i = 0; i < 2 && r && r->type == REDIS_REPLY_STRING; i++)
+    for (int i = 0; i < BENCH_MAX_COORDS && r && r->type == REDIS_REPLY_STRING; i++)
         if (strcmp(r->str, NAMES[i]) == 0)
             who = i;
     freeReplyObject(r);
@@ -111,6 +125,16 @@ static int owner_of(int p)
 }
 
 static const options_t *opt;
+
+/* Every partition has an owner. */
+static bool all_owned(void *opaque)
+{
+    (void)opaque;
+    for (int p = 0; p < opt->partitions; p++)
+        if (owner_of(p) < 0)
+            return false;
+    return true;
+}
 
 static bool both_own(void *opaque)
 {
@@ -142,12 +166,13 @@ static bool all_in_flight(void *opaque)
 static void parse_options(int argc, char **argv, options_t *o)
 {
     *o = (options_t){.sagas = 10000, .partitions = 4, .session_timeout_ms = 6000,
-                     .membership = "redis", .lease_ms = 1000};
+                     .membership = "redis", .lease_ms = 1000, .rate = 200, .gap_ms = 4000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0 || strcmp(a, "--graceful") == 0) {
-            *(a[2] == 'k' ? &o->keep : &o->graceful) = true;
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--graceful") == 0 ||
+            strcmp(a, "--rolling") == 0) {
+            *(a[2] == 'k' ? &o->keep : a[2] == 'g' ? &o->graceful : &o->rolling) = true;
             continue;
         }
         if (strcmp(a, "--membership") == 0 && v && (!strcmp(v, "redis") || !strcmp(v, "kafka"))) {
@@ -174,6 +199,10 @@ static void parse_options(int argc, char **argv, options_t *o)
             o->batch_size = n;
         else if (strcmp(a, "--lease-ms") == 0)
             o->lease_ms = n;
+        else if (strcmp(a, "--rate") == 0)
+            o->rate = n;
+        else if (strcmp(a, "--gap-ms") == 0)
+            o->gap_ms = n;
         else {
             fprintf(stderr, "unknown option %s\n", a);
             exit(2);
@@ -285,6 +314,148 @@ static void read_survivor_log(const char *path, int64_t since, int64_t *revoked_
     fclose(f);
 }
 
+/* --- the rolling restart mode --------------------------------------------------------- */
+
+/* The largest gap between two consecutive events of id's history (ms), or -1. */
+static int64_t history_max_gap(const char *id, int partitions)
+{
+    char key[RKEYS_KEY_MAX];
+    int32_t p = route_home(id, partitions, partitions);
+    redisReply *r = redisCommand(rc, "LRANGE %s 0 -1", rkeys_history(&KEYS, key, p, id));
+    int64_t prev = -1, gap = -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        json_t *e = json_loads(r->element[i]->str, 0, NULL);
+        int64_t ts = json_integer_value(json_object_get(e, "ts"));
+        json_decref(e);
+        if (prev >= 0 && ts - prev > gap)
+            gap = ts - prev;
+        prev = ts;
+    }
+    freeReplyObject(r);
+    return gap;
+}
+
+static const char *saga_status(const char *id, int partitions, char *buf, size_t len)
+{
+    char key[RKEYS_KEY_MAX];
+    int32_t p = route_home(id, partitions, partitions);
+    redisReply *r = redisCommand(rc, "HGET %s " RKEYS_F_STATUS, rkeys_saga(&KEYS, key, p, id));
+    snprintf(buf, len, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return buf;
+}
+
+typedef struct roll_state {
+    const options_t *o;
+    rd_kafka_t *producer;
+    long started;
+} roll_state_t;
+
+/* Starts the sagas due by now (rate per second since t0). */
+static void roll_produce_due(roll_state_t *rs, int64_t t0)
+{
+    long due = (long)((fixture_now_ms() - t0) * rs->o->rate / 1000);
+    for (; rs->started < due; rs->started++) {
+        char id[64], msg[256];
+        snprintf(id, sizeof id, "roll-%ld", rs->started);
+        snprintf(msg, sizeof msg,
+                 "{\"type\":\"start\",\"saga_id\":\"%s\",\"saga\":\"recovery-roll\","
+                 "\"input\":{\"n\":%ld}}", id, rs->started);
+        produce(rs->producer, -1, id, msg);
+    }
+    rd_kafka_poll(rs->producer, 0);
+}
+
+/* Keeps the load going for ms. */
+static void roll_load_for(roll_state_t *rs, int64_t t0, int64_t ms)
+{
+    int64_t end = fixture_now_ms() + ms;
+    while (fixture_now_ms() < end) {
+        roll_produce_due(rs, t0);
+        usleep(5000);
+    }
+}
+
+static int run_rolling(const options_t *o, rd_kafka_t *producer)
+{
+    static const char *const TOPICS[] = {"recovery.roll", NULL};
+    scripted_t *participant = scripted_start(broker.bootstrap, TOPICS, NULL, 0);
+    if (!participant)
+        die("cannot start the participant");
+    for (int i = 0; i < BENCH_MAX_COORDS; i++)
+        coords[i] = start_coordinator(i, o);
+    if (!fixture_wait_until(all_owned, NULL, BENCH_WAIT_MS))
+        die("the coordinators did not take the partitions");
+    printf("setup: %d coordinators, membership=%s, %ld sagas/s of recovery-roll (3 steps), a "
+           "restart every %ld ms\n", BENCH_MAX_COORDS, o->membership, o->rate, o->gap_ms);
+    fflush(stdout);
+
+    roll_state_t rs = {.o = o, .producer = producer};
+    int64_t t0 = fixture_now_ms();
+    roll_load_for(&rs, t0, o->gap_ms);
+    for (int i = 0; i < BENCH_MAX_COORDS; i++) {
+        int64_t t = fixture_now_ms();
+        kill(coords[i], SIGTERM);
+        int status = 0;
+        while (waitpid(coords[i], &status, WNOHANG) == 0) {
+            roll_produce_due(&rs, t0);
+            usleep(2000);
+        }
+        int64_t exited = fixture_now_ms() - t;
+        coords[i] = start_coordinator(i, o);
+        printf("restart %s: SIGTERM -> exit %lld ms, started again\n", NAMES[i],
+               (long long)exited);
+        fflush(stdout);
+        roll_load_for(&rs, t0, o->gap_ms);
+    }
+    rd_kafka_flush(producer, 60000);
+    long total = rs.started;
+    double secs = (double)(fixture_now_ms() - t0) / 1000.0;
+
+    /* Every saga ends; then the stalls and the ledger. */
+    long completed = 0, violations = 0, worst_index = -1;
+    int64_t worst = -1, deadline = fixture_now_ms() + 120000;
+    int64_t *gaps = calloc((size_t)total + 1, sizeof *gaps);
+    for (long i = 0; i < total; i++) {
+        char id[64], st[32];
+        snprintf(id, sizeof id, "roll-%ld", i);
+        while (strcmp(saga_status(id, o->partitions, st, sizeof st), "completed") != 0 &&
+               fixture_now_ms() < deadline)
+            usleep(20000);
+        if (strcmp(st, "completed") != 0) {
+            if (violations++ < 10)
+                printf("violation: %s is %s, expected completed\n", id, st[0] ? st : "missing");
+            continue;
+        }
+        completed++;
+        gaps[i] = history_max_gap(id, o->partitions);
+        if (gaps[i] > worst) {
+            worst = gaps[i];
+            worst_index = i;
+        }
+        json_t *cmds = scripted_commands(participant, id);
+        size_t k;
+        json_t *c;
+        json_array_foreach(cmds, k, c)
+            if (json_integer_value(json_object_get(c, "attempt")) != 1 && violations++ < 10)
+                printf("violation: %s: step %s sent under attempt %lld\n", id,
+                       json_string_value(json_object_get(c, "step")),
+                       (long long)json_integer_value(json_object_get(c, "attempt")));
+        json_decref(cmds);
+    }
+    long over = 0;
+    for (long i = 0; i < total; i++)
+        over += gaps[i] > 1000;
+    printf("\nrolling restart of %d coordinators (membership=%s): %ld sagas in %.1f s (%.0f/s)\n",
+           BENCH_MAX_COORDS, o->membership, total, secs, (double)total / secs);
+    printf("  completed %ld of %ld; violations %ld\n", completed, total, violations);
+    printf("  longest stall of any saga: %lld ms (roll-%ld); sagas with a stall over 1 s: %ld\n",
+           (long long)worst, worst_index, over);
+    free(gaps);
+    scripted_stop(participant);
+    return violations == 0 && completed == total ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -304,8 +475,8 @@ int main(int argc, char **argv)
 
     char topics[512];
     snprintf(topics, sizeof topics,
-             "saga.input:%d,saga.outcomes:1,saga.deadletter:1,recovery.hold:1,recovery.next:1",
-             o.partitions);
+             "saga.input:%d,saga.outcomes:1,saga.deadletter:1,recovery.hold:1,recovery.next:1,"
+             "recovery.roll:1", o.partitions);
     if (fixture_redis_start(&redis, NULL) < 0)
         die("redis-server did not start");
     if (fixture_broker_start(&broker, 1, topics) < 0)
@@ -317,6 +488,20 @@ int main(int argc, char **argv)
     if (!next || !producer)
         die("cannot create the Kafka clients");
 
+    if (o.rolling) {
+        int rc_roll = run_rolling(&o, producer);
+        fixture_collector_free(next);
+        rd_kafka_destroy(producer);
+        redisFree(rc);
+        for (int i = 0; i < BENCH_MAX_COORDS; i++)
+            if (coords[i] > 0)
+                (void)fixture_stop_process(coords[i], FIXTURE_STOP_TIMEOUT_MS);
+        if (o.keep)
+            printf("logs kept in %s\n", broker.dir);
+        fixture_broker_stop(&broker);
+        fixture_redis_stop(&redis);
+        return rc_roll;
+    }
     for (int i = 0; i < 2; i++)
         coords[i] = start_coordinator(i, &o);
     int64_t t = fixture_now_ms();
