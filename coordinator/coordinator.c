@@ -5,6 +5,7 @@
  * and gives the batch back. The guarantees live in engine.c. */
 #include "coordinator.h"
 
+#include "catalogue.h"
 #include "engine.h"
 #include "guards.h"
 #include "kafka.h"
@@ -150,6 +151,30 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
     return 0;
 }
 
+/* Every topic the coordinator produces to: the producer learns them now (kafka_warm). */
+static void warm_topics(coordinator_t *c, const defn_set_t *defs)
+{
+    size_t cap = 3, n = 0;
+    for (size_t i = 0; i < defn_set_count(defs); i++)
+        cap += 2 * defn_set_at(defs, i)->step_count;
+    const char **topics = calloc(cap, sizeof *topics);
+    if (!topics)
+        return;
+    topics[n++] = c->cfg.input_topic; /* forwarded input */
+    topics[n++] = c->cfg.outcomes_topic;
+    topics[n++] = c->cfg.deadletter_topic;
+    for (size_t i = 0; i < defn_set_count(defs); i++) {
+        const definition_t *d = defn_set_at(defs, i);
+        for (size_t s = 0; s < d->step_count; s++) {
+            topics[n++] = d->steps[s].action.topic;
+            if (d->steps[s].has_compensation)
+                topics[n++] = d->steps[s].compensation.topic;
+        }
+    }
+    kafka_warm(c->kafka, topics, n);
+    free(topics);
+}
+
 coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen)
 {
     coordinator_t *c = calloc(1, sizeof *c);
@@ -182,6 +207,7 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         goto err;
     bus_t bus = kafka_bus(c->kafka);
     engine_set_bus(c->engine, &bus);
+    warm_topics(c, defs);
     return c;
 err:
     coordinator_free(c);

@@ -27,6 +27,8 @@ struct kafka {
     int64_t drained_us;           /* the input queue was last found empty (monotonic us) */
     bool fatal;
     bool assigned;                /* partitions were assigned explicitly (no group) */
+    rd_kafka_topic_t **warm;      /* topics the producer knows from the start (kafka_warm) */
+    size_t nwarm;
 };
 
 static int64_t mono_us(void)
@@ -500,6 +502,9 @@ void kafka_free(kafka_t *k)
     if (!k)
         return;
     kafka_release(k);
+    for (size_t i = 0; i < k->nwarm; i++)
+        rd_kafka_topic_destroy(k->warm[i]);
+    free(k->warm);
     if (k->queue)
         rd_kafka_queue_destroy(k->queue);
     if (k->consumer)
@@ -533,6 +538,27 @@ int kafka_input_topic(kafka_t *k, int *partitions, int *replicas, char *err, siz
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     return rc;
+}
+
+void kafka_warm(kafka_t *k, const char *const *topics, size_t n)
+{
+    rd_kafka_topic_t **warm = realloc(k->warm, (k->nwarm + n) * sizeof *warm);
+    if (!warm)
+        return; /* only slower: metadata is then fetched at the first produce */
+    k->warm = warm;
+    for (size_t i = 0; i < n; i++) {
+        bool known = false;
+        for (size_t j = 0; j < k->nwarm && !known; j++)
+            known = strcmp(rd_kafka_topic_name(k->warm[j]), topics[i]) == 0;
+        rd_kafka_topic_t *t = known ? NULL : rd_kafka_topic_new(k->producer, topics[i], NULL);
+        if (t)
+            k->warm[k->nwarm++] = t;
+    }
+    /* One metadata request for the topics the producer knows (all_topics 0, no topic). */
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(k->producer, 0, NULL, &md, KAFKA_METADATA_TIMEOUT_MS) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
 }
 
 int kafka_subscribe(kafka_t *k)

@@ -41,6 +41,10 @@ bus_t kafka_bus(kafka_t *k);
 /* The input topic's partition count and the replication factor of its first partition,
  * from the broker's metadata. Returns 0, or -1 (err). */
 int kafka_input_topic(kafka_t *k, int *partitions, int *replicas, char *err, size_t errlen);
+/* Makes the producer learn the partitions and leaders of n topics now (one metadata
+ * request), so that the first message to each is not held back by a metadata round at
+ * the worst time: the first command of a takeover. Best effort. */
+void kafka_warm(kafka_t *k, const char *const *topics, size_t n);
 /* Joins the consumer group on the input topic. Returns 0, or -1 (logged). */
 int kafka_subscribe(kafka_t *k);
 /* Explicit assignment (membership=redis: no group protocol): starts reading n input
