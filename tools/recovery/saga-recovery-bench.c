@@ -429,10 +429,6 @@ static int run_rolling(const options_t *o, rd_kafka_t *producer)
         }
         completed++;
         gaps[i] = history_max_gap(id, o->partitions);
-        if (gaps[i] > worst) {
-            worst = gaps[i];
-            worst_index = i;
-        }
         json_t *cmds = scripted_commands(participant, id);
         size_t k;
         json_t *c;
@@ -443,14 +439,34 @@ static int run_rolling(const options_t *o, rd_kafka_t *producer)
                        (long long)json_integer_value(json_object_get(c, "attempt")));
         json_decref(cmds);
     }
-    long over = 0;
-    for (long i = 0; i < total; i++)
+    /* The first second of load meets consumers idle since they started (the embedded
+     * broker's first fetch is slow, docs/devbroker.md): the restarts' stalls are measured
+     * on the sagas started after it. */
+    long warm = o->rate, over = 0;
+    worst = -1;
+    worst_index = -1;
+    for (long i = warm; i < total; i++) {
         over += gaps[i] > 1000;
+        if (gaps[i] > worst) {
+            worst = gaps[i];
+            worst_index = i;
+        }
+    }
     printf("\nrolling restart of %d coordinators (membership=%s): %ld sagas in %.1f s (%.0f/s)\n",
            BENCH_MAX_COORDS, o->membership, total, secs, (double)total / secs);
     printf("  completed %ld of %ld; violations %ld\n", completed, total, violations);
-    printf("  longest stall of any saga: %lld ms (roll-%ld); sagas with a stall over 1 s: %ld\n",
-           (long long)worst, worst_index, over);
+    printf("  longest stall of any saga after the first second: %lld ms (roll-%ld); sagas "
+           "with a stall over 1 s: %ld\n", (long long)worst, worst_index, over);
+    /* Where the stalls are: the longest per second of load (the restarts are at gap_ms,
+     * 2 gap_ms, 3 gap_ms). */
+    printf("  longest stall per second of load:");
+    for (long from = warm; from < total; from += o->rate) {
+        int64_t m = 0;
+        for (long i = from; i < total && i < from + o->rate; i++)
+            m = gaps[i] > m ? gaps[i] : m;
+        printf(" %lld", (long long)m);
+    }
+    printf("\n");
     free(gaps);
     scripted_stop(participant);
     return violations == 0 && completed == total ? 0 : 1;
