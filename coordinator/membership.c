@@ -3,6 +3,7 @@
 
 #include "log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,8 @@ struct membership {
     bool *held;
     char **alive;                /* the instances of the last beat */
     size_t nalive;
+    bool *ours;                  /* per partition: the spread gives it to us */
+    char *spread_of;             /* the member list the spread was computed for */
     int64_t next_beat;           /* monotonic ms */
     int64_t last_renewed;        /* when the last successful beat was sent, -1 = never */
     bool waiting;                /* a partition of ours is held by another: try again soon */
@@ -52,20 +55,64 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-int membership_rendezvous(const char *const *members, size_t n, int32_t partition)
+static uint64_t pair_weight(const char *member, int32_t partition)
 {
-    int best = -1;
-    uint64_t best_weight = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t w = mix64(fnv1a64(members[i]) ^ mix64((uint64_t)partition + 1));
-        /* Ties (never in practice) go to the smaller name, so every instance agrees. */
-        if (best < 0 || w > best_weight ||
-            (w == best_weight && strcmp(members[i], members[best]) < 0)) {
-            best = (int)i;
-            best_weight = w;
-        }
+    return mix64(fnv1a64(member) ^ mix64((uint64_t)partition + 1));
+}
+
+typedef struct pair {
+    uint64_t weight;
+    int32_t partition;
+    int member;
+    const char *name;
+} pair_t;
+
+/* Heaviest first; ties (never in practice) by name, then partition, so every instance
+ * orders the pairs alike. */
+static int pair_cmp(const void *a, const void *b)
+{
+    const pair_t *x = a, *y = b;
+    if (x->weight != y->weight)
+        return x->weight > y->weight ? -1 : 1;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+int membership_spread(const char *const *members, size_t n, int32_t partitions, int *owner)
+{
+    for (int32_t p = 0; p < partitions; p++)
+        owner[p] = -1;
+    if (n == 0 || partitions <= 0)
+        return 0;
+    size_t npairs = n * (size_t)partitions;
+    pair_t *pairs = malloc(npairs * sizeof *pairs);
+    size_t *load = calloc(n, sizeof *load);
+    if (!pairs || !load) {
+        free(pairs);
+        free(load);
+        return -1;
     }
-    return best;
+    size_t k = 0;
+    for (int32_t p = 0; p < partitions; p++)
+        for (size_t m = 0; m < n; m++)
+            pairs[k++] = (pair_t){pair_weight(members[m], p), p, (int)m, members[m]};
+    qsort(pairs, npairs, sizeof *pairs, pair_cmp);
+    /* Each member takes base partitions, and `extra` of them one more. */
+    size_t base = (size_t)partitions / n, extra = (size_t)partitions % n, over = 0;
+    int32_t left = partitions;
+    for (size_t i = 0; i < npairs && left > 0; i++) {
+        pair_t *x = &pairs[i];
+        if (owner[x->partition] >= 0 || load[x->member] > base ||
+            (load[x->member] == base && over >= extra))
+            continue;
+        over += load[x->member] == base;
+        owner[x->partition] = x->member;
+        load[x->member]++;
+        left--;
+    }
+    free(pairs);
+    free(load);
+    return 0;
 }
 
 /* --- lifecycle ---------------------------------------------------------------------- */
@@ -87,10 +134,11 @@ membership_t *membership_new(store_t *st, const char *instance, int32_t partitio
     m->scratch_parts = calloc(n, sizeof *m->scratch_parts);
     m->scratch_epochs = calloc(n, sizeof *m->scratch_epochs);
     m->held = calloc(n, sizeof *m->held);
+    m->ours = calloc(n, sizeof *m->ours);
     m->alive = calloc(MEMBERSHIP_MAX_ALIVE, sizeof *m->alive);
     m->last_renewed = -1;
     if (!m->instance || !m->epoch || !m->scratch_parts || !m->scratch_epochs || !m->held ||
-        !m->alive) {
+        !m->alive || !m->ours) {
         membership_free(m);
         return NULL;
     }
@@ -115,6 +163,8 @@ void membership_free(membership_t *m)
     free(m->scratch_parts);
     free(m->scratch_epochs);
     free(m->held);
+    free(m->ours);
+    free(m->spread_of);
     free(m);
 }
 
@@ -123,6 +173,14 @@ int membership_owned(const membership_t *m)
     int n = 0;
     for (int32_t p = 0; p < m->partitions; p++)
         n += m->epoch[p] > 0;
+    return n;
+}
+
+static int membership_count_ours(const membership_t *m)
+{
+    int n = 0;
+    for (int32_t p = 0; p < m->partitions; p++)
+        n += m->ours[p];
     return n;
 }
 
@@ -186,11 +244,16 @@ static int beat(membership_t *m, int64_t sent)
     return 0;
 }
 
-/* The partitions whose rendezvous owner among the live instances (us included) is us. */
-static bool is_ours(membership_t *m, int32_t p)
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Recomputes which partitions are ours when the live instances (us included) changed. */
+static void update_spread(membership_t *m)
 {
     const char *members[MEMBERSHIP_MAX_ALIVE + 1];
-    size_t n = 0;
+    size_t n = 0, len = 0;
     bool listed = false;
     for (size_t i = 0; i < m->nalive; i++) {
         members[n++] = m->alive[i];
@@ -198,22 +261,46 @@ static bool is_ours(membership_t *m, int32_t p)
     }
     if (!listed)
         members[n++] = m->instance;
-    int owner = membership_rendezvous(members, n, p);
-    return owner >= 0 && strcmp(members[owner], m->instance) == 0;
+    qsort(members, n, sizeof *members, name_cmp);
+    for (size_t i = 0; i < n; i++)
+        len += strlen(members[i]) + 1;
+    char *key = malloc(len + 1), *at = key;
+    if (!key)
+        return; /* keep the last spread */
+    for (size_t i = 0; i < n; i++)
+        at += sprintf(at, "%s\n", members[i]);
+    if (m->spread_of && strcmp(m->spread_of, key) == 0) {
+        free(key);
+        return;
+    }
+    int *owner = malloc((size_t)m->partitions * sizeof *owner);
+    if (!owner || membership_spread(members, n, m->partitions, owner) < 0) {
+        free(owner);
+        free(key);
+        return;
+    }
+    for (int32_t p = 0; p < m->partitions; p++)
+        m->ours[p] = owner[p] >= 0 && strcmp(members[owner[p]], m->instance) == 0;
+    free(owner);
+    free(m->spread_of);
+    m->spread_of = key;
+    log_info("membership: %zu live instance(s), %d partition(s) are ours", n,
+             membership_count_ours(m));
 }
 
 /* Hands over what belongs to another live instance now, then takes what is ours and free. */
 static void rebalance(membership_t *m)
 {
+    update_spread(m);
     int n = 0;
     for (int32_t p = 0; p < m->partitions; p++)
-        if (m->epoch[p] > 0 && !is_ours(m, p))
+        if (m->epoch[p] > 0 && !m->ours[p])
             m->scratch_parts[n++] = p;
     give_up(m, n, true);
     n = 0;
     m->waiting = false;
     for (int32_t p = 0; p < m->partitions; p++) {
-        if (m->epoch[p] > 0 || !is_ours(m, p))
+        if (m->epoch[p] > 0 || !m->ours[p])
             continue;
         int64_t epoch = 0;
         if (store_take_epoch(m->st, p, m->instance, &epoch) < 0) {

@@ -3,8 +3,9 @@
  *
  * Each instance beats every renew_ms: one pipelined call puts it in the alive set (by
  * Redis's clock), renews the lease of every partition it owns and returns the instances
- * heard from within lease_ms. A partition belongs to the live instance with the highest
- * rendezvous weight for it, so a join or a death moves only the partitions that must move.
+ * heard from within lease_ms. Partitions are spread over the live instances by rendezvous
+ * hashing with bounded loads (membership_spread), so a join or a death moves few
+ * partitions and no instance holds more than one above another.
  * An instance takes the leases of its partitions that are free (taking one bumps the
  * fencing epoch in the same script), hands over those that now belong to another instance
  * (finishing their rounds first), and lets go at once of a lease it lost. A lease not
@@ -51,9 +52,14 @@ void membership_leave(membership_t *m);
 int membership_owned(const membership_t *m);
 int64_t membership_since_renewal_ms(const membership_t *m);
 
-/* Rendezvous hashing: the index in members[0..n-1] of the owner of partition (the highest
- * weight), or -1 when n is 0. Pure; every instance computes the same answer from the same
- * member list, whatever its order. */
-int membership_rendezvous(const char *const *members, size_t n, int32_t partition);
+/* Rendezvous hashing with bounded loads: owner[p] gets the index in members[0..n-1] of
+ * partition p's owner, for p in 0..partitions-1 (-1 when n is 0). Every (partition,
+ * member) pair has a weight; pairs are taken from the heaviest down, and a member takes a
+ * partition while it holds fewer than partitions / n (partitions % n of them one more). So the spread is even (no
+ * member more than one partition above another) and a join or a death moves few more
+ * partitions than plain rendezvous hashing would. Pure: every instance computes the same
+ * answer from the same member names, whatever their order. Returns 0, or -1 when out of
+ * memory. */
+int membership_spread(const char *const *members, size_t n, int32_t partitions, int *owner);
 
 #endif

@@ -47,7 +47,7 @@ static void add_leased(int i, const char *const *env)
     cr_assert_eq(system_add_coordinator(&sys, args, env), i);
 }
 
-/* The owner rendezvous hashing gives partition p among the first n NAMES but skip. */
+/* The owner the spread gives partition p among the first n NAMES but skip. */
 static const char *expected_owner(int n, int skip, int p)
 {
     const char *members[3];
@@ -55,7 +55,9 @@ static const char *expected_owner(int n, int skip, int p)
     for (int i = 0; i < n; i++)
         if (i != skip)
             members[k++] = NAMES[i];
-    return members[membership_rendezvous(members, k, p)];
+    int owner[SYSTEM_INPUT_PARTITIONS];
+    cr_assert_eq(membership_spread(members, k, SYSTEM_INPUT_PARTITIONS, owner), 0);
+    return members[owner[p]];
 }
 
 static void start(int coordinators, const char *const *env)
@@ -152,7 +154,7 @@ Test(leases, partitions_spread_over_the_instances_and_a_killed_ones_move_to_the_
     start_sagas("before", 8);
     expect_completed_once("before", 8);
 
-    /* Kill the owner of partition 0: only its partitions move. */
+    /* Kill the owner of partition 0: its partitions move to the survivors. */
     int victim = -1;
     for (int i = 0; i < 3; i++)
         if (strcmp(NAMES[i], expected_owner(3, -1, 0)) == 0)
