@@ -99,8 +99,7 @@ struct simstore_conn {
     size_t sent_transitions;
     store_status_t *results;            /* the round in flight's, by position */
     size_t results_cap;
-    simstore_fault_fn fault;
-    void *fault_opaque;
+    simstore_hooks_t hooks;
     jsonw_t scratch;
 };
 
@@ -609,6 +608,8 @@ static int port_queue_transition(void *self, const store_transition_t *t)
     }
     if (!c->in_flight && ensure_connected(c) < 0)
         return -1;
+    if (c->hooks.queued)
+        c->hooks.queued(c->hooks.opaque, t);
     ss_call_t *b = batch_for(c, t->partition, t->epoch);
     b->txs = grow(b->txs, &b->txs_cap, b->ntx + 1, sizeof *b->txs);
     ss_tx_t *x = &b->txs[b->ntx++];
@@ -690,7 +691,7 @@ static int port_send(void *self)
         return -1;
     }
     emit_batches(c);
-    run_round(c, c->fault ? c->fault(c->fault_opaque) : SIMSTORE_ROUND_OK);
+    run_round(c, c->hooks.round_fate ? c->hooks.round_fate(c->hooks.opaque) : SIMSTORE_ROUND_OK);
     return 0;
 }
 
@@ -888,10 +889,9 @@ void simstore_conn_free(simstore_conn_t *c)
     free(c);
 }
 
-void simstore_conn_set_fault(simstore_conn_t *c, simstore_fault_fn fn, void *opaque)
+void simstore_conn_set_hooks(simstore_conn_t *c, const simstore_hooks_t *hooks)
 {
-    c->fault = fn;
-    c->fault_opaque = opaque;
+    c->hooks = hooks ? *hooks : (simstore_hooks_t){0};
 }
 
 void simstore_conn_kill(simstore_conn_t *c)

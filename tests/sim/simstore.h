@@ -42,15 +42,21 @@ typedef struct simstore_config {
                         * arriving at once */
 } simstore_config_t;
 
-/* What happens to a round when it is sent (simstore_fault_fn). */
+/* What happens to a round when it is sent (simstore_hooks_t.round_fate). */
 typedef enum {
     SIMSTORE_ROUND_OK = 0,
     SIMSTORE_ROUND_LOST_BEFORE,   /* the connection dropped before Redis ran it */
     SIMSTORE_ROUND_LOST_AFTER     /* the connection dropped after Redis ran it */
 } simstore_round_fate_t;
 
-/* Asked once per round sent on a connection (opaque as given). */
-typedef simstore_round_fate_t (*simstore_fault_fn)(void *opaque);
+/* What the world drives and watches on one connection; any function may be NULL. */
+typedef struct simstore_hooks {
+    void *opaque;
+    /* Asked once per round sent: what becomes of it (NULL: every round goes through). */
+    simstore_round_fate_t (*round_fate)(void *opaque);
+    /* Told of every transition queued, before it is snapshotted (borrowed for the call). */
+    void (*queued)(void *opaque, const store_transition_t *t);
+} simstore_hooks_t;
 
 /* A new, empty server (cfg may be NULL: defaults). Returns NULL when out of memory. */
 simstore_t *simstore_new(const simstore_config_t *cfg);
@@ -65,8 +71,8 @@ void simstore_conn_free(simstore_conn_t *c);
 /* The connection as a store port (self is c, borrowed). */
 store_port_t simstore_port(simstore_conn_t *c);
 
-/* Asks fn, at every round sent, what becomes of it (NULL: every round goes through). */
-void simstore_conn_set_fault(simstore_conn_t *c, simstore_fault_fn fn, void *opaque);
+/* Sets the connection's hooks (copied; NULL: none). */
+void simstore_conn_set_hooks(simstore_conn_t *c, const simstore_hooks_t *hooks);
 /* The client process was killed: every later call fails, nothing is written. */
 void simstore_conn_kill(simstore_conn_t *c);
 
