@@ -793,6 +793,12 @@ static instance_t *instance_by_id(const sim_t *w, int id)
  * its registry, its connection. Counts what its engine did. */
 static void instance_free(sim_t *w, instance_t *in)
 {
+    size_t fenced = simstore_conn_count(in->conn, STORE_FENCED);
+    size_t conflicts = simstore_conn_count(in->conn, STORE_CONFLICT);
+    if (conflicts || (fenced && !in->zombie))
+        violate(w, "instance %d: the store refused %zu transitions as fenced and %zu as "
+                "conflicting, with %s", in->id, fenced, conflicts,
+                in->zombie ? "its partitions gone" : "a single owner");
     const engine_stats_t *st = engine_stats(in->engine);
     w->res->transitions += st->transitions;
     w->res->outbox_resent += st->outbox_resent;

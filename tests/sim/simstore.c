@@ -100,6 +100,7 @@ struct simstore_conn {
     store_status_t *results;            /* the round in flight's, by position */
     size_t results_cap;
     simstore_hooks_t hooks;
+    size_t answered[STORE_ERROR + 1];   /* transitions answered, by status */
     jsonw_t scratch;
 };
 
@@ -247,7 +248,8 @@ static void tx_write(simstore_t *db, ss_part_t *p, const ss_tx_t *t)
 
 /* The transition script: the epoch first (FENCED for the whole call), then per
  * transition EXISTS for a create, CONFLICT for another version, else the writes. */
-static void run_batch(simstore_t *db, const ss_call_t *b, store_status_t *results)
+static void run_batch(simstore_t *db, const ss_call_t *b, store_status_t *results,
+                      size_t *answered)
 {
     ss_part_t *p = part_make(db, b->partition);
     for (size_t i = 0; i < b->ntx; i++) {
@@ -270,6 +272,7 @@ static void run_batch(simstore_t *db, const ss_call_t *b, store_status_t *result
             if (st == STORE_OK)
                 tx_write(db, p, t);
         }
+        answered[st]++;
         if (results)
             results[t->position] = st;
     }
@@ -662,7 +665,8 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
         if (c->calls[i].ack)
             run_ack(c->db, &c->calls[i]);
         else
-            run_batch(c->db, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL);
+            run_batch(c->db, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL,
+                      c->answered);
     }
     for (size_t i = 0; i < c->ncalls; i++)
         call_release(&c->calls[i]);
@@ -899,6 +903,11 @@ void simstore_conn_kill(simstore_conn_t *c)
     c->dead = true;
     c->connected = false;
     drop_queued(c);
+}
+
+size_t simstore_conn_count(const simstore_conn_t *c, store_status_t status)
+{
+    return status <= STORE_ERROR ? c->answered[status] : 0;
 }
 
 /* --- reading the server ------------------------------------------------------------ */

@@ -76,6 +76,10 @@ void simstore_conn_set_hooks(simstore_conn_t *c, const simstore_hooks_t *hooks);
 /* The client process was killed: every later call fails, nothing is written. */
 void simstore_conn_kill(simstore_conn_t *c);
 
+/* How many of the connection's transitions Redis answered with status (counted when the
+ * round ran, whether or not its replies were read). */
+size_t simstore_conn_count(const simstore_conn_t *c, store_status_t status);
+
 /* --- reading the server, for checks (everything borrowed until the next write) ----- */
 
 /* The partition's epoch (0 when none was taken). */
