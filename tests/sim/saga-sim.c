@@ -1,7 +1,7 @@
 /* saga-sim.c - runs the deterministic simulation (the real engine in a simulated world)
  * over many seeds, or replays one.
  *
- *   saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--verbose]
+ *   saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--first] [--verbose]
  *   saga-sim --seed S [--sagas K] [--plant NAME] [--trace]
  *
  * Exit status: 0 when no seed violated an invariant, 1 when one did, 2 on bad usage. */
@@ -15,7 +15,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--verbose]\n"
+            "usage: saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--first] [--verbose]\n"
             "       saga-sim --seed S [--sagas K] [--plant NAME] [--trace]\n"
             "  --seeds N    run seeds S..S+N-1 (S from --from, default 1)\n"
             "  --seed S     run one seed; with --trace print its whole event trace\n"
@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "  --plant NAME run with a participant's deliberate defect: double-apply,\n"
             "               fake-compensation (the checker must report violations; defects\n"
             "               of the engine: scripts/mutants.sh)\n"
+            "  --first      stop at the first seed that violates an invariant\n"
             "  --verbose    one line per seed\n");
 }
 
@@ -55,7 +56,7 @@ static void replay_hint(uint64_t seed, const sim_config_t *cfg, int sagas_flag)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 0, from = 1, one = 0;
-    bool have_one = false, verbose = false, trace = false;
+    bool have_one = false, verbose = false, trace = false, first = false;
     sim_config_t cfg = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
             }
             cfg.plant = (sim_plant_t)p;
             i++;
+        } else if (!strcmp(a, "--first")) {
+            first = true;
         } else if (!strcmp(a, "--verbose")) {
             verbose = true;
         } else if (!strcmp(a, "--trace")) {
@@ -150,6 +153,8 @@ int main(int argc, char **argv)
             for (int i = 0; i < r.violations && i < SIM_MAX_VIOLATIONS; i++)
                 printf("  %s\n", r.violation[i]);
             replay_hint(seed, &cfg, cfg.sagas > 0);
+            if (first)
+                seeds = k + 1; /* the summary counts the seeds run */
         }
     }
     double dt = wall_s() - t0;

@@ -1057,29 +1057,44 @@ static void operator_look(sim_t *w)
     }
 }
 
-/* Quiescent: faults over, one live instance and no other, nothing in flight anywhere, all
- * input committed, every outbox empty, every saga ended (or stuck after the operator gave
- * up on it). */
-static bool quiescent(sim_t *w)
+/* Why the world is not quiescent yet, or NULL when it is: faults over, one live instance
+ * and no other, nothing in flight anywhere, all input committed, every outbox empty, every
+ * saga ended (or stuck after the operator gave up on it). why: room for the reason. */
+static const char *unsettled(sim_t *w, char *why, size_t len)
 {
     instance_t *in = w->live;
-    if (faults_on(w) || !in || w->ninst != 1 || w->pending_deliveries ||
-        in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
-        return false;
-    for (int32_t p = 0; p < w->partitions; p++)
-        if (simbus_committed(w->bus, p) != simbus_end(w->bus, p) ||
-            simstore_outbox_count(w->db, p))
-            return false;
-    for (int i = 0; i < w->nsagas; i++) {
-        if (!stored(w, i))
-            return false;
-        saga_status_t st = stored_status(w, i);
-        if (saga_status_is_terminal(st))
-            continue;
-        if (st != SAGA_STUCK || w->op_actions[i] < w->op_patience)
-            return false; /* stuck and the operator gave up: a valid end state */
+    if (faults_on(w) || !in || w->ninst != 1 || w->pending_deliveries)
+        return "faults on, no single live instance, or deliveries on their way";
+    if (in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
+        return "a round or deliveries in flight";
+    for (int32_t p = 0; p < w->partitions; p++) {
+        if (simbus_committed(w->bus, p) != simbus_end(w->bus, p)) {
+            snprintf(why, len, "partition %d: input committed up to %lld of %lld", (int)p,
+                     (long long)simbus_committed(w->bus, p), (long long)simbus_end(w->bus, p));
+            return why;
+        }
+        if (simstore_outbox_count(w->db, p)) {
+            snprintf(why, len, "partition %d: %zu outbox entries left", (int)p,
+                     simstore_outbox_count(w->db, p));
+            return why;
+        }
     }
-    return true;
+    for (int i = 0; i < w->nsagas; i++) {
+        saga_status_t st = stored_status(w, i);
+        if (!stored(w, i) || (!saga_status_is_terminal(st) &&
+                              (st != SAGA_STUCK || w->op_actions[i] < w->op_patience))) {
+            /* stuck and the operator gave up: a valid end state */
+            snprintf(why, len, "s%d %s", i, stored(w, i) ? saga_status_name(st) : "not started");
+            return why;
+        }
+    }
+    return NULL;
+}
+
+static bool quiescent(sim_t *w)
+{
+    char why[128];
+    return unsettled(w, why, sizeof why) == NULL;
 }
 
 /* --- the checker -------------------------------------------------------------------- */
@@ -1412,8 +1427,10 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
     }
     out->end_ms = w->now - SIM_T0_MS;
     out->input_redelivered = simbus_rereads(w->bus);
-    if (!quiescent(w))
-        violate(w, "not quiescent at %lld ms: %d instances", (long long)out->end_ms, w->ninst);
+    char why[128];
+    const char *unsettled_why = unsettled(w, why, sizeof why);
+    if (unsettled_why)
+        violate(w, "not quiescent at %lld ms: %s", (long long)out->end_ms, unsettled_why);
     for (int i = 0; i < w->nsagas; i++)
         check_saga(w, i);
     trace(w, "end: %d completed, %d compensated, %d stuck, %d violations", out->completed,
