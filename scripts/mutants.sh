@@ -47,7 +47,7 @@ mutants=(
 
   "no-seek-after-reload" coordinator/engine.c
   $'        if (partition_load(c, p, p->epoch == 0) == 0) {\n            seek_to_confirmed(c, p);'
-  $'        if (partition_load(c, p, p->epoch == 0) == 0) {'
+  $'        if (partition_load(c, p, p->epoch == 0) == 0) {\n            (void)seek_to_confirmed;'
 
   "reply-reaches-phantom" coordinator/engine.c
   $'    if (s && s->creating) {\n        /* Its start'
