@@ -142,11 +142,11 @@ typedef struct sim {
     uint64_t frng;            /* the faults of the engine's surroundings */
     int64_t now;
     uint64_t seq, apply_seq;
-    definition_t *defs[SIM_DEF_COUNT];
+    const definition_t *defs[SIM_DEF_COUNT]; /* borrowed from defset */
     defn_set_t *defset;       /* the definitions folder every instance reads */
 
     /* fault intensity, chosen per seed */
-    double p_crash, p_dup, p_delay, p_lost, p_late, p_drop, p_retryable, p_fail, p_comp_fail,
+    double p_crash, p_dup, p_delay, p_lost, p_late, p_retryable, p_fail, p_comp_fail,
         p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail;
 
     event_t *evq;
@@ -1223,38 +1223,30 @@ static void check_saga(sim_t *w, int idx)
 
 /* --- the run ------------------------------------------------------------------------ */
 
+/* The definitions, as the folder every instance reads (defset, which owns them) and by
+ * index (defs). */
 static int load_defs(sim_t *w)
 {
     const char *texts[SIM_DEF_COUNT] = {SIM_DEF_ORDER, SIM_DEF_TRANSFER, SIM_DEF_TRIP};
-    for (int i = 0; i < SIM_DEF_COUNT; i++) {
+    w->defset = defn_set_new();
+    for (int i = 0; w->defset && i < SIM_DEF_COUNT; i++) {
         defn_errors_t errs = {0};
-        w->defs[i] = definition_load_string(texts[i], strlen(texts[i]), "sim", &errs);
+        definition_t *d = definition_load_string(texts[i], strlen(texts[i]), "sim", &errs);
         for (size_t k = 0; k < errs.count; k++) {
             char line[1024];
             defn_error_format(&errs.items[k], line, sizeof line);
             fprintf(stderr, "saga-sim: definition %d: %s\n", i, line);
         }
         defn_errors_release(&errs);
-        if (!w->defs[i] || w->defs[i]->step_count > SIM_MAX_STEPS)
+        if (!d || d->step_count > SIM_MAX_STEPS) {
+            definition_free(d);
             return -1;
-    }
-    return 0;
-}
-
-/* The definitions as the instances' folder (defset) and by index (defs, borrowed from it). */
-static int load_defset(sim_t *w)
-{
-    w->defset = defn_set_new();
-    if (!w->defset || load_defs(w) < 0)
-        return -1;
-    for (int i = 0; i < SIM_DEF_COUNT; i++) {
-        definition_t *d = w->defs[i];
-        w->defs[i] = NULL;
-        if (defn_set_add(w->defset, d, NULL) < 0)
+        }
+        if (defn_set_add(w->defset, d, NULL) < 0) /* it frees d */
             return -1;
-        w->defs[i] = (definition_t *)defn_set_find(w->defset, d->name, d->version);
+        w->defs[i] = d;
     }
-    return 0;
+    return w->defset ? 0 : -1;
 }
 
 static void sim_free(sim_t *w)
@@ -1358,7 +1350,7 @@ static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_resul
     w->now = SIM_T0_MS;
     json_object_seed(1);
     log_set_level(cfg->trace ? LOG_INFO : (log_level_t)(LOG_ERROR + 1));
-    if (load_defset(w) < 0)
+    if (load_defs(w) < 0)
         return -1;
     choose_faults(w, seed);
     /* One run in five has an operator who gives up soon: stuck is a valid end state. */
