@@ -201,12 +201,13 @@ static int bus_produce(void *opaque, const char *topic, int32_t partition, const
 static void serve_reports(simbus_client_t *c, bool all_failed)
 {
     size_t n = c->nreports;
-    report_t *r = malloc((n ? n : 1) * sizeof *r);
+    if (!n)
+        return;
+    report_t *r = malloc(n * sizeof *r);
     if (!r)
         abort();
     memcpy(r, c->reports, n * sizeof *r);
-    memmove(c->reports, c->reports + n, (c->nreports - n) * sizeof *r);
-    c->nreports -= n;
+    c->nreports = 0;
     for (size_t i = 0; i < n; i++) {
         bool failed = r[i].failed || all_failed;
         engine_on_delivery(c->engine, r[i].delivery, r[i].partition, r[i].topic,
