@@ -835,7 +835,7 @@ static bool reap(sim_t *w, instance_t *in)
 static void instance_start(sim_t *w)
 {
     instance_t *in = calloc(1, sizeof *in);
-    if (!in || w->ninst == SIM_MAX_INSTANCES)
+    if (!in)
         abort();
     in->w = w;
     in->id = ++w->started;
@@ -903,7 +903,8 @@ static void instance_pause(sim_t *w, instance_t *in)
  * runs a little while (every write it makes must be fenced), then hears of its revoke. */
 static void instance_takeover(sim_t *w, instance_t *in)
 {
-    if (!in || in->dead || in != w->live || w->now >= in->frozen_until)
+    if (!in || in->dead || in != w->live || w->now >= in->frozen_until ||
+        w->ninst == SIM_MAX_INSTANCES)
         return;
     in->zombie = true;
     w->res->zombies++;
@@ -1320,8 +1321,12 @@ static bool handle_event(sim_t *w, event_t *e)
             instance_turn(w, in);
         break;
     case EV_RECOVER:
-        if (!w->live)
+        if (!w->live && w->ninst < SIM_MAX_INSTANCES) {
             instance_start(w);
+        } else if (!w->live) { /* zombies still around: the group waits for them */
+            event_t again = {.at = w->now + SIM_REVOKE_MAX_MS, .type = EV_RECOVER};
+            ev_push(w, again);
+        }
         break;
     case EV_TAKEOVER:
         instance_takeover(w, instance_by_id(w, e->idx));
