@@ -654,11 +654,21 @@ static void on_crash_point(void *opaque, const char *point)
         instance_kill(w, in, point);
 }
 
-/* The engine's freeze point: the simulation freezes instances between turns instead. */
+static void instance_pause(sim_t *w, instance_t *in);
+
+/* The engine's freeze point, before it writes a round: the process stops there (SIGSTOP),
+ * so the round reaches Redis only when it wakes, perhaps a zombie by then. The rest of
+ * its turn is its first work after the pause. */
 static void on_freeze_point(void *opaque, const char *point)
 {
-    (void)opaque;
-    (void)point;
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    if (strcmp(point, "before_redis_write") != 0 || in->dead || in->zombie ||
+        !fault(w, w->p_pause))
+        return;
+    trace(w, "FREEZE [%d] before its Redis write", in->id);
+    simstore_conn_hold(in->conn, true);
+    instance_pause(w, in);
 }
 
 static int64_t clock_ms(void *opaque)
@@ -934,6 +944,7 @@ static void instance_revoke(sim_t *w, instance_t *in)
 static void instance_turn(sim_t *w, instance_t *in)
 {
     in->turn_at = 0;
+    simstore_conn_hold(in->conn, false); /* awake: a round it stopped before is written */
     if (!in->zombie && fault(w, w->p_pause)) {
         instance_pause(w, in);
         return;

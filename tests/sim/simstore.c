@@ -96,6 +96,7 @@ struct simstore_conn {
     ss_call_t *calls;                   /* appended to the pipeline, in order */
     size_t ncalls, calls_cap;
     bool in_flight, send_failed, round_lost, arriving;
+    bool hold, held;                    /* rounds wait; one is waiting */
     size_t sent_transitions;
     store_status_t *results;            /* the round in flight's, by position */
     size_t results_cap;
@@ -674,6 +675,13 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
     c->round_lost = fate != SIMSTORE_ROUND_OK;
 }
 
+/* The round sent reaches Redis now. */
+static void run_held(simstore_conn_t *c)
+{
+    c->held = false;
+    run_round(c, c->hooks.round_fate ? c->hooks.round_fate(c->hooks.opaque) : SIMSTORE_ROUND_OK);
+}
+
 static int port_send(void *self)
 {
     simstore_conn_t *c = self;
@@ -695,7 +703,10 @@ static int port_send(void *self)
         return -1;
     }
     emit_batches(c);
-    run_round(c, c->hooks.round_fate ? c->hooks.round_fate(c->hooks.opaque) : SIMSTORE_ROUND_OK);
+    if (c->hold)
+        c->held = true;
+    else
+        run_held(c);
     return 0;
 }
 
@@ -708,7 +719,7 @@ static bool port_in_flight(void *self)
 static bool port_replies_arriving(void *self)
 {
     simstore_conn_t *c = self;
-    if (!c->in_flight)
+    if (!c->in_flight || c->held)
         return false;
     if (c->send_failed || c->arriving || !c->db->rng)
         return true;
@@ -721,6 +732,8 @@ static int port_receive(void *self, store_status_t *results)
     simstore_conn_t *c = self;
     if (!c->in_flight)
         return 0;
+    if (c->held && !c->dead)
+        run_held(c);
     bool lost = c->dead || c->send_failed || c->round_lost;
     for (size_t i = 0; i < c->sent_transitions; i++)
         results[i] = c->dead ? STORE_ERROR : c->results[i];
@@ -896,6 +909,13 @@ void simstore_conn_free(simstore_conn_t *c)
 void simstore_conn_set_hooks(simstore_conn_t *c, const simstore_hooks_t *hooks)
 {
     c->hooks = hooks ? *hooks : (simstore_hooks_t){0};
+}
+
+void simstore_conn_hold(simstore_conn_t *c, bool hold)
+{
+    c->hold = hold;
+    if (!hold && c->held && !c->dead)
+        run_held(c);
 }
 
 void simstore_conn_kill(simstore_conn_t *c)

@@ -73,6 +73,10 @@ store_port_t simstore_port(simstore_conn_t *c);
 
 /* Sets the connection's hooks (copied; NULL: none). */
 void simstore_conn_set_hooks(simstore_conn_t *c, const simstore_hooks_t *hooks);
+/* hold: the client process stopped just before writing its rounds (SIGSTOP): a round sent
+ * from now on reaches Redis, and runs, only when the hold ends (or when its replies are
+ * read: the process runs again). */
+void simstore_conn_hold(simstore_conn_t *c, bool hold);
 /* The client process was killed: every later call fails, nothing is written. */
 void simstore_conn_kill(simstore_conn_t *c);
 
