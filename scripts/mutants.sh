@@ -33,9 +33,9 @@ mutants=(
   $'        p->sent_first_offset = p->turn_first_offset;\n        p->sent_next_offset = p->turn_next_offset;\n        p->turn_first_offset = -1;\n    }'
   $'        p->sent_first_offset = -1;\n        p->sent_next_offset = p->turn_next_offset;\n    }\n    store_offsets(c, false);'
 
-  "ack-lost-with-round" coordinator/engine.c
-  $'        if (lost && vec_grow((void **)&c->acks'
-  $'        if (!lost && vec_grow((void **)&c->acks'
+  "ack-dropped" coordinator/engine.c
+  $'(void)c->store.queue_outbox_acks(c->store.self, p->id, p->epoch, c->ack_ids, n);'
+  $'(void)c->store.queue_outbox_acks(c->store.self, p->id, p->epoch, c->ack_ids, n ? n - 1 : 0);'
 
   "timer-lost-on-reload" coordinator/engine.c
   $'        lc->failed++;\n        return;\n    }\n    (void)timers_set(&lc->c->timers, s, machine_next_timer(s));'
