@@ -40,6 +40,7 @@ Test(simulation, every_seed_holds_every_invariant, .timeout = 600)
         sum.zombies += r.zombies;
         sum.fenced += r.fenced;
         sum.redis_errors += r.redis_errors;
+        sum.redis_outages += r.redis_outages;
         if (rc) {
             if (!bad++)
                 first_bad = seed;
@@ -59,6 +60,7 @@ Test(simulation, every_seed_holds_every_invariant, .timeout = 600)
     cr_assert_gt(sum.fenced, 0, "a zombie's writes are fenced");
     cr_assert_gt(sum.redis_errors, n / 2, "Redis connections are lost (%" PRIu64 ")",
                  sum.redis_errors);
+    cr_assert_gt(sum.redis_outages, n / 8, "Redis goes down (%" PRIu64 ")", sum.redis_outages);
 }
 
 Test(simulation, a_seed_replays_identically)

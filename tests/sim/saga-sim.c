@@ -112,6 +112,7 @@ int main(int argc, char **argv)
     uint64_t events = 0, sagas = 0, crashes = 0, transitions = 0, commands = 0, resent = 0;
     uint64_t aborts = 0, retries = 0, skips = 0, redelivered = 0, redis_errors = 0;
     uint64_t pauses = 0, timers_held = 0, zombies = 0, fenced = 0, delivery_failures = 0;
+    uint64_t outages = 0;
     uint64_t bad_seeds = 0, violations = 0, completed = 0, compensated = 0, stuck = 0;
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = from + k;
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
         redis_errors += r.redis_errors;
         pauses += r.pauses;
         zombies += r.zombies;
+        outages += r.redis_outages;
         fenced += r.fenced;
         delivery_failures += r.delivery_failures;
         timers_held += r.timers_held;
@@ -161,13 +163,14 @@ int main(int argc, char **argv)
     printf("seeds %" PRIu64 " (from %" PRIu64 "), events %" PRIu64 ", sagas %" PRIu64
            " (%" PRIu64 " completed, %" PRIu64 " compensated, %" PRIu64 " stuck), "
            "transitions %" PRIu64 ", commands %" PRIu64 ", crashes %" PRIu64
-           ", Redis connections lost %" PRIu64 ", deliveries failed %" PRIu64 ", pauses %" PRIu64
+           ", Redis connections lost %" PRIu64 ", Redis down %" PRIu64
+           " times, deliveries failed %" PRIu64 ", pauses %" PRIu64
            " (zombies %" PRIu64 ", fenced %" PRIu64 "), timers held %" PRIu64
            ", outbox re-sent %" PRIu64 ", input re-read %" PRIu64 ", operator aborts %" PRIu64
            " retries %" PRIu64 " skips %" PRIu64 ", violations %" PRIu64 " in %" PRIu64
            " seeds, wall %.2f s\n",
            seeds, from, events, sagas, completed, compensated, stuck, transitions, commands,
-           crashes, redis_errors, delivery_failures, pauses, zombies, fenced, timers_held, resent,
+           crashes, redis_errors, outages, delivery_failures, pauses, zombies, fenced, timers_held, resent,
            redelivered, aborts, retries, skips, violations, bad_seeds, dt);
     return bad_seeds ? 1 : 0;
 }

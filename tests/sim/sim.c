@@ -55,6 +55,8 @@
 #define SIM_PAUSE_MAX_MS 4000         /* ... this long while time and the world go on */
 #define SIM_ZOMBIE_CHANCE 0.5         /* a pause during which the group moves its partitions */
 #define SIM_REVOKE_MAX_MS 300         /* a zombie runs this long at most before its revoke */
+#define SIM_OUTAGE_MIN_MS 20          /* Redis is down ... */
+#define SIM_OUTAGE_MAX_MS 1500        /* ... this long */
 
 /* --- random numbers: splitmix64, one stream per run -------------------------------- */
 
@@ -75,6 +77,7 @@ typedef enum {
     EV_RECOVER,    /* the group gives the partitions of a dead instance to a new one */
     EV_TAKEOVER,   /* ... or those of a frozen one (which becomes a zombie) */
     EV_REVOKE,     /* a zombie hears that its partitions are gone */
+    EV_REDIS_UP,   /* the Redis server is reachable again */
     EV_OPERATOR,
     EV_START
 } ev_type_t;
@@ -147,7 +150,7 @@ typedef struct sim {
 
     /* fault intensity, chosen per seed */
     double p_crash, p_dup, p_delay, p_lost, p_late, p_retryable, p_fail, p_comp_fail,
-        p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail;
+        p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail, p_redis_down;
 
     event_t *evq;
     size_t evn, evcap;
@@ -879,9 +882,14 @@ static void instance_start(sim_t *w)
     w->inst[w->ninst++] = in;
     w->live = in;
     defn_errors_t errs = {0};
-    if (registry_publish(in->registry, &in->store, &errs) < 0)
-        violate(w, "instance %d: the definitions could not be recorded", in->id);
+    int published = registry_publish(in->registry, &in->store, &errs);
     defn_errors_release(&errs);
+    if (published < 0) { /* Redis down: coordinator.c does not start; it is started again */
+        trace(w, "START [%d] fails: %s", in->id, in->store.last_error(in->store.self));
+        in->dead = true;
+        (void)reap(w, in);
+        return;
+    }
     int32_t parts[SIM_MAX_PARTITIONS];
     for (int32_t p = 0; p < w->partitions; p++)
         parts[p] = p;
@@ -1303,6 +1311,22 @@ static void choose_faults(sim_t *w, uint64_t seed)
     w->p_redis_err = 0.08 * frnd01(w);
     w->p_pause = 0.03 * frnd01(w);
     w->p_produce_fail = 0.02 * frnd01(w);
+    w->p_redis_down = 0.03 * frnd01(w);
+}
+
+/* Sometimes (looked at with the operator's rounds) the Redis server goes down for a while:
+ * connections are refused, commands fail, rounds are lost. */
+static void redis_outage(sim_t *w)
+{
+    if (!fault(w, w->p_redis_down))
+        return;
+    int64_t up = w->now + SIM_OUTAGE_MIN_MS +
+                 (int64_t)(frnd01(w) * (SIM_OUTAGE_MAX_MS - SIM_OUTAGE_MIN_MS));
+    w->res->redis_outages++;
+    trace(w, "REDIS down until +%lld ms", (long long)(up - SIM_T0_MS));
+    simstore_set_down(w->db, true);
+    event_t e = {.at = up, .type = EV_REDIS_UP};
+    ev_push(w, e);
 }
 
 /* Handles one event; returns false when the run is over. */
@@ -1345,7 +1369,12 @@ static bool handle_event(sim_t *w, event_t *e)
     case EV_REVOKE:
         instance_revoke(w, instance_by_id(w, e->idx));
         break;
+    case EV_REDIS_UP:
+        trace(w, "REDIS up");
+        simstore_set_down(w->db, false);
+        break;
     case EV_OPERATOR:
+        redis_outage(w);
         operator_look(w);
         if (quiescent(w)) {
             trace(w, "quiescent");

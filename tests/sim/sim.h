@@ -45,6 +45,7 @@ typedef struct sim_result {
     uint64_t fenced;            /* times an instance found itself fenced (a zombie's writes) */
     uint64_t timers_held;       /* due timers held back by the gate (input before them unread) */
     uint64_t redis_errors;      /* rounds whose outcome the engine did not learn */
+    uint64_t redis_outages;     /* times the Redis server was down for a while */
     uint64_t delivery_failures; /* produced messages whose delivery failed */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;

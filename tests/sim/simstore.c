@@ -52,6 +52,7 @@ typedef struct ss_def {
 
 struct simstore {
     int history_cap;
+    bool down;                          /* unreachable */
     uint64_t rng;                       /* 0: no shuffling, replies at once */
     ss_part_t *parts;
     size_t nparts;
@@ -384,6 +385,10 @@ static int ensure_connected(simstore_conn_t *c)
         return -1;
     }
     drop_queued(c);
+    if (c->db->down) {
+        set_error(c, "redis: connection refused (simulated: the server is down)");
+        return -1;
+    }
     c->connected = true;
     return 0;
 }
@@ -395,7 +400,14 @@ static int sync_ready(simstore_conn_t *c)
         set_error(c, "redis: a pipelined round is pending (store_receive first)");
         return -1;
     }
-    return ensure_connected(c);
+    if (ensure_connected(c) < 0)
+        return -1;
+    if (c->db->down) { /* the command fails, and the connection with it */
+        set_error(c, "redis: connection reset (simulated: the server is down)");
+        c->connected = false;
+        return -1;
+    }
+    return 0;
 }
 
 /* --- the port: connection, epochs, loading --------------------------------------------- */
@@ -679,7 +691,11 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
 static void run_held(simstore_conn_t *c)
 {
     c->held = false;
-    run_round(c, c->hooks.round_fate ? c->hooks.round_fate(c->hooks.opaque) : SIMSTORE_ROUND_OK);
+    if (c->db->down)
+        run_round(c, SIMSTORE_ROUND_LOST_BEFORE);
+    else
+        run_round(c, c->hooks.round_fate ? c->hooks.round_fate(c->hooks.opaque)
+                                         : SIMSTORE_ROUND_OK);
 }
 
 static int port_send(void *self)
@@ -881,6 +897,11 @@ void simstore_free(simstore_t *db)
     }
     free(db->defs);
     free(db);
+}
+
+void simstore_set_down(simstore_t *db, bool down)
+{
+    db->down = down;
 }
 
 simstore_conn_t *simstore_conn_new(simstore_t *db)

@@ -13,13 +13,14 @@
  * CONFLICT for the version) and the epoch check of outbox acknowledgements.
  *
  * Not modeled: the counters hash (nothing reads it back), retention (finished sagas never
- * expire), member records (accepted and forgotten), Redis being unreachable for a while
- * (a lost connection reconnects at the next call).
+ * expire), member records (accepted and forgotten).
  *
  * A round is run by the model when it is sent (a valid place for it in time: Redis runs
  * it between send and receive). Faults, for the world to drive: a connection can be lost
  * before Redis ran a round (nothing written) or after (all written); either way its
- * client learns nothing (STORE_ERROR for each transition, receive returns -1). A
+ * client learns nothing (STORE_ERROR for each transition, receive returns -1). The
+ * server can be down for a while: connecting fails, and so does every call that talks to
+ * it (dropping the connection, as store.c does on a failed command). A
  * connection can be killed (its process died): from then on every call fails and nothing
  * it sends is written. */
 #ifndef SAGA_SIMSTORE_H
@@ -62,6 +63,9 @@ typedef struct simstore_hooks {
 simstore_t *simstore_new(const simstore_config_t *cfg);
 /* Frees the server. Its connections must be freed first. NULL is a no-op. */
 void simstore_free(simstore_t *db);
+
+/* The server goes down (unreachable) or comes back. */
+void simstore_set_down(simstore_t *db, bool down);
 
 /* A new connection to db (borrowed: it must outlive the connection), connected. Returns
  * NULL when out of memory. */
