@@ -12,8 +12,8 @@
  * points or in the middle of produce (its store connection and bus client drop everything
  * from then on; the world frees it and a new instance takes the partitions), frozen for a
  * while (and sometimes its partitions are taken by a new instance meanwhile: it wakes as
- * a zombie, then is revoked), its Redis connection lost before or after a round ran, its
- * deliveries failed. After the faults stop, the world runs to quiescence and the checker
+ * a zombie, then is revoked), its Redis connection lost before or after a round ran, the
+ * Redis server down for a while, its deliveries failed. After the faults stop, the world runs to quiescence and the checker
  * looks at the participants' ledgers and the store. */
 #include "sim.h"
 

@@ -6,7 +6,7 @@
  * (simbus.h), command topics that duplicate, delay and reorder, participants that keep a
  * ledger and follow docs/protocol.md, a client and an operator. Engine instances are
  * killed at the engine's crash points, frozen, replaced while frozen (zombies), lose their
- * Redis connection and their deliveries. Time is virtual and every random choice comes
+ * Redis connection, find Redis down, and lose deliveries. Time is virtual and every random choice comes
  * from one 64-bit seed, so a seed replays exactly. After the run, faults stop, the world
  * runs to quiescence and the invariants are checked. */
 #ifndef SAGA_SIM_H
