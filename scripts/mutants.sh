@@ -58,7 +58,7 @@ mutants=(
   $'    if (s && m->expected_version && m->expected_version != s->version && false) {'
 )
 
-work=$(mktemp -d /tmp/saga-mutants.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/mutants.XXXXXX")
 cleanup() { if ((keep)); then echo "kept $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 src="$work/src" build="$work/build"
