@@ -1,6 +1,7 @@
-/* saga-sim.c - runs the deterministic simulation over many seeds, or replays one.
+/* saga-sim.c - runs the deterministic simulation (the real engine in a simulated world)
+ * over many seeds, or replays one.
  *
- *   saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--verbose]
+ *   saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--first] [--verbose]
  *   saga-sim --seed S [--sagas K] [--plant NAME] [--trace]
  *
  * Exit status: 0 when no seed violated an invariant, 1 when one did, 2 on bad usage. */
@@ -14,14 +15,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--verbose]\n"
+            "usage: saga-sim --seeds N [--from S] [--sagas K] [--plant NAME] [--first] [--verbose]\n"
             "       saga-sim --seed S [--sagas K] [--plant NAME] [--trace]\n"
             "  --seeds N    run seeds S..S+N-1 (S from --from, default 1)\n"
             "  --seed S     run one seed; with --trace print its whole event trace\n"
             "  --sagas K    sagas per seed (default: 5..15, chosen by the seed)\n"
-            "  --plant NAME run with a deliberate defect: double-apply, fake-compensation,\n"
-            "               no-timer-rearm, start-race, skip-redelivery, keep-open-round\n"
-            "               (the checker must report violations)\n"
+            "  --plant NAME run with a participant's deliberate defect: double-apply,\n"
+            "               fake-compensation (the checker must report violations; defects\n"
+            "               of the engine: scripts/mutants.sh)\n"
+            "  --first      stop at the first seed that violates an invariant\n"
             "  --verbose    one line per seed\n");
 }
 
@@ -54,7 +56,7 @@ static void replay_hint(uint64_t seed, const sim_config_t *cfg, int sagas_flag)
 int main(int argc, char **argv)
 {
     uint64_t seeds = 0, from = 1, one = 0;
-    bool have_one = false, verbose = false, trace = false;
+    bool have_one = false, verbose = false, trace = false, first = false;
     sim_config_t cfg = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -81,6 +83,8 @@ int main(int argc, char **argv)
             }
             cfg.plant = (sim_plant_t)p;
             i++;
+        } else if (!strcmp(a, "--first")) {
+            first = true;
         } else if (!strcmp(a, "--verbose")) {
             verbose = true;
         } else if (!strcmp(a, "--trace")) {
@@ -107,7 +111,8 @@ int main(int argc, char **argv)
     double t0 = wall_s();
     uint64_t events = 0, sagas = 0, crashes = 0, transitions = 0, commands = 0, resent = 0;
     uint64_t aborts = 0, retries = 0, skips = 0, redelivered = 0, redis_errors = 0;
-    uint64_t pauses = 0, timers_held = 0;
+    uint64_t pauses = 0, timers_held = 0, zombies = 0, fenced = 0, delivery_failures = 0;
+    uint64_t outages = 0;
     uint64_t bad_seeds = 0, violations = 0, completed = 0, compensated = 0, stuck = 0;
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = from + k;
@@ -122,6 +127,10 @@ int main(int argc, char **argv)
         crashes += r.crashes;
         redis_errors += r.redis_errors;
         pauses += r.pauses;
+        zombies += r.zombies;
+        outages += r.redis_outages;
+        fenced += r.fenced;
+        delivery_failures += r.delivery_failures;
         timers_held += r.timers_held;
         transitions += r.transitions;
         commands += r.commands;
@@ -146,17 +155,22 @@ int main(int argc, char **argv)
             for (int i = 0; i < r.violations && i < SIM_MAX_VIOLATIONS; i++)
                 printf("  %s\n", r.violation[i]);
             replay_hint(seed, &cfg, cfg.sagas > 0);
+            if (first)
+                seeds = k + 1; /* the summary counts the seeds run */
         }
     }
     double dt = wall_s() - t0;
     printf("seeds %" PRIu64 " (from %" PRIu64 "), events %" PRIu64 ", sagas %" PRIu64
            " (%" PRIu64 " completed, %" PRIu64 " compensated, %" PRIu64 " stuck), "
            "transitions %" PRIu64 ", commands %" PRIu64 ", crashes %" PRIu64
-           ", Redis connections lost %" PRIu64 ", pauses %" PRIu64 " (timers held %" PRIu64
-           "), outbox re-sent %" PRIu64 ", input re-read %" PRIu64 ", operator aborts %" PRIu64
+           ", Redis connections lost %" PRIu64 ", Redis down %" PRIu64
+           " times, deliveries failed %" PRIu64 ", pauses %" PRIu64
+           " (zombies %" PRIu64 ", fenced %" PRIu64 "), timers held %" PRIu64
+           ", outbox re-sent %" PRIu64 ", input re-read %" PRIu64 ", operator aborts %" PRIu64
            " retries %" PRIu64 " skips %" PRIu64 ", violations %" PRIu64 " in %" PRIu64
            " seeds, wall %.2f s\n",
            seeds, from, events, sagas, completed, compensated, stuck, transitions, commands,
-           crashes, redis_errors, pauses, timers_held, resent, redelivered, aborts, retries, skips, violations, bad_seeds, dt);
+           crashes, redis_errors, outages, delivery_failures, pauses, zombies, fenced, timers_held, resent,
+           redelivered, aborts, retries, skips, violations, bad_seeds, dt);
     return bad_seeds ? 1 : 0;
 }

@@ -1,24 +1,34 @@
-/* sim.c - the deterministic simulation of the coordinator's logic (see sim.h).
+/* sim.c - the deterministic simulation: the real engine (coordinator/engine.c) in a
+ * simulated world (see sim.h, docs/simulation.md).
  *
- * The world: an event queue on a virtual clock; a store (saga fields as saga_encode_fields
- * writes them, a version per saga, the partition's epoch, the outbox, the committed input
- * offset); the input topic as a log; command topics as delayed deliveries; participants
- * with a ledger per idempotency key; a client that starts sagas; an operator. The engine is
- * coordinator.c's turn in miniature, rounds included: read a batch of input, run the
- * machine, run due timers (the open round, built on the state of the round in flight);
- * then act on the round in flight as the store answered it (produce, store its offset);
- * then write the open round with its outbox in one flush (version + epoch checked) and
- * leave it in flight for the next turn; the offset is committed every SIM_COMMIT_MS as librdkafka's
- * auto-commit does. A crash drops the engine's memory; recovery takes a new epoch, rebuilds
- * the active sagas with saga_decode_fields, re-arms timers from machine_next_timer,
- * re-sends the outbox and reads the input again from the committed offset. */
+ * The world: an event queue on a virtual clock; the store (simstore.c, a model of the
+ * Redis store behind the store port); the bus (simbus.c: the input topic's partitions as
+ * logs, the group's committed offsets, a client per engine instance behind the bus port);
+ * command topics as delayed deliveries; participants with a ledger per idempotency key; a
+ * client that starts sagas; an operator. Engine instances are the real engine, each with
+ * its own store connection, bus client and definition registry, on the virtual clock:
+ * their loop is engine_prepare_turn, then the input waiting (up to a batch), then
+ * engine_turn, as coordinator.c's. Faults: an instance is killed at the engine's crash
+ * points or in the middle of produce (its store connection and bus client drop everything
+ * from then on; the world frees it and a new instance takes the partitions), frozen for a
+ * while (and sometimes its partitions are taken by a new instance meanwhile: it wakes as
+ * a zombie, then is revoked), its Redis connection lost before or after a round ran, the
+ * Redis server down for a while, its deliveries failed. After the faults stop, the world runs to quiescence and the checker
+ * looks at the participants' ledgers and the store. */
 #include "sim.h"
 
+#include "catalogue.h"
+#include "config.h"
 #include "definition.h"
+#include "engine.h"
+#include "log.h"
 #include "machine.h"
-#include "protocol.h"
+#include "registry.h"
+#include "route.h"
 #include "saga.h"
 #include "sim_defs.h"
+#include "simbus.h"
+#include "simstore.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -28,17 +38,25 @@
 #define SIM_T0_MS 1700000000000LL     /* virtual epoch: timestamps look real, never 0 */
 #define SIM_FAULT_MS 3000             /* faults happen in [0, SIM_FAULT_MS) */
 #define SIM_MAX_MS 120000             /* a run that is not quiescent by then is a violation */
-#define SIM_COMMIT_MS 500             /* auto.commit.interval.ms of coordinator.c */
 #define SIM_OPERATOR_MS 150           /* the operator looks at the store this often */
 #define SIM_OPERATOR_MAX_ACTIONS 10   /* retry/skip per saga before the operator gives up */
 #define SIM_MAX_STEPS 8
-#define SIM_MAX_RELOADS 200           /* more reloads than this in one run: a livelock */
+#define SIM_MAX_RELOADS 200           /* more partition loads than this in one run: a livelock */
 #define SIM_MAX_BATCH 64              /* input messages per turn when all are there */
+#define SIM_MAX_PARTITIONS 3          /* input partitions: 1..this, chosen by the seed */
+#define SIM_MAX_INSTANCES 8           /* engine instances alive at once (live, zombies) */
+#define SIM_POLL_MS 100               /* poll_interval_ms: the longest wait for input */
 #define SIM_DEF_COUNT 3
 #define SIM_INPUT_TOPIC "saga.input"
+#define SIM_OUTCOMES_TOPIC "saga.outcomes"
+#define SIM_DEADLETTER_TOPIC "saga.deadletter"
 #define SIM_LINE_MAX 512
-#define SIM_PAUSE_MIN_MS 200          /* a frozen engine (SIGSTOP, starvation) sleeps ... */
+#define SIM_PAUSE_MIN_MS 200          /* a frozen instance (SIGSTOP, starvation) sleeps ... */
 #define SIM_PAUSE_MAX_MS 4000         /* ... this long while time and the world go on */
+#define SIM_ZOMBIE_CHANCE 0.5         /* a pause during which the group moves its partitions */
+#define SIM_REVOKE_MAX_MS 300         /* a zombie runs this long at most before its revoke */
+#define SIM_OUTAGE_MIN_MS 20          /* Redis is down ... */
+#define SIM_OUTAGE_MAX_MS 1500        /* ... this long */
 
 /* --- random numbers: splitmix64, one stream per run -------------------------------- */
 
@@ -52,14 +70,25 @@ static uint64_t splitmix64(uint64_t *x)
 
 /* --- the world --------------------------------------------------------------------- */
 
-typedef enum { EV_INPUT, EV_COMMAND, EV_TURN, EV_RECOVER, EV_OPERATOR, EV_START } ev_type_t;
+typedef enum {
+    EV_INPUT,      /* a message reaches the input topic */
+    EV_COMMAND,    /* a command reaches its participant */
+    EV_TURN,       /* an instance's loop goes round */
+    EV_RECOVER,    /* the group gives the partitions of a dead instance to a new one */
+    EV_TAKEOVER,   /* ... or those of a frozen one (which becomes a zombie) */
+    EV_REVOKE,     /* a zombie hears that its partitions are gone */
+    EV_REDIS_UP,   /* the Redis server is reachable again */
+    EV_OPERATOR,
+    EV_START
+} ev_type_t;
 
 typedef struct event {
     int64_t at;
     uint64_t seq;             /* ties broken by scheduling order */
     ev_type_t type;
-    int idx;                  /* saga index (start) */
-    char *text;               /* EV_INPUT: the message as Kafka holds it (owned) */
+    int idx;                  /* saga index (start, input), or instance id */
+    int32_t part;             /* EV_INPUT: the partition, -1 = the key's */
+    char *text;               /* EV_INPUT: the message (owned) */
     json_t *msg;              /* EV_COMMAND: the command (owned reference) */
 } event_t;
 
@@ -73,63 +102,55 @@ typedef struct ledger {
     bool comp_acked;          /* answered ok to a compensation (applied, tombstone or fake) */
     bool tombstone;           /* compensation before its action: nothing to undo */
     int refused;              /* actions refused because their compensation came first */
-    bool comp_exhausted;      /* the coordinator once gave up on this compensation */
 } ledger_t;
 
-typedef struct outbox_entry {
-    char *id;
-    json_t *msg;              /* owned reference */
-    const char *topic;        /* borrowed from the definition, or NULL for the outcome */
-} outbox_entry_t;
-
-typedef struct store_rec {
-    json_t *fields;           /* saga_encode_fields() output, or NULL: never written */
-    int64_t version;
-    saga_status_t status;
-} store_rec_t;
-
-typedef struct pending {
-    int idx;
-    int64_t expected;
-    json_t *fields;           /* snapshot at queue time, as store_queue_transition encodes */
-    saga_status_t status;
-    json_t *history;
-    outbox_entry_t *entries;
-    size_t n;
-    int result;               /* set by the flush */
-} pending_t;
-
-enum { STORE_R_OK, STORE_R_EXISTS, STORE_R_CONFLICT, STORE_R_FENCED, STORE_R_ERROR };
-
+/* An outcome message as published (its text identifies it: a re-send is the same text). */
 typedef struct outcome_rec {
     int idx;
-    char id[MACHINE_COMMAND_ID_MAX];
     saga_status_t status;
-    bool resent;
+    char *text;
 } outcome_rec_t;
 
-/* Reply cache of the participants: command_id -> the reply they gave (string). */
+/* Reply cache of the participants: command_id -> the reply they gave (string); also the
+ * deadline of each command as first published. */
 typedef struct reply_cache {
     char **keys;
     char **vals;
     size_t cap, count;
 } reply_cache_t;
 
+struct sim;
+
+/* One coordinator process: the real engine with its store connection, bus client and
+ * registry. */
+typedef struct instance {
+    struct sim *w;
+    int id;
+    engine_t *engine;
+    registry_t *registry;
+    simstore_conn_t *conn;
+    simbus_client_t *client;
+    store_port_t store;
+    bool dead;                /* killed: freed once the engine call it is in returns */
+    bool zombie;              /* its partitions went to another instance while frozen */
+    int64_t frozen_until;
+    int64_t turn_at;          /* its next turn, 0 = none */
+    bool polling;             /* waiting for input until turn_at, prepared already */
+} instance_t;
+
 typedef struct sim {
     sim_config_t cfg;
     sim_result_t *res;
     uint64_t rng;
+    uint64_t frng;            /* the faults of the engine's surroundings */
     int64_t now;
     uint64_t seq, apply_seq;
-    definition_t *defs[SIM_DEF_COUNT];
+    const definition_t *defs[SIM_DEF_COUNT]; /* borrowed from defset */
+    defn_set_t *defset;       /* the definitions folder every instance reads */
 
     /* fault intensity, chosen per seed */
-    double p_crash, p_dup, p_delay, p_lost, p_late, p_drop, p_retryable, p_fail, p_comp_fail,
-        p_abort, p_part_crash, p_pause;
-    /* Redis connection losses: their own random stream, so that seeds without them (every
-     * planted-defect run but keep-open-round) play exactly as before they were modelled. */
-    double p_redis_err;
-    uint64_t frng;
+    double p_crash, p_dup, p_delay, p_lost, p_late, p_retryable, p_fail, p_comp_fail,
+        p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail, p_redis_down;
 
     event_t *evq;
     size_t evn, evcap;
@@ -138,39 +159,14 @@ typedef struct sim {
     const definition_t **def_of;
     ledger_t (*led)[SIM_MAX_STEPS];
 
-    /* store */
-    store_rec_t *recs;
-    outbox_entry_t *outbox;
-    size_t outn, outcap;
-    int64_t store_epoch;
-    size_t committed;
-
-    /* input topic */
-    char **log;
-    int64_t *log_at;          /* when each input message was appended */
-    size_t logn, logcap, log_at_cap;
-    size_t high_water;        /* furthest offset ever read, to count re-reads */
-
-    /* engine */
-    bool alive;
-    int64_t epoch;
-    saga_t **mem;
-    bool *unconfirmed;        /* the saga's start is in this turn's flush, not yet written */
-    int reloads;              /* partition reloads after a refused write */
+    int32_t partitions;
+    simstore_t *db;
+    simbus_t *bus;
+    instance_t *inst[SIM_MAX_INSTANCES];
+    int ninst, started;
+    instance_t *live;         /* the one the group gives the partitions to, NULL: none */
+    int loads;                /* partition loads, all instances */
     bool livelock;
-    uint64_t mrng;
-    size_t pos, stored;
-    int64_t next_commit_at;
-    int64_t turn_at;          /* the turn scheduled, 0 = none */
-    int64_t frozen_until;     /* the pause fault: no turn before then */
-    char **acks;
-    size_t ackn, ackcap;
-    pending_t *pend;          /* the open round */
-    size_t pendn, pendcap;
-    pending_t *sent;          /* the round in flight: written, its results not acted on */
-    size_t sentn, sentcap;
-    bool in_flight;
-    size_t sent_pos;          /* the input position after the round in flight */
 
     /* operator */
     int op_patience;          /* retry/skip per saga before giving up (<= SIM_OPERATOR_MAX_ACTIONS) */
@@ -178,9 +174,10 @@ typedef struct sim {
     int64_t *op_seen_version;
 
     reply_cache_t replies;
+    reply_cache_t deadlines;  /* command id -> its deadline (ms), as first published */
     outcome_rec_t *outcomes;
     size_t outcn, outccap;
-    int pending_deliveries;   /* EV_INPUT/EV_COMMAND/EV_START/EV_RECOVER queued */
+    int pending_deliveries;   /* events other than turns and the operator's, queued */
 } sim_t;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t sz)
@@ -212,6 +209,11 @@ static int64_t rnd_range(sim_t *w, int64_t lo, int64_t hi)
     return lo + (int64_t)(rnd(w) % (uint64_t)(hi - lo + 1));
 }
 
+static double frnd01(sim_t *w)
+{
+    return (double)(splitmix64(&w->frng) >> 11) * 0x1.0p-53;
+}
+
 static bool faults_on(const sim_t *w)
 {
     return w->now < SIM_T0_MS + SIM_FAULT_MS;
@@ -220,6 +222,12 @@ static bool faults_on(const sim_t *w)
 static bool chance(sim_t *w, double p)
 {
     return faults_on(w) && rnd01(w) < p;
+}
+
+/* A fault of the engine's surroundings (crash, pause, Redis, delivery), from its stream. */
+static bool fault(sim_t *w, double p)
+{
+    return faults_on(w) && p > 0 && frnd01(w) < p;
 }
 
 /* --- trace and violations ---------------------------------------------------------- */
@@ -319,11 +327,48 @@ static const char *jstr(const json_t *o, const char *key)
     return s ? s : "";
 }
 
-static void input_send(sim_t *w, json_t *msg, int64_t delay)
+static void saga_name(char *buf, size_t len, int idx)
+{
+    snprintf(buf, len, "s%d", idx);
+}
+
+/* The saga's home partition (route.h): where its key takes its messages. */
+static int32_t home_of(const sim_t *w, int idx)
+{
+    char id[16];
+    saga_name(id, sizeof id, idx);
+    return route_home(id, w->partitions, w->partitions);
+}
+
+/* The saga's hash in the store, or NULL before its start was written. */
+static const json_t *stored(const sim_t *w, int idx)
+{
+    char id[16];
+    saga_name(id, sizeof id, idx);
+    return simstore_saga_fields(w->db, home_of(w, idx), id);
+}
+
+static saga_status_t stored_status(const sim_t *w, int idx)
+{
+    saga_status_t st = SAGA_RUNNING;
+    (void)saga_status_parse(jstr(stored(w, idx), RKEYS_F_STATUS), &st);
+    return st;
+}
+
+/* A message about saga idx for the input topic, after delay: on its key's partition, or
+ * on part. */
+static void input_send_to(sim_t *w, int idx, int32_t part, const char *text, int64_t delay)
+{
+    event_t e = {.at = w->now + delay, .type = EV_INPUT, .idx = idx, .part = part,
+                 .text = strdup(text)};
+    ev_push(w, e);
+}
+
+static void input_send(sim_t *w, int idx, json_t *msg, int64_t delay)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
-    event_t e = {.at = w->now + delay, .type = EV_INPUT, .text = text};
-    ev_push(w, e);
+    input_send_to(w, idx, -1, text, delay);
+    free(text);
 }
 
 static const char *cache_get(const reply_cache_t *c, const char *key)
@@ -388,7 +433,8 @@ static void cache_release(reply_cache_t *c)
 /* --- participants ------------------------------------------------------------------ */
 
 /* Sends a reply the way a participant's producer would, with the network's faults. */
-static void reply_send(sim_t *w, const char *text, int64_t timeout_ms, const char *cid)
+static void reply_send(sim_t *w, int idx, const char *text, int64_t timeout_ms,
+                       const char *cid)
 {
     if (chance(w, w->p_lost)) {
         trace(w, "  reply %s lost", cid);
@@ -397,13 +443,9 @@ static void reply_send(sim_t *w, const char *text, int64_t timeout_ms, const cha
     int64_t delay = rnd_range(w, 1, 15);
     if (chance(w, w->p_late))
         delay += timeout_ms + rnd_range(w, 1, 2 * timeout_ms);
-    event_t e = {.at = w->now + delay, .type = EV_INPUT, .text = strdup(text)};
-    ev_push(w, e);
-    if (chance(w, w->p_dup)) {
-        event_t d = {.at = w->now + delay + rnd_range(w, 0, timeout_ms), .type = EV_INPUT,
-                     .text = strdup(text)};
-        ev_push(w, d);
-    }
+    input_send_to(w, idx, -1, text, delay);
+    if (chance(w, w->p_dup))
+        input_send_to(w, idx, -1, text, delay + rnd_range(w, 0, timeout_ms));
 }
 
 /* A participant handles one command: de-duplication by command id (same reply) and by
@@ -432,7 +474,7 @@ static void participant_handle(sim_t *w, json_t *cmd)
         if (w->cfg.plant == SIM_PLANT_DOUBLE_APPLY && action && L->act_applies > 0)
             L->act_applies++; /* planted: a redelivery applied again */
         trace(w, "  participant repeats its reply to %s", cid);
-        reply_send(w, cached, timeout, cid);
+        reply_send(w, idx, cached, timeout, cid);
         return;
     }
     bool ok = true, retryable = false;
@@ -512,26 +554,11 @@ static void participant_handle(sim_t *w, json_t *cmd)
     char *text = json_dumps(reply, JSON_COMPACT);
     json_decref(reply);
     trace(w, "  participant %s %s", cid, effect);
-    reply_send(w, text, timeout, cid);
+    reply_send(w, idx, text, timeout, cid);
     cache_put(&w->replies, strdup(cid), text);
 }
 
-/* --- the engine (coordinator.c in miniature) --------------------------------------- */
-
-static void engine_wake(sim_t *w, int64_t at)
-{
-    if (!w->alive)
-        return;
-    if (at < w->now)
-        at = w->now;
-    if (at < w->frozen_until)
-        at = w->frozen_until;
-    if (w->turn_at && w->turn_at <= at)
-        return;
-    w->turn_at = at;
-    event_t e = {.at = at, .type = EV_TURN};
-    ev_push(w, e);
-}
+/* --- what the engine's surroundings see of it -------------------------------------- */
 
 /* The machine-level invariant of parallel groups (machine.h): a group compensates only
  * after every step of the later groups settled, and never while one of its own steps is
@@ -559,578 +586,429 @@ static void check_group_order(sim_t *w, const saga_t *s)
     }
 }
 
-/* Queues a machine result for the turn's flush (queue_transition of coordinator.c). */
-static void engine_queue(sim_t *w, saga_t *s, machine_result_t *res, int64_t expected)
+/* The rule the timer gate keeps (engine.c, gate_open): a reply to the attempt a timer gives
+ * up on, which reached the input before that attempt's deadline, is read first. Checked
+ * on every timeout the engine writes, against what the instance was handed so far. The
+ * deadline is the command's as first sent: a re-sent command's timer runs later, so a
+ * reply in before it was in before the timer, too. */
+static void check_timeout(sim_t *w, instance_t *in, const store_transition_t *t,
+                          const json_t *entry)
 {
-    int idx = saga_index(s->id);
-    w->pend = grow(w->pend, &w->pendcap, w->pendn + 1, sizeof *w->pend);
-    pending_t *p = &w->pend[w->pendn++];
-    memset(p, 0, sizeof *p);
-    p->idx = idx;
-    p->expected = expected;
-    p->history = res->history;
-    res->history = NULL;
-    p->n = res->command_count + (res->outcome ? 1 : 0);
-    p->entries = calloc(p->n ? p->n : 1, sizeof *p->entries);
-    for (size_t i = 0; i < res->command_count; i++) {
-        p->entries[i].id = strdup(res->commands[i].id);
-        p->entries[i].topic = res->commands[i].topic;
-        p->entries[i].msg = json_loads(res->commands[i].text, 0, NULL);
-    }
-    if (res->outcome) {
-        char id[MACHINE_COMMAND_ID_MAX];
-        snprintf(id, sizeof id, "%s/outcome/%lld", s->id, (long long)expected + 1);
-        p->entries[p->n - 1].id = strdup(id);
-        p->entries[p->n - 1].topic = NULL; /* the outcomes topic */
-        p->entries[p->n - 1].msg = json_incref(res->outcome);
-    }
-    s->version = expected + 1;
-    p->status = s->status;
-    p->fields = saga_encode_fields(s);
-    trace(w, "  saga %s v%lld %s -> %s, %zu commands%s", s->id, (long long)s->version,
-          saga_status_name(res->old_status), saga_status_name(s->status),
-          res->command_count, res->outcome ? ", outcome" : "");
-    check_group_order(w, s);
-}
-
-static void engine_apply(sim_t *w, saga_t *s, machine_result_t *res)
-{
-    if (res->changed)
-        engine_queue(w, s, res, s->version);
-    else
-        trace(w, "  saga %s unchanged (verdict %d)", s->id, (int)res->verdict);
-}
-
-static machine_env_t engine_env(sim_t *w)
-{
-    machine_env_t e = {.now_ms = w->now, .rng = &w->mrng, .reply_topic = SIM_INPUT_TOPIC};
-    return e;
-}
-
-static void engine_handle(sim_t *w, const char *text)
-{
-    input_msg_t m;
-    char why[512];
-    if (protocol_decode_input(text, strlen(text), NULL, 0, PROTOCOL_MAX_MESSAGE_BYTES, &m, why,
-                              sizeof why) < 0) {
-        violate(w, "input message refused by protocol_decode_input: %s: %s", why, text);
+    const char *ev = jstr(entry, "event");
+    bool act = strcmp(ev, "action_timed_out") == 0;
+    if ((!act && strcmp(ev, "compensation_timed_out") != 0) ||
+        strncmp(jstr(entry, "error"), "no ", 3) != 0)
+        return; /* not a timeout of its own (a saga deadline cuts actions short) */
+    char cid[MACHINE_COMMAND_ID_MAX];
+    machine_command_id(cid, sizeof cid, t->saga->id, jstr(entry, "step"),
+                       act ? CMD_ACTION : CMD_COMPENSATION,
+                       (int)json_integer_value(json_object_get(entry, "attempt")));
+    const char *deadline_text = cache_get(&w->deadlines, cid);
+    int64_t read = simbus_client_position(in->client, t->partition);
+    if (!deadline_text || read < 0)
         return;
-    }
-    int idx = saga_index(m.saga_id);
-    machine_env_t env = engine_env(w);
-    machine_result_t res;
-    machine_result_init(&res);
-    saga_t *s = idx >= 0 && idx < w->nsagas ? w->mem[idx] : NULL;
-    if (m.type == MSG_START) {
-        const definition_t *def = w->def_of[idx];
-        if (s) {
-            trace(w, "  start %s: duplicate, running", m.saga_id);
-        } else {
-            s = saga_new(m.saga_id, def, 0, m.input, w->now);
-            w->mem[idx] = s;
-            w->unconfirmed[idx] = true;
-            machine_start(s, &env, &res);
-            engine_queue(w, s, &res, 0);
-        }
-    } else if (!s || (w->unconfirmed[idx] && w->cfg.plant != SIM_PLANT_START_RACE)) {
-        /* A saga whose start is in this turn's flush has sent nothing yet: whatever comes
-         * for it in the same turn is about an earlier saga of that id (the start may be a
-         * duplicate of a finished one). coordinator.c as of db9e7ac lets it through. */
-        trace(w, "  %s for %s: not active%s, dead-lettered", jstr(m.root, "type"), m.saga_id,
-              s ? " (start not yet written)" : "");
-    } else if (m.type == MSG_REPLY) {
-        int step = definition_step_index(s->def, m.step);
-        machine_reply_t r = {.step = step, .kind = m.kind, .attempt = m.attempt, .ok = m.ok,
-                             .retryable = m.retryable, .output = m.output, .error = m.error};
-        w->res->replies++;
-        machine_on_reply(s, &r, &env, &res);
-        engine_apply(w, s, &res);
-    } else if (m.type != MSG_ABORT && w->cfg.plant != SIM_PLANT_SKIP_REDELIVERY &&
-               m.expected_version != s->version) {
-        /* A retry or skip is about the state the operator saw: read again after a crash it
-         * must not act on a compensation that failed since (docs/simulation.md). */
-        trace(w, "  %s for %s v%lld: saga at v%lld, ignored", jstr(m.root, "type"), s->id,
-              (long long)m.expected_version,
-              (long long)s->version);
-    } else {
-        if (m.type == MSG_ABORT)
-            machine_abort(s, m.reason, &env, &res);
-        else if (m.type == MSG_RETRY)
-            machine_retry(s, &env, &res);
-        else
-            machine_skip(s, m.reason, &env, &res);
-        engine_apply(w, s, &res);
-    }
-    machine_result_release(&res);
-    input_msg_release(&m);
+    int64_t deadline = atoll(deadline_text), at;
+    char needle[MACHINE_COMMAND_ID_MAX + 16];
+    snprintf(needle, sizeof needle, "\"%s\"", cid);
+    const char *text;
+    for (int64_t k = read; (text = simbus_message(w->bus, t->partition, k, &at)); k++)
+        if (at < deadline && strstr(text, needle) && strstr(text, "\"reply\""))
+            violate(w, "saga %s: the reply to %s reached the input at +%lld ms, before its "
+                    "deadline (+%lld), and lost to the timeout", t->saga->id, cid,
+                    (long long)(at - SIM_T0_MS), (long long)(deadline - SIM_T0_MS));
 }
 
-/* Whether the input from `from` on holds a message appended at or before `due`: the
- * timer gate of coordinator.c (gate_open) holds a timer back while it does. */
-static bool unread_input_before(const sim_t *w, size_t from, int64_t due)
+/* Every transition an instance queues (simstore_hooks_t.queued): traced, and checked on
+ * the engine's memory, which the ledger cannot see. */
+static void on_queued(void *opaque, const store_transition_t *t)
 {
-    return from < w->logn && w->log_at[from] <= due; /* the log is in append order */
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    trace(w, "  [%d] saga %s v%lld %s -> %s, %zu outbox entries", in->id, t->saga->id,
+          (long long)t->expected_version + 1,
+          t->expected_version ? saga_status_name(t->old_status) : "new",
+          saga_status_name(t->saga->status), t->outbox_count);
+    check_group_order(w, t->saga);
+    for (size_t i = 0; i < json_array_size(t->history); i++)
+        check_timeout(w, in, t, json_array_get(t->history, i));
 }
 
-/* The rule the gate keeps: a reply to the attempt a timer is about to give up on, which
- * reached the input before that attempt's deadline, must be read first. */
-static void check_no_reply_lost_to_timer(sim_t *w, const saga_t *s, size_t from)
+static void instance_kill(sim_t *w, instance_t *in, const char *where)
 {
-    for (int i = 0; i < s->step_count; i++) {
-        const step_state_t *st = &s->steps[i];
-        bool act = st->phase == STEP_RUNNING, comp = st->phase == STEP_COMPENSATING;
-        if ((!act && !comp) || !st->timer_at || st->timer_at > w->now)
-            continue;
-        char cid[MACHINE_COMMAND_ID_MAX];
-        machine_command_id(cid, sizeof cid, s->id, s->def->steps[i].name,
-                           act ? CMD_ACTION : CMD_COMPENSATION,
-                           act ? st->attempt : st->comp_attempt);
-        char needle[MACHINE_COMMAND_ID_MAX + 16];
-        snprintf(needle, sizeof needle, "\"%s\"", cid);
-        for (size_t k = from; k < w->logn && w->log_at[k] <= st->timer_at; k++)
-            if (strstr(w->log[k], needle) && strstr(w->log[k], "\"reply\""))
-                violate(w, "saga %s: the reply to %s reached the input at +%lld ms, before "
-                        "its deadline (+%lld), and lost to the timeout", s->id, cid,
-                        (long long)(w->log_at[k] - SIM_T0_MS),
-                        (long long)(st->timer_at - SIM_T0_MS));
-    }
-}
-
-static void engine_run_timers(sim_t *w, size_t read_pos)
-{
-    for (int i = 0; i < w->nsagas; i++) {
-        saga_t *s = w->mem[i];
-        if (!s || !s->timer_due || s->timer_due > w->now)
-            continue;
-        int64_t due = machine_last_due(s, w->now);
-        if (due && w->cfg.plant != SIM_PLANT_NO_TIMER_GATE &&
-            unread_input_before(w, read_pos, due)) {
-            w->res->timers_held++;
-            s->timer_due = w->now + 1;
-            continue;
-        }
-        check_no_reply_lost_to_timer(w, s, read_pos);
-        s->timer_due = 0;
-        machine_env_t env = engine_env(w);
-        machine_result_t res;
-        machine_result_init(&res);
-        machine_on_timer(s, &env, &res);
-        if (res.changed) {
-            trace(w, "  timer %s", s->id);
-            engine_apply(w, s, &res);
-        } else {
-            int64_t next = machine_next_timer(s);
-            s->timer_due = next > w->now ? next : w->now + 1;
-        }
-        machine_result_release(&res);
-    }
-}
-
-static void pending_release(pending_t *p)
-{
-    json_decref(p->fields);
-    json_decref(p->history);
-    for (size_t k = 0; k < p->n; k++) {
-        free(p->entries[k].id);
-        json_decref(p->entries[k].msg);
-    }
-    free(p->entries);
-    memset(p, 0, sizeof *p);
-}
-
-static void engine_drop_memory(sim_t *w)
-{
-    for (int i = 0; i < w->nsagas; i++) {
-        saga_free(w->mem[i]);
-        w->mem[i] = NULL;
-    }
-    for (size_t i = 0; i < w->pendn; i++) {
-        w->unconfirmed[w->pend[i].idx] = false;
-        pending_release(&w->pend[i]);
-    }
-    w->pendn = 0;
-    for (size_t i = 0; i < w->sentn; i++) {
-        w->unconfirmed[w->sent[i].idx] = false;
-        pending_release(&w->sent[i]);
-    }
-    w->sentn = 0;
-    w->in_flight = false;
-    for (size_t i = 0; i < w->ackn; i++)
-        free(w->acks[i]);
-    w->ackn = 0;
-}
-
-static void engine_crash(sim_t *w, const char *point)
-{
+    if (in->dead)
+        return;
+    in->dead = true;
+    simstore_conn_kill(in->conn);
+    simbus_client_kill(in->client);
     w->res->crashes++;
-    trace(w, "CRASH %s", point);
-    engine_drop_memory(w);
-    w->alive = false;
-    w->turn_at = 0;
-    event_t e = {.at = w->now + rnd_range(w, 5, 400), .type = EV_RECOVER};
+    trace(w, "CRASH [%d] %s", in->id, where);
+}
+
+/* The engine's crash points (engine_env_t.crash_point). */
+static void on_crash_point(void *opaque, const char *point)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    if (strcmp(point, "after_load") == 0 && ++w->loads > SIM_MAX_RELOADS && !w->livelock) {
+        violate(w, "livelock: partitions loaded %d times", w->loads);
+        w->livelock = true;
+    }
+    if (!in->dead && fault(w, w->p_crash))
+        instance_kill(w, in, point);
+}
+
+static void instance_pause(sim_t *w, instance_t *in);
+
+/* The engine's freeze point, before it writes a round: the process stops there (SIGSTOP),
+ * so the round reaches Redis only when it wakes, perhaps a zombie by then. The rest of
+ * its turn is its first work after the pause. */
+static void on_freeze_point(void *opaque, const char *point)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    if (strcmp(point, "before_redis_write") != 0 || in->dead || in->zombie ||
+        !fault(w, w->p_pause))
+        return;
+    trace(w, "FREEZE [%d] before its Redis write", in->id);
+    simstore_conn_hold(in->conn, true);
+    instance_pause(w, in);
+}
+
+static int64_t clock_ms(void *opaque)
+{
+    instance_t *in = opaque;
+    return in->w->now;
+}
+
+static int64_t clock_us(void *opaque)
+{
+    instance_t *in = opaque;
+    return in->w->now * 1000;
+}
+
+/* A round sent on an instance's Redis connection (simstore_hooks_t.round_fate). */
+static simstore_round_fate_t round_fate(void *opaque)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    if (!fault(w, w->p_redis_err))
+        return SIMSTORE_ROUND_OK;
+    bool before = frnd01(w) < 0.5;
+    w->res->redis_errors++;
+    trace(w, "  REDIS [%d] connection lost %s the round", in->id, before ? "before" : "after");
+    return before ? SIMSTORE_ROUND_LOST_BEFORE : SIMSTORE_ROUND_LOST_AFTER;
+}
+
+/* A message an instance produces (simbus_hooks_t.fate). */
+static simbus_fate_t produce_fate(void *opaque, void *client_opaque, const char *topic)
+{
+    sim_t *w = opaque;
+    instance_t *in = client_opaque;
+    if (fault(w, w->p_crash / 4)) {
+        instance_kill(w, in, "in the middle of produce");
+        return SIMBUS_KILLED;
+    }
+    if (fault(w, w->p_produce_fail)) {
+        w->res->delivery_failures++;
+        trace(w, "  [%d] delivery to %s fails", in->id, topic);
+        return SIMBUS_FAIL;
+    }
+    return SIMBUS_DELIVER;
+}
+
+static void record_outcome(sim_t *w, const char *value)
+{
+    json_t *m = json_loads(value, 0, NULL);
+    int idx = saga_index(jstr(m, "saga_id"));
+    if (idx >= 0 && idx < w->nsagas) {
+        w->outcomes = grow(w->outcomes, &w->outccap, w->outcn + 1, sizeof *w->outcomes);
+        outcome_rec_t *o = &w->outcomes[w->outcn++];
+        o->idx = idx;
+        o->status = SAGA_RUNNING;
+        (void)saga_status_parse(jstr(m, "status"), &o->status);
+        o->text = strdup(value);
+        trace(w, "  outcome s%d %s", idx, jstr(m, "status"));
+    } else {
+        violate(w, "an outcome for no saga of the run: %.120s", value);
+    }
+    json_decref(m);
+}
+
+/* A command travels to its participant with the network's faults. */
+static void send_command(sim_t *w, const char *value)
+{
+    json_t *msg = json_loads(value, 0, NULL);
+    const char *cid = jstr(msg, "command_id");
+    w->res->commands++;
+    json_int_t deadline = json_integer_value(json_object_get(msg, "deadline"));
+    int64_t timeout = deadline - json_integer_value(json_object_get(msg, "sent_at"));
+    if (!cache_get(&w->deadlines, cid)) {
+        char text[32];
+        snprintf(text, sizeof text, "%lld", (long long)deadline);
+        cache_put(&w->deadlines, strdup(cid), strdup(text));
+    }
+    int64_t delay = rnd_range(w, 1, 10);
+    if (chance(w, w->p_delay))
+        delay += rnd_range(w, 1, 2 * timeout);
+    trace(w, "  send %s", cid);
+    event_t ev = {.at = w->now + delay, .type = EV_COMMAND, .msg = json_incref(msg)};
+    ev_push(w, ev);
+    if (chance(w, w->p_dup)) {
+        event_t d = {.at = w->now + delay + rnd_range(w, 0, 2 * timeout), .type = EV_COMMAND,
+                     .msg = json_incref(msg)};
+        ev_push(w, d);
+    }
+    json_decref(msg);
+}
+
+/* A message reached a topic other than the input (simbus_hooks_t.publish). */
+static void on_publish(void *opaque, const char *topic, const char *key, const char *value)
+{
+    sim_t *w = opaque;
+    if (strcmp(topic, SIM_OUTCOMES_TOPIC) == 0)
+        record_outcome(w, value);
+    else if (strcmp(topic, SIM_DEADLETTER_TOPIC) == 0)
+        trace(w, "  dead letter %s: %.200s", key, value);
+    else
+        send_command(w, value);
+}
+
+static int64_t bus_clock(void *opaque)
+{
+    sim_t *w = opaque;
+    return w->now;
+}
+
+/* --- engine instances ------------------------------------------------------------- */
+
+static void turn_at(sim_t *w, instance_t *in, int64_t at)
+{
+    if (at < w->now)
+        at = w->now;
+    if (at < in->frozen_until)
+        at = in->frozen_until;
+    if (in->turn_at && in->turn_at <= at)
+        return;
+    in->turn_at = at;
+    event_t e = {.at = at, .type = EV_TURN, .idx = in->id};
     ev_push(w, e);
 }
 
-/* Produces one outbox entry: an outcome is recorded, a command travels to its
- * participant with the network's faults. Its outbox entry is acknowledged in the next
- * flush, as the delivery report of coordinator.c does. */
-static void engine_produce(sim_t *w, const outbox_entry_t *e, bool resent)
+static instance_t *instance_by_id(const sim_t *w, int id)
 {
-    if (!e->topic) {
-        w->outcomes = grow(w->outcomes, &w->outccap, w->outcn + 1, sizeof *w->outcomes);
-        outcome_rec_t *o = &w->outcomes[w->outcn++];
-        o->idx = saga_index(jstr(e->msg, "saga_id"));
-        snprintf(o->id, sizeof o->id, "%s", e->id);
-        (void)saga_status_parse(jstr(e->msg, "status"), &o->status);
-        o->resent = resent;
-        trace(w, "  outcome %s %s%s", e->id, jstr(e->msg, "status"), resent ? " (re-sent)" : "");
-    } else {
-        w->res->commands++;
-        int64_t timeout = json_integer_value(json_object_get(e->msg, "deadline")) -
-                          json_integer_value(json_object_get(e->msg, "sent_at"));
-        int64_t delay = rnd_range(w, 1, 10);
-        if (chance(w, w->p_delay))
-            delay += rnd_range(w, 1, 2 * timeout);
-        event_t ev = {.at = w->now + delay, .type = EV_COMMAND, .msg = json_incref(e->msg)};
-        ev_push(w, ev);
-        if (chance(w, w->p_dup)) {
-            event_t d = {.at = w->now + delay + rnd_range(w, 0, 2 * timeout),
-                         .type = EV_COMMAND, .msg = json_incref(e->msg)};
-            ev_push(w, d);
-        }
-        trace(w, "  send %s%s", e->id, resent ? " (re-sent)" : "");
-    }
-    w->acks = grow(w->acks, &w->ackcap, w->ackn + 1, sizeof *w->acks);
-    w->acks[w->ackn++] = strdup(e->id);
+    for (int i = 0; i < w->ninst; i++)
+        if (w->inst[i]->id == id)
+            return w->inst[i];
+    return NULL;
 }
 
-static void outbox_remove(sim_t *w, const char *id)
+/* Frees an instance as the end of its process: its reports served (failed), its engine,
+ * its registry, its connection. Counts what its engine did. */
+static void instance_free(sim_t *w, instance_t *in)
 {
-    for (size_t i = 0; i < w->outn; i++) {
-        if (strcmp(w->outbox[i].id, id) == 0) {
-            free(w->outbox[i].id);
-            json_decref(w->outbox[i].msg);
-            w->outbox[i] = w->outbox[--w->outn];
+    size_t fenced = simstore_conn_count(in->conn, STORE_FENCED);
+    size_t conflicts = simstore_conn_count(in->conn, STORE_CONFLICT);
+    if (conflicts || (fenced && !in->zombie))
+        violate(w, "instance %d: the store refused %zu transitions as fenced and %zu as "
+                "conflicting, with %s", in->id, fenced, conflicts,
+                in->zombie ? "its partitions gone" : "a single owner");
+    const engine_stats_t *st = engine_stats(in->engine);
+    w->res->transitions += st->transitions;
+    w->res->outbox_resent += st->outbox_resent;
+    w->res->timers_held += st->timers_held;
+    w->res->fenced += st->fenced;
+    simbus_client_free(in->client);
+    engine_free(in->engine);
+    registry_free(in->registry);
+    simstore_conn_free(in->conn);
+    for (int i = 0; i < w->ninst; i++)
+        if (w->inst[i] == in)
+            w->inst[i] = w->inst[--w->ninst];
+    if (w->live == in)
+        w->live = NULL;
+    free(in);
+}
+
+/* After every engine call: a killed instance is freed, and when it was the one owning
+ * the partitions, the group gives them to a new one after its session times out. Returns
+ * true when in is gone. */
+static bool reap(sim_t *w, instance_t *in)
+{
+    if (!in->dead)
+        return false;
+    if (w->live == in) {
+        event_t e = {.at = w->now + rnd_range(w, 5, 400), .type = EV_RECOVER};
+        ev_push(w, e);
+    }
+    instance_free(w, in);
+    return true;
+}
+
+/* Starts an instance (a coordinator process) and gives it every partition. */
+static void instance_start(sim_t *w)
+{
+    instance_t *in = calloc(1, sizeof *in);
+    if (!in)
+        abort();
+    in->w = w;
+    in->id = ++w->started;
+    in->conn = simstore_conn_new(w->db);
+    in->client = simbus_client_new(w->bus, in);
+    in->registry = registry_new(w->defset);
+    if (!in->conn || !in->client || !in->registry)
+        abort();
+    simstore_hooks_t hooks = {.opaque = in, .round_fate = round_fate, .queued = on_queued};
+    simstore_conn_set_hooks(in->conn, &hooks);
+    in->store = simstore_port(in->conn);
+    config_t cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.instance_id, sizeof cfg.instance_id, "sim-%d", in->id);
+    snprintf(cfg.input_topic, sizeof cfg.input_topic, "%s", SIM_INPUT_TOPIC);
+    snprintf(cfg.outcomes_topic, sizeof cfg.outcomes_topic, "%s", SIM_OUTCOMES_TOPIC);
+    snprintf(cfg.deadletter_topic, sizeof cfg.deadletter_topic, "%s", SIM_DEADLETTER_TOPIC);
+    bus_t bus = simbus_client_port(in->client);
+    in->engine = engine_new(&cfg, &in->store, in->registry, NULL, &bus);
+    if (!in->engine)
+        abort();
+    simbus_client_set_engine(in->client, in->engine);
+    engine_env_t env = {.opaque = in,
+                        .now_ms = clock_ms,
+                        .mono_us = clock_us,
+                        .crash_point = on_crash_point,
+                        .freeze_point = on_freeze_point,
+                        .seed = splitmix64(&w->frng) | 1};
+    engine_set_env(in->engine, &env);
+    engine_set_routing(in->engine, w->partitions, w->partitions);
+    w->inst[w->ninst++] = in;
+    w->live = in;
+    defn_errors_t errs = {0};
+    int published = registry_publish(in->registry, &in->store, &errs);
+    defn_errors_release(&errs);
+    if (published < 0) { /* Redis down: coordinator.c does not start; it is started again */
+        trace(w, "START [%d] fails: %s", in->id, in->store.last_error(in->store.self));
+        in->dead = true;
+        (void)reap(w, in);
+        return;
+    }
+    int32_t parts[SIM_MAX_PARTITIONS];
+    for (int32_t p = 0; p < w->partitions; p++)
+        parts[p] = p;
+    trace(w, "START [%d] takes %d partitions", in->id, (int)w->partitions);
+    engine_assign(in->engine, parts, w->partitions);
+    simbus_client_assign(in->client, parts, w->partitions);
+    engine_assigned(in->engine, parts, w->partitions);
+    if (!reap(w, in))
+        turn_at(w, in, w->now);
+}
+
+/* SIGSTOP, or a starved process: no turn for a while, while the world goes on. Sometimes
+ * the group gives its partitions to a new instance meanwhile (its session timed out). */
+static void instance_pause(sim_t *w, instance_t *in)
+{
+    int64_t pause = SIM_PAUSE_MIN_MS + (int64_t)(frnd01(w) * (SIM_PAUSE_MAX_MS - SIM_PAUSE_MIN_MS));
+    in->frozen_until = w->now + pause;
+    w->res->pauses++;
+    trace(w, "PAUSE [%d] until +%lld ms", in->id, (long long)(in->frozen_until - SIM_T0_MS));
+    turn_at(w, in, in->frozen_until);
+    if (in == w->live && frnd01(w) < SIM_ZOMBIE_CHANCE) {
+        event_t e = {.at = w->now + 1 + (int64_t)(frnd01(w) * (double)(pause - 2)),
+                     .type = EV_TAKEOVER, .idx = in->id};
+        ev_push(w, e);
+    }
+}
+
+/* The group moved the partitions of frozen instance in to a new one: in wakes a zombie,
+ * runs a little while (every write it makes must be fenced), then hears of its revoke. */
+static void instance_takeover(sim_t *w, instance_t *in)
+{
+    if (!in || in->dead || in != w->live || w->now >= in->frozen_until ||
+        w->ninst == SIM_MAX_INSTANCES)
+        return;
+    in->zombie = true;
+    w->res->zombies++;
+    trace(w, "TAKEOVER from frozen [%d]", in->id);
+    event_t e = {.at = in->frozen_until + rnd_range(w, 1, SIM_REVOKE_MAX_MS), .type = EV_REVOKE,
+                 .idx = in->id};
+    ev_push(w, e);
+    instance_start(w);
+}
+
+static void instance_revoke(sim_t *w, instance_t *in)
+{
+    if (!in)
+        return;
+    int32_t parts[SIM_MAX_PARTITIONS];
+    for (int32_t p = 0; p < w->partitions; p++)
+        parts[p] = p;
+    trace(w, "REVOKE [%d]", in->id);
+    engine_revoke(in->engine, parts, w->partitions);
+    simbus_client_revoke(in->client, parts, w->partitions);
+    if (!reap(w, in))
+        instance_free(w, in); /* it leaves the group */
+}
+
+/* One round of an instance's loop, as coordinator.c's: engine_prepare_turn says how long
+ * to wait for input; the input waiting (a batch) goes to engine_turn. */
+static void instance_turn(sim_t *w, instance_t *in)
+{
+    in->turn_at = 0;
+    simstore_conn_hold(in->conn, false); /* awake: a round it stopped before is written */
+    if (!in->zombie && fault(w, w->p_pause)) {
+        instance_pause(w, in);
+        return;
+    }
+    simbus_client_tick(in->client, w->now);
+    if (!in->polling) {
+        int wait = engine_prepare_turn(in->engine, SIM_POLL_MS);
+        if (reap(w, in))
+            return;
+        if (wait < 0)
+            violate(w, "instance %d stopped serving (a fatal bus error)", in->id);
+        if (wait != 0 && !simbus_client_has_input(in->client)) {
+            in->polling = true;
+            turn_at(w, in, w->now + (wait > 0 ? wait : SIM_POLL_MS));
             return;
         }
     }
-}
-
-static double frnd01(sim_t *w)
-{
-    return (double)(splitmix64(&w->frng) >> 11) * 0x1.0p-53;
-}
-
-/* The store's atomic write of each pending transition: epoch, then version, then the
- * fields and the outbox (store_flush + the Lua script of store.c). With the Redis fault,
- * the connection is lost: before Redis ran the round (nothing written) or after (all
- * written), and either way the engine learns nothing (STORE_ERROR for every transition,
- * as store_receive reports it). */
-static void store_flush(sim_t *w)
-{
-    int lost = faults_on(w) && frnd01(w) < w->p_redis_err ? (frnd01(w) < 0.5 ? 1 : 2) : 0;
-    if (lost) {
-        w->res->redis_errors++;
-        trace(w, "  REDIS connection lost %s the round", lost == 1 ? "before" : "after");
-    }
-    if (lost == 1) {
-        /* The acknowledgements stay queued for the next flush (settle_acks). */
-        for (size_t i = 0; i < w->pendn; i++)
-            w->pend[i].result = STORE_R_ERROR;
-        return;
-    }
-    for (size_t i = 0; i < w->ackn; i++) {
-        outbox_remove(w, w->acks[i]);
-        free(w->acks[i]);
-    }
-    w->ackn = 0;
-    for (size_t i = 0; i < w->pendn; i++) {
-        pending_t *p = &w->pend[i];
-        store_rec_t *r = &w->recs[p->idx];
-        if (w->epoch != w->store_epoch) {
-            p->result = STORE_R_FENCED;
-        } else if (p->expected == 0 && r->fields) {
-            p->result = STORE_R_EXISTS;
-        } else if (r->version != p->expected) {
-            p->result = STORE_R_CONFLICT;
-        } else {
-            p->result = STORE_R_OK;
-            json_decref(r->fields);
-            r->fields = json_incref(p->fields);
-            r->version = p->expected + 1;
-            r->status = p->status;
-            for (size_t k = 0; k < p->n; k++) {
-                w->outbox = grow(w->outbox, &w->outcap, w->outn + 1, sizeof *w->outbox);
-                outbox_entry_t *o = &w->outbox[w->outn++];
-                o->id = strdup(p->entries[k].id);
-                o->topic = p->entries[k].topic;
-                o->msg = json_incref(p->entries[k].msg);
-            }
-            size_t nh = json_array_size(p->history);
-            for (size_t h = 0; h < nh; h++) {
-                json_t *e = json_array_get(p->history, h);
-                if (strcmp(jstr(e, "event"), "compensation_failed") == 0) {
-                    int st = definition_step_index(w->def_of[p->idx], jstr(e, "step"));
-                    if (st >= 0)
-                        w->led[p->idx][st].comp_exhausted = true;
-                }
-            }
-            w->res->transitions++;
-        }
-    }
-    if (lost == 2)
-        for (size_t i = 0; i < w->pendn; i++)
-            w->pend[i].result = STORE_R_ERROR;
-}
-
-static void engine_load(sim_t *w, bool new_epoch);
-
-typedef enum { CP_NONE, CP_TIMERS, CP_AFTER_WRITE, CP_MID_PRODUCE, CP_AFTER_PRODUCE } crash_point_t;
-
-/* Whether the open round holds a transition of saga idx. */
-static bool open_round_has(const sim_t *w, int idx)
-{
-    for (size_t i = 0; i < w->pendn; i++)
-        if (w->pend[i].idx == idx)
-            return true;
-    return false;
-}
-
-/* One turn of the engine: coordinator_turn(): the open round computed, then
- * complete_round() on the round in flight, then send_round(). */
-static void engine_turn(sim_t *w)
-{
-    if (faults_on(w) && w->p_pause > 0 && frnd01(w) < w->p_pause) {
-        /* Frozen: the process does nothing, its clock and everyone else's go on. (Drawn
-         * from the fault stream: runs without pauses play as they did before.) */
-        w->frozen_until = w->now + SIM_PAUSE_MIN_MS +
-                          (int64_t)(frnd01(w) * (SIM_PAUSE_MAX_MS - SIM_PAUSE_MIN_MS));
-        w->res->pauses++;
-        trace(w, "PAUSE until +%lld ms", (long long)(w->frozen_until - SIM_T0_MS));
-        engine_wake(w, w->frozen_until);
-        return;
-    }
+    in->polling = false;
     w->res->turns++;
-    size_t avail = w->logn - w->pos;
+    bus_message_t msgs[SIM_MAX_BATCH];
     /* Usually everything already fetched (as after a seek), sometimes a trickle. */
     size_t batch = rnd01(w) < 0.7 ? SIM_MAX_BATCH : (size_t)rnd_range(w, 1, 8);
-    size_t n = avail < batch ? avail : batch;
-    crash_point_t cp = CP_NONE;
-    if (chance(w, w->p_crash))
-        cp = (crash_point_t)rnd_range(w, CP_TIMERS, CP_AFTER_PRODUCE);
-    trace(w, "turn: input %zu..%zu of %zu%s", w->pos, w->pos + n, w->logn,
-          w->in_flight ? ", a round in flight" : "");
-    for (size_t i = 0; i < n; i++) {
-        if (w->pos + i < w->high_water)
-            w->res->input_redelivered++;
-        engine_handle(w, w->log[w->pos + i]);
-    }
-    if (w->pos + n > w->high_water)
-        w->high_water = w->pos + n;
-    size_t next_pos = w->pos + n;
-    engine_run_timers(w, next_pos);
-    if (cp == CP_TIMERS) {
-        engine_crash(w, "before the store write of the open round");
-        return;
-    }
-
-    /* complete_round: the store's answers to the round in flight. */
-    if (w->in_flight) {
-        if (cp == CP_AFTER_WRITE && w->sentn) {
-            engine_crash(w, "after the store write, before produce");
-            return;
-        }
-        size_t total = 0, produced = 0;
-        for (size_t i = 0; i < w->sentn; i++)
-            total += w->sent[i].result == STORE_R_OK ? w->sent[i].n : 0;
-        bool reload = false;
-        size_t crash_after = cp == CP_MID_PRODUCE && total
-                                 ? (size_t)rnd_range(w, 0, (int64_t)total - 1)
-                                 : SIZE_MAX;
-        for (size_t i = 0; i < w->sentn; i++) {
-            pending_t *p = &w->sent[i];
-            saga_t *s = w->mem[p->idx];
-            switch (p->result) {
-            case STORE_R_OK:
-                for (size_t k = 0; k < p->n; k++) {
-                    if (produced++ == crash_after) {
-                        engine_crash(w, "in the middle of produce");
-                        return;
-                    }
-                    engine_produce(w, &p->entries[k], false);
-                }
-                break;
-            case STORE_R_EXISTS:
-                trace(w, "  start %s: duplicate, exists in the store", s ? s->id : "?");
-                if (s && open_round_has(w, p->idx)) {
-                    trace(w, "  s%d: the open round moved the phantom on: reload", p->idx);
-                    reload = true;
-                } else if (s) {
-                    saga_free(s);
-                    w->mem[p->idx] = NULL;
-                }
-                break;
-            case STORE_R_ERROR:
-                trace(w, "  s%d: outcome unknown: reload", p->idx);
-                reload = true;
-                break;
-            default:
-                if (w->cfg.plant != SIM_PLANT_START_RACE)
-                    violate(w, "store refused a transition of s%d (%s) with one owner", p->idx,
-                            p->result == STORE_R_FENCED ? "fenced" : "version conflict");
-                trace(w, "  s%d: transition refused (%s): reload", p->idx,
-                      p->result == STORE_R_FENCED ? "fenced" : "version conflict");
-                reload = true;
-                break;
-            }
-        }
-        for (size_t i = 0; i < w->sentn && !reload; i++) {
-            pending_t *p = &w->sent[i];
-            saga_t *s = w->mem[p->idx];
-            if (!s || p->result != STORE_R_OK)
-                continue;
-            /* A finishing transition is the saga's last; otherwise the open round may
-             * have moved it on already. */
-            if (saga_status_is_terminal(p->status)) {
-                saga_free(s);
-                w->mem[p->idx] = NULL;
-            } else {
-                s->timer_due = machine_next_timer(s);
-            }
-        }
-        for (size_t i = 0; i < w->sentn; i++) {
-            w->unconfirmed[w->sent[i].idx] = false;
-            pending_release(&w->sent[i]);
-        }
-        w->sentn = 0;
-        w->in_flight = false;
-        if (reload) {
-            /* The partition in doubt: offsets not stored, memory dropped with the open
-             * round, loaded again (same epoch) and read from the last confirmed offset. */
-            pending_t *kept = NULL;
-            size_t nkept = 0, kept_cap = 0;
-            if (w->cfg.plant == SIM_PLANT_KEEP_OPEN_ROUND) {
-                kept = w->pend, nkept = w->pendn, kept_cap = w->pendcap;
-                w->pend = NULL, w->pendn = w->pendcap = 0;
-            }
-            engine_drop_memory(w);
-            engine_load(w, false);
-            if (kept) {
-                free(w->pend);
-                w->pend = kept, w->pendn = nkept, w->pendcap = kept_cap;
-                w->pos = next_pos; /* and its input counts as read */
-            }
-            if (++w->reloads > SIM_MAX_RELOADS) {
-                violate(w, "livelock: the partition reloaded %d times at input offset %zu",
-                        w->reloads, w->pos);
-                w->livelock = true;
-            }
-            return;
-        }
-        if (cp == CP_AFTER_PRODUCE && produced) {
-            engine_crash(w, "after produce, before the offset is stored");
-            return;
-        }
-        w->stored = w->sent_pos;
-        if (w->now >= w->next_commit_at) {
-            w->committed = w->stored;
-            w->next_commit_at = w->now + SIM_COMMIT_MS;
-        }
-    }
-
-    /* send_round: the open round written now; acted on in the next turn. */
-    w->pos = next_pos;
-    if (w->pendn || w->ackn) {
-        store_flush(w);
-        pending_t *t = w->sent;
-        size_t tcap = w->sentcap;
-        w->sent = w->pend;
-        w->sentcap = w->pendcap;
-        w->sentn = w->pendn;
-        w->pend = t;
-        w->pendcap = tcap;
-        w->pendn = 0;
-        w->in_flight = true;
-        w->sent_pos = next_pos;
-    } else {
-        w->stored = next_pos; /* nothing to write: the input read is settled */
-    }
+    size_t n = simbus_client_consume(in->client, msgs, batch);
+    if (n)
+        trace(w, "turn [%d]%s: %zu messages from partition %d offset %lld", in->id,
+              in->zombie ? " (zombie)" : "", n, (int)msgs[0].partition,
+              (long long)msgs[0].offset);
+    (void)engine_turn(in->engine, msgs, n, w->now * 1000);
+    if (!reap(w, in))
+        turn_at(w, in, w->now + rnd_range(w, 1, 3));
 }
 
-/* Recovery as partition_load() does it: new epoch, active sagas rebuilt from their
- * fields, timers from machine_next_timer, the outbox re-sent, input from the committed
- * offset. */
-static void engine_load(sim_t *w, bool new_epoch)
+/* An input message was appended: instances waiting for input fetch it soon. */
+static void wake_pollers(sim_t *w)
 {
-    w->alive = true;
-    if (new_epoch) {
-        w->epoch = ++w->store_epoch;
-        w->mrng = splitmix64(&w->rng) | 1;
-    }
-    int loaded = 0;
-    for (int i = 0; i < w->nsagas; i++) {
-        store_rec_t *r = &w->recs[i];
-        if (!r->fields || saga_status_is_terminal(r->status))
-            continue;
-        char why[256];
-        saga_t *s = saga_decode_fields(r->fields, w->def_of[i], why, sizeof why);
-        if (!s) {
-            violate(w, "saga s%d cannot be rebuilt from its fields: %s", i, why);
-            continue;
-        }
-        if (s->version != r->version || s->status != r->status)
-            violate(w, "saga s%d decoded as v%lld %s, stored v%lld %s", i,
-                    (long long)s->version, saga_status_name(s->status),
-                    (long long)r->version, saga_status_name(r->status));
-        w->mem[i] = s;
-        s->timer_due = w->cfg.plant == SIM_PLANT_NO_TIMER_REARM ? 0 : machine_next_timer(s);
-        loaded++;
-    }
-    /* Redis gives a hash's fields in no particular order: re-send shuffled. */
-    for (size_t i = w->outn; i > 1; i--) {
-        size_t j = (size_t)(rnd(w) % i);
-        outbox_entry_t t = w->outbox[i - 1];
-        w->outbox[i - 1] = w->outbox[j];
-        w->outbox[j] = t;
-    }
-    trace(w, "%s epoch %lld: %d sagas loaded, %zu outbox entries, input from %zu",
-          new_epoch ? "RECOVER" : "RELOAD", (long long)w->epoch, loaded, w->outn,
-          new_epoch ? w->committed : w->stored);
-    for (size_t i = 0; i < w->outn; i++) {
-        w->res->outbox_resent++;
-        engine_produce(w, &w->outbox[i], true);
-    }
-    if (new_epoch) {
-        w->pos = w->stored = w->committed;
-        w->next_commit_at = w->now + SIM_COMMIT_MS;
-    } else {
-        w->pos = w->stored;
-    }
-}
-
-static void engine_schedule(sim_t *w)
-{
-    int64_t next = 0;
-    for (int i = 0; i < w->nsagas; i++)
-        if (w->mem[i] && w->mem[i]->timer_due && (!next || w->mem[i]->timer_due < next))
-            next = w->mem[i]->timer_due;
-    if (w->pos < w->logn || w->ackn || w->in_flight)
-        next = w->now + rnd_range(w, 1, 5);
-    if (next)
-        engine_wake(w, next);
+    for (int i = 0; i < w->ninst; i++)
+        if (w->inst[i]->polling)
+            turn_at(w, w->inst[i], w->now + rnd_range(w, 0, 3));
 }
 
 /* --- client and operator ------------------------------------------------------------ */
 
+/* Starts saga idx; sometimes on a partition that is not its home (a producer with another
+ * partitioner: the engine forwards it), sometimes twice (the caller retries its start). */
 static void client_start(sim_t *w, int idx)
 {
     char id[16];
-    snprintf(id, sizeof id, "s%d", idx);
+    saga_name(id, sizeof id, idx);
     json_t *m = json_pack("{s:s, s:s, s:s, s:{s:i}}", "type", "start", "saga_id", id, "saga",
                           w->def_of[idx]->name, "input", "amount", (int)rnd_range(w, 1, 500));
-    input_send(w, m, rnd_range(w, 1, 10));
+    char *text = json_dumps(m, JSON_COMPACT);
+    int32_t part = rnd01(w) < 0.2 ? (int32_t)rnd_range(w, 0, w->partitions - 1) : -1;
+    input_send_to(w, idx, part, text, rnd_range(w, 1, 10));
     if (chance(w, w->p_dup)) /* the caller retries its start: idempotent by saga id */
-        input_send(w, m, rnd_range(w, 1, 3000));
+        input_send_to(w, idx, -1, text, rnd_range(w, 1, 3000));
+    free(text);
     json_decref(m);
 }
 
@@ -1154,65 +1032,89 @@ static void operator_look(sim_t *w)
 {
     if (faults_on(w) && rnd01(w) < w->p_abort) {
         int idx = (int)rnd_range(w, 0, w->nsagas - 1);
-        if (w->recs[idx].fields && w->recs[idx].status == SAGA_RUNNING) {
+        if (stored(w, idx) && stored_status(w, idx) == SAGA_RUNNING) {
             char id[16];
-            snprintf(id, sizeof id, "s%d", idx);
+            saga_name(id, sizeof id, idx);
             json_t *m = json_pack("{s:s, s:s, s:s}", "type", "abort", "saga_id", id, "reason",
                                   "customer cancelled");
             trace(w, "operator: abort %s", id);
-            input_send(w, m, rnd_range(w, 1, 10));
+            input_send(w, idx, m, rnd_range(w, 1, 10));
             json_decref(m);
             w->res->aborts++;
         }
     }
     for (int idx = 0; idx < w->nsagas; idx++) {
-        store_rec_t *r = &w->recs[idx];
-        if (!r->fields || r->status != SAGA_STUCK || r->version == w->op_seen_version[idx] ||
-            w->op_actions[idx] >= w->op_patience)
+        const json_t *fields = stored(w, idx);
+        int64_t version = atoll(jstr(fields, RKEYS_F_VERSION));
+        if (!fields || stored_status(w, idx) != SAGA_STUCK ||
+            version == w->op_seen_version[idx] || w->op_actions[idx] >= w->op_patience)
             continue;
-        w->op_seen_version[idx] = r->version;
+        w->op_seen_version[idx] = version;
         w->op_actions[idx]++;
         char id[16];
-        snprintf(id, sizeof id, "s%d", idx);
-        const char *err = jstr(r->fields, "error");
+        saga_name(id, sizeof id, idx);
+        const char *err = jstr(fields, "error");
         bool skip = strstr(err, "cannot build") != NULL || w->op_actions[idx] > 3 ||
                     rnd01(w) < 0.25;
         json_t *m;
         if (skip) {
-            json_t *steps = json_loads(jstr(r->fields, "steps"), 0, NULL);
+            json_t *steps = json_loads(jstr(fields, "steps"), 0, NULL);
             for (size_t k = 0; k < json_array_size(steps); k++)
                 if (strcmp(jstr(json_array_get(steps, k), "phase"), "comp_failed") == 0)
                     operator_compensate_by_hand(w, idx, (int)k);
             json_decref(steps);
             m = json_pack("{s:s, s:s, s:s, s:I}", "type", "skip", "saga_id", id, "reason",
-                          "undone by hand", "expected_version", (json_int_t)r->version);
+                          "undone by hand", "expected_version", (json_int_t)version);
             w->res->skips++;
         } else {
             m = json_pack("{s:s, s:s, s:I}", "type", "retry", "saga_id", id, "expected_version",
-                          (json_int_t)r->version);
+                          (json_int_t)version);
             w->res->retries++;
         }
         trace(w, "operator: %s %s (%s)", skip ? "skip" : "retry", id, err);
-        input_send(w, m, rnd_range(w, 1, 10));
+        input_send(w, idx, m, rnd_range(w, 1, 10));
         json_decref(m);
     }
 }
 
-static bool quiescent(const sim_t *w)
+/* Why the world is not quiescent yet, or NULL when it is: faults over, one live instance
+ * and no other, nothing in flight anywhere, all input committed, every outbox empty, every
+ * saga ended (or stuck after the operator gave up on it). why: room for the reason. */
+static const char *unsettled(sim_t *w, char *why, size_t len)
 {
-    if (faults_on(w) || !w->alive || w->pending_deliveries || w->pos < w->logn || w->outn ||
-        w->in_flight)
-        return false;
-    for (int i = 0; i < w->nsagas; i++) {
-        const store_rec_t *r = &w->recs[i];
-        if (!r->fields)
-            return false;
-        if (saga_status_is_terminal(r->status))
-            continue;
-        if (r->status != SAGA_STUCK || w->op_actions[i] < w->op_patience)
-            return false; /* stuck and the operator gave up: a valid end state */
+    instance_t *in = w->live;
+    if (faults_on(w) || !in || w->ninst != 1 || w->pending_deliveries)
+        return "faults on, no single live instance, or deliveries on their way";
+    if (in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
+        return "a round or deliveries in flight";
+    for (int32_t p = 0; p < w->partitions; p++) {
+        if (simbus_committed(w->bus, p) != simbus_end(w->bus, p)) {
+            snprintf(why, len, "partition %d: input committed up to %lld of %lld", (int)p,
+                     (long long)simbus_committed(w->bus, p), (long long)simbus_end(w->bus, p));
+            return why;
+        }
+        if (simstore_outbox_count(w->db, p)) {
+            snprintf(why, len, "partition %d: %zu outbox entries left", (int)p,
+                     simstore_outbox_count(w->db, p));
+            return why;
+        }
     }
-    return true;
+    for (int i = 0; i < w->nsagas; i++) {
+        saga_status_t st = stored_status(w, i);
+        if (!stored(w, i) || (!saga_status_is_terminal(st) &&
+                              (st != SAGA_STUCK || w->op_actions[i] < w->op_patience))) {
+            /* stuck and the operator gave up: a valid end state */
+            snprintf(why, len, "s%d %s", i, stored(w, i) ? saga_status_name(st) : "not started");
+            return why;
+        }
+    }
+    return NULL;
+}
+
+static bool quiescent(sim_t *w)
+{
+    char why[128];
+    return unsettled(w, why, sizeof why) == NULL;
 }
 
 /* --- the checker -------------------------------------------------------------------- */
@@ -1224,17 +1126,63 @@ static bool exempt_from_undo(const definition_t *d, const saga_t *s, int i)
     return s && s->steps[i].phase == STEP_TIMED_OUT && !d->steps[i].compensate_on_timeout;
 }
 
+/* Which steps' compensations the coordinator once gave up on (their history says so). */
+static void find_exhausted(const sim_t *w, int idx, bool *exhausted)
+{
+    char id[16];
+    saga_name(id, sizeof id, idx);
+    const json_t *history = simstore_saga_history(w->db, home_of(w, idx), id);
+    for (size_t i = 0; i < json_array_size(history); i++) {
+        json_t *e = json_loads(json_string_value(json_array_get(history, i)), 0, NULL);
+        int step = definition_step_index(w->def_of[idx], jstr(e, "step"));
+        if (step >= 0 && strcmp(jstr(e, "event"), "compensation_failed") == 0)
+            exhausted[step] = true;
+        json_decref(e);
+    }
+}
+
+/* Outcomes: the same text again is a re-send (from the outbox, or by a zombie of a round
+ * it had confirmed); distinct end outcomes are distinct transitions to an end state, of
+ * which a saga has one. A saga's final status was published. */
+static void check_outcomes(sim_t *w, int idx, saga_status_t final)
+{
+    int ends = 0;
+    bool saw_final = false, saw_completed = false, saw_compensated = false;
+    for (size_t k = 0; k < w->outcn; k++) {
+        const outcome_rec_t *o = &w->outcomes[k];
+        if (o->idx != idx)
+            continue;
+        bool repeat = false;
+        for (size_t j = 0; j < k && !repeat; j++)
+            repeat = w->outcomes[j].idx == idx && strcmp(w->outcomes[j].text, o->text) == 0;
+        if (repeat)
+            continue;
+        ends += saga_status_is_terminal(o->status);
+        saw_final |= o->status == final;
+        saw_completed |= o->status == SAGA_COMPLETED;
+        saw_compensated |= o->status == SAGA_COMPENSATED;
+    }
+    if (ends > 1)
+        violate(w, "s%d: %d end outcomes published%s", idx, ends,
+                saw_completed && saw_compensated ? ", both completed and compensated" : "");
+    if (!saw_final || (final == SAGA_STUCK && ends))
+        violate(w, "s%d: ends %s, outcome %s", idx, saga_status_name(final),
+                saw_final ? "of an end published too" : "not published");
+}
+
 static void check_saga(sim_t *w, int idx)
 {
     const definition_t *d = w->def_of[idx];
-    store_rec_t *r = &w->recs[idx];
+    const json_t *fields = stored(w, idx);
     ledger_t *L = w->led[idx];
-    if (!r->fields) {
+    bool exhausted[SIM_MAX_STEPS] = {false};
+    if (!fields) {
         violate(w, "s%d: never written to the store", idx);
         return;
     }
+    find_exhausted(w, idx, exhausted);
     char why[256];
-    saga_t *s = saga_decode_fields(r->fields, d, why, sizeof why);
+    saga_t *s = saga_decode_fields(fields, d, why, sizeof why);
     if (!s) {
         violate(w, "s%d: final fields do not decode: %s", idx, why);
         return;
@@ -1281,125 +1229,72 @@ static void check_saga(sim_t *w, int idx)
             if (!L[a].comp_applies || !L[b].act_applies || exempt_from_undo(d, s, b))
                 continue;
             if (d->on_compensation_failure == DEFN_ON_COMP_FAILURE_CONTINUE &&
-                L[b].comp_exhausted)
+                exhausted[b])
                 continue; /* "continue" undoes the earlier steps past a failed one */
             if (!L[b].comp_applies || L[b].comp_seq > L[a].comp_seq)
                 violate(w, "s%d: %s undone before %s of a later group was undone", idx,
                         d->steps[a].name, d->steps[b].name);
         }
     }
-    /* Outcomes: each id is one transition to an end state; the same id again only when
-     * recovery re-sent the outbox. */
-    int terminal_ids = 0;
-    bool saw_completed = false, saw_compensated = false;
-    const outcome_rec_t *last = NULL;
-    for (size_t k = 0; k < w->outcn; k++) {
-        const outcome_rec_t *o = &w->outcomes[k];
-        if (o->idx != idx)
-            continue;
-        bool repeat = false;
-        for (size_t j = 0; j < k; j++)
-            if (w->outcomes[j].idx == idx && strcmp(w->outcomes[j].id, o->id) == 0)
-                repeat = true;
-        if (repeat && !o->resent)
-            violate(w, "s%d: outcome %s published twice without a re-send", idx, o->id);
-        if (repeat)
-            continue;
-        if (saga_status_is_terminal(o->status))
-            terminal_ids++;
-        saw_completed |= o->status == SAGA_COMPLETED;
-        saw_compensated |= o->status == SAGA_COMPENSATED;
-        int64_t v = atoll(strrchr(o->id, '/') + 1);
-        if (!last || v > atoll(strrchr(last->id, '/') + 1))
-            last = o;
-    }
-    if (terminal_ids > 1 || (saw_completed && saw_compensated))
-        violate(w, "s%d: %d end outcomes published%s", idx, terminal_ids,
-                saw_completed && saw_compensated ? ", both completed and compensated" : "");
-    if (s->status == SAGA_COMPLETED || s->status == SAGA_COMPENSATED || s->status == SAGA_STUCK) {
-        if (!last || last->status != s->status)
-            violate(w, "s%d: ends %s, last outcome published: %s", idx,
-                    saga_status_name(s->status), last ? saga_status_name(last->status) : "none");
-    }
+    if (s->status == SAGA_COMPLETED || s->status == SAGA_COMPENSATED || s->status == SAGA_STUCK)
+        check_outcomes(w, idx, s->status);
     saga_free(s);
 }
 
 /* --- the run ------------------------------------------------------------------------ */
 
+/* The definitions, as the folder every instance reads (defset, which owns them) and by
+ * index (defs). */
 static int load_defs(sim_t *w)
 {
     const char *texts[SIM_DEF_COUNT] = {SIM_DEF_ORDER, SIM_DEF_TRANSFER, SIM_DEF_TRIP};
-    for (int i = 0; i < SIM_DEF_COUNT; i++) {
+    w->defset = defn_set_new();
+    for (int i = 0; w->defset && i < SIM_DEF_COUNT; i++) {
         defn_errors_t errs = {0};
-        w->defs[i] = definition_load_string(texts[i], strlen(texts[i]), "sim", &errs);
+        definition_t *d = definition_load_string(texts[i], strlen(texts[i]), "sim", &errs);
         for (size_t k = 0; k < errs.count; k++) {
             char line[1024];
             defn_error_format(&errs.items[k], line, sizeof line);
             fprintf(stderr, "saga-sim: definition %d: %s\n", i, line);
         }
         defn_errors_release(&errs);
-        if (!w->defs[i] || w->defs[i]->step_count > SIM_MAX_STEPS)
+        if (!d || d->step_count > SIM_MAX_STEPS) {
+            definition_free(d);
             return -1;
+        }
+        if (defn_set_add(w->defset, d, NULL) < 0) /* it frees d */
+            return -1;
+        w->defs[i] = d;
     }
-    return 0;
+    return w->defset ? 0 : -1;
 }
 
 static void sim_free(sim_t *w)
 {
-    engine_drop_memory(w);
+    while (w->ninst)
+        instance_free(w, w->inst[0]);
     for (size_t i = 0; i < w->evn; i++) {
         free(w->evq[i].text);
         json_decref(w->evq[i].msg);
     }
     free(w->evq);
-    for (int i = 0; i < w->nsagas; i++)
-        json_decref(w->recs[i].fields);
-    free(w->recs);
-    for (size_t i = 0; i < w->outn; i++) {
-        free(w->outbox[i].id);
-        json_decref(w->outbox[i].msg);
-    }
-    free(w->outbox);
-    for (size_t i = 0; i < w->logn; i++)
-        free(w->log[i]);
-    free(w->log);
-    free(w->log_at);
-    free(w->mem);
-    free(w->unconfirmed);
-    free(w->acks);
-    free(w->pend);
-    for (size_t i = 0; i < w->sentn; i++)
-        pending_release(&w->sent[i]);
-    free(w->sent);
+    simbus_free(w->bus);
+    simstore_free(w->db);
     free(w->def_of);
     free(w->led);
     free(w->op_actions);
     free(w->op_seen_version);
+    for (size_t i = 0; i < w->outcn; i++)
+        free(w->outcomes[i].text);
     free(w->outcomes);
     cache_release(&w->replies);
-    for (int i = 0; i < SIM_DEF_COUNT; i++)
-        definition_free(w->defs[i]);
+    cache_release(&w->deadlines);
+    defn_set_free(w->defset);
 }
 
-int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
+/* Fault intensity varies by seed: some runs are calm, some are storms. */
+static void choose_faults(sim_t *w, uint64_t seed)
 {
-    memset(out, 0, sizeof *out);
-    out->seed = seed;
-    out->trace_hash = 1469598103934665603ULL;
-    sim_t *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
-    w->cfg = *cfg;
-    w->res = out;
-    w->rng = seed;
-    w->now = SIM_T0_MS;
-    json_object_seed(1);
-    if (load_defs(w) < 0) {
-        sim_free(w);
-        free(w);
-        return -1;
-    }
-    /* Fault intensity varies by seed: some runs are calm, some are storms. */
     double storm = rnd01(w);
     w->p_crash = 0.04 * storm;
     w->p_dup = 0.15 * rnd01(w);
@@ -1413,30 +1308,118 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
     w->p_abort = 0.2 * rnd01(w);
     uint64_t fseed = seed ^ 0x5eed0fa11ULL;
     w->frng = splitmix64(&fseed);
-    if (cfg->plant == SIM_PLANT_NONE || cfg->plant == SIM_PLANT_KEEP_OPEN_ROUND)
-        w->p_redis_err = 0.08 * frnd01(w);
-    if (cfg->plant == SIM_PLANT_NONE || cfg->plant == SIM_PLANT_NO_TIMER_GATE)
-        w->p_pause = 0.03 * frnd01(w);
+    w->p_redis_err = 0.08 * frnd01(w);
+    w->p_pause = 0.03 * frnd01(w);
+    w->p_produce_fail = 0.02 * frnd01(w);
+    w->p_redis_down = 0.03 * frnd01(w);
+}
+
+/* Sometimes (looked at with the operator's rounds) the Redis server goes down for a while:
+ * connections are refused, commands fail, rounds are lost. */
+static void redis_outage(sim_t *w)
+{
+    if (!fault(w, w->p_redis_down))
+        return;
+    int64_t up = w->now + SIM_OUTAGE_MIN_MS +
+                 (int64_t)(frnd01(w) * (SIM_OUTAGE_MAX_MS - SIM_OUTAGE_MIN_MS));
+    w->res->redis_outages++;
+    trace(w, "REDIS down until +%lld ms", (long long)(up - SIM_T0_MS));
+    simstore_set_down(w->db, true);
+    event_t e = {.at = up, .type = EV_REDIS_UP};
+    ev_push(w, e);
+}
+
+/* Handles one event; returns false when the run is over. */
+static bool handle_event(sim_t *w, event_t *e)
+{
+    instance_t *in = NULL;
+    switch (e->type) {
+    case EV_START:
+        trace(w, "client: start s%d (%s)", e->idx, w->def_of[e->idx]->name);
+        client_start(w, e->idx);
+        break;
+    case EV_INPUT: {
+        char key[16];
+        saga_name(key, sizeof key, e->idx);
+        int32_t part = e->part >= 0 ? e->part : home_of(w, e->idx);
+        int64_t off = simbus_append(w->bus, part, key, e->text, w->now);
+        trace(w, "input %d@%lld: %.160s", (int)part, (long long)off, e->text);
+        wake_pollers(w);
+        break;
+    }
+    case EV_COMMAND:
+        trace(w, "deliver %s", jstr(e->msg, "command_id"));
+        participant_handle(w, e->msg);
+        break;
+    case EV_TURN:
+        if ((in = instance_by_id(w, e->idx)))
+            instance_turn(w, in);
+        break;
+    case EV_RECOVER:
+        if (!w->live && w->ninst < SIM_MAX_INSTANCES) {
+            instance_start(w);
+        } else if (!w->live) { /* zombies still around: the group waits for them */
+            event_t again = {.at = w->now + SIM_REVOKE_MAX_MS, .type = EV_RECOVER};
+            ev_push(w, again);
+        }
+        break;
+    case EV_TAKEOVER:
+        instance_takeover(w, instance_by_id(w, e->idx));
+        break;
+    case EV_REVOKE:
+        instance_revoke(w, instance_by_id(w, e->idx));
+        break;
+    case EV_REDIS_UP:
+        trace(w, "REDIS up");
+        simstore_set_down(w->db, false);
+        break;
+    case EV_OPERATOR:
+        redis_outage(w);
+        operator_look(w);
+        if (quiescent(w)) {
+            trace(w, "quiescent");
+            return false;
+        }
+        event_t next = {.at = w->now + SIM_OPERATOR_MS, .type = EV_OPERATOR};
+        ev_push(w, next);
+        break;
+    }
+    return !w->livelock;
+}
+
+static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
+{
+    w->cfg = *cfg;
+    w->res = out;
+    w->rng = seed;
+    w->now = SIM_T0_MS;
+    json_object_seed(1);
+    log_set_level(cfg->trace ? LOG_INFO : (log_level_t)(LOG_ERROR + 1));
+    if (load_defs(w) < 0)
+        return -1;
+    choose_faults(w, seed);
     /* One run in five has an operator who gives up soon: stuck is a valid end state. */
     w->op_patience = rnd01(w) < 0.2 ? (int)rnd_range(w, 0, 2) : SIM_OPERATOR_MAX_ACTIONS;
     w->nsagas = cfg->sagas > 0 ? cfg->sagas : (int)rnd_range(w, 5, 15);
     if (w->nsagas > SIM_MAX_SAGAS)
         w->nsagas = SIM_MAX_SAGAS;
+    w->partitions = (int32_t)rnd_range(w, 1, SIM_MAX_PARTITIONS);
     out->sagas = w->nsagas;
     w->def_of = calloc((size_t)w->nsagas, sizeof *w->def_of);
     w->led = calloc((size_t)w->nsagas, sizeof *w->led);
-    w->recs = calloc((size_t)w->nsagas, sizeof *w->recs);
-    w->mem = calloc((size_t)w->nsagas, sizeof *w->mem);
-    w->unconfirmed = calloc((size_t)w->nsagas, sizeof *w->unconfirmed);
     w->op_actions = calloc((size_t)w->nsagas, sizeof *w->op_actions);
     w->op_seen_version = calloc((size_t)w->nsagas, sizeof *w->op_seen_version);
-    w->mrng = splitmix64(&w->rng) | 1;
-    w->alive = true;
-    w->epoch = w->store_epoch = 1;
-    w->next_commit_at = w->now + SIM_COMMIT_MS;
-    trace(w, "seed %llu: %d sagas, crash %.3f dup %.3f delay %.3f lost %.3f late %.3f",
-          (unsigned long long)seed, w->nsagas, w->p_crash, w->p_dup, w->p_delay, w->p_lost,
-          w->p_late);
+    simstore_config_t sc = {.seed = splitmix64(&w->frng) | 1};
+    w->db = simstore_new(&sc);
+    simbus_hooks_t bh = {.opaque = w, .now_ms = bus_clock, .publish = on_publish,
+                         .fate = produce_fate};
+    w->bus = simbus_new(SIM_INPUT_TOPIC, w->partitions, &bh);
+    if (!w->def_of || !w->led || !w->op_actions || !w->op_seen_version || !w->db || !w->bus)
+        return -1;
+    trace(w, "seed %llu: %d sagas, %d partitions, crash %.3f dup %.3f delay %.3f lost %.3f "
+          "late %.3f redis %.3f pause %.3f", (unsigned long long)seed, w->nsagas,
+          (int)w->partitions, w->p_crash, w->p_dup, w->p_delay, w->p_lost, w->p_late,
+          w->p_redis_err, w->p_pause);
     for (int i = 0; i < w->nsagas; i++) {
         w->def_of[i] = w->defs[rnd(w) % SIM_DEF_COUNT];
         event_t e = {.at = w->now + rnd_range(w, 0, SIM_FAULT_MS * 2 / 3), .type = EV_START,
@@ -1445,8 +1428,25 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
     }
     event_t op = {.at = w->now + SIM_OPERATOR_MS, .type = EV_OPERATOR};
     ev_push(w, op);
+    instance_start(w);
+    return 0;
+}
 
-    while (w->evn) {
+int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->seed = seed;
+    out->trace_hash = 1469598103934665603ULL;
+    sim_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    if (sim_setup(w, seed, cfg, out) < 0) {
+        sim_free(w);
+        free(w);
+        return -1;
+    }
+    bool running = true;
+    while (running && w->evn) {
         event_t e = ev_pop(w);
         if (e.at > SIM_T0_MS + SIM_MAX_MS) {
             free(e.text);
@@ -1454,57 +1454,20 @@ int sim_run(uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
             break;
         }
         w->now = e.at;
-        if (e.type == EV_TURN && e.at != w->turn_at)
-            continue; /* superseded by an earlier wake-up */
-        out->events++;
-        switch (e.type) {
-        case EV_START:
-            trace(w, "client: start s%d (%s)", e.idx, w->def_of[e.idx]->name);
-            client_start(w, e.idx);
-            break;
-        case EV_INPUT:
-            trace(w, "input @%zu: %.160s", w->logn, e.text);
-            w->log = grow(w->log, &w->logcap, w->logn + 1, sizeof *w->log);
-            w->log_at = grow(w->log_at, &w->log_at_cap, w->logn + 1, sizeof *w->log_at);
-            w->log_at[w->logn] = w->now;
-            w->log[w->logn++] = e.text;
-            e.text = NULL;
-            engine_wake(w, w->now + rnd_range(w, 0, 3));
-            break;
-        case EV_COMMAND:
-            trace(w, "deliver %s", jstr(e.msg, "command_id"));
-            participant_handle(w, e.msg);
-            break;
-        case EV_TURN:
-            w->turn_at = 0;
-            if (w->alive)
-                engine_turn(w);
-            break;
-        case EV_RECOVER:
-            engine_load(w, true);
-            break;
-        case EV_OPERATOR:
-            operator_look(w);
-            if (quiescent(w)) {
-                trace(w, "quiescent");
-                goto done;
-            }
-            event_t next = {.at = w->now + SIM_OPERATOR_MS, .type = EV_OPERATOR};
-            ev_push(w, next);
-            break;
+        instance_t *in = e.type == EV_TURN ? instance_by_id(w, e.idx) : NULL;
+        if (e.type != EV_TURN || (in && e.at == in->turn_at)) { /* else superseded */
+            out->events++;
+            running = handle_event(w, &e);
         }
         free(e.text);
         json_decref(e.msg);
-        if (w->livelock)
-            break;
-        if (w->alive)
-            engine_schedule(w);
     }
-done:
     out->end_ms = w->now - SIM_T0_MS;
-    if (!quiescent(w))
-        violate(w, "not quiescent at %lld ms: %zu input unread, %zu outbox entries",
-                (long long)out->end_ms, w->logn - w->pos, w->outn);
+    out->input_redelivered = simbus_rereads(w->bus);
+    char why[128];
+    const char *unsettled_why = unsettled(w, why, sizeof why);
+    if (unsettled_why)
+        violate(w, "not quiescent at %lld ms: %s", (long long)out->end_ms, unsettled_why);
     for (int i = 0; i < w->nsagas; i++)
         check_saga(w, i);
     trace(w, "end: %d completed, %d compensated, %d stuck, %d violations", out->completed,
@@ -1516,9 +1479,6 @@ done:
 
 const char *sim_plant_name(sim_plant_t p)
 {
-    static const char *const names[] = {"none", "double-apply", "fake-compensation",
-                                        "no-timer-rearm", "start-race",
-                                        "skip-redelivery", "keep-open-round",
-                                        "no-timer-gate"};
+    static const char *const names[] = {"none", "double-apply", "fake-compensation"};
     return p < SIM_PLANT_COUNT ? names[p] : "?";
 }

@@ -1,13 +1,14 @@
-/* sim.h - a deterministic simulation of the saga coordinator's logic (docs/simulation.md).
+/* sim.h - the deterministic simulation of the saga coordinator (docs/simulation.md).
  *
- * One run drives the real state machine (machine.c) and the real saga encoding (saga.c)
- * through an in-memory world: a Redis-like store with version and epoch checks and an
- * outbox, an input topic with committed offsets, command topics that duplicate, delay and
- * reorder, participants that keep a ledger and follow docs/protocol.md, operators, and a
- * coordinator engine that mirrors coordinator.c turn by turn and crashes at any of its
- * crash points, then recovers as coordinator.c does. Time is virtual and every random
- * choice comes from one 64-bit seed, so a seed replays exactly. After the run, faults stop,
- * the world runs to quiescence and the invariants are checked. */
+ * One run drives the real engine (engine.c, with the real state machine and saga encoding
+ * under it) through an in-memory world: the store as a model of the Redis store behind
+ * the store port (simstore.h), the bus over in-memory input logs behind the bus port
+ * (simbus.h), command topics that duplicate, delay and reorder, participants that keep a
+ * ledger and follow docs/protocol.md, a client and an operator. Engine instances are
+ * killed at the engine's crash points, frozen, replaced while frozen (zombies), lose their
+ * Redis connection, find Redis down, and lose deliveries. Time is virtual and every random choice comes
+ * from one 64-bit seed, so a seed replays exactly. After the run, faults stop, the world
+ * runs to quiescence and the invariants are checked. */
 #ifndef SAGA_SIM_H
 #define SAGA_SIM_H
 
@@ -19,22 +20,12 @@
 #define SIM_MAX_VIOLATIONS 16   /* violations kept (with text) per run; more are counted */
 #define SIM_VIOLATION_LEN 256
 
-/* Deliberate defects, to prove that the checker catches what it claims to catch. */
+/* Deliberate defects of the world's participants, to prove that the checker catches what
+ * it claims to catch (defects of the engine are planted by scripts/mutants.sh). */
 typedef enum {
     SIM_PLANT_NONE = 0,
     SIM_PLANT_DOUBLE_APPLY,     /* a participant applies a redelivered action again */
     SIM_PLANT_FAKE_COMPENSATION,/* a participant answers ok to a compensation, undoes nothing */
-    SIM_PLANT_NO_TIMER_REARM,   /* recovery does not re-arm the timers of reloaded sagas */
-    SIM_PLANT_START_RACE,       /* coordinator.c as of db9e7ac: a reply read in the turn of a
-                                 * duplicate start reaches the phantom saga (docs/simulation.md) */
-    SIM_PLANT_SKIP_REDELIVERY,  /* coordinator.c as of db9e7ac: a retry/skip read again after a
-                                 * crash applies to whatever failed since (docs/simulation.md) */
-    SIM_PLANT_KEEP_OPEN_ROUND,  /* a round whose outcome is unknown (Redis connection lost)
-                                 * does not discard the open round built on it: that round is
-                                 * written after the reload anyway */
-    SIM_PLANT_NO_TIMER_GATE,    /* coordinator.c before the timer gate: a due timer fires
-                                 * though input appended before its due time is unread (a
-                                 * reply that came in time loses to the timeout after a pause) */
     SIM_PLANT_COUNT
 } sim_plant_t;
 
@@ -48,10 +39,14 @@ typedef struct sim_result {
     uint64_t seed;
     uint64_t trace_hash;        /* FNV-1a over every trace line: equal runs, equal hashes */
     uint64_t events;            /* events processed */
-    uint64_t turns, transitions, commands, replies, crashes, outbox_resent;
-    uint64_t pauses;            /* times the engine was frozen while time went on */
+    uint64_t turns, transitions, commands, crashes, outbox_resent;
+    uint64_t pauses;            /* times an instance was frozen while time went on */
+    uint64_t zombies;           /* ... and its partitions taken meanwhile */
+    uint64_t fenced;            /* times an instance found itself fenced (a zombie's writes) */
     uint64_t timers_held;       /* due timers held back by the gate (input before them unread) */
     uint64_t redis_errors;      /* rounds whose outcome the engine did not learn */
+    uint64_t redis_outages;     /* times the Redis server was down for a while */
+    uint64_t delivery_failures; /* produced messages whose delivery failed */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;
     int sagas;
