@@ -539,6 +539,12 @@ static void start_catchup(engine_t *c, partition_t *p)
     p->read_next = start_position(c, p, low);
     p->gate_time = t;
     p->gate_offset = high;
+    /* Resuming from the position Redis keeps: the group's commit catches up to it, so
+     * that lag tools do not show input as unread that an earlier owner handled. */
+    if (p->confirmed_offset < 0 && p->read_next >= 0 && p->read_next == p->stored_position &&
+        c->bus.store_offsets(c->bus.opaque, &p->id, &p->read_next, 1, c->errbuf,
+                             sizeof c->errbuf) < 0)
+        log_warn("partition %d: offsets store: %s", (int)p->id, c->errbuf);
     if (p->read_next >= 0 && p->read_next < high) {
         p->catching_up = true;
         log_info("partition %d: %lld input messages to catch up on before timers fire",

@@ -37,6 +37,8 @@ typedef struct ss_entry {
 
 typedef struct ss_part {
     int64_t epoch;                      /* 0: the key does not exist */
+    bool has_position;                  /* the position key exists ... */
+    int64_t position;                   /* ... with this next input offset */
     char *owner;
     ss_saga_t *sagas;
     size_t nsagas, sagas_cap;
@@ -79,6 +81,8 @@ typedef struct ss_tx {
  * acknowledgement. */
 typedef struct ss_call {
     bool ack;
+    bool position;                      /* the position script (offset below) */
+    int64_t offset;
     int32_t partition;
     int64_t epoch;
     ss_tx_t *txs;
@@ -288,6 +292,16 @@ static void run_ack(simstore_t *db, const ss_call_t *a)
         return;
     for (size_t i = 0; i < a->nids; i++)
         outbox_del(p, a->ids[i]);
+}
+
+/* The position script: only while the epoch is the writer's. */
+static void run_position(simstore_t *db, const ss_call_t *k)
+{
+    ss_part_t *p = part_make(db, k->partition);
+    if (p->epoch == 0 || p->epoch != k->epoch)
+        return;
+    p->has_position = true;
+    p->position = k->offset;
 }
 
 /* --- a connection's queue ------------------------------------------------------------- */
@@ -658,6 +672,30 @@ static int port_queue_outbox_acks(void *self, int32_t partition, int64_t epoch,
     return 0;
 }
 
+static int port_queue_position(void *self, int32_t partition, int64_t epoch, int64_t offset)
+{
+    simstore_conn_t *c = self;
+    if (c->in_flight && !c->dead) {
+        set_error(c, "redis: a position queued with a round in flight");
+        return -1;
+    }
+    if (ensure_connected(c) < 0)
+        return -1;
+    emit_batches(c); /* Redis runs the pipeline in order */
+    ss_call_t k = {.position = true, .partition = partition, .epoch = epoch, .offset = offset};
+    call_append(c, &k);
+    return 0;
+}
+
+static int port_read_position(void *self, int32_t partition, int64_t *offset)
+{
+    simstore_conn_t *c = self;
+    if (sync_ready(c) < 0)
+        return -1;
+    *offset = simstore_position(c->db, partition);
+    return 0;
+}
+
 static int port_discard_partition(void *self, int32_t partition)
 {
     simstore_conn_t *c = self;
@@ -677,6 +715,8 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
     for (size_t i = 0; fate != SIMSTORE_ROUND_LOST_BEFORE && i < c->ncalls; i++) {
         if (c->calls[i].ack)
             run_ack(c->db, &c->calls[i]);
+        else if (c->calls[i].position)
+            run_position(c->db, &c->calls[i]);
         else
             run_batch(c->db, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL,
                       c->answered);
@@ -847,6 +887,8 @@ store_port_t simstore_port(simstore_conn_t *c)
                           .queue_transition = port_queue_transition,
                           .queue_outbox_acks = port_queue_outbox_acks,
                           .discard_partition = port_discard_partition,
+                          .queue_position = port_queue_position,
+                          .read_position = port_read_position,
                           .send = port_send,
                           .in_flight = port_in_flight,
                           .replies_arriving = port_replies_arriving,
@@ -952,6 +994,12 @@ size_t simstore_conn_count(const simstore_conn_t *c, store_status_t status)
 }
 
 /* --- reading the server ------------------------------------------------------------ */
+
+int64_t simstore_position(const simstore_t *db, int32_t partition)
+{
+    const ss_part_t *p = part_get(db, partition);
+    return p && p->has_position ? p->position : -1;
+}
 
 int64_t simstore_epoch(const simstore_t *db, int32_t partition)
 {

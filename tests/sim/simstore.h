@@ -3,7 +3,8 @@
  * (docs/simulation.md) and for checking the model against the real store.
  *
  * A simstore_t is the Redis server: per partition an epoch and its owner, the outbox (id
- * -> "topic\npartition\nkey\nmessage", as store.c writes it), and per saga the hash fields
+ * -> "topic\npartition\nkey\nmessage", as store.c writes it), the input position kept
+ * with the state (epoch-checked, as store.c's position script), and per saga the hash fields
  * exactly as saga_visit_fields gives them (the "version" field written as expected + 1),
  * its history entries and its place in the status indexes; the recorded definitions.
  * A simstore_conn_t is one client's connection to it, with that client's pipelined rounds
@@ -90,6 +91,8 @@ size_t simstore_conn_count(const simstore_conn_t *c, store_status_t status);
 
 /* --- reading the server, for checks (everything borrowed until the next write) ----- */
 
+/* The partition's next input offset kept with the state (store_queue_position), or -1. */
+int64_t simstore_position(const simstore_t *db, int32_t partition);
 /* The partition's epoch (0 when none was taken). */
 int64_t simstore_epoch(const simstore_t *db, int32_t partition);
 /* The saga's hash fields (a JSON object of strings), or NULL when it was never written. */
