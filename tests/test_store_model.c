@@ -16,7 +16,7 @@
  * - per partition: the outbox (HGETALL against simstore_outbox_count/at, as sets: a Redis
  *   hash has no order) and the epoch (GET against simstore_epoch);
  * - what the synchronous calls return: take_epoch, read_epoch, ping, load_partition (the
- *   sagas' fields in order: ZRANGE's order, by score then id, is the contract),
+ *   sagas' fields in order: the model follows ZRANGE's, by score then id),
  *   load_outbox (as a set), read_statuses and the three definition calls; and that each
  *   is refused by both while a round is in flight or acknowledgements are queued.
  *
@@ -28,24 +28,37 @@
  * simulated world through its hooks; store.c's own handling is test_store's); when
  * replies arrive (replies_arriving is timing).
  *
- * The operations: sagas of the simulation's definitions (sim_defs.h), built and driven
- * by the coordinator's own code (saga_new, machine_start, replies, timers, abort, retry,
+ * Known differences outside what the engine can write, so not generated here:
+ * - a transition with more than about 4,000 outbox entries or 8,000 history entries:
+ *   the transition script's unpack() exceeds Lua's stack ("too many results to unpack"),
+ *   Redis fails the whole call after writing the transitions before it (and the hash and
+ *   history of the failing one: a script is not transactional), and store.c reports each
+ *   as STORE_ERROR, outcome unknown, as store.h allows; the model writes it all, OK. The
+ *   engine writes at most DEFN_MAX_STEPS commands and an outcome per transition.
+ * - index scores beyond 2^53 (Redis keeps doubles, the model int64): scores are epoch ms.
+ * Where a round is cut into script calls (STORE_MAX_BATCH) cannot be seen from outside:
+ * calls of different partitions touch different keys, and of two calls of one partition
+ * under different epochs at most one passes the epoch check.
+ *
+ * The operations: sagas of the simulation's definitions (sim_defs.h), built and driven by
+ * the coordinator's own code (saga_new, machine_start, replies, timers, abort, retry,
  * skip, saga_decode_fields to reload one in doubt) with the engine's outbox entries
  * (commands, outcomes) and random ones (a small pool of ids, so that entries are
- * overwritten and acknowledged and written again); sagas whose status the test forces,
- * so that every move between the indexes happens; creates of existing ids (EXISTS),
- * wrong expected versions (CONFLICT), stale, absent and future epochs (FENCED); epochs
- * taken between rounds; acknowledgements under current and stale epochs, of unknown ids,
- * of more ids than one script call takes; discards; transitions queued for the next round
+ * overwritten, acknowledged and written again); sagas whose status the test forces, so
+ * that every move between the indexes happens, and transitions that name another old
+ * status than the stored one; creates of existing ids (EXISTS), wrong expected versions
+ * (CONFLICT), stale, absent and future epochs (FENCED); epochs taken between rounds;
+ * acknowledgements under current and stale epochs, of unknown ids, of a whole outbox, of
+ * more ids than one script call takes; discards; transitions queued for the next round
  * while one is in flight; rare rounds of more transitions of one partition than one
- * script call takes (STORE_MAX_BATCH); three partitions and one written to but never owned
- * (its epoch key never exists); two connections (an owner and a
- * second coordinator or zombie), whose rounds never overlap in Redis: while one
- * connection's round is in flight, the other only queues (Redis could run a second
- * client's commands before or after that round, an order the model cannot know).
+ * script call takes; three partitions and one written to but never owned (its epoch key
+ * never exists); two connections (an owner and a second coordinator or zombie), whose
+ * rounds never overlap in Redis: while one connection's round is in flight, the other
+ * only queues (Redis could run a second client's commands before or after that round, an
+ * order the model cannot know).
  *
- * SAGA_STORE_MODEL_SEED=N replays a run (the seed is printed first);
- * SAGA_STORE_MODEL_OPS=N sets the number of operations (SM_DEFAULT_OPS). */
+ * SAGA_STORE_MODEL_SEED=N replays a run (the seed is printed first, a new one each run
+ * otherwise); SAGA_STORE_MODEL_OPS=N sets the number of operations (SM_DEFAULT_OPS). */
 #include "fixture.h"
 #include "machine.h"
 #include "rkeys.h"
@@ -58,6 +71,7 @@
 #include <criterion/logging.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +214,18 @@ static world_t w;
             SM_FAIL(fmt, ##__VA_ARGS__);                                                   \
     } while (0)
 
+/* Prints a line on stderr, whatever Criterion's verbosity: the seed and the counts. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("[store model] ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 static uint64_t rnd(void)
 {
     uint64_t z = (w.rng += 0x9E3779B97F4A7C15ULL);
@@ -267,8 +293,8 @@ static void setup(void)
                          : ((uint64_t)time(NULL) * 1000003u) ^ (uint64_t)getpid();
     env = getenv("SAGA_STORE_MODEL_OPS");
     w.nops = env && *env ? strtoull(env, NULL, 10) : SM_DEFAULT_OPS;
-    cr_log_info("store model: seed %" PRIu64 ", %zu operations (replay: "
-                "SAGA_STORE_MODEL_SEED=%" PRIu64 ")", w.seed, w.nops, w.seed);
+    say("seed %" PRIu64 ", %zu operations (replay: SAGA_STORE_MODEL_SEED=%" PRIu64 ")",
+        w.seed, w.nops, w.seed);
     w.rng = w.seed;
     w.mrng = w.seed * 2654435761u | 1; /* the machine's xorshift: nonzero */
     w.clock = SM_START_MS;
@@ -1387,27 +1413,26 @@ static void report(int64_t elapsed_ms)
     size_t total = 0;
     for (int i = 0; i < OP_COUNT; i++)
         total += w.ops[i];
-    cr_log_info("store model: seed %" PRIu64 ", %zu operations in %.2f s, %zu rounds, %zu "
-                "sagas, %zu full checks, %zu saga comparisons", w.seed, total,
-                (double)elapsed_ms / 1000.0, w.rounds, w.nknown, w.full_checks,
-                w.sagas_compared);
+    say("seed %" PRIu64 ": %zu operations in %.2f s, %zu rounds, %zu sagas, %zu full "
+        "checks, %zu saga comparisons", w.seed, total, (double)elapsed_ms / 1000.0, w.rounds,
+        w.nknown, w.full_checks, w.sagas_compared);
     for (int i = 0; i < OP_COUNT; i++)
-        cr_log_info("  %-24s %zu", OP_NAMES[i], w.ops[i]);
+        say("  %-24s %zu", OP_NAMES[i], w.ops[i]);
     for (int k = 0; k < TK_COUNT; k++) {
         size_t *r = w.results[k];
-        cr_log_info("  transitions, %-24s OK %zu, EXISTS %zu, FENCED %zu, CONFLICT %zu, "
-                    "ERROR %zu", TK_NAMES[k], r[STORE_OK], r[STORE_EXISTS], r[STORE_FENCED],
-                    r[STORE_CONFLICT], r[STORE_ERROR]);
+        say("  transitions, %-24s OK %zu, EXISTS %zu, FENCED %zu, CONFLICT %zu, ERROR %zu",
+            TK_NAMES[k], r[STORE_OK], r[STORE_EXISTS], r[STORE_FENCED], r[STORE_CONFLICT],
+            r[STORE_ERROR]);
     }
     size_t *s = w.stale_results;
-    cr_log_info("  of which under another epoch: OK %zu, EXISTS %zu, FENCED %zu, CONFLICT %zu, "
-                "ERROR %zu", s[STORE_OK], s[STORE_EXISTS], s[STORE_FENCED], s[STORE_CONFLICT],
-                s[STORE_ERROR]);
-    cr_log_info("  machine events that changed nothing %zu, another old status named %zu, "
-                "sagas reloaded %zu, calls refused while a round was pending %zu, ids "
-                "acknowledged %zu, sagas loaded %zu, outbox entries loaded %zu, largest "
-                "outbox %zu", w.unchanged, w.odd_old_status, w.reloads, w.refused,
-                w.ack_ids, w.loaded_sagas, w.loaded_entries, w.outbox_max);
+    say("  of which under another epoch: OK %zu, EXISTS %zu, FENCED %zu, CONFLICT %zu, "
+        "ERROR %zu", s[STORE_OK], s[STORE_EXISTS], s[STORE_FENCED], s[STORE_CONFLICT],
+        s[STORE_ERROR]);
+    say("  machine events that changed nothing %zu, another old status named %zu, sagas "
+        "reloaded %zu, calls refused while a round was pending %zu, ids acknowledged %zu, "
+        "sagas loaded %zu, outbox entries loaded %zu, largest outbox %zu", w.unchanged,
+        w.odd_old_status, w.reloads, w.refused, w.ack_ids, w.loaded_sagas, w.loaded_entries,
+        w.outbox_max);
 }
 
 Test(store_model, agrees_with_redis, .timeout = 600)
@@ -1440,6 +1465,8 @@ Test(store_model, agrees_with_redis, .timeout = 600)
     for (int i = 0; i < OP_COUNT; i++)
         total += w.ops[i];
     cr_assert_geq(total, w.nops);
+    if (w.nops < SM_DEFAULT_OPS / 2)
+        return; /* a short replay need not meet every kind of answer */
     /* Each kind of answer did happen: a run that never fenced proves little about fences. */
     cr_assert_gt(w.results[TK_CREATE][STORE_OK] + w.results[TK_NEXT][STORE_OK], 0);
     cr_assert_gt(w.results[TK_CREATE_DUP][STORE_EXISTS], 0, "EXISTS happened");
