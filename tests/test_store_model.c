@@ -897,7 +897,8 @@ static void force(tracked_t *t, machine_result_t *res)
                              saga_status_name(now), "at", (json_int_t)t->now);
 }
 
-/* A random unfinished saga of p the machine drives (synthetic: one the test forces). */
+/* A random saga of p in memory, one the test forces (synthetic) or one the machine
+ * drives, unfinished if asked; NULL when there is none. */
 static tracked_t *pick_tracked(int32_t p, bool synthetic, bool unfinished)
 {
     size_t n = w.ntracked[p];
