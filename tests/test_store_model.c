@@ -197,13 +197,16 @@ typedef struct world {
     size_t ops[OP_COUNT];
     size_t results[TK_COUNT][STORE_ERROR + 1];
     size_t stale_results[STORE_ERROR + 1];
-    size_t unchanged, odd_old_status, refused, ack_ids, reloads, rounds, full_checks, sagas_compared;
-    size_t loaded_sagas, loaded_entries, outbox_max;
+    size_t unchanged, odd_old_status, refused, ack_ids, reloads, rounds;
+    size_t full_checks, sagas_compared, loaded_sagas, loaded_entries, outbox_max;
     bool full_due;
 } world_t;
 
 static world_t w;
 
+/* The run's checks call Criterion only when they fail: under --full-stats (as ctest runs
+ * the suites) every passing cr_assert is reported to the runner, thirty times the run's
+ * cost for the hundreds of thousands of comparisons made here. */
 #define SM_FAIL(fmt, ...)                                                                  \
     cr_assert_fail("seed %" PRIu64 ", operation %zu (%s; replay: SAGA_STORE_MODEL_SEED=%"   \
                    PRIu64 " SAGA_STORE_MODEL_OPS=%zu): " fmt, w.seed, w.op,               \
@@ -252,7 +255,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
     while (n < need)
         n *= 2;
     p = realloc(p, n * size);
-    cr_assert_not_null(p, "out of memory");
+    SM_EXPECT(p, "out of memory");
     *cap = n;
     return p;
 }
@@ -260,7 +263,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
 static char *xstrdup(const char *s)
 {
     char *d = strdup(s);
-    cr_assert_not_null(d, "out of memory");
+    SM_EXPECT(d, "out of memory");
     return d;
 }
 
@@ -587,11 +590,12 @@ static void compare_outbox(int32_t p, const redisReply *r)
     size_t nr = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
     size_t nm = simstore_outbox_count(w.db, p);
     pair_t *real = calloc(nr + 1, sizeof *real), *model = calloc(nm + 1, sizeof *model);
-    cr_assert(real && model);
+    SM_EXPECT(real && model, "out of memory");
     for (size_t i = 0; i < nr; i++)
         real[i] = (pair_t){r->element[2 * i]->str, r->element[2 * i + 1]->str};
     for (size_t i = 0; i < nm; i++)
-        cr_assert_eq(simstore_outbox_at(w.db, p, i, &model[i].id, &model[i].value), 0);
+        SM_EXPECT(simstore_outbox_at(w.db, p, i, &model[i].id, &model[i].value) == 0,
+                  "simstore_outbox_at");
     qsort(real, nr, sizeof *real, pair_cmp);
     qsort(model, nm, sizeof *model, pair_cmp);
     size_t i = 0;
@@ -702,7 +706,7 @@ static void entries_from(entries_t *e, const saga_t *s, const machine_result_t *
         char id[MACHINE_COMMAND_ID_MAX];
         snprintf(id, sizeof id, "%s/outcome/%lld", s->id, (long long)expected + 1);
         char *text = json_dumps(res->outcome, JSON_COMPACT);
-        cr_assert_not_null(text);
+        SM_EXPECT(text, "out of memory");
         entries_add(e, id, "saga.outcomes", s->id, text, -1);
         free(text);
     }
@@ -793,7 +797,7 @@ static void queue_create(side_t *sd, int32_t p, bool keep)
     w.clock += (int64_t)below(3); /* equal scores now and then: ZRANGE orders by id */
     saga_t *s = saga_new(id, d, p, input, now);
     json_decref(input);
-    cr_assert_not_null(s);
+    SM_EXPECT(s, "out of memory");
     machine_env_t env = {.now_ms = now, .rng = &w.mrng, .reply_topic = "saga.input"};
     machine_result_t res;
     machine_result_init(&res);
@@ -824,7 +828,7 @@ static void queue_create_dup(side_t *sd, int32_t p)
         return;
     }
     saga_t *s = saga_new(k->id, w.defs[below(3)], p, NULL, w.clock);
-    cr_assert_not_null(s);
+    SM_EXPECT(s, "out of memory");
     machine_env_t env = {.now_ms = w.clock, .rng = &w.mrng, .reply_topic = "saga.input"};
     machine_result_t res;
     machine_result_init(&res);
@@ -1018,7 +1022,7 @@ static void settle(side_t *sd, int rr, int rm, const store_status_t *real,
             w.stale_results[real[i]]++;
     }
     sref_t *touched = calloc(sd->sent.n + 1, sizeof *touched);
-    cr_assert_not_null(touched);
+    SM_EXPECT(touched, "out of memory");
     for (size_t i = 0; i < sd->sent.n; i++)
         touched[i] = sd->sent.v[i].ref;
     check_sagas(touched, sd->sent.n);
@@ -1068,7 +1072,7 @@ static void op_receive(side_t *sd)
 {
     size_t n = sd->sent.n + 1;
     store_status_t *real = calloc(n, sizeof *real), *model = calloc(n, sizeof *model);
-    cr_assert(real && model);
+    SM_EXPECT(real && model, "out of memory");
     int rr = sd->real.receive(sd->real.self, real);
     int rm = sd->model.receive(sd->model.self, model);
     SM_EXPECT(!sd->real.in_flight(sd->real.self) && !sd->model.in_flight(sd->model.self),
@@ -1088,7 +1092,7 @@ static void op_flush(side_t *sd)
 {
     size_t n = sd->open.n + 1;
     store_status_t *real = calloc(n, sizeof *real), *model = calloc(n, sizeof *model);
-    cr_assert(real && model);
+    SM_EXPECT(real && model, "out of memory");
     int rr = store_flush(sd->st, real);
     int rm = -1;
     if (!sd->model.in_flight(sd->model.self)) {
@@ -1119,14 +1123,16 @@ static void op_acks(side_t *sd)
     bool all = r >= 4 && r < 16;
     size_t n = r < 2 ? 0 : r < 4 ? SM_ACK_BULK : all ? have : 1 + below(10);
     char **ids = calloc(n + 1, sizeof *ids);
-    cr_assert_not_null(ids);
+    SM_EXPECT(ids, "out of memory");
     for (size_t i = 0; i < n; i++) {
         char buf[64];
         const char *id = buf, *value;
         if (all)
-            cr_assert_eq(simstore_outbox_at(w.db, p, i, &id, &value), 0);
+            SM_EXPECT(simstore_outbox_at(w.db, p, i, &id, &value) == 0,
+                      "simstore_outbox_at");
         else if (have && chance(85))
-            cr_assert_eq(simstore_outbox_at(w.db, p, below(have), &id, &value), 0);
+            SM_EXPECT(simstore_outbox_at(w.db, p, below(have), &id, &value) == 0,
+                      "simstore_outbox_at");
         else
             snprintf(buf, sizeof buf, chance(50) ? "x/%u" : "unknown/%u",
                      (unsigned)below(SM_OUTBOX_POOL));
@@ -1242,7 +1248,7 @@ static void load_partition(side_t *sd, int32_t p)
 static void collect_entry(const outbox_entry_t *e, void *opaque)
 {
     json_t *o = opaque;
-    cr_assert_null(json_object_get(o, e->id), "outbox entry %s loaded twice", e->id);
+    SM_EXPECT(!json_object_get(o, e->id), "outbox entry %s loaded twice", e->id);
     json_object_set_new(o, e->id, json_pack("[s, i, s, s]", e->topic, (int)e->partition,
                                             e->key, e->value));
 }
