@@ -1320,9 +1320,10 @@ static const floor_kind_t FLOOR_RAW = {"raw", "benchraw", floor_write_raw, RAW_C
 static store_t *floor_store(bench_t *b, const char *prefix, int64_t *epoch)
 {
     char err[512];
-    store_config_t sc = {.host = "127.0.0.1", .port = b->redis_port, .prefix = prefix,
-                         .retention_ms = 7LL * 24 * 3600 * 1000, .history_cap = 1000,
-                         .timeout_ms = 5000};
+    store_config_t sc = {.redis = {.host = "127.0.0.1", .port = b->redis_port,
+                                   .command_timeout_ms = 5000},
+                         .prefix = prefix, .retention_ms = 7LL * 24 * 3600 * 1000,
+                         .history_cap = 1000};
     store_t *st = store_new(&sc, err, sizeof err);
     if (!st)
         die("redis floor: %s", err);

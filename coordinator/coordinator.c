@@ -61,15 +61,10 @@ static void on_fatal(void *opaque)
 static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
-    store_config_t sc = {.host = cfg->redis_host,
-                         .port = cfg->redis_port,
-                         .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
-                         .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
-                         .db = cfg->redis_db,
+    store_config_t sc = {.redis = config_redis(cfg),
                          .prefix = cfg->redis_prefix,
                          .retention_ms = cfg->retention_ms,
-                         .history_cap = cfg->history_cap,
-                         .timeout_ms = cfg->redis_timeout_ms};
+                         .history_cap = cfg->history_cap};
     c->store = store_new(&sc, err, errlen);
     if (!c->store)
         return -1;
@@ -81,6 +76,7 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
     store_set_wait_replicas(c->store, cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
                                       : report.replicas > 0         ? 1
                                                                     : 0);
+    store_set_sync_replicas(c->store, cfg->redis_sync_replicas);
     c->metrics = metrics_new(defs);
     c->registry = registry_new(defs);
     if (!c->metrics || !c->registry) {

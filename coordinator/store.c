@@ -119,7 +119,9 @@ struct store {
     int history_cap;
     int timeout_ms;
     char script_sha[41];
-    int wait_replicas;
+    int wait_replicas;           /* replicas an epoch bump waits for */
+    int sync_replicas;           /* replicas every round waits for */
+    bool wait_sent;              /* the round in flight ends with a WAIT */
     size_t queued_transitions;   /* positions handed out in the open round */
     bool in_flight;              /* a round is sent and its replies are unread */
     bool send_failed;            /* the round in flight was not (all) written */
@@ -354,14 +356,11 @@ store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    st->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
-    redisconn_config_t rc = {.host = cfg->host,
-                             .port = cfg->port,
-                             .user = cfg->user,
-                             .password = cfg->password,
-                             .db = cfg->db,
-                             .connect_timeout_ms = st->timeout_ms,
-                             .command_timeout_ms = st->timeout_ms};
+    redisconn_config_t rc = cfg->redis;
+    st->timeout_ms = rc.command_timeout_ms > 0 ? rc.command_timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+    rc.command_timeout_ms = st->timeout_ms;
+    if (rc.connect_timeout_ms <= 0)
+        rc.connect_timeout_ms = st->timeout_ms;
     st->conn = redisconn_new(&rc);
     if (!st->conn) {
         snprintf(err, errlen, "out of memory");
@@ -405,6 +404,31 @@ void store_free(store_t *st)
 void store_set_wait_replicas(store_t *st, int replicas)
 {
     st->wait_replicas = replicas;
+}
+
+void store_set_sync_replicas(store_t *st, int replicas)
+{
+    st->sync_replicas = replicas;
+}
+
+/* How long a WAIT blocks: half the socket's timeout, so that Redis answers (with the
+ * replicas it reached) before the read gives up on the connection. */
+static int wait_ms(const store_t *st)
+{
+    return st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
+}
+
+/* WAIT replicas wait_ms(st): waits until replicas replicas have every write made on this
+ * connection. Returns 0 when they have, 1 when fewer acknowledged in time (*acked says
+ * how many), -1 on a Redis error. */
+static int wait_replicas(store_t *st, int replicas, long long *acked)
+{
+    redisReply *r = command(st, "WAIT %d %d", replicas, wait_ms(st));
+    if (!r)
+        return -1;
+    *acked = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return *acked < replicas ? 1 : 0;
 }
 
 int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
@@ -459,18 +483,14 @@ int store_take_epoch(store_t *st, int32_t partition, const char *owner, int64_t 
     int64_t taken = r->integer;
     freeReplyObject(r);
     if (st->wait_replicas > 0) {
-        /* WAIT blocks for its own timeout: half the socket's, so that Redis answers
-         * (with the replicas it reached) before the read gives up on the connection. */
-        int wait_ms = st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
-        r = command(st, "WAIT %d %d", st->wait_replicas, wait_ms);
-        if (!r)
+        long long acked;
+        int rc = wait_replicas(st, st->wait_replicas, &acked);
+        if (rc < 0)
             return -1;
-        long long acked = r->integer;
-        freeReplyObject(r);
-        if (acked < st->wait_replicas) {
+        if (rc > 0) {
             /* Not taken: the caller must not serve under an epoch a failover may lose. */
             set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-                      (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms);
+                      (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms(st));
             return -1;
         }
     }
@@ -661,6 +681,17 @@ int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void 
 int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *opaque)
 {
     char key[RKEYS_KEY_MAX];
+    long long acked;
+    /* The outbox is sent again from here: what a round's WAIT did not confirm must reach
+     * the replicas first (a round that fell short leaves its writes on the primary). */
+    int waited = st->sync_replicas > 0 ? wait_replicas(st, st->sync_replicas, &acked) : 0;
+    if (waited != 0) {
+        if (waited > 0)
+            set_error(st, "partition %d: the writes reached %lld of %d replicas in %d ms "
+                      "(redis_sync_replicas)", (int)partition, acked, st->sync_replicas,
+                      wait_ms(st));
+        return -1;
+    }
     redisReply *r = command(st, "HGETALL %s", rkeys_outbox(&st->keys, key, partition));
     if (!r)
         return -1;
@@ -1036,6 +1067,15 @@ int store_send(store_t *st)
         st->send_failed = true; /* the pipeline holds part of the round: start afresh */
         return -1;
     }
+    /* The round counts once sync_replicas replicas have it: WAIT, read last. */
+    if (st->sync_replicas > 0 && st->nreply_results > 0) {
+        if (redisAppendCommand(ctx, "WAIT %d %d", st->sync_replicas, wait_ms(st)) != REDIS_OK) {
+            set_error(st, "redis: cannot queue WAIT (out of memory)");
+            st->send_failed = true;
+            return -1;
+        }
+        st->wait_sent = true;
+    }
     /* Write it all now (loopback: the socket takes it), so Redis works while we do. */
     int done = 0;
     while ((ctx = redisconn_context(st->conn)) && st->queued_replies && !done) {
@@ -1060,6 +1100,31 @@ bool store_replies_arriving(const store_t *st)
         return true;
     struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
     return poll(&pfd, 1, 0) > 0;
+}
+
+/* Reads the WAIT that ends the round in flight: when fewer replicas than sync_replicas
+ * acknowledged it, every transition of the round is STORE_ERROR (written on the primary,
+ * but a failover may lose it). Returns 0, or -1 when the connection was lost. */
+static int receive_wait(store_t *st, store_status_t *results)
+{
+    redisReply *r = NULL;
+    redisContext *ctx = redisconn_context(st->conn);
+    if (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
+        set_error(st, "redis: %s", ctx ? ctx->errstr : "not connected");
+        return -1;
+    }
+    long long acked = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (acked < st->sync_replicas) {
+        if (acked < 0)
+            set_error(st, "redis: WAIT: %s", r->type == REDIS_REPLY_ERROR ? r->str : "not a number");
+        else
+            set_error(st, "a round reached %lld of %d replicas in %d ms (redis_sync_replicas): "
+                      "not confirmed", acked, st->sync_replicas, wait_ms(st));
+        for (size_t i = 0; i < st->sent_transitions; i++)
+            results[i] = STORE_ERROR;
+    }
+    freeReplyObject(r);
+    return 0;
 }
 
 int store_receive(store_t *st, store_status_t *results)
@@ -1097,8 +1162,13 @@ int store_receive(store_t *st, store_status_t *results)
         }
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             lost = true, rc = -1; /* the script cache was flushed: reconnect reloads it */
+        if (redisconn_reply_readonly(r))
+            lost = true, rc = -1; /* a replica now (failover): reconnecting finds the primary */
         freeReplyObject(r);
     }
+    if (st->wait_sent && !lost && receive_wait(st, results) < 0)
+        lost = true, rc = -1;
+    st->wait_sent = false;
     st->queued_replies = st->nreply_results = 0;
     st->in_flight = st->send_failed = false;
     st->sent_transitions = 0;
@@ -1120,8 +1190,8 @@ int store_flush(store_t *st, store_status_t *results)
 /* --- member records (docs/redis.md, "Member records") ----------------------------- */
 
 /* Reads the replies of n commands appended to the pipeline. Returns 0, or -1 with the
- * reason set when one was an error, or when the connection was lost (then it is dropped:
- * the next use reconnects). */
+ * reason set when one was an error, or when the connection was lost or the server is a
+ * replica now (READONLY) (then it is dropped: the next use reconnects). */
 static int read_appended(store_t *st, size_t n)
 {
     int rc = 0;
@@ -1137,7 +1207,13 @@ static int read_appended(store_t *st, size_t n)
             set_error(st, "redis: %s", r->str);
             rc = -1;
         }
+        bool readonly = redisconn_reply_readonly(r);
         freeReplyObject(r);
+        if (readonly) {
+            /* A replica now (failover): its other replies are not worth reading. */
+            redisconn_drop(st->conn);
+            return -1;
+        }
     }
     return rc;
 }

@@ -25,7 +25,7 @@ static void setup(void)
     cr_assert_eq(fixture_redis_start(&redis, NULL), 0);
     rc = fixture_redis_connect(&redis);
     char err[256];
-    store_config_t cfg = {.port = redis.port, .retention_ms = 60000};
+    store_config_t cfg = {.redis = {.port = redis.port}, .retention_ms = 60000};
     st = store_new(&cfg, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     defn_errors_t errs = {0};

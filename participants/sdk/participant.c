@@ -420,11 +420,15 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
     else
         snprintf(prefix, sizeof prefix, SP_DEFAULT_DEDUP_PREFIX_FMT, cfg->group_id);
     sp_dedup_config_t dc = {
-        .host = cfg->redis_host ? cfg->redis_host : SAGA_PARTICIPANT_DEFAULT_REDIS_HOST,
-        .port = cfg->redis_port,
-        .user = cfg->redis_user,
-        .password = cfg->redis_password,
-        .db = cfg->redis_db,
+        .redis = {.host = cfg->redis_host ? cfg->redis_host : SAGA_PARTICIPANT_DEFAULT_REDIS_HOST,
+                  .port = cfg->redis_port,
+                  .user = cfg->redis_user,
+                  .password = cfg->redis_password,
+                  .db = cfg->redis_db,
+                  .sentinels = cfg->redis_sentinels,
+                  .master_name = cfg->redis_master_name,
+                  .sentinel_user = cfg->redis_sentinel_user,
+                  .sentinel_password = cfg->redis_sentinel_password},
         .prefix = prefix,
         .retention_s = cfg->dedup_retention_s,
         .lease_ms = cfg->inflight_lease_ms,

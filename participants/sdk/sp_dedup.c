@@ -168,13 +168,9 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     sp_dedup_t *d = calloc(1, sizeof *d);
     if (!d)
         goto oom;
-    redisconn_config_t rc = {.host = cfg->host,
-                             .port = cfg->port,
-                             .user = cfg->user,
-                             .password = cfg->password,
-                             .db = cfg->db,
-                             .connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS,
-                             .command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS};
+    redisconn_config_t rc = cfg->redis;
+    rc.connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS;
+    rc.command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS;
     d->conn = redisconn_new(&rc);
     d->prefix = strdup(cfg->prefix);
     d->retention_s = cfg->retention_s;
