@@ -82,6 +82,7 @@ typedef struct opts {
     bool redis_floor_only;     /* only redis-server and the store's floor (profiling) */
     bool replica;              /* the bench's Redis has a replica */
     int sync_replicas;         /* the coordinator's redis_sync_replicas */
+    double rate;               /* open-loop phase: sagas/s (0: half the saturation) */
     const char *json_path;
     const char *keep_dir;      /* keep the temp dir (logs) there */
 } opts_t;
@@ -1477,7 +1478,7 @@ static void run_size(bench_t *b, int steps, result_t *r)
     sleep_us(BENCH_SETTLE_US);
     clear_samples(b);
     take_snapshot(b, &s0);
-    r->half_rate = r->max_rate / 2;
+    r->half_rate = b->o.rate > 0 ? b->o.rate : r->max_rate / 2;
     r->half_sagas = open_loop(b, r->half_rate, b->o.duration_s, &r->half_achieved);
     int64_t half_end = now_us();
     sleep_us(BENCH_SETTLE_US);
@@ -1591,7 +1592,8 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("  e2e p99 at saturation (ms)", "%19.1f", rs[i].sat_e2e[2]);
     ROW("  cores: coordinator/broker/redis/bench", "%7.2f/%.2f/%.2f/%.2f", rs[i].sat_cores[0],
         rs[i].sat_cores[1], rs[i].sat_cores[2], rs[i].sat_cores[3]);
-    ROW("half load: sagas/s (open loop)", "%19.0f", rs[i].half_achieved);
+    ROW(b->o.rate > 0 ? "fixed load: sagas/s (open loop)" : "half load: sagas/s (open loop)", "%19.0f",
+        rs[i].half_achieved);
     ROW("  e2e latency p50 (ms)", "%19.2f", rs[i].e2e[0]);
     ROW("  e2e latency p95 (ms)", "%19.2f", rs[i].e2e[1]);
     ROW("  e2e latency p99 (ms)", "%19.2f", rs[i].e2e[2]);
@@ -1743,7 +1745,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: saga-bench [--steps 3,10] [--duration S] [--window N] [--inflight N]\n"
             "                  [--depth N] [--floor-messages N] [--no-rss] [--json FILE]\n"
-            "                  [--keep DIR] [--replica] [--sync-replicas N]\n\n"
+            "                  [--keep DIR] [--replica] [--sync-replicas N] [--rate R]\n\n"
             "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
             "saga-coordinator from the folder of this program, drives sagas through them with\n"
             "built-in participants, measures against the floor of the same broker and Redis\n"
@@ -1760,7 +1762,9 @@ static void usage(FILE *out)
             "  --keep DIR         work (definitions, logs, AOF) in DIR and keep it\n"
             "  --replica          give the bench's Redis a replica (in sync before measuring)\n"
             "  --sync-replicas N  the coordinator's redis_sync_replicas (default 0): every\n"
-            "                     round waits until N replicas have it (WAIT)\n");
+            "                     round waits until N replicas have it (WAIT)\n"
+            "  --rate R           the open-loop (\"half load\") phase at R sagas/s instead of half\n"
+            "                     the saturation: latencies of two runs at the same load\n");
 }
 
 int main(int argc, char **argv)
@@ -1777,6 +1781,7 @@ int main(int argc, char **argv)
         {"keep", required_argument, NULL, 'k'},    {"help", no_argument, NULL, 'h'},
         {"redis-floor-only", no_argument, NULL, 'r'},
         {"replica", no_argument, NULL, 'R'},       {"sync-replicas", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -1798,6 +1803,7 @@ int main(int argc, char **argv)
         case 'r': b->o.redis_floor_only = true; break;
         case 'R': b->o.replica = true; break;
         case 'S': b->o.sync_replicas = atoi(optarg); break;
+        case 'T': b->o.rate = atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -495,13 +495,15 @@ typedef struct moved_ctx {
     snapshot_t *now;
 } moved_ctx_t;
 
-/* Every saga active before has a later version now. */
+/* Every saga active before has a later version now, or has ended (with
+ * redis_sync_replicas=0 a saga that lost transitions can end at a lower version). */
 static bool all_moved(void *opaque)
 {
     moved_ctx_t *m = opaque;
     read_snapshot(m->now);
     for (long i = 0; i < fo_sagas; i++)
-        if (m->before->active[i] && m->now->versions[i] <= m->before->versions[i])
+        if (m->before->active[i] && m->now->versions[i] <= m->before->versions[i] &&
+            (m->now->versions[i] == 0 || m->now->active[i]))
             return false;
     return true;
 }
