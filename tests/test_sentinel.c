@@ -18,6 +18,7 @@
  * (more sagas, several kills, redis_sync_replicas=0) are scripts/sentinel-soak.sh. */
 #include "fixture.h"
 #include "ledger_check.h"
+#include "opstest.h"
 #include "redisconn.h"
 #include "services.h"
 #include "system.h"
@@ -309,6 +310,33 @@ Test(sentinel_discovery, a_readonly_reply_drops_the_connection_and_the_new_prima
     expect_port(conn, primary.port);
 }
 
+/* The settings reach the connection the same way in every program of the coordinator's
+ * (config.c's config_redis): sagactl, here, by flag and by environment. */
+Test(sentinel_discovery, sagactl_finds_the_primary_through_the_sentinels)
+{
+    fake_start(&fakes[0], primary.port);
+    char bin[PATH_MAX], flag[64], env[64];
+    cr_assert_eq(fixture_bin_path("sagactl", bin, sizeof bin), 0);
+    snprintf(flag, sizeof flag, "--redis_sentinels=127.0.0.1:%d", fakes[0].port);
+    snprintf(env, sizeof env, "SAGA_REDIS_SENTINELS=127.0.0.1:%d", fakes[0].port);
+    ops_run_t r;
+    /* redis_port=1: nothing listens there; only the Sentinel knows the way. */
+    cr_assert_eq(ops_run(&r, (const char *const[]){bin, "cluster", flag,
+                                                   "--redis_master_name=" SENTINEL_MASTER,
+                                                   "--redis_port=1", NULL},
+                         NULL, NULL, 10000), 0, "%s", r.err);
+    ops_run_release(&r);
+    cr_assert_eq(ops_run(&r, (const char *const[]){bin, "cluster", "--redis_port=1", NULL},
+                         (const char *const[]){env, "SAGA_REDIS_MASTER_NAME=" SENTINEL_MASTER,
+                                               NULL}, NULL, 10000), 0, "%s", r.err);
+    ops_run_release(&r);
+    cr_assert_eq(ops_run(&r, (const char *const[]){bin, "cluster", flag,
+                                                   "--redis_master_name=other", NULL},
+                         NULL, NULL, 10000), 4);
+    cr_assert(strstr(r.err, "does not know a primary named \"other\""), "%s", r.err);
+    ops_run_release(&r);
+}
+
 Test(sentinel_discovery, bad_settings_are_refused_with_the_reason)
 {
     static const struct {
@@ -389,16 +417,22 @@ static bool replicas_in_sync(void *opaque)
     return true;
 }
 
+/* Sentinel i's answer to cmd (caller frees), or NULL. */
+static redisReply *ask_sentinel(int i, const char *cmd)
+{
+    redisContext *c = fixture_redis_connect(&sentinels[i]);
+    redisReply *r = c ? redisCommand(c, cmd) : NULL;
+    redisFree(c);
+    return r;
+}
+
 /* The port of the primary Sentinel i names (0 when it names none). */
 static int named_primary(int i)
 {
-    redisContext *c = fixture_redis_connect(&sentinels[i]);
-    redisReply *r = c ? redisCommand(c, "SENTINEL get-master-addr-by-name " SENTINEL_MASTER)
-                      : NULL;
+    redisReply *r = ask_sentinel(i, "SENTINEL get-master-addr-by-name " SENTINEL_MASTER);
     int port = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
                    ? atoi(r->element[1]->str) : 0;
     freeReplyObject(r);
-    redisFree(c);
     return port;
 }
 
@@ -407,8 +441,7 @@ static bool sentinels_ready(void *opaque)
 {
     (void)opaque;
     for (int i = 0; i < FO_SENTINELS; i++) {
-        redisContext *c = fixture_redis_connect(&sentinels[i]);
-        redisReply *r = c ? redisCommand(c, "SENTINEL master " SENTINEL_MASTER) : NULL;
+        redisReply *r = ask_sentinel(i, "SENTINEL master " SENTINEL_MASTER);
         int others = -1, slaves = -1;
         for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2) {
             if (strcmp(r->element[k]->str, "num-other-sentinels") == 0)
@@ -417,7 +450,6 @@ static bool sentinels_ready(void *opaque)
                 slaves = atoi(r->element[k + 1]->str);
         }
         freeReplyObject(r);
-        redisFree(c);
         if (others != FO_SENTINELS - 1 || slaves != FO_REPLICAS)
             return false;
     }
@@ -433,21 +465,7 @@ static bool new_primary_named(void *opaque)
 
 static void produce_order(long i)
 {
-    char id[64], text[512];
-    snprintf(id, sizeof id, "sn-%ld", i);
-    snprintf(text, sizeof text,
-             "{\"type\":\"start\",\"saga\":\"order-placement\",\"saga_id\":\"%s\",\"input\":"
-             "{\"order_id\":\"%ld\",\"sku\":\"SKU-%ld\",\"qty\":%ld,\"amount\":%ld,"
-             "\"address\":\"street %ld\"}}", id, i, i % 20, 1 + i % 3, 10 + i % 40, i);
-    rd_kafka_resp_err_t err;
-    while ((err = rd_kafka_producev(sys.producer, RD_KAFKA_V_TOPIC("saga.input"),
-                                    RD_KAFKA_V_KEY(id, strlen(id)),
-                                    RD_KAFKA_V_VALUE(text, strlen(text)),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        rd_kafka_poll(sys.producer, 10);
-    cr_assert_eq(err, 0);
-    rd_kafka_poll(sys.producer, 0);
+    cr_assert_eq(services_produce_order(&sys, "sn", i), 0);
 }
 
 /* Produces at FO_PRODUCE_PER_S from *produced up to until, counting from start_ms. */
@@ -511,15 +529,8 @@ static bool all_moved(void *opaque)
 static bool all_terminal(void *opaque)
 {
     (void)opaque;
-    long long active = 0;
-    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++)
-        for (int k = 0; k < 2; k++) {
-            redisReply *r = redisCommand(sys.rc, "ZCARD saga:{p%d}:index:%s", p,
-                                         k ? "compensating" : "running");
-            active += r && r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
-            freeReplyObject(r);
-        }
-    return active == 0 && system_counter(&sys, "order-placement:started") == fo_sagas;
+    return system_active(&sys) == 0 &&
+           system_counter(&sys, "order-placement:started") == fo_sagas;
 }
 
 /* Starts the replicas and the Sentinels around sys.redis, the primary. */
