@@ -511,19 +511,25 @@ static void read_snapshot(snapshot_t *s)
 typedef struct moved_ctx {
     const snapshot_t *before;
     snapshot_t *now;
+    int64_t first_ms;          /* when a saga was first seen written after the kill */
 } moved_ctx_t;
 
 /* Every saga active before has a later version now, or has ended (with
- * redis_sync_replicas=0 a saga that lost transitions can end at a lower version). */
+ * redis_sync_replicas=0 a saga that lost transitions can end at a lower version). Notes
+ * when any saga was first written after the kill (a later version, or a new saga). */
 static bool all_moved(void *opaque)
 {
     moved_ctx_t *m = opaque;
     read_snapshot(m->now);
-    for (long i = 0; i < fo_sagas; i++)
+    bool all = true;
+    for (long i = 0; i < fo_sagas; i++) {
+        if (!m->first_ms && m->now->versions[i] > m->before->versions[i])
+            m->first_ms = fixture_now_ms();
         if (m->before->active[i] && m->now->versions[i] <= m->before->versions[i] &&
             (m->now->versions[i] == 0 || m->now->active[i]))
-            return false;
-    return true;
+            all = false;
+    }
+    return all && m->first_ms;
 }
 
 static bool all_terminal(void *opaque)
@@ -531,6 +537,24 @@ static bool all_terminal(void *opaque)
     (void)opaque;
     return system_active(&sys) == 0 &&
            system_counter(&sys, "order-placement:started") == fo_sagas;
+}
+
+/* Prints the state of the first few sagas still active and what the coordinators logged
+ * about them (system_expect_status explains), for a failed wait. */
+static void explain_active(void)
+{
+    static snapshot_t now;
+    read_snapshot(&now);
+    int shown = 0;
+    for (long i = 0; i < fo_sagas && shown < 3; i++) {
+        if (!now.active[i] && now.versions[i] > 0)
+            continue;
+        char id[64], why[4096];
+        snprintf(id, sizeof id, "sn-%ld", i);
+        (void)system_expect_status(&sys, id, "completed", 1, why, sizeof why);
+        fprintf(stderr, "sentinel: %s is not finished: %s\n", id, why);
+        shown++;
+    }
 }
 
 /* Starts the replicas and the Sentinels around sys.redis, the primary. */
@@ -629,7 +653,7 @@ Test(sentinel_failover, sigkill_of_the_primary_under_load)
         cr_assert_eq(lost, 0, "%ld sagas lost transitions read before the kill", lost);
 
     static snapshot_t now;
-    moved_ctx_t m = {&before, &now};
+    moved_ctx_t m = {&before, &now, 0};
     cr_assert(fixture_wait_until(all_moved, &m, FO_WAIT_MS),
               "every saga active at the kill moved again");
     int64_t moved = fixture_now_ms();
@@ -637,7 +661,10 @@ Test(sentinel_failover, sigkill_of_the_primary_under_load)
     resume = fixture_now_ms();
     produce_until(&produced, fo_sagas, resume, produced);
     cr_assert_eq(rd_kafka_flush(sys.producer, 30000), 0);
-    cr_assert(fixture_wait_until(all_terminal, NULL, FO_WAIT_MS), "every saga finished");
+    bool finished_all = fixture_wait_until(all_terminal, NULL, FO_WAIT_MS);
+    if (!finished_all)
+        explain_active();
+    cr_assert(finished_all, "every saga finished (%lld still active)", system_active(&sys));
     int64_t finished = fixture_now_ms();
 
     static const ledger_step_t STEPS[] = {
@@ -657,11 +684,13 @@ Test(sentinel_failover, sigkill_of_the_primary_under_load)
     free(ids);
     fprintf(stderr,
             "sentinel (redis_sync_replicas=%d): killed the primary with %ld sagas in Redis "
-            "(%ld active); new primary named after %lld ms; every active saga moved again "
-            "%lld ms after the kill; %ld lost a transition; all %ld finished %lld ms after the "
-            "kill: completed %ld, compensated %ld, stuck %ld; violations %ld\n",
+            "(%ld active); new primary named after %lld ms; first saga written again after "
+            "%lld ms; every active saga moved again %lld ms after the kill; %ld lost a "
+            "transition; all %ld finished %lld ms after the kill: completed %ld, compensated "
+            "%ld, stuck %ld; violations %ld\n",
             sync_replicas, before.sagas, before.nactive, (long long)(promoted - killed),
-            (long long)(moved - killed), lost, r.sagas, (long long)(finished - killed),
+            (long long)(m.first_ms - killed), (long long)(moved - killed), lost, r.sagas,
+            (long long)(finished - killed),
             r.completed, r.compensated, r.stuck, r.violations);
     cr_assert_eq(rc, 0);
     cr_assert_eq(r.violations, 0);
