@@ -266,6 +266,20 @@ Test(sentinel_discovery, sentinels_get_their_own_auth)
     expect_port(conn, primary.port); /* the primary has no password: none was sent */
 }
 
+/* A failover by hand: to is promoted, from follows it, and the scripted Sentinel names
+ * to. */
+static void fail_over_by_hand(redis_fixture_t *to, redis_fixture_t *from)
+{
+    redisContext *a = fixture_redis_connect(to);
+    redisContext *b = fixture_redis_connect(from);
+    cr_assert(a && b);
+    freeReplyObject(redisCommand(a, "REPLICAOF NO ONE"));
+    freeReplyObject(redisCommand(b, "REPLICAOF 127.0.0.1 %d", to->port));
+    redisFree(a);
+    redisFree(b);
+    atomic_store(&fakes[0].names_port, to->port);
+}
+
 Test(sentinel_discovery, a_readonly_reply_drops_the_connection_and_the_new_primary_is_found)
 {
     fake_start(&fakes[0], primary.port);
@@ -274,16 +288,7 @@ Test(sentinel_discovery, a_readonly_reply_drops_the_connection_and_the_new_prima
     cr_assert_not_null(r, "%s", redisconn_last_error(conn));
     freeReplyObject(r);
 
-    /* A failover by hand: the replica is promoted, the old primary follows it, and the
-     * Sentinel names the new one. */
-    redisContext *a = fixture_redis_connect(&replica);
-    redisContext *b = fixture_redis_connect(&primary);
-    cr_assert(a && b);
-    freeReplyObject(redisCommand(a, "REPLICAOF NO ONE"));
-    freeReplyObject(redisCommand(b, "REPLICAOF 127.0.0.1 %d", replica.port));
-    redisFree(a);
-    redisFree(b);
-    atomic_store(&fakes[0].names_port, replica.port);
+    fail_over_by_hand(&replica, &primary);
 
     r = redisconn_command(conn, "SET k after");
     cr_assert_null(r);
@@ -295,14 +300,7 @@ Test(sentinel_discovery, a_readonly_reply_drops_the_connection_and_the_new_prima
     expect_port(conn, replica.port);
 
     /* And back: the argv form (the SDK's de-duplication retries on its NULL) too. */
-    a = fixture_redis_connect(&primary);
-    b = fixture_redis_connect(&replica);
-    cr_assert(a && b);
-    freeReplyObject(redisCommand(a, "REPLICAOF NO ONE"));
-    freeReplyObject(redisCommand(b, "REPLICAOF 127.0.0.1 %d", primary.port));
-    redisFree(a);
-    redisFree(b);
-    atomic_store(&fakes[0].names_port, primary.port);
+    fail_over_by_hand(&primary, &replica);
     const char *argv[] = {"SET", "k", "again"};
     cr_assert_null(redisconn_command_argv(conn, 3, argv, NULL));
     cr_assert_not(redisconn_connected(conn));
