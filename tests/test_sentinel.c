@@ -10,7 +10,8 @@
  *
  * failover: one primary, two replicas and three Sentinels (redis-server --sentinel),
  * two coordinators and the three example services all configured through the Sentinels,
- * redis_sync_replicas=1, order-placement sagas produced at a steady rate. The primary is
+ * redis_sync_replicas=1 (the coordinators' rounds and the services' de-duplication
+ * records), order-placement sagas produced at a steady rate. The primary is
  * killed (SIGKILL); the Sentinels promote a replica; the coordinators and the services
  * follow. No saga version read on the primary just before the kill is missing on the new
  * one, every saga active at the kill moves again (the time it took is printed), every
@@ -628,8 +629,11 @@ Test(sentinel_failover, sigkill_of_the_primary_under_load)
     char list[256], sflag[300], syncflag[64];
     start_sentinel_setup(list, sizeof list);
 
+    char svc_sync[16];
+    snprintf(svc_sync, sizeof svc_sync, "%d", sync_replicas);
     const char *svc_flags[] = {"--fail-rate", "0.05", "--redis-sentinels", list,
-                               "--redis-master-name", SENTINEL_MASTER, NULL};
+                               "--redis-master-name", SENTINEL_MASTER,
+                               "--redis-sync-replicas", svc_sync, NULL};
     const char *const *const all[SERVICES_COUNT] = {svc_flags, svc_flags, svc_flags};
     cr_assert_eq(services_start(&services, &sys, all), 0);
     snprintf(sflag, sizeof sflag, "--redis_sentinels=%s", list);

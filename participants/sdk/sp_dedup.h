@@ -31,6 +31,7 @@ typedef struct sp_dedup_config {
     const char *prefix;
     long retention_s;
     long lease_ms;
+    int sync_replicas;       /* replicas every script's writes must reach (WAIT); 0: none */
 } sp_dedup_config_t;
 
 typedef enum {

@@ -106,6 +106,10 @@ typedef struct saga_participant_config_s {
     const char *redis_master_name;
     const char *redis_sentinel_user;
     const char *redis_sentinel_password;
+    /* Replicas (0..16) that must have each de-duplication decision (WAIT) before the
+     * handler runs or the reply is sent, so that a failover cannot lose a record a reply
+     * was based on; while fewer answer, the step is retried. Default 0: none. */
+    int redis_sync_replicas;
 } saga_participant_config_t;
 
 /* Fills cfg with the defaults above (strings NULL, numbers set). */
