@@ -584,9 +584,8 @@ Test(docker, sentinel_variant_finds_the_primary_through_three_sentinels)
             snprintf(s, sizeof s, "sentinel-%d", i);
             cr_expect_str_eq(dep_condition(svc, s), "service_healthy", "%s waits for %s", name, s);
         }
-        if (strcmp(program_of(svc), "saga-coordinator") == 0)
-            cr_expect_str_eq(env_of(svc, "SAGA_REDIS_SYNC_REPLICAS"), "1",
-                             "%s: rounds wait for the replica", name);
+        cr_expect_str_eq(env_of(svc, "SAGA_REDIS_SYNC_REPLICAS"), "1",
+                         "%s: rounds and de-duplication records wait for the replica", name);
         told++;
     }
     cr_expect_eq(told, 5, "two coordinators and three services");
