@@ -80,6 +80,9 @@ typedef struct opts {
     int floor_messages;        /* Kafka floor: messages */
     bool no_rss;
     bool redis_floor_only;     /* only redis-server and the store's floor (profiling) */
+    bool replica;              /* the bench's Redis has a replica */
+    int sync_replicas;         /* the coordinator's redis_sync_replicas */
+    double rate;               /* open-loop phase: sagas/s (0: half the saturation) */
     const char *json_path;
     const char *keep_dir;      /* keep the temp dir (logs) there */
 } opts_t;
@@ -117,7 +120,7 @@ struct bench {
     char bindir[1024], tmp[1024], defs[1100];
     char bootstrap[512];
     int redis_port, http_port;
-    pid_t broker, redis, coord;
+    pid_t broker, redis, replica, coord;
     redisContext *redis_ctx;           /* INFO commandstats */
     rd_kafka_t *producer;              /* starts and replies */
     rd_kafka_t *outcomes;              /* outcome consumer; also watermark queries */
@@ -442,6 +445,37 @@ static redisContext *redis_wait(int port)
     }
 }
 
+/* With --replica: a replica of the bench's Redis, durable the same way, in sync before
+ * anything is measured. */
+static void replica_start(bench_t *b, const char *primary_dir)
+{
+    char port[16], of[16], rdir[PATH_MAX + 128], logp[PATH_MAX + 64];
+    int rport = proc_free_port();
+    snprintf(port, sizeof port, "%d", rport);
+    snprintf(of, sizeof of, "%d", b->redis_port);
+    snprintf(rdir, sizeof rdir, "%s-replica", primary_dir);
+    mkdir(rdir, 0755);
+    char rs[] = "/usr/bin/redis-server";
+    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
+                     "--replicaof", "127.0.0.1", of, "--appendonly", "yes",
+                     "--appendfsync", "everysec", "--save", "", "--daemonize", "no", NULL};
+    snprintf(logp, sizeof logp, "%s/redis-replica.log", b->tmp);
+    b->replica = proc_spawn(rargv, logp);
+    redisContext *c = redis_wait(rport);
+    int64_t until = now_us() + BENCH_READY_TIMEOUT_US;
+    for (;;) {
+        redisReply *r = redisCommand(c, "INFO replication");
+        bool up = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up");
+        freeReplyObject(r);
+        if (up)
+            break;
+        if (now_us() > until)
+            die("the replica on port %d did not get in sync", rport);
+        sleep_us(20000);
+    }
+    redisFree(c);
+}
+
 /* Starts redis-server on a free port with its data in dir (under the temp dir), durable
  * as in production (AOF, fsync every second), no RDB snapshots; connects b->redis_ctx. */
 static void redis_start(bench_t *b, const char *dir)
@@ -458,6 +492,8 @@ static void redis_start(bench_t *b, const char *dir)
     snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
     b->redis = proc_spawn(rargv, logp);
     b->redis_ctx = redis_wait(b->redis_port);
+    if (b->o.replica)
+        replica_start(b, rdir);
 }
 
 static void stack_start(bench_t *b, int steps)
@@ -503,7 +539,9 @@ static void stack_start(bench_t *b, int steps)
         for (char *t = strtok(wrap, " "); t && ca < 24; t = strtok(NULL, " "))
             cargv[ca++] = t;
     }
-    char *own[] = {coord, bs, rp, defs, lvl, http};
+    char sync[64];
+    snprintf(sync, sizeof sync, "--redis_sync_replicas=%d", b->o.sync_replicas);
+    char *own[] = {coord, bs, rp, defs, lvl, http, sync};
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         cargv[ca++] = own[i];
     cargv[ca] = NULL;
@@ -555,8 +593,9 @@ static void stack_stop(bench_t *b)
     redisFree(b->redis_ctx);
     proc_stop(b->coord, 5000);
     proc_stop(b->redis, 5000);
+    proc_stop(b->replica, 5000);
     proc_stop(b->broker, 5000);
-    b->coord = b->redis = b->broker = 0;
+    b->coord = b->redis = b->replica = b->broker = 0;
 }
 
 /* --- snapshots -------------------------------------------------------------------- */
@@ -1320,9 +1359,10 @@ static const floor_kind_t FLOOR_RAW = {"raw", "benchraw", floor_write_raw, RAW_C
 static store_t *floor_store(bench_t *b, const char *prefix, int64_t *epoch)
 {
     char err[512];
-    store_config_t sc = {.host = "127.0.0.1", .port = b->redis_port, .prefix = prefix,
-                         .retention_ms = 7LL * 24 * 3600 * 1000, .history_cap = 1000,
-                         .timeout_ms = 5000};
+    store_config_t sc = {.redis = {.host = "127.0.0.1", .port = b->redis_port,
+                                   .command_timeout_ms = 5000},
+                         .prefix = prefix, .retention_ms = 7LL * 24 * 3600 * 1000,
+                         .history_cap = 1000};
     store_t *st = store_new(&sc, err, sizeof err);
     if (!st)
         die("redis floor: %s", err);
@@ -1401,6 +1441,8 @@ static void redis_floor_alone(bench_t *b, int steps)
     print_redis_floor(&FLOOR_RAW, &raw, b->o.depth);
     redisFree(b->redis_ctx);
     proc_stop(b->redis, 5000);
+    proc_stop(b->replica, 5000);
+    b->redis = b->replica = 0;
 }
 
 /* --- one saga size ---------------------------------------------------------------- */
@@ -1436,7 +1478,7 @@ static void run_size(bench_t *b, int steps, result_t *r)
     sleep_us(BENCH_SETTLE_US);
     clear_samples(b);
     take_snapshot(b, &s0);
-    r->half_rate = r->max_rate / 2;
+    r->half_rate = b->o.rate > 0 ? b->o.rate : r->max_rate / 2;
     r->half_sagas = open_loop(b, r->half_rate, b->o.duration_s, &r->half_achieved);
     int64_t half_end = now_us();
     sleep_us(BENCH_SETTLE_US);
@@ -1532,8 +1574,9 @@ static void run_size(bench_t *b, int steps, result_t *r)
 static void print_table(const result_t *rs, size_t n, const bench_t *b)
 {
     printf("\nsaga-bench: 1 coordinator, %d input partitions, %d participant threads, "
-           "phases of %.0f s, window %d\n\n",
-           BENCH_INPUT_PARTITIONS, BENCH_PARTICIPANTS, b->o.duration_s, b->o.window);
+           "phases of %.0f s, window %d, Redis %s, redis_sync_replicas=%d\n\n",
+           BENCH_INPUT_PARTITIONS, BENCH_PARTICIPANTS, b->o.duration_s, b->o.window,
+           b->o.replica ? "with one replica" : "alone", b->o.sync_replicas);
     printf("%-44s", "");
     for (size_t i = 0; i < n; i++)
         printf("%14d-step", rs[i].steps);
@@ -1549,7 +1592,8 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("  e2e p99 at saturation (ms)", "%19.1f", rs[i].sat_e2e[2]);
     ROW("  cores: coordinator/broker/redis/bench", "%7.2f/%.2f/%.2f/%.2f", rs[i].sat_cores[0],
         rs[i].sat_cores[1], rs[i].sat_cores[2], rs[i].sat_cores[3]);
-    ROW("half load: sagas/s (open loop)", "%19.0f", rs[i].half_achieved);
+    ROW(b->o.rate > 0 ? "fixed load: sagas/s (open loop)" : "half load: sagas/s (open loop)", "%19.0f",
+        rs[i].half_achieved);
     ROW("  e2e latency p50 (ms)", "%19.2f", rs[i].e2e[0]);
     ROW("  e2e latency p95 (ms)", "%19.2f", rs[i].e2e[1]);
     ROW("  e2e latency p99 (ms)", "%19.2f", rs[i].e2e[2]);
@@ -1679,14 +1723,16 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
             }
         fclose(f);
     }
-    json_t *doc = json_pack("{s:{s:i, s:s, s:I}, s:{s:f, s:i, s:i, s:i, s:i}, s:o}", "machine",
+    json_t *doc = json_pack("{s:{s:i, s:s, s:I}, s:{s:f, s:i, s:i, s:i, s:i, s:b, s:i}, s:o}",
+                            "machine",
                             "nproc", (int)sysconf(_SC_NPROCESSORS_ONLN), "cpu", model,
                             "mem_kib",
                             (json_int_t)(sysconf(_SC_PHYS_PAGES) / 1024 *
                                          (sysconf(_SC_PAGESIZE) / 1024) * 1024),
                             "options", "phase_s", b->o.duration_s, "window", b->o.window,
                             "inflight", b->o.inflight, "redis_depth", b->o.depth,
-                            "floor_messages", b->o.floor_messages, "results", arr);
+                            "floor_messages", b->o.floor_messages, "replica", b->o.replica,
+                            "sync_replicas", b->o.sync_replicas, "results", arr);
     if (json_dump_file(doc, path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
         fprintf(stderr, "saga-bench: cannot write %s\n", path);
     json_decref(doc);
@@ -1699,7 +1745,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: saga-bench [--steps 3,10] [--duration S] [--window N] [--inflight N]\n"
             "                  [--depth N] [--floor-messages N] [--no-rss] [--json FILE]\n"
-            "                  [--keep DIR]\n\n"
+            "                  [--keep DIR] [--replica] [--sync-replicas N] [--rate R]\n\n"
             "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
             "saga-coordinator from the folder of this program, drives sagas through them with\n"
             "built-in participants, measures against the floor of the same broker and Redis\n"
@@ -1713,7 +1759,12 @@ static void usage(FILE *out)
             "  --floor-messages N Kafka floor: messages (default 200000)\n"
             "  --no-rss           skip the memory phase\n"
             "  --json FILE        write the results as JSON\n"
-            "  --keep DIR         work (definitions, logs, AOF) in DIR and keep it\n");
+            "  --keep DIR         work (definitions, logs, AOF) in DIR and keep it\n"
+            "  --replica          give the bench's Redis a replica (in sync before measuring)\n"
+            "  --sync-replicas N  the coordinator's redis_sync_replicas (default 0): every\n"
+            "                     round waits until N replicas have it (WAIT)\n"
+            "  --rate R           the open-loop (\"half load\") phase at R sagas/s instead of half\n"
+            "                     the saturation: latencies of two runs at the same load\n");
 }
 
 int main(int argc, char **argv)
@@ -1729,6 +1780,8 @@ int main(int argc, char **argv)
         {"no-rss", no_argument, NULL, 'n'},        {"json", required_argument, NULL, 'j'},
         {"keep", required_argument, NULL, 'k'},    {"help", no_argument, NULL, 'h'},
         {"redis-floor-only", no_argument, NULL, 'r'},
+        {"replica", no_argument, NULL, 'R'},       {"sync-replicas", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -1748,6 +1801,9 @@ int main(int argc, char **argv)
         case 'j': b->o.json_path = optarg; break;
         case 'k': b->o.keep_dir = optarg; break;
         case 'r': b->o.redis_floor_only = true; break;
+        case 'R': b->o.replica = true; break;
+        case 'S': b->o.sync_replicas = atoi(optarg); break;
+        case 'T': b->o.rate = atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1755,6 +1811,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < b->o.nsizes; i++)
         if (b->o.sizes[i] < 1 || b->o.sizes[i] > 64)
             die("--steps: sizes are 1..64");
+    if (b->o.sync_replicas < 0 || b->o.sync_replicas > (b->o.replica ? 1 : 0))
+        die("--sync-replicas: 0, or 1 with --replica");
     if (b->o.duration_s < 2 || b->o.window < 1 || b->o.inflight < 1 || b->o.depth < 1 ||
         b->o.floor_messages < 1000)
         die("a value is out of range (see --help)");

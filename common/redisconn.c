@@ -1,5 +1,5 @@
-/* redisconn.c - one blocking Redis connection with AUTH, SELECT, timeouts and the last
- * error (see redisconn.h). */
+/* redisconn.c - one blocking Redis connection with AUTH, SELECT, timeouts, the last error
+ * and, when configured, the primary found through Redis Sentinel (see redisconn.h). */
 #include "redisconn.h"
 
 #include <stdarg.h>
@@ -8,13 +8,25 @@
 #include <string.h>
 #include <sys/time.h>
 
+typedef struct redisconn_sentinel {
+    char *host;
+    int port;
+} redisconn_sentinel_t;
+
 struct redisconn {
     redisContext *ctx;         /* NULL when not connected */
     char *host, *user, *password;
     int port, db;
     int connect_timeout_ms, command_timeout_ms;
+    redisconn_sentinel_t sentinels[REDISCONN_MAX_SENTINELS]; /* the last that answered first */
+    int nsentinels;
+    char *master_name, *sentinel_user, *sentinel_password;
+    char *config_error;        /* a bad Sentinel setting: every connect fails with it */
+    char address[REDISCONN_ADDRESS_MAX]; /* of the server connected to, or last tried */
     char error[REDISCONN_ERROR_MAX];
 };
+
+#define REDISCONN_HOST_MAX 256 /* a host name the Sentinels answer, NUL included */
 
 static struct timeval timeval_of(int ms)
 {
@@ -34,6 +46,83 @@ const char *redisconn_last_error(const redisconn_t *c)
     return c->error;
 }
 
+const char *redisconn_address(const redisconn_t *c)
+{
+    return c->address;
+}
+
+static char *strdup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+/* Parses "host:port,host:port" ("[v6]:port" too; the port may be left out) into
+ * c->sentinels. Returns 0, -1 with the reason in why, or -2 when out of memory. */
+static int parse_sentinels(redisconn_t *c, const char *list, char *why, size_t n)
+{
+    const char *at = list;
+    while (*at) {
+        size_t len = strcspn(at, ",");
+        char item[REDISCONN_ADDRESS_MAX];
+        while (len && (*at == ' ' || *at == '\t'))
+            at++, len--;
+        size_t end = len;
+        while (end && (at[end - 1] == ' ' || at[end - 1] == '\t'))
+            end--;
+        if (end == 0 || end >= sizeof item) {
+            snprintf(why, n, "redis_sentinels: an empty or too long entry in \"%s\"", list);
+            return -1;
+        }
+        if (c->nsentinels == REDISCONN_MAX_SENTINELS) {
+            snprintf(why, n, "redis_sentinels: more than %d entries", REDISCONN_MAX_SENTINELS);
+            return -1;
+        }
+        memcpy(item, at, end);
+        item[end] = '\0';
+        char *host = item, *port = NULL;
+        if (*host == '[') {
+            char *close = strchr(host, ']');
+            if (!close || (close[1] && close[1] != ':'))
+                goto bad;
+            *close = '\0';
+            host++;
+            port = close[1] ? close + 2 : NULL;
+        } else if ((port = strrchr(host, ':'))) {
+            *port++ = '\0';
+        }
+        long p = REDISCONN_DEFAULT_SENTINEL_PORT;
+        if (port) {
+            char *e;
+            p = strtol(port, &e, 10);
+            if (!*port || *e || p < 1 || p > 65535)
+                goto bad;
+        }
+        if (!*host)
+            goto bad;
+        redisconn_sentinel_t *s = &c->sentinels[c->nsentinels];
+        if (!(s->host = strdup(host)))
+            return -2;
+        s->port = (int)p;
+        c->nsentinels++;
+        at += len;
+        if (*at == ',')
+            at++;
+        continue;
+bad:
+        snprintf(why, n, "redis_sentinels: \"%.*s\" is not HOST:PORT", (int)end, at);
+        return -1;
+    }
+    if (c->nsentinels == 0) {
+        snprintf(why, n, "redis_sentinels: no Sentinel in \"%s\"", list);
+        return -1;
+    }
+    if (!c->master_name) {
+        snprintf(why, n, "redis_master_name is required with redis_sentinels");
+        return -1;
+    }
+    return 0;
+}
+
 redisconn_t *redisconn_new(const redisconn_config_t *cfg)
 {
     redisconn_t *c = calloc(1, sizeof *c);
@@ -42,7 +131,13 @@ redisconn_t *redisconn_new(const redisconn_config_t *cfg)
     c->host = strdup(cfg->host ? cfg->host : REDISCONN_DEFAULT_HOST);
     c->user = cfg->user ? strdup(cfg->user) : NULL;
     c->password = cfg->password ? strdup(cfg->password) : NULL;
-    if (!c->host || (cfg->user && !c->user) || (cfg->password && !c->password))
+    c->master_name = strdup_or_null(cfg->master_name);
+    c->sentinel_user = strdup_or_null(cfg->sentinel_user);
+    c->sentinel_password = strdup_or_null(cfg->sentinel_password);
+    if (!c->host || (cfg->user && !c->user) || (cfg->password && !c->password) ||
+        (cfg->master_name && *cfg->master_name && !c->master_name) ||
+        (cfg->sentinel_user && *cfg->sentinel_user && !c->sentinel_user) ||
+        (cfg->sentinel_password && *cfg->sentinel_password && !c->sentinel_password))
         goto err;
     c->port = cfg->port > 0 ? cfg->port : REDISCONN_DEFAULT_PORT;
     c->db = cfg->db;
@@ -50,6 +145,13 @@ redisconn_t *redisconn_new(const redisconn_config_t *cfg)
         cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : REDISCONN_DEFAULT_TIMEOUT_MS;
     c->command_timeout_ms =
         cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : REDISCONN_DEFAULT_TIMEOUT_MS;
+    snprintf(c->address, sizeof c->address, "%s:%d", c->host, c->port);
+    if (cfg->sentinels && *cfg->sentinels) {
+        char why[REDISCONN_ERROR_MAX];
+        int rc = parse_sentinels(c, cfg->sentinels, why, sizeof why);
+        if (rc == -2 || (rc == -1 && !(c->config_error = strdup(why))))
+            goto err;
+    }
     return c;
 err:
     redisconn_free(c);
@@ -64,6 +166,12 @@ void redisconn_free(redisconn_t *c)
     free(c->host);
     free(c->user);
     free(c->password);
+    for (int i = 0; i < c->nsentinels; i++)
+        free(c->sentinels[i].host);
+    free(c->master_name);
+    free(c->sentinel_user);
+    free(c->sentinel_password);
+    free(c->config_error);
     free(c);
 }
 
@@ -89,16 +197,138 @@ void redisconn_lost(redisconn_t *c)
     redisconn_drop(c);
 }
 
-/* Runs one set-up command (AUTH, SELECT) on a new connection; 0, or -1 (reason kept). */
-static int setup_command(redisconn_t *c, redisContext *ctx, int argc, const char **argv)
+bool redisconn_reply_readonly(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && r->str &&
+           (strncmp(r->str, "READONLY", 8) == 0 || strstr(r->str, "-READONLY") ||
+            strstr(r->str, "READONLY You can't write"));
+}
+
+/* Runs one set-up command (AUTH, SELECT, ROLE, SENTINEL) on a connection being made.
+ * Returns the reply (caller frees), or NULL with the reason kept (an error reply too). */
+static redisReply *setup_command(redisconn_t *c, redisContext *ctx, const char *where,
+                                 int argc, const char **argv)
 {
     redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
-    int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
-    if (rc < 0)
-        redisconn_set_error(c, "redis %s:%d: %s", c->host, c->port,
-                            r ? r->str : ctx->errstr);
+    if (r && r->type != REDIS_REPLY_ERROR)
+        return r;
+    redisconn_set_error(c, "redis %s: %s: %s", where, argv[0], r ? r->str : ctx->errstr);
     freeReplyObject(r);
+    return NULL;
+}
+
+/* A new connection to host:port with the command timeout, AUTH (user may be NULL,
+ * password NULL: none) and SELECT db (when > 0). Returns it, or NULL (reason kept). */
+static redisContext *open_server(redisconn_t *c, const char *host, int port, const char *user,
+                                 const char *password, int db)
+{
+    char where[REDISCONN_ADDRESS_MAX];
+    snprintf(where, sizeof where, "%s:%d", host, port);
+    redisContext *ctx = redisConnectWithTimeout(host, port, timeval_of(c->connect_timeout_ms));
+    if (!ctx || ctx->err) {
+        redisconn_set_error(c, "cannot connect to redis %s: %s", where,
+                            ctx ? ctx->errstr : "out of memory");
+        redisFree(ctx);
+        return NULL;
+    }
+    if (redisSetTimeout(ctx, timeval_of(c->command_timeout_ms)) != REDIS_OK) {
+        redisconn_set_error(c, "cannot connect to redis %s: cannot set the command timeout",
+                            where);
+        goto err;
+    }
+    redisReply *r;
+    if (password) {
+        const char *argv[] = {"AUTH", user ? user : password, password};
+        if (!(r = setup_command(c, ctx, where, user ? 3 : 2, argv)))
+            goto err;
+        freeReplyObject(r);
+    }
+    if (db > 0) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", db);
+        const char *argv[] = {"SELECT", n};
+        if (!(r = setup_command(c, ctx, where, 2, argv)))
+            goto err;
+        freeReplyObject(r);
+    }
+    return ctx;
+err:
+    redisFree(ctx);
+    return NULL;
+}
+
+/* Asks Sentinel s for the primary's address. Returns 0 with host (REDISCONN_HOST_MAX
+ * bytes) and *port, or -1 (reason kept). */
+static int ask_sentinel(redisconn_t *c, const redisconn_sentinel_t *s, char *host, int *port)
+{
+    redisContext *ctx =
+        open_server(c, s->host, s->port, c->sentinel_user, c->sentinel_password, 0);
+    if (!ctx)
+        return -1;
+    char where[REDISCONN_ADDRESS_MAX + 16];
+    snprintf(where, sizeof where, "sentinel %s:%d", s->host, s->port);
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", c->master_name};
+    redisReply *r = setup_command(c, ctx, where, 3, argv);
+    int rc = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[0]->len < REDISCONN_HOST_MAX && (*port = atoi(r->element[1]->str)) > 0) {
+        memcpy(host, r->element[0]->str, r->element[0]->len + 1);
+        rc = 0;
+    } else if (r) {
+        redisconn_set_error(c, "redis %s does not know a primary named \"%s\"", where,
+                            c->master_name);
+    }
+    freeReplyObject(r);
+    redisFree(ctx);
     return rc;
+}
+
+/* True when ctx's server says it is the primary (ROLE); otherwise the reason is kept. */
+static bool is_primary(redisconn_t *c, redisContext *ctx, const redisconn_sentinel_t *s)
+{
+    const char *argv[] = {"ROLE"};
+    redisReply *r = setup_command(c, ctx, c->address, 1, argv);
+    bool primary = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                   r->element[0]->type == REDIS_REPLY_STRING &&
+                   strcmp(r->element[0]->str, "master") == 0;
+    if (r && !primary)
+        redisconn_set_error(c, "redis %s, named the primary \"%s\" by sentinel %s:%d, is not "
+                            "the primary (ROLE: %s)", c->address, c->master_name, s->host,
+                            s->port, r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                            r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
+    freeReplyObject(r);
+    return primary;
+}
+
+/* The primary through the Sentinels, each asked in turn; the one that named it moves to
+ * the front of the list (it is asked first next time). Returns the connection, or NULL
+ * (the reason kept: the last Sentinel's). */
+static redisContext *open_primary(redisconn_t *c)
+{
+    for (int i = 0; i < c->nsentinels; i++) {
+        redisconn_sentinel_t s = c->sentinels[i];
+        char host[REDISCONN_HOST_MAX];
+        int port;
+        if (ask_sentinel(c, &s, host, &port) < 0)
+            continue;
+        snprintf(c->address, sizeof c->address, "%s:%d", host, port);
+        redisContext *ctx = open_server(c, host, port, c->user, c->password, c->db);
+        if (!ctx)
+            continue;
+        if (!is_primary(c, ctx, &s)) {
+            redisFree(ctx);
+            continue;
+        }
+        memmove(&c->sentinels[1], &c->sentinels[0], (size_t)i * sizeof s);
+        c->sentinels[0] = s;
+        return ctx;
+    }
+    char last[REDISCONN_ERROR_MAX];
+    snprintf(last, sizeof last, "%s", c->error);
+    redisconn_set_error(c, "no Sentinel of %d named a primary \"%s\" that answers (the last "
+                        "reason: %s)", c->nsentinels, c->master_name, last);
+    return NULL;
 }
 
 int redisconn_connect(redisconn_t *c)
@@ -106,43 +336,31 @@ int redisconn_connect(redisconn_t *c)
     if (redisconn_connected(c))
         return 0;
     redisconn_drop(c);
-    redisContext *ctx = redisConnectWithTimeout(c->host, c->port, timeval_of(c->connect_timeout_ms));
-    if (!ctx || ctx->err) {
-        redisconn_set_error(c, "cannot connect to redis %s:%d: %s", c->host, c->port,
-                            ctx ? ctx->errstr : "out of memory");
-        redisFree(ctx);
+    if (c->config_error) {
+        redisconn_set_error(c, "%s", c->config_error);
         return -1;
     }
-    if (redisSetTimeout(ctx, timeval_of(c->command_timeout_ms)) != REDIS_OK) {
-        redisconn_set_error(c, "cannot connect to redis %s:%d: cannot set the command timeout",
-                            c->host, c->port);
-        goto err;
-    }
-    if (c->password) {
-        const char *argv[] = {"AUTH", c->user ? c->user : c->password, c->password};
-        if (setup_command(c, ctx, c->user ? 3 : 2, argv) < 0)
-            goto err;
-    }
-    if (c->db > 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", c->db);
-        const char *argv[] = {"SELECT", db};
-        if (setup_command(c, ctx, 2, argv) < 0)
-            goto err;
-    }
+    redisContext *ctx = c->nsentinels
+                            ? open_primary(c)
+                            : open_server(c, c->host, c->port, c->user, c->password, c->db);
+    if (!ctx)
+        return -1;
     c->ctx = ctx;
     return 1;
-err:
-    redisFree(ctx);
-    return -1;
 }
 
 /* The reply of a command sent on the connection: NULL (connection closed) on an I/O
- * error. */
+ * error or when the server turned out to be a replica (READONLY: reason kept). */
 static redisReply *checked(redisconn_t *c, redisReply *r)
 {
-    if (!r)
+    if (!r) {
         redisconn_lost(c);
+    } else if (redisconn_reply_readonly(r)) {
+        redisconn_set_error(c, "redis %s: %s", c->address, r->str);
+        freeReplyObject(r);
+        redisconn_drop(c);
+        return NULL;
+    }
     return r;
 }
 

@@ -1,7 +1,11 @@
 /* redisconn.h - one blocking Redis connection: connect with a timeout, AUTH (ACL user and
  * password, or the password alone), SELECT the database, the command timeout, connect
  * again after a loss, and the last error kept on the object, as hiredis keeps errstr on
- * its context.
+ * its context. With Sentinels configured it finds the primary through them: each
+ * connect asks them in turn (SENTINEL get-master-addr-by-name), connects to the address
+ * named and checks with ROLE that it is the primary; a lost connection or a READONLY
+ * reply (the server was demoted by a failover) closes the connection, so the next
+ * connect asks the Sentinels again (docs/high-availability.md, "Redis Sentinel").
  *
  * The coordinator's store (store.h) and queries (query.h) and the participant SDK's
  * de-duplication store (sp_dedup.h) each hold one. This file is compiled into both the
@@ -18,7 +22,10 @@
 #define REDISCONN_DEFAULT_HOST "127.0.0.1"
 #define REDISCONN_DEFAULT_PORT 6379
 #define REDISCONN_DEFAULT_TIMEOUT_MS 5000
+#define REDISCONN_DEFAULT_SENTINEL_PORT 26379
 #define REDISCONN_ERROR_MAX 512  /* the last error's text, NUL included */
+#define REDISCONN_MAX_SENTINELS 16
+#define REDISCONN_ADDRESS_MAX 300 /* "host:port", NUL included */
 
 typedef struct redisconn_config {
     const char *host;          /* NULL: REDISCONN_DEFAULT_HOST */
@@ -28,17 +35,28 @@ typedef struct redisconn_config {
     int db;                    /* SELECT db when > 0 */
     int connect_timeout_ms;    /* <= 0: REDISCONN_DEFAULT_TIMEOUT_MS */
     int command_timeout_ms;    /* <= 0: REDISCONN_DEFAULT_TIMEOUT_MS */
+    /* Sentinel: "host:port,host:port" (port default REDISCONN_DEFAULT_SENTINEL_PORT, at
+     * most REDISCONN_MAX_SENTINELS). NULL or "": no Sentinel, connect to host:port. With
+     * Sentinels, host and port are not used and master_name is required. */
+    const char *sentinels;
+    const char *master_name;       /* the name the Sentinels monitor the primary under */
+    const char *sentinel_user;     /* ACL user on the Sentinels, or NULL */
+    const char *sentinel_password; /* NULL: no AUTH on the Sentinels */
 } redisconn_config_t;
 
 typedef struct redisconn redisconn_t;
 
 /* A connection to cfg's Redis (every string copied), not connected yet: the first
- * redisconn_connect or command connects. Returns NULL when out of memory. */
+ * redisconn_connect or command connects. Returns NULL when out of memory. A bad Sentinel
+ * setting (an entry that is not host:port, too many, no master_name) does not fail here:
+ * every connect then fails with the reason (redisconn_last_error). */
 redisconn_t *redisconn_new(const redisconn_config_t *cfg);
 /* Closes and frees c. NULL is accepted. */
 void redisconn_free(redisconn_t *c);
 
-/* Connects unless connected: a new connection, the command timeout, AUTH, SELECT.
+/* Connects unless connected: a new connection, the command timeout, AUTH, SELECT; with
+ * Sentinels, to the primary they name (each asked in turn until one names an address
+ * that answers ROLE with "master"; the one that did is asked first next time).
  * Returns 1 when it connected now (what a caller sets up per connection, as loading its
  * scripts, it does then), 0 when the connection was up, -1 when it cannot connect (the
  * reason in redisconn_last_error; not connected). */
@@ -49,21 +67,30 @@ bool redisconn_connected(const redisconn_t *c);
  * when not connected. Borrowed: valid until the next redisconn_drop, redisconn_lost or
  * reconnection. */
 redisContext *redisconn_context(const redisconn_t *c);
+/* "host:port" of the server connected to, or of the last one tried (borrowed from c). */
+const char *redisconn_address(const redisconn_t *c);
 /* Closes the connection (replies left unread are lost); the next use connects again. */
 void redisconn_drop(redisconn_t *c);
 /* After a failed read or write on the context: keeps "redis: <hiredis's reason>" as the
  * last error and closes the connection. */
 void redisconn_lost(redisconn_t *c);
 
+/* True when r is an error reply saying that the server no longer takes writes: READONLY,
+ * a replica after a failover. A caller reading pipelined replies treats it as a lost
+ * connection (redisconn_drop), so that the next connect finds the new primary. */
+bool redisconn_reply_readonly(const redisReply *r);
+
 /* Runs one command (hiredis format), connecting first. Returns the reply (caller frees
- * it with freeReplyObject), or NULL when it cannot connect, on an I/O error (the
- * connection is closed) or on an error reply (the connection stays); the reason is kept. */
+ * it with freeReplyObject), or NULL when it cannot connect, on an I/O error or a READONLY
+ * reply (the connection is closed) or on another error reply (the connection stays); the
+ * reason is kept. */
 redisReply *redisconn_command(redisconn_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 redisReply *redisconn_vcommand(redisconn_t *c, const char *fmt, va_list ap);
 /* Runs one command given as argc arguments (lens may be NULL: strlen), connecting first.
- * Returns any reply, error replies included (caller frees), or NULL when it cannot
- * connect or on an I/O error (the connection is closed; the reason is kept). */
+ * Returns any reply, error replies included (caller frees), but NULL when it cannot
+ * connect, on an I/O error or on a READONLY reply (the connection is closed; the reason
+ * is kept). */
 redisReply *redisconn_command_argv(redisconn_t *c, int argc, const char **argv,
                                    const size_t *lens);
 

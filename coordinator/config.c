@@ -43,6 +43,11 @@ static const setting_t SETTINGS[] = {
     STR(redis_prefix, "saga", "prefix of every Redis key"),
     INT(redis_timeout_ms, 100, 600000, "5000", "Redis connect and command timeout"),
     INT(redis_wait_replicas, -1, 16, "-1", "replicas an epoch bump waits for (WAIT); -1 = 1 when Redis has replicas"),
+    STR(redis_sentinels, "", "Redis Sentinels, HOST:PORT[,HOST:PORT...]: find the primary through them (then redis_host and redis_port are not used)"),
+    STR(redis_master_name, "", "the name the Sentinels monitor the primary under (required with redis_sentinels)"),
+    STR(redis_sentinel_user, "", "ACL user on the Sentinels (with redis_sentinel_password)"),
+    STR(redis_sentinel_password, "", "password of the Sentinels (\"\" = no AUTH on them)"),
+    INT(redis_sync_replicas, 0, 16, "0", "replicas that must have a round (WAIT) before its commands are sent and its input counts as done; 0 = none"),
     INT(dev_mode, 0, 1, "0", "1 = accept a Redis without persistence (development and tests only)"),
     I64(retention_ms, 0, INT64_MAX, "604800000", "how long finished sagas stay in Redis (0 = forever)"),
     INT(history_cap, 10, 1000000, "1000", "history entries kept per saga"),
@@ -222,6 +227,23 @@ int config_load_env(config_t *c, char *err, size_t n)
         }
     }
     return 0;
+}
+
+redisconn_config_t config_redis(const config_t *c)
+{
+    return (redisconn_config_t){
+        .host = c->redis_host,
+        .port = c->redis_port,
+        .user = c->redis_user[0] ? c->redis_user : NULL,
+        .password = c->redis_password[0] ? c->redis_password : NULL,
+        .db = c->redis_db,
+        .connect_timeout_ms = c->redis_timeout_ms,
+        .command_timeout_ms = c->redis_timeout_ms,
+        .sentinels = c->redis_sentinels[0] ? c->redis_sentinels : NULL,
+        .master_name = c->redis_master_name[0] ? c->redis_master_name : NULL,
+        .sentinel_user = c->redis_sentinel_user[0] ? c->redis_sentinel_user : NULL,
+        .sentinel_password = c->redis_sentinel_password[0] ? c->redis_sentinel_password : NULL,
+    };
 }
 
 void config_usage(FILE *out)

@@ -9,6 +9,8 @@
 #ifndef SAGA_CONFIG_H
 #define SAGA_CONFIG_H
 
+#include "redisconn.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,11 @@ typedef struct config {
     char redis_prefix[64];
     int redis_timeout_ms;
     int redis_wait_replicas;   /* -1 = decide from the replicas Redis has */
+    char redis_sentinels[CONFIG_VALUE_MAX]; /* "host:port,..." ("" = no Sentinel) */
+    char redis_master_name[256];
+    char redis_sentinel_user[256];
+    char redis_sentinel_password[256];
+    int redis_sync_replicas;   /* replicas every round waits for (WAIT) before it counts */
     int dev_mode;              /* 1 = accept a Redis without persistence */
     int64_t retention_ms;
     int history_cap;
@@ -71,6 +78,11 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
 
 /* Applies SAGA_* environment variables. Returns 0 or -1 with the reason. */
 int config_load_env(config_t *c, char *err, size_t errlen);
+
+/* The Redis connection c's settings describe (host, port, AUTH, db, timeouts, Sentinel):
+ * the one place that maps them, for the store, sagactl and the dashboard. Strings are
+ * borrowed from c. */
+redisconn_config_t config_redis(const config_t *c);
 
 /* Prints every setting with its environment variable, default and meaning. */
 void config_usage(FILE *out);

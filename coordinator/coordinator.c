@@ -92,15 +92,10 @@ static bool leased(const config_t *cfg)
 
 static store_config_t store_config_of(const config_t *cfg)
 {
-    return (store_config_t){.host = cfg->redis_host,
-                            .port = cfg->redis_port,
-                            .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
-                            .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
-                            .db = cfg->redis_db,
+    return (store_config_t){.redis = config_redis(cfg),
                             .prefix = cfg->redis_prefix,
                             .retention_ms = cfg->retention_ms,
-                            .history_cap = cfg->history_cap,
-                            .timeout_ms = cfg->redis_timeout_ms};
+                            .history_cap = cfg->history_cap};
 }
 
 /* The store, checked by the guards (refuses an unsafe Redis), with the definitions
@@ -128,6 +123,7 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
                         : report.replicas > 0         ? 1
                                                       : 0;
     store_set_wait_replicas(c->store, wait_replicas);
+    store_set_sync_replicas(c->store, cfg->redis_sync_replicas);
     if (c->lease_store)
         store_set_wait_replicas(c->lease_store, wait_replicas);
     c->metrics = metrics_new(defs);

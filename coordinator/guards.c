@@ -27,6 +27,8 @@ int guards_read_redis(redisContext *rc, guards_redis_report_t *out, char *err, s
 {
     memset(out, 0, sizeof *out);
     out->rdb_save_points = -1;
+    if (rc->tcp.host)
+        snprintf(out->address, sizeof out->address, "%.255s:%d", rc->tcp.host, rc->tcp.port);
     redisReply *r = redisCommand(rc, "INFO");
     if (!r || r->type != REDIS_REPLY_STRING) {
         snprintf(err, len, "redis INFO failed: %s",
@@ -64,32 +66,44 @@ int guards_read_redis(redisContext *rc, guards_redis_report_t *out, char *err, s
 int guards_check_redis(const guards_redis_report_t *r, const config_t *cfg, char *err,
                        size_t len)
 {
+    char where[sizeof r->address];
+    if (r->address[0])
+        snprintf(where, sizeof where, "%s", r->address);
+    else
+        snprintf(where, sizeof where, "%.255s:%d", cfg->redis_host, cfg->redis_port);
     if (strcmp(r->maxmemory_policy, "noeviction") != 0) {
         snprintf(err, len,
-                 "Redis %s:%d has maxmemory-policy %s: under memory pressure it would evict "
+                 "Redis %s has maxmemory-policy %s: under memory pressure it would evict "
                  "saga keys and lose sagas. Set maxmemory-policy noeviction.",
-                 cfg->redis_host, cfg->redis_port, r->maxmemory_policy);
+                 where, r->maxmemory_policy);
         return -1;
     }
     bool persistent = r->aof_enabled || r->rdb_save_points != 0;
     if (!persistent && !cfg->dev_mode) {
         snprintf(err, len,
-                 "Redis %s:%d keeps nothing across a restart (appendonly no, no save rules): "
+                 "Redis %s keeps nothing across a restart (appendonly no, no save rules): "
                  "a restart would lose every saga. Set appendonly yes (see "
                  "docs/reliability.md), or dev_mode=1 for a development instance.",
-                 cfg->redis_host, cfg->redis_port);
+                 where);
         return -1;
     }
     if (!persistent)
-        log_warn("dev_mode: Redis %s:%d has no persistence; sagas do not survive its restart",
-                 cfg->redis_host, cfg->redis_port);
+        log_warn("dev_mode: Redis %s has no persistence; sagas do not survive its restart",
+                 where);
     else if (!r->aof_enabled)
-        log_warn("Redis %s:%d persists with RDB snapshots only: a crash loses the writes "
+        log_warn("Redis %s persists with RDB snapshots only: a crash loses the writes "
                  "since the last snapshot; appendonly yes is safer (docs/reliability.md)",
-                 cfg->redis_host, cfg->redis_port);
+                 where);
     if (r->replicas > 0 && cfg->redis_wait_replicas == 0)
         log_warn("Redis has %d replica(s) but redis_wait_replicas=0: a failover can lose a "
                  "fencing-epoch bump", r->replicas);
+    if (cfg->redis_sentinels[0] && cfg->redis_sync_replicas == 0)
+        log_warn("Redis through Sentinel with redis_sync_replicas=0: a failover can lose "
+                 "rounds the coordinator already acted on (docs/reliability.md)");
+    if (cfg->redis_sync_replicas > r->replicas)
+        log_warn("redis_sync_replicas=%d but Redis %s has %d replica(s) now: no round is "
+                 "confirmed until enough replicas are connected", cfg->redis_sync_replicas,
+                 where, r->replicas);
     return 0;
 }
 

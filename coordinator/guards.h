@@ -20,6 +20,8 @@ typedef struct guards_redis_report {
     int aof_enabled;
     int rdb_save_points;   /* number of "save" rules; -1 when CONFIG GET is not allowed */
     int replicas;          /* connected replicas */
+    char address[300];     /* "host:port" read from (the primary the Sentinels named);
+                            * "": redis_host:redis_port */
 } guards_redis_report_t;
 
 /* Reads what the guards need from a connected Redis. Returns 0, or -1 with the reason. */

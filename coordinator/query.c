@@ -75,13 +75,7 @@ static redisReply *pipeline_reply(query_t *q)
 query_t *query_new(const config_t *cfg, char *err, size_t errlen)
 {
     query_t *q = calloc(1, sizeof *q);
-    redisconn_config_t rc = {.host = cfg->redis_host,
-                             .port = cfg->redis_port,
-                             .user = cfg->redis_user[0] ? cfg->redis_user : NULL,
-                             .password = cfg->redis_password[0] ? cfg->redis_password : NULL,
-                             .db = cfg->redis_db,
-                             .connect_timeout_ms = cfg->redis_timeout_ms,
-                             .command_timeout_ms = cfg->redis_timeout_ms};
+    redisconn_config_t rc = config_redis(cfg);
     if (!q || !(q->conn = redisconn_new(&rc))) {
         snprintf(err, errlen, "out of memory");
         free(q);

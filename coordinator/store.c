@@ -124,7 +124,9 @@ struct store {
     int history_cap;
     int timeout_ms;
     char script_sha[41];
-    int wait_replicas;
+    int wait_replicas;           /* replicas an epoch bump waits for */
+    int sync_replicas;           /* replicas every round waits for */
+    bool wait_sent;              /* the round in flight ends with a WAIT */
     int64_t lease_ms;            /* membership=redis: partitions are leased (0 = not) */
     size_t queued_transitions;   /* positions handed out in the open round */
     bool in_flight;              /* a round is sent and its replies are unread */
@@ -360,14 +362,11 @@ store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    st->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
-    redisconn_config_t rc = {.host = cfg->host,
-                             .port = cfg->port,
-                             .user = cfg->user,
-                             .password = cfg->password,
-                             .db = cfg->db,
-                             .connect_timeout_ms = st->timeout_ms,
-                             .command_timeout_ms = st->timeout_ms};
+    redisconn_config_t rc = cfg->redis;
+    st->timeout_ms = rc.command_timeout_ms > 0 ? rc.command_timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+    rc.command_timeout_ms = st->timeout_ms;
+    if (rc.connect_timeout_ms <= 0)
+        rc.connect_timeout_ms = st->timeout_ms;
     st->conn = redisconn_new(&rc);
     if (!st->conn) {
         snprintf(err, errlen, "out of memory");
@@ -411,6 +410,31 @@ void store_free(store_t *st)
 void store_set_wait_replicas(store_t *st, int replicas)
 {
     st->wait_replicas = replicas;
+}
+
+void store_set_sync_replicas(store_t *st, int replicas)
+{
+    st->sync_replicas = replicas;
+}
+
+/* How long a WAIT blocks: half the socket's timeout, so that Redis answers (with the
+ * replicas it reached) before the read gives up on the connection. */
+static int wait_ms(const store_t *st)
+{
+    return st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
+}
+
+/* WAIT replicas wait_ms(st): waits until replicas replicas have every write made on this
+ * connection. Returns 0 when they have, 1 when fewer acknowledged in time (*acked says
+ * how many), -1 on a Redis error. */
+static int wait_replicas(store_t *st, int replicas, long long *acked)
+{
+    redisReply *r = command(st, "WAIT %d %d", replicas, wait_ms(st));
+    if (!r)
+        return -1;
+    *acked = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return *acked < replicas ? 1 : 0;
 }
 
 int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
@@ -502,20 +526,13 @@ static int wait_for_replicas(store_t *st, int64_t taken, int32_t partition)
 {
     if (st->wait_replicas <= 0)
         return 0;
-    /* WAIT blocks for its own timeout: half the socket's, so that Redis answers (with
-     * the replicas it reached) before the read gives up on the connection. */
-    int wait_ms = st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
-    redisReply *r = command(st, "WAIT %d %d", st->wait_replicas, wait_ms);
-    if (!r)
-        return -1;
-    long long acked = r->integer;
-    freeReplyObject(r);
-    if (acked >= st->wait_replicas)
-        return 0;
-    /* Not taken: the caller must not serve under an epoch a failover may lose. */
-    set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-              (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms);
-    return -1;
+    long long acked = 0;
+    int rc = wait_replicas(st, st->wait_replicas, &acked);
+    if (rc > 0)
+        /* Not taken: the caller must not serve under an epoch a failover may lose. */
+        set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
+                  (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms(st));
+    return rc == 0 ? 0 : -1;
 }
 
 void store_set_lease(store_t *st, int64_t lease_ms)
@@ -610,7 +627,7 @@ int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions
     redisReply *r = NULL;
     if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
         goto lost;
-    bool ok = r->type == REDIS_REPLY_ARRAY;
+    bool ok = r->type == REDIS_REPLY_ARRAY, readonly = redisconn_reply_readonly(r);
     for (size_t i = 0; ok && i < r->elements; i++)
         if (r->element[i]->type == REDIS_REPLY_STRING)
             fn(r->element[i]->str, opaque);
@@ -621,8 +638,11 @@ int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions
         if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
             goto lost;
         held[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        readonly |= redisconn_reply_readonly(r);
         freeReplyObject(r);
     }
+    if (readonly)
+        redisconn_drop(st->conn); /* a replica now (a failover): the next beat asks again */
     return ok ? 0 : -1;
 lost:
     redisconn_lost(st->conn); /* replies may be left unread */
@@ -835,6 +855,17 @@ int store_load_partition(store_t *st, int32_t partition, store_saga_fn fn, void 
 int store_load_outbox(store_t *st, int32_t partition, store_outbox_fn fn, void *opaque)
 {
     char key[RKEYS_KEY_MAX];
+    long long acked;
+    /* The outbox is sent again from here: what a round's WAIT did not confirm must reach
+     * the replicas first (a round that fell short leaves its writes on the primary). */
+    int waited = st->sync_replicas > 0 ? wait_replicas(st, st->sync_replicas, &acked) : 0;
+    if (waited != 0) {
+        if (waited > 0)
+            set_error(st, "partition %d: the writes reached %lld of %d replicas in %d ms "
+                      "(redis_sync_replicas)", (int)partition, acked, st->sync_replicas,
+                      wait_ms(st));
+        return -1;
+    }
     redisReply *r = command(st, "HGETALL %s", rkeys_outbox(&st->keys, key, partition));
     if (!r)
         return -1;
@@ -1238,6 +1269,15 @@ int store_send(store_t *st)
         st->send_failed = true; /* the pipeline holds part of the round: start afresh */
         return -1;
     }
+    /* The round counts once sync_replicas replicas have it: WAIT, read last. */
+    if (st->sync_replicas > 0 && st->nreply_results > 0) {
+        if (redisAppendCommand(ctx, "WAIT %d %d", st->sync_replicas, wait_ms(st)) != REDIS_OK) {
+            set_error(st, "redis: cannot queue WAIT (out of memory)");
+            st->send_failed = true;
+            return -1;
+        }
+        st->wait_sent = true;
+    }
     /* Write it all now (loopback: the socket takes it), so Redis works while we do. */
     int done = 0;
     while ((ctx = redisconn_context(st->conn)) && st->queued_replies && !done) {
@@ -1262,6 +1302,31 @@ bool store_replies_arriving(const store_t *st)
         return true;
     struct pollfd pfd = {.fd = ctx->fd, .events = POLLIN};
     return poll(&pfd, 1, 0) > 0;
+}
+
+/* Reads the WAIT that ends the round in flight: when fewer replicas than sync_replicas
+ * acknowledged it, every transition of the round is STORE_ERROR (written on the primary,
+ * but a failover may lose it). Returns 0, or -1 when the connection was lost. */
+static int receive_wait(store_t *st, store_status_t *results)
+{
+    redisReply *r = NULL;
+    redisContext *ctx = redisconn_context(st->conn);
+    if (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
+        set_error(st, "redis: %s", ctx ? ctx->errstr : "not connected");
+        return -1;
+    }
+    long long acked = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (acked < st->sync_replicas) {
+        if (acked < 0)
+            set_error(st, "redis: WAIT: %s", r->type == REDIS_REPLY_ERROR ? r->str : "not a number");
+        else
+            set_error(st, "a round reached %lld of %d replicas in %d ms (redis_sync_replicas): "
+                      "not confirmed", acked, st->sync_replicas, wait_ms(st));
+        for (size_t i = 0; i < st->sent_transitions; i++)
+            results[i] = STORE_ERROR;
+    }
+    freeReplyObject(r);
+    return 0;
 }
 
 int store_receive(store_t *st, store_status_t *results)
@@ -1299,8 +1364,13 @@ int store_receive(store_t *st, store_status_t *results)
         }
         if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
             lost = true, rc = -1; /* the script cache was flushed: reconnect reloads it */
+        if (redisconn_reply_readonly(r))
+            lost = true, rc = -1; /* a replica now (failover): reconnecting finds the primary */
         freeReplyObject(r);
     }
+    if (st->wait_sent && !lost && receive_wait(st, results) < 0)
+        lost = true, rc = -1;
+    st->wait_sent = false;
     st->queued_replies = st->nreply_results = 0;
     st->in_flight = st->send_failed = false;
     st->sent_transitions = 0;
@@ -1322,8 +1392,8 @@ int store_flush(store_t *st, store_status_t *results)
 /* --- member records (docs/redis.md, "Member records") ----------------------------- */
 
 /* Reads the replies of n commands appended to the pipeline. Returns 0, or -1 with the
- * reason set when one was an error, or when the connection was lost (then it is dropped:
- * the next use reconnects). */
+ * reason set when one was an error, or when the connection was lost or the server is a
+ * replica now (READONLY) (then it is dropped: the next use reconnects). */
 static int read_appended(store_t *st, size_t n)
 {
     int rc = 0;
@@ -1339,7 +1409,13 @@ static int read_appended(store_t *st, size_t n)
             set_error(st, "redis: %s", r->str);
             rc = -1;
         }
+        bool readonly = redisconn_reply_readonly(r);
         freeReplyObject(r);
+        if (readonly) {
+            /* A replica now (failover): its other replies are not worth reading. */
+            redisconn_drop(st->conn);
+            return -1;
+        }
     }
     return rc;
 }

@@ -9,6 +9,7 @@
 #ifndef SAGA_STORE_H
 #define SAGA_STORE_H
 
+#include "redisconn.h"
 #include "rkeys.h"
 #include "saga.h"
 
@@ -24,15 +25,11 @@
 typedef struct store store_t;
 
 typedef struct store_config {
-    const char *host;          /* default 127.0.0.1 */
-    int port;                  /* default 6379 */
-    const char *user;          /* ACL user, or NULL */
-    const char *password;      /* or NULL */
-    int db;                    /* SELECT db when > 0 */
+    redisconn_config_t redis;  /* the server (or the Sentinels), AUTH, db, timeouts: a
+                                * command timeout <= 0 is STORE_DEFAULT_TIMEOUT_MS */
     const char *prefix;        /* key prefix, default RKEYS_DEFAULT_PREFIX */
     int64_t retention_ms;      /* how long finished sagas stay; 0 = forever */
     int history_cap;           /* history entries kept per saga */
-    int timeout_ms;            /* connect and command timeout */
 } store_config_t;
 
 /* One message to produce, recorded in the outbox by the transition that caused it. */
@@ -96,6 +93,14 @@ int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch);
 
 /* How many replicas an epoch bump waits for (0 = none). */
 void store_set_wait_replicas(store_t *st, int replicas);
+
+/* How many replicas every round waits for (0 = none, the default): store_send appends
+ * WAIT replicas T after the round's commands (T: half the command timeout, so that Redis
+ * answers before the socket gives up), and when fewer replicas than that acknowledge the
+ * round, store_receive reports every transition of the round as STORE_ERROR (the writes
+ * are on the primary, but a failover may lose them: the caller must not act on them).
+ * store_load_outbox then waits as well before it hands out anything to send again. */
+void store_set_sync_replicas(store_t *st, int replicas);
 
 /* Calls fn for every saga of partition listed as running, compensating or stuck, with
  * its hash fields (a JSON object of strings, borrowed for the call). Returns the number

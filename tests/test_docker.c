@@ -14,6 +14,10 @@
  *   (the file needs Compose v2 to run; `name:` is checked on the raw text); its own Python
  *   (with python3-yaml, a dependency of the package) turns the YAML into JSON. A v2
  *   docker-compose binary is used directly, through `config --format json`.
+ * - docker/docker-compose.sentinel.yml, the Sentinel variant (an override of the base
+ *   file): the merged configuration keeps the rules above (healthchecks, loopback ports,
+ *   durable Redis, real settings), and has a replica, three Sentinels monitoring the
+ *   primary under the name every program of ours is given, with their SAGA_REDIS_SENTINELS.
  * - docker/Dockerfile: a small lint (multi-stage, Release without tests installed with
  *   cmake --install, non-root user, healthcheck), and the runtime stage installs a
  *   package for every shared library our binaries link (readelf + dpkg -S).
@@ -37,6 +41,7 @@
 #include <unistd.h>
 
 #define T_COMPOSE "docker/docker-compose.yml"
+#define T_COMPOSE_SENTINEL "docker/docker-compose.sentinel.yml"
 #define T_DOCKERFILE "docker/Dockerfile"
 #define T_HEALTHCHECK "docker/healthcheck.sh"
 #define T_IMAGE "saga-coordinator:local"
@@ -99,22 +104,28 @@ static void require_compose(void)
 }
 
 /* The compose file as docker-compose normalizes it (anchors merged, defaults filled,
- * `$$` kept escaped), as JSON. v1 gets it without its top-level name: (unknown to v1). */
-static json_t *compose_config_env(const char *env)
+ * `$$` kept escaped), as JSON: docker-compose.yml, merged with the Sentinel override
+ * (T_COMPOSE_SENTINEL) when sentinel. v1 gets the base file without its top-level name:
+ * (unknown to v1), from a temporary copy (v1 reads no other file with one from stdin). env:
+ * shell commands run first (e.g. "export SAGA_HTTP_TOKEN=...;"; NULL: none). */
+static json_t *compose_variant_env(bool sentinel, const char *env)
 {
     require_compose();
     char cmd[4096];
+    const char *more = sentinel ? " -f " T_COMPOSE_SENTINEL : "";
     snprintf(cmd, sizeof cmd,
              "cd '%s' && { %s true; } && dc=$(command -v docker-compose) && "
              "if \"$dc\" config --help 2>&1 | grep -q -- '--format'; then "
-             "  \"$dc\" -f " T_COMPOSE " config --format json; "
+             "  \"$dc\" -f " T_COMPOSE "%s config --format json; "
              "else "
              "  py=$(sed -n '1s/^#! *//p' \"$dc\"); [ -n \"$py\" ] || py=/usr/bin/python3; "
-             "  (cd \"$(dirname " T_COMPOSE ")\" && sed '/^name:/d' \"$(basename " T_COMPOSE ")\" | "
-             "\"$dc\" -f - config) | $py -c "
+             "  t=$(mktemp -d) && sed '/^name:/d' " T_COMPOSE " > \"$t/base.yml\" && "
+             "  { \"$dc\" --project-directory \"$(dirname " T_COMPOSE ")\" -f \"$t/base.yml\"%s "
+             "config; echo $? > \"$t/rc\"; } | $py -c "
              "'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'; "
+             "rc=$(cat \"$t/rc\"); rm -rf \"$t\"; exit $rc; "
              "fi",
-             test_source_dir(), env ? env : "");
+             test_source_dir(), env ? env : "", more, more);
     int st;
     char *out = run_capture(cmd, &st);
     cr_assert_eq(st, 0, "docker-compose config (as JSON) failed: %s", out);
@@ -125,12 +136,23 @@ static json_t *compose_config_env(const char *env)
     return cfg;
 }
 
+static json_t *compose_config_env(const char *env)
+{
+    return compose_variant_env(false, env);
+}
+
 /* The normalized compose file with the variables it substitutes as the test's environment
- * has them. compose_config_env: with env, shell commands run first (e.g. "export
- * SAGA_HTTP_TOKEN=...;"; NULL: none). */
+ * has them. */
 static json_t *compose_config(void)
 {
     return compose_config_env(NULL);
+}
+
+/* The variants every deployment rule holds for: 0 the base file, 1 with Sentinel. */
+#define T_VARIANTS 2
+static json_t *compose_variant(int v)
+{
+    return compose_variant_env(v == 1, NULL);
 }
 
 static json_t *service(json_t *cfg, const char *name)
@@ -273,81 +295,87 @@ Test(docker, compose_file_is_valid)
 
 Test(docker, every_long_running_service_has_a_healthcheck)
 {
-    json_t *cfg = compose_config();
-    static const char *const NAMES[] = {"kafka", "kafka-init", "redis", "coordinator-1",
-                                        "coordinator-2", "inventory", "payment", "shipping"};
-    for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
-        service(cfg, NAMES[i]);
-    const char *name;
-    json_t *svc;
-    json_object_foreach(json_object_get(cfg, "services"), name, svc) {
-        if (strcmp(name, "kafka-init") == 0) {
-            cr_expect_str_eq(json_string_value(json_object_get(svc, "restart")), "no",
-                             "kafka-init is a one-shot: it must not restart");
-            continue;
+    for (int variant = 0; variant < T_VARIANTS; variant++) {
+        json_t *cfg = compose_variant(variant);
+        static const char *const NAMES[] = {"kafka", "kafka-init", "redis", "coordinator-1",
+                                            "coordinator-2", "inventory", "payment", "shipping"};
+        for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
+            service(cfg, NAMES[i]);
+        const char *name;
+        json_t *svc;
+        json_object_foreach(json_object_get(cfg, "services"), name, svc) {
+            if (strcmp(name, "kafka-init") == 0) {
+                cr_expect_str_eq(json_string_value(json_object_get(svc, "restart")), "no",
+                                 "kafka-init is a one-shot: it must not restart");
+                continue;
+            }
+            json_t *test = json_object_get(json_object_get(svc, "healthcheck"), "test");
+            cr_expect(json_array_size(test) >= 2, "service %s has no healthcheck", name);
         }
-        json_t *test = json_object_get(json_object_get(svc, "healthcheck"), "test");
-        cr_expect(json_array_size(test) >= 2, "service %s has no healthcheck", name);
+        json_decref(cfg);
     }
-    json_decref(cfg);
 }
 
 Test(docker, coordinators_share_the_group)
 {
-    json_t *cfg = compose_config();
-    json_t *c1 = service(cfg, "coordinator-1"), *c2 = service(cfg, "coordinator-2");
-    static const int PUBLISHED[] = {8081, 8082};
-    json_t *cs[] = {c1, c2};
-    for (int i = 0; i < 2; i++) {
-        json_t *c = cs[i];
-        cr_assert(is_our_image(c), "coordinator-%d does not run " T_IMAGE, i + 1);
-        cr_assert_str_eq(program_of(c), "saga-coordinator");
-        const char *group = env_of(c, "SAGA_GROUP_ID");
-        cr_assert(group && *group, "coordinator-%d has no SAGA_GROUP_ID", i + 1);
-        cr_assert(env_of(c, "SAGA_INSTANCE_ID"), "coordinator-%d has no SAGA_INSTANCE_ID", i + 1);
-        cr_expect_str_eq(env_of(c, "SAGA_HTTP_LISTEN"), "0.0.0.0:8080",
-                         "http_listen inside the container must be 0.0.0.0:8080, explicitly");
-        cr_expect_str_eq(env_of(c, "SAGA_DEFINITIONS"), "/etc/saga/sagas");
-        const char *token = env_of(c, "SAGA_HTTP_TOKEN");
-        cr_expect(token && strlen(token) >= 16,
-                  "coordinator-%d listens on 0.0.0.0: it needs SAGA_HTTP_TOKEN (16+ characters), "
-                  "or it refuses to start", i + 1);
-        json_t *ports = json_object_get(c, "ports");
-        cr_assert_eq(json_array_size(ports), 1, "coordinator-%d publishes one port", i + 1);
-        port_t p = port_of(json_array_get(ports, 0));
-        cr_expect_str_eq(p.host_ip, "127.0.0.1");
-        cr_expect_eq(p.published, PUBLISHED[i]);
-        cr_expect_eq(p.target, 8080);
-        cr_expect_str_eq(dep_condition(c, "kafka-init"), "service_completed_successfully");
-        cr_expect_str_eq(dep_condition(c, "redis"), "service_healthy");
-        cr_expect_str_eq(dep_condition(c, "kafka"), "service_healthy");
+    for (int variant = 0; variant < T_VARIANTS; variant++) {
+        json_t *cfg = compose_variant(variant);
+        json_t *c1 = service(cfg, "coordinator-1"), *c2 = service(cfg, "coordinator-2");
+        static const int PUBLISHED[] = {8081, 8082};
+        json_t *cs[] = {c1, c2};
+        for (int i = 0; i < 2; i++) {
+            json_t *c = cs[i];
+            cr_assert(is_our_image(c), "coordinator-%d does not run " T_IMAGE, i + 1);
+            cr_assert_str_eq(program_of(c), "saga-coordinator");
+            const char *group = env_of(c, "SAGA_GROUP_ID");
+            cr_assert(group && *group, "coordinator-%d has no SAGA_GROUP_ID", i + 1);
+            cr_assert(env_of(c, "SAGA_INSTANCE_ID"), "coordinator-%d has no SAGA_INSTANCE_ID", i + 1);
+            cr_expect_str_eq(env_of(c, "SAGA_HTTP_LISTEN"), "0.0.0.0:8080",
+                             "http_listen inside the container must be 0.0.0.0:8080, explicitly");
+            cr_expect_str_eq(env_of(c, "SAGA_DEFINITIONS"), "/etc/saga/sagas");
+            const char *token = env_of(c, "SAGA_HTTP_TOKEN");
+            cr_expect(token && strlen(token) >= 16,
+                      "coordinator-%d listens on 0.0.0.0: it needs SAGA_HTTP_TOKEN (16+ characters), "
+                      "or it refuses to start", i + 1);
+            json_t *ports = json_object_get(c, "ports");
+            cr_assert_eq(json_array_size(ports), 1, "coordinator-%d publishes one port", i + 1);
+            port_t p = port_of(json_array_get(ports, 0));
+            cr_expect_str_eq(p.host_ip, "127.0.0.1");
+            cr_expect_eq(p.published, PUBLISHED[i]);
+            cr_expect_eq(p.target, 8080);
+            cr_expect_str_eq(dep_condition(c, "kafka-init"), "service_completed_successfully");
+            cr_expect_str_eq(dep_condition(c, "redis"), "service_healthy");
+            cr_expect_str_eq(dep_condition(c, "kafka"), "service_healthy");
+        }
+        cr_expect_str_eq(env_of(c1, "SAGA_GROUP_ID"), env_of(c2, "SAGA_GROUP_ID"),
+                         "both coordinators must share the consumer group");
+        cr_expect_str_eq(env_of(c1, "SAGA_BOOTSTRAP_SERVERS"), env_of(c2, "SAGA_BOOTSTRAP_SERVERS"));
+        cr_expect_str_eq(env_of(c1, "SAGA_INPUT_TOPIC"), env_of(c2, "SAGA_INPUT_TOPIC"));
+        cr_expect_str_eq(env_of(c1, "SAGA_HTTP_TOKEN"), env_of(c2, "SAGA_HTTP_TOKEN"),
+                         "one token for both: Prometheus scrapes both with it");
+        cr_expect_str_neq(env_of(c1, "SAGA_INSTANCE_ID"), env_of(c2, "SAGA_INSTANCE_ID"),
+                          "the coordinators need distinct instance ids");
+        json_decref(cfg);
     }
-    cr_expect_str_eq(env_of(c1, "SAGA_GROUP_ID"), env_of(c2, "SAGA_GROUP_ID"),
-                     "both coordinators must share the consumer group");
-    cr_expect_str_eq(env_of(c1, "SAGA_BOOTSTRAP_SERVERS"), env_of(c2, "SAGA_BOOTSTRAP_SERVERS"));
-    cr_expect_str_eq(env_of(c1, "SAGA_INPUT_TOPIC"), env_of(c2, "SAGA_INPUT_TOPIC"));
-    cr_expect_str_eq(env_of(c1, "SAGA_HTTP_TOKEN"), env_of(c2, "SAGA_HTTP_TOKEN"),
-                     "one token for both: Prometheus scrapes both with it");
-    cr_expect_str_neq(env_of(c1, "SAGA_INSTANCE_ID"), env_of(c2, "SAGA_INSTANCE_ID"),
-                      "the coordinators need distinct instance ids");
-    json_decref(cfg);
 }
 
 Test(docker, ports_are_published_on_loopback_only)
 {
-    json_t *cfg = compose_config();
-    const char *name;
-    json_t *svc;
-    json_object_foreach(json_object_get(cfg, "services"), name, svc) {
-        size_t i;
-        json_t *p;
-        json_array_foreach(json_object_get(svc, "ports"), i, p) {
-            port_t pt = port_of(p);
-            cr_expect_str_eq(pt.host_ip, "127.0.0.1", "service %s publishes port %d beyond loopback",
-                             name, pt.target);
+    for (int variant = 0; variant < T_VARIANTS; variant++) {
+        json_t *cfg = compose_variant(variant);
+        const char *name;
+        json_t *svc;
+        json_object_foreach(json_object_get(cfg, "services"), name, svc) {
+            size_t i;
+            json_t *p;
+            json_array_foreach(json_object_get(svc, "ports"), i, p) {
+                port_t pt = port_of(p);
+                cr_expect_str_eq(pt.host_ip, "127.0.0.1", "service %s publishes port %d beyond loopback",
+                                 name, pt.target);
+            }
         }
+        json_decref(cfg);
     }
-    json_decref(cfg);
 }
 
 Test(docker, prometheus_scrapes_both_coordinators_with_the_rules)
@@ -491,14 +519,76 @@ Test(docker, grafana_is_provisioned_with_the_dashboard)
 
 Test(docker, redis_is_durable_and_never_evicts)
 {
-    json_t *cfg = compose_config();
-    json_t *r = service(cfg, "redis");
-    const char *image = json_string_value(json_object_get(r, "image"));
-    cr_assert(image && strncmp(image, "redis:7", 7) == 0, "redis image %s is not Redis 7", image);
-    cr_expect(command_has_pair(r, "--appendonly", "yes"), "redis needs appendonly yes");
-    cr_expect(command_has_pair(r, "--maxmemory-policy", "noeviction"),
-              "redis needs maxmemory-policy noeviction (an evicted saga is a lost saga)");
-    cr_expect(json_array_size(json_object_get(r, "volumes")) >= 1, "redis keeps /data in a volume");
+    for (int variant = 0; variant < T_VARIANTS; variant++) {
+        json_t *cfg = compose_variant(variant);
+        /* With Sentinel the replica may become the primary: the same rules. */
+        for (int k = 0; k <= variant; k++) {
+            const char *name = k ? "redis-replica" : "redis";
+            json_t *r = service(cfg, name);
+            const char *image = json_string_value(json_object_get(r, "image"));
+            cr_assert(image && strncmp(image, "redis:7", 7) == 0, "%s image %s is not Redis 7",
+                      name, image);
+            cr_expect(command_has_pair(r, "--appendonly", "yes"), "%s needs appendonly yes", name);
+            cr_expect(command_has_pair(r, "--maxmemory-policy", "noeviction"),
+                      "%s needs maxmemory-policy noeviction (an evicted saga is a lost saga)", name);
+            cr_expect(json_array_size(json_object_get(r, "volumes")) >= 1,
+                      "%s keeps /data in a volume", name);
+        }
+        json_decref(cfg);
+    }
+}
+
+/* The Sentinel variant: a replica of redis, three Sentinels agreeing (quorum 2) on the
+ * primary named as the programs are told, and every program of ours told so. */
+Test(docker, sentinel_variant_finds_the_primary_through_three_sentinels)
+{
+    json_t *cfg = compose_variant(1);
+    json_t *replica = service(cfg, "redis-replica");
+    cr_expect(command_has_pair(replica, "--replicaof", "redis"), "redis-replica follows redis");
+    cr_expect(command_has_pair(service(cfg, "redis"), "--replica-announce-ip", "redis") &&
+              command_has_pair(replica, "--replica-announce-ip", "redis-replica"),
+              "each Redis announces its hostname: the Sentinels hand out names, not addresses");
+    char sentinels[256] = "";
+    for (int i = 1; i <= 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "sentinel-%d", i);
+        json_t *svc = service(cfg, name);
+        json_t *cmd = json_object_get(svc, "command");
+        const char *script = json_string_value(json_is_array(cmd) ? json_array_get(cmd, 0) : cmd);
+        cr_assert_not_null(script, "%s runs a script", name);
+        cr_expect(strstr(script, "sentinel monitor saga redis 6379 2\n"),
+                  "%s monitors redis as \"saga\" with quorum 2: %s", name, script);
+        cr_expect(strstr(script, "sentinel resolve-hostnames yes\n") &&
+                  strstr(script, "sentinel announce-hostnames yes\n"), "%s uses hostnames", name);
+        cr_expect(strstr(script, "exec redis-server /data/sentinel.conf --sentinel"),
+                  "%s runs redis-server --sentinel on its config in /data", name);
+        cr_expect(strstr(script, "if [ ! -f /data/sentinel.conf ]"),
+                  "%s writes its config once: a Sentinel keeps what it learnt in it", name);
+        cr_expect(json_array_size(json_object_get(svc, "volumes")) >= 1,
+                  "%s keeps its config in a volume", name);
+        cr_expect_null(json_object_get(svc, "ports"), "%s publishes no port", name);
+        snprintf(sentinels + strlen(sentinels), sizeof sentinels - strlen(sentinels), "%s%s:26379",
+                 i > 1 ? "," : "", name);
+    }
+    const char *name;
+    json_t *svc;
+    int told = 0;
+    json_object_foreach(json_object_get(cfg, "services"), name, svc) {
+        if (!is_our_image(svc))
+            continue;
+        cr_expect_str_eq(env_of(svc, "SAGA_REDIS_SENTINELS"), sentinels,
+                         "%s finds the primary through the three Sentinels", name);
+        cr_expect_str_eq(env_of(svc, "SAGA_REDIS_MASTER_NAME"), "saga", "%s", name);
+        for (int i = 1; i <= 3; i++) {
+            char s[32];
+            snprintf(s, sizeof s, "sentinel-%d", i);
+            cr_expect_str_eq(dep_condition(svc, s), "service_healthy", "%s waits for %s", name, s);
+        }
+        cr_expect_str_eq(env_of(svc, "SAGA_REDIS_SYNC_REPLICAS"), "1",
+                         "%s: rounds and de-duplication records wait for the replica", name);
+        told++;
+    }
+    cr_expect_eq(told, 5, "two coordinators and three services");
     json_decref(cfg);
 }
 
@@ -635,33 +725,35 @@ static json_t *help_names(const char *program)
 
 Test(docker, every_saga_variable_is_a_setting_of_its_program)
 {
-    json_t *cfg = compose_config();
-    const char *name;
-    json_t *svc;
-    int checked = 0;
-    json_object_foreach(json_object_get(cfg, "services"), name, svc) {
-        if (!is_our_image(svc))
-            continue;
-        const char *prog = program_of(svc);
-        cr_assert(prog, "service %s names no program (command)", name);
-        json_t *known = help_names(prog);
-        bool coordinator = strcmp(prog, "saga-coordinator") == 0;
-        const char *var;
-        json_t *v;
-        json_object_foreach(json_object_get(svc, "environment"), var, v) {
-            if (strncmp(var, "SAGA_", 5) != 0)
+    for (int variant = 0; variant < T_VARIANTS; variant++) {
+        json_t *cfg = compose_variant(variant);
+        const char *name;
+        json_t *svc;
+        int checked = 0;
+        json_object_foreach(json_object_get(cfg, "services"), name, svc) {
+            if (!is_our_image(svc))
                 continue;
-            bool passthrough = coordinator && (strncmp(var, "SAGA_KAFKA_", 11) == 0 ||
-                                               strncmp(var, "SAGA_CONSUMER_", 14) == 0 ||
-                                               strncmp(var, "SAGA_PRODUCER_", 14) == 0);
-            cr_expect(passthrough || json_object_get(known, var),
-                      "service %s: %s is not a setting of %s (see %s --help)", name, var, prog, prog);
-            checked++;
+            const char *prog = program_of(svc);
+            cr_assert(prog, "service %s names no program (command)", name);
+            json_t *known = help_names(prog);
+            bool coordinator = strcmp(prog, "saga-coordinator") == 0;
+            const char *var;
+            json_t *v;
+            json_object_foreach(json_object_get(svc, "environment"), var, v) {
+                if (strncmp(var, "SAGA_", 5) != 0)
+                    continue;
+                bool passthrough = coordinator && (strncmp(var, "SAGA_KAFKA_", 11) == 0 ||
+                                                   strncmp(var, "SAGA_CONSUMER_", 14) == 0 ||
+                                                   strncmp(var, "SAGA_PRODUCER_", 14) == 0);
+                cr_expect(passthrough || json_object_get(known, var),
+                          "service %s: %s is not a setting of %s (see %s --help)", name, var, prog, prog);
+                checked++;
+            }
+            json_decref(known);
         }
-        json_decref(known);
+        cr_expect(checked > 10, "only %d SAGA_* variables found", checked);
+        json_decref(cfg);
     }
-    cr_expect(checked > 10, "only %d SAGA_* variables found", checked);
-    json_decref(cfg);
 }
 
 /* ---------------------------------------------------------------------- Dockerfile */

@@ -194,8 +194,17 @@ Test(participant_sdk, config_errors)
     cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
     cr_assert(strstr(err, "range"), "%s", err);
     cfg.redis_port = 1; /* nothing listens there */
+    cfg.redis_sync_replicas = 17;
+    cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
+    cr_assert(strstr(err, "range"), "%s", err);
+    cfg.redis_sync_replicas = 1;
     cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
     cr_assert(strstr(err, "redis"), "%s", err);
+    /* Sentinel settings reach the connection: a bad list is refused with the reason. */
+    cfg.redis_sentinels = "127.0.0.1:notaport";
+    cfg.redis_master_name = "saga";
+    cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
+    cr_assert(strstr(err, "redis_sentinels: \"127.0.0.1:notaport\" is not HOST:PORT"), "%s", err);
     saga_participant_free(NULL);
     saga_participant_stop(NULL);
 }

@@ -40,21 +40,7 @@ TestSuite(redis_restart, .fini = stop_all, .timeout = 300);
 
 static void produce_order(long i)
 {
-    char id[64], text[512];
-    snprintf(id, sizeof id, "rr-%ld", i);
-    snprintf(text, sizeof text,
-             "{\"type\":\"start\",\"saga\":\"order-placement\",\"saga_id\":\"%s\",\"input\":"
-             "{\"order_id\":\"%ld\",\"sku\":\"SKU-%ld\",\"qty\":%ld,\"amount\":%ld,"
-             "\"address\":\"street %ld\"}}", id, i, i % 20, 1 + i % 3, 10 + i % 40, i);
-    rd_kafka_resp_err_t err;
-    while ((err = rd_kafka_producev(sys.producer, RD_KAFKA_V_TOPIC("saga.input"),
-                                    RD_KAFKA_V_KEY(id, strlen(id)),
-                                    RD_KAFKA_V_VALUE(text, strlen(text)),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        rd_kafka_poll(sys.producer, 10);
-    cr_assert_eq(err, 0);
-    rd_kafka_poll(sys.producer, 0);
+    cr_assert_eq(services_produce_order(&sys, "rr", i), 0);
 }
 
 /* What Redis acknowledged at one instant: every saga's version, every epoch, the
@@ -95,16 +81,8 @@ static void read_acked(acked_t *a)
 static bool all_terminal(void *opaque)
 {
     (void)opaque;
-    long long active = 0;
-    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
-        for (int k = 0; k < 2; k++) {
-            redisReply *r = redisCommand(sys.rc, "ZCARD saga:{p%d}:index:%s", p,
-                                         k ? "compensating" : "running");
-            active += r && r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
-            freeReplyObject(r);
-        }
-    }
-    return active == 0 && system_counter(&sys, "order-placement:started") == RR_SAGAS;
+    return system_active(&sys) == 0 &&
+           system_counter(&sys, "order-placement:started") == RR_SAGAS;
 }
 
 static void run(const char *redis_config)

@@ -25,7 +25,7 @@ static void setup(void)
     cr_assert_eq(fixture_redis_start(&redis, NULL), 0);
     rc = fixture_redis_connect(&redis);
     char err[256];
-    store_config_t cfg = {.port = redis.port, .retention_ms = 60000};
+    store_config_t cfg = {.redis = {.port = redis.port}, .retention_ms = 60000};
     st = store_new(&cfg, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
     defn_errors_t errs = {0};
@@ -255,6 +255,80 @@ Test(store, an_epoch_no_replica_acknowledged_is_not_taken)
     redisReply *r = cmd("HGET %s epoch", "saga:{p1}:owner");
     cr_assert_str_eq(r->str, "1", "the owner record is not moved to the untaken epoch");
     freeReplyObject(r);
+}
+
+static void count_entry(const outbox_entry_t *e, void *opaque)
+{
+    (void)e;
+    (void)opaque;
+}
+
+/* redis_sync_replicas: a round counts once WAIT says that many replicas have it. With
+ * fewer, every transition of the round is STORE_ERROR (written on the primary, but a
+ * failover may lose it) and the outbox is not handed out again until they have it. */
+Test(store, a_round_fewer_replicas_acknowledged_is_not_confirmed)
+{
+    char err[256];
+    store_config_t cfg = {.redis = {.port = redis.port, .command_timeout_ms = 1000},
+                          .retention_ms = 60000};
+    store_t *sync = store_new(&cfg, err, sizeof err);
+    cr_assert_not_null(sync, "%s", err);
+    store_set_sync_replicas(sync, 1); /* this Redis has none yet */
+    int64_t epoch;
+    cr_assert_eq(store_take_epoch(sync, 3, "me", &epoch), 0);
+    saga_t *s = saga_new("s-sync", def, 3, NULL, 1000);
+    machine_env_t env = {.now_ms = 1000, .rng = &rng, .reply_topic = "in"};
+    machine_result_t res;
+    machine_result_init(&res);
+    machine_start(s, &env, &res);
+    outbox_entry_t out = {.id = "s-sync/charge/action/1", .topic = "payment", .key = "s-sync",
+                          .value = "{}", .partition = -1};
+    store_transition_t t = {.partition = 3, .epoch = epoch, .saga = s, .expected_version = 0,
+                            .old_status = SAGA_RUNNING, .history = res.history,
+                            .outbox = &out, .outbox_count = 1};
+    store_status_t results[2] = {STORE_OK, STORE_OK};
+    cr_assert_eq(store_queue_transition(sync, &t), 0);
+    int64_t t0 = fixture_now_ms();
+    cr_assert_eq(store_flush(sync, results), 0, "WAIT falling short is no connection loss");
+    int64_t waited = fixture_now_ms() - t0;
+    cr_assert_eq(results[0], STORE_ERROR);
+    cr_assert(strstr(store_last_error(sync), "a round reached 0 of 1 replicas in 500 ms"), "%s",
+              store_last_error(sync));
+    cr_assert(waited >= 400 && waited < 1000, "WAIT blocks half the command timeout: %lld ms",
+              (long long)waited);
+    char buf[256];
+    cr_assert_str_eq(hget("saga:{p3}:saga:s-sync", "status", buf, sizeof buf), "running",
+                     "the write is on the primary all the same");
+    cr_assert_eq(store_load_outbox(sync, 3, count_entry, NULL), -1,
+                 "the outbox waits for the replica");
+    cr_assert(strstr(store_last_error(sync), "reached 0 of 1 replicas"), "%s",
+              store_last_error(sync));
+
+    /* A replica: the same round shape is confirmed. */
+    redis_fixture_t replica;
+    char conf[64];
+    snprintf(conf, sizeof conf, "replicaof 127.0.0.1 %d\n", redis.port);
+    cr_assert_eq(fixture_redis_start(&replica, conf), 0);
+    int64_t deadline = fixture_now_ms() + 10000;
+    long long acked = 0;
+    while (acked < 1 && fixture_now_ms() < deadline) {
+        redisReply *r = redisCommand(rc, "WAIT 1 100");
+        acked = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        freeReplyObject(r);
+    }
+    cr_assert_eq(acked, 1, "the replica is in sync");
+    s->version = 1;
+    t.expected_version = 1;
+    t.outbox_count = 0;
+    t.history = NULL;
+    cr_assert_eq(store_queue_transition(sync, &t), 0);
+    cr_assert_eq(store_flush(sync, results), 0);
+    cr_assert_eq(results[0], STORE_OK, "%s", store_last_error(sync));
+    cr_assert_eq(store_load_outbox(sync, 3, count_entry, NULL), 1, "one entry, handed out");
+    fixture_redis_stop(&replica);
+    machine_result_release(&res);
+    saga_free(s);
+    store_free(sync);
 }
 
 /* Outbox acknowledgements are fenced like transitions: a zombie's change nothing. */

@@ -311,7 +311,7 @@ static void setup(void)
     for (size_t i = 0; i < SM_CONNS; i++) {
         side_t *sd = &w.side[i];
         char err[256];
-        store_config_t cfg = {.port = w.redis.port, .history_cap = SM_HISTORY_CAP};
+        store_config_t cfg = {.redis = {.port = w.redis.port}, .history_cap = SM_HISTORY_CAP};
         sd->st = store_new(&cfg, err, sizeof err);
         cr_assert_not_null(sd->st, "%s", err);
         sd->real = store_port(sd->st);

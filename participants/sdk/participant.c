@@ -27,6 +27,7 @@
 #define SP_DRAIN_STEP_MS 50
 #define SP_SHUTDOWN_DRAIN_MS 15000       /* waiting for reply deliveries at shutdown */
 #define SP_REVOKE_DRAIN_MS 10000         /* ... and before giving partitions away */
+#define SP_MAX_SYNC_REPLICAS 16          /* redis_sync_replicas at most */
 #define SP_REDIS_BACKOFF_MIN_MS 100
 #define SP_REDIS_BACKOFF_MAX_MS 2000
 #define SP_QUEUE_FULL_WAIT_MS 100
@@ -402,8 +403,10 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
         return NULL;
     }
     if (cfg->redis_port <= 0 || cfg->redis_port > 65535 || cfg->dedup_retention_s <= 0 ||
-        cfg->inflight_lease_ms <= 0 || cfg->redis_db < 0) {
-        snprintf(errbuf, errlen, "redis_port, redis_db, dedup_retention_s or inflight_lease_ms out of range");
+        cfg->inflight_lease_ms <= 0 || cfg->redis_db < 0 || cfg->redis_sync_replicas < 0 ||
+        cfg->redis_sync_replicas > SP_MAX_SYNC_REPLICAS) {
+        snprintf(errbuf, errlen, "redis_port, redis_db, redis_sync_replicas, dedup_retention_s "
+                 "or inflight_lease_ms out of range");
         return NULL;
     }
     sp_log_init_once(cfg->client_id ? cfg->client_id : cfg->group_id);
@@ -420,14 +423,19 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
     else
         snprintf(prefix, sizeof prefix, SP_DEFAULT_DEDUP_PREFIX_FMT, cfg->group_id);
     sp_dedup_config_t dc = {
-        .host = cfg->redis_host ? cfg->redis_host : SAGA_PARTICIPANT_DEFAULT_REDIS_HOST,
-        .port = cfg->redis_port,
-        .user = cfg->redis_user,
-        .password = cfg->redis_password,
-        .db = cfg->redis_db,
+        .redis = {.host = cfg->redis_host ? cfg->redis_host : SAGA_PARTICIPANT_DEFAULT_REDIS_HOST,
+                  .port = cfg->redis_port,
+                  .user = cfg->redis_user,
+                  .password = cfg->redis_password,
+                  .db = cfg->redis_db,
+                  .sentinels = cfg->redis_sentinels,
+                  .master_name = cfg->redis_master_name,
+                  .sentinel_user = cfg->redis_sentinel_user,
+                  .sentinel_password = cfg->redis_sentinel_password},
         .prefix = prefix,
         .retention_s = cfg->dedup_retention_s,
         .lease_ms = cfg->inflight_lease_ms,
+        .sync_replicas = cfg->redis_sync_replicas,
     };
     if (!p->command_topic) {
         snprintf(errbuf, errlen, "out of memory");

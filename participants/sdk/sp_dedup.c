@@ -126,6 +126,7 @@ struct sp_dedup {
     char *prefix;
     long retention_s;
     long lease_ms;
+    int sync_replicas;
     char check_sha[41];
     char record_sha[41];
 };
@@ -168,17 +169,14 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     sp_dedup_t *d = calloc(1, sizeof *d);
     if (!d)
         goto oom;
-    redisconn_config_t rc = {.host = cfg->host,
-                             .port = cfg->port,
-                             .user = cfg->user,
-                             .password = cfg->password,
-                             .db = cfg->db,
-                             .connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS,
-                             .command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS};
+    redisconn_config_t rc = cfg->redis;
+    rc.connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS;
+    rc.command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS;
     d->conn = redisconn_new(&rc);
     d->prefix = strdup(cfg->prefix);
     d->retention_s = cfg->retention_s;
     d->lease_ms = cfg->lease_ms;
+    d->sync_replicas = cfg->sync_replicas;
     if (!d->conn || !d->prefix)
         goto oom;
     if (sp_dedup_connect(d) != 0) {
@@ -209,6 +207,26 @@ static char *sp_dedup_key(const sp_dedup_t *d, const char *k)
     if (s)
         snprintf(s, n, "%s%s", d->prefix, k);
     return s;
+}
+
+/* WAIT sync_replicas: the script's writes must reach that many replicas before the
+ * decision counts (a failover must not lose a record the reply relies on). Returns 0, or
+ * -1 (logged; the caller retries: the scripts answer the same again, from the record). */
+static int sp_dedup_wait(sp_dedup_t *d)
+{
+    redisReply *w = redisconn_command(d->conn, "WAIT %d %d", d->sync_replicas,
+                                      SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+    long long acked = w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
+    freeReplyObject(w);
+    if (acked >= d->sync_replicas)
+        return 0;
+    if (acked < 0)
+        sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
+    else
+        sp_log(SP_LOG_WARN, NULL, "redis: a de-duplication record reached %lld of %d replicas "
+               "in %d ms (redis_sync_replicas); retrying", acked, d->sync_replicas,
+               SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+    return -1;
 }
 
 /* EVALSHA with the given arguments (argv[0..1] are filled here), re-loading the scripts
@@ -248,6 +266,11 @@ static redisReply *sp_dedup_eval(sp_dedup_t *d, int which_record, int argc, cons
             sp_log(SP_LOG_ERROR, NULL, "redis %s script: unexpected reply shape", which_record ? "record" : "check");
             freeReplyObject(r);
             *rc = -2;
+            return NULL;
+        }
+        if (d->sync_replicas > 0 && sp_dedup_wait(d) != 0) {
+            freeReplyObject(r);
+            *rc = -1;
             return NULL;
         }
         *rc = 0;

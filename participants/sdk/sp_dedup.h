@@ -17,6 +17,7 @@
 #ifndef SP_DEDUP_H
 #define SP_DEDUP_H
 
+#include "redisconn.h"
 #include "sp_command.h"
 #include "sp_result.h"
 
@@ -26,14 +27,11 @@
 typedef struct sp_dedup sp_dedup_t;
 
 typedef struct sp_dedup_config {
-    const char *host;
-    int port;
-    const char *user;        /* may be NULL */
-    const char *password;    /* may be NULL */
-    int db;
+    redisconn_config_t redis; /* the server or the Sentinels, AUTH, db (timeouts: the SDK's) */
     const char *prefix;
     long retention_s;
     long lease_ms;
+    int sync_replicas;       /* replicas every script's writes must reach (WAIT); 0: none */
 } sp_dedup_config_t;
 
 typedef enum {
@@ -63,7 +61,7 @@ typedef struct sp_record {
     json_t *body;            /* new reference or NULL */
 } sp_record_t;
 
-/* Connects (AUTH, SELECT) and loads the scripts. Returns NULL with a reason in err. */
+/* Connects (AUTH, SELECT; through the Sentinels when configured) and loads the scripts. Returns NULL with a reason in err. */
 sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen);
 void sp_dedup_free(sp_dedup_t *d);
 

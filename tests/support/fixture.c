@@ -410,7 +410,8 @@ static int fixture_redis_launch(redis_fixture_t *r)
     snprintf(out, sizeof out, "%s/stdout.log", r->dir);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
     snprintf(port, sizeof port, "%d", r->port);
-    const char *argv[] = {"redis-server", conf, "--port", port, NULL};
+    const char *argv[] = {"redis-server", conf, "--port", port, r->sentinel ? "--sentinel" : NULL,
+                          NULL};
     r->pid = fixture_spawn(argv, out, NULL);
     if (r->pid < 0) {
         r->pid = 0;
@@ -430,9 +431,10 @@ static int fixture_redis_launch(redis_fixture_t *r)
     return -1;
 }
 
-int fixture_redis_start(redis_fixture_t *r, const char *extra_config)
+static int redis_start(redis_fixture_t *r, const char *extra_config, bool sentinel)
 {
     memset(r, 0, sizeof *r);
+    r->sentinel = sentinel;
     if (fixture_dir_make(r->dir, sizeof r->dir, "saga-redis") != 0)
         return -1;
     char conf[PATH_MAX + 16];
@@ -472,6 +474,16 @@ int fixture_redis_start(redis_fixture_t *r, const char *extra_config)
 err:
     fixture_redis_stop(r);
     return -1;
+}
+
+int fixture_redis_start(redis_fixture_t *r, const char *extra_config)
+{
+    return redis_start(r, extra_config, false);
+}
+
+int fixture_sentinel_start(redis_fixture_t *r, const char *config)
+{
+    return redis_start(r, config, true);
 }
 
 void fixture_redis_stop(redis_fixture_t *r)

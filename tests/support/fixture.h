@@ -73,6 +73,7 @@ int fixture_stop_process(pid_t pid, int timeout_ms);
 typedef struct redis_fixture {
     int port;            /* 127.0.0.1:port */
     pid_t pid;           /* 0 when not running */
+    bool sentinel;       /* run as a Sentinel (redis-server CONF --sentinel) */
     char dir[PATH_MAX];  /* temp dir: redis.conf, redis.log, AOF/RDB files; "" when none */
 } redis_fixture_t;
 
@@ -82,6 +83,12 @@ typedef struct redis_fixture {
  * PING answers PONG (FIXTURE_START_TIMEOUT_MS). *r is overwritten. Returns 0 or -1 (then
  * nothing is left running and no dir remains). */
 int fixture_redis_start(redis_fixture_t *r, const char *extra_config);
+
+/* Starts a Redis Sentinel (`redis-server CONF --sentinel`, no package beyond
+ * redis-server) as fixture_redis_start starts a server: on a free port, with config (the
+ * `sentinel monitor ...` lines) appended. Every fixture_redis_* function below applies
+ * to it. Returns 0 or -1 (nothing left running). */
+int fixture_sentinel_start(redis_fixture_t *r, const char *config);
 
 /* Stops redis with SIGTERM (so it can write its AOF), then SIGKILL after
  * FIXTURE_STOP_TIMEOUT_MS; removes its dir and zeroes *r. NULL, zeroed or stopped: no-op. */

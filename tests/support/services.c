@@ -48,6 +48,29 @@ err:
     return -1;
 }
 
+int services_produce_order(test_system_t *s, const char *prefix, long i)
+{
+    char id[64], text[512];
+    snprintf(id, sizeof id, "%s-%ld", prefix, i);
+    snprintf(text, sizeof text,
+             "{\"type\":\"start\",\"saga\":\"order-placement\",\"saga_id\":\"%s\",\"input\":"
+             "{\"order_id\":\"%ld\",\"sku\":\"SKU-%ld\",\"qty\":%ld,\"amount\":%ld,"
+             "\"address\":\"street %ld\"}}", id, i, i % 20, 1 + i % 3, 10 + i % 40, i);
+    rd_kafka_resp_err_t err;
+    while ((err = rd_kafka_producev(s->producer, RD_KAFKA_V_TOPIC("saga.input"),
+                                    RD_KAFKA_V_KEY(id, strlen(id)),
+                                    RD_KAFKA_V_VALUE(text, strlen(text)),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(s->producer, 10);
+    rd_kafka_poll(s->producer, 0);
+    if (err) {
+        fprintf(stderr, "services: produce %s: %s\n", id, rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
 void services_stop(services_t *sv)
 {
     for (int i = 0; i < SERVICES_COUNT; i++) {

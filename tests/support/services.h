@@ -32,6 +32,11 @@ typedef struct services {
  * stopping what started. */
 int services_start(services_t *sv, test_system_t *s, const char *const *const flags[SERVICES_COUNT]);
 
+/* Produces, without waiting for its delivery, the start of the order-placement saga
+ * "PREFIX-I" (the saga the services run), with an input that varies with i: sku, qty,
+ * amount. Returns 0, or -1 when the producer refused it (printed why). */
+int services_produce_order(test_system_t *s, const char *prefix, long i);
+
 /* Stops the services with SIGTERM (graceful: in-flight commands finish). */
 void services_stop(services_t *sv);
 

@@ -284,3 +284,17 @@ long long system_counter(test_system_t *s, const char *field)
     }
     return sum;
 }
+
+long long system_active(test_system_t *s)
+{
+    static const rkeys_index_t ACTIVE[] = {RKEYS_INDEX_RUNNING, RKEYS_INDEX_COMPENSATING};
+    long long active = 0;
+    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++)
+        for (size_t k = 0; k < sizeof ACTIVE / sizeof *ACTIVE; k++) {
+            char key[RKEYS_KEY_MAX];
+            redisReply *r = redisCommand(s->rc, "ZCARD %s", rkeys_index(&KEYS, key, p, ACTIVE[k]));
+            active += r && r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
+            freeReplyObject(r);
+        }
+    return active;
+}

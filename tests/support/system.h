@@ -88,4 +88,8 @@ json_t *system_step(test_system_t *s, const char *id, const char *step);
 /* Sums a counter field of every partition's counters hash. */
 long long system_counter(test_system_t *s, const char *field);
 
+/* The sagas listed running or compensating, over every partition; a partition whose
+ * index cannot be read counts as one (so that "none active" is never a Redis error). */
+long long system_active(test_system_t *s);
+
 #endif

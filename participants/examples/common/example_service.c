@@ -33,7 +33,9 @@ typedef struct ex_rule {
 typedef struct ex_opts {
     const char *bootstrap, *group, *topic, *client_id;
     const char *redis_host, *redis_user, *redis_password, *dedup_prefix;
-    int redis_port, redis_db;
+    const char *redis_sentinels, *redis_master_name, *redis_sentinel_user,
+        *redis_sentinel_password;
+    int redis_port, redis_db, redis_sync_replicas;
     long retention_s, lease_ms;
     const char *kafka_props[EX_MAX_KAFKA_PROPS + 1];
     int nprops;
@@ -59,7 +61,8 @@ static volatile sig_atomic_t ex_stop_seen = 0;
 
 enum {
     OPT_BOOTSTRAP = 256, OPT_GROUP, OPT_TOPIC, OPT_CLIENT_ID, OPT_REDIS_HOST, OPT_REDIS_PORT,
-    OPT_REDIS_USER, OPT_REDIS_PASSWORD, OPT_REDIS_DB, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
+    OPT_REDIS_USER, OPT_REDIS_PASSWORD, OPT_REDIS_DB, OPT_REDIS_SENTINELS, OPT_REDIS_MASTER_NAME,
+    OPT_REDIS_SENTINEL_USER, OPT_REDIS_SENTINEL_PASSWORD, OPT_REDIS_SYNC_REPLICAS, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
     OPT_LOG_LEVEL, OPT_SEED, OPT_FAIL_RATE, OPT_FAIL_RETRYABLE_RATE, OPT_FAIL_ON, OPT_DELAY_MS,
     OPT_DELAY_ON, OPT_FAIL_COMP_TIMES, OPT_HELP, OPT_VERSION
 };
@@ -83,6 +86,11 @@ static const ex_flag_t EX_FLAGS[] = {
     {"redis-user", OPT_REDIS_USER, "SAGA_REDIS_USER", "USER", "Redis ACL user"},
     {"redis-password", OPT_REDIS_PASSWORD, "SAGA_REDIS_PASSWORD", "PASS", "Redis password"},
     {"redis-db", OPT_REDIS_DB, "SAGA_REDIS_DB", "N", "Redis database (default 0)"},
+    {"redis-sentinels", OPT_REDIS_SENTINELS, "SAGA_REDIS_SENTINELS", "HOST:PORT,...", "Redis Sentinels to find the primary through (then --redis-host/--redis-port are not used)"},
+    {"redis-master-name", OPT_REDIS_MASTER_NAME, "SAGA_REDIS_MASTER_NAME", "NAME", "the primary's name at the Sentinels"},
+    {"redis-sentinel-user", OPT_REDIS_SENTINEL_USER, "SAGA_REDIS_SENTINEL_USER", "USER", "ACL user on the Sentinels"},
+    {"redis-sentinel-password", OPT_REDIS_SENTINEL_PASSWORD, "SAGA_REDIS_SENTINEL_PASSWORD", "PASS", "password of the Sentinels"},
+    {"redis-sync-replicas", OPT_REDIS_SYNC_REPLICAS, "SAGA_REDIS_SYNC_REPLICAS", "N", "replicas each de-duplication record must reach (WAIT) before it counts (default 0)"},
     {"dedup-prefix", OPT_DEDUP_PREFIX, "SAGA_DEDUP_PREFIX", "PREFIX", "dedup key prefix (default dedup:{NAME}:)"},
     {"dedup-retention", OPT_RETENTION, "SAGA_DEDUP_RETENTION_S", "SECONDS", "dedup record retention (default 604800)"},
     {"lease-ms", OPT_LEASE, "SAGA_LEASE_MS", "MS", "in-flight lease of a handler run (default 60000)"},
@@ -176,10 +184,19 @@ static int ex_opt_apply(ex_opts_t *o, int id, const char *name, const char *v)
     case OPT_REDIS_USER: o->redis_user = v; return 0;
     case OPT_REDIS_PASSWORD: o->redis_password = v; return 0;
     case OPT_DEDUP_PREFIX: o->dedup_prefix = v; return 0;
+    case OPT_REDIS_SENTINELS: o->redis_sentinels = v; return 0;
+    case OPT_REDIS_MASTER_NAME: o->redis_master_name = v; return 0;
+    case OPT_REDIS_SENTINEL_USER: o->redis_sentinel_user = v; return 0;
+    case OPT_REDIS_SENTINEL_PASSWORD: o->redis_sentinel_password = v; return 0;
     case OPT_REDIS_PORT:
         if (ex_parse_long(v, 1, 65535, &n) != 0)
             goto bad;
         o->redis_port = (int)n;
+        return 0;
+    case OPT_REDIS_SYNC_REPLICAS:
+        if (ex_parse_long(v, 0, 16, &n) != 0)
+            goto bad;
+        o->redis_sync_replicas = (int)n;
         return 0;
     case OPT_REDIS_DB:
         if (ex_parse_long(v, 0, 1 << 20, &n) != 0)
@@ -508,6 +525,11 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
     cfg.redis_port = o->redis_port;
     cfg.redis_user = o->redis_user;
     cfg.redis_password = o->redis_password;
+    cfg.redis_sentinels = o->redis_sentinels;
+    cfg.redis_master_name = o->redis_master_name;
+    cfg.redis_sentinel_user = o->redis_sentinel_user;
+    cfg.redis_sentinel_password = o->redis_sentinel_password;
+    cfg.redis_sync_replicas = o->redis_sync_replicas;
     cfg.redis_db = o->redis_db;
     cfg.dedup_prefix = o->dedup_prefix ? o->dedup_prefix : prefix;
     cfg.dedup_retention_s = o->retention_s;

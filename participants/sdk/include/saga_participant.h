@@ -95,6 +95,21 @@ typedef struct saga_participant_config_s {
      * (session.timeout.ms=10000, enable.idempotence=true, ...) except
      * enable.auto.offset.store=false, which the SDK's delivery guarantee needs. */
     const char *const *kafka_properties;
+
+    /* Redis Sentinel (docs/high-availability.md): "host:port[,host:port...]" of the
+     * Sentinels to ask for the primary named redis_master_name; then redis_host and
+     * redis_port are not used. The primary is found again after a failover (a lost
+     * connection or a READONLY reply): the de-duplication step is retried meanwhile.
+     * NULL: no Sentinel. The Sentinels' own AUTH: redis_sentinel_user (optional) and
+     * redis_sentinel_password (NULL: none). */
+    const char *redis_sentinels;
+    const char *redis_master_name;
+    const char *redis_sentinel_user;
+    const char *redis_sentinel_password;
+    /* Replicas (0..16) that must have each de-duplication decision (WAIT) before the
+     * handler runs or the reply is sent, so that a failover cannot lose a record a reply
+     * was based on; while fewer answer, the step is retried. Default 0: none. */
+    int redis_sync_replicas;
 } saga_participant_config_t;
 
 /* Fills cfg with the defaults above (strings NULL, numbers set). */
