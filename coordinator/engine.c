@@ -50,6 +50,8 @@
 #define COORD_REDIS_SUMMARY_MS 10000    /* a "still unavailable" line this often */
 #define COORD_CHUNK 16               /* input messages handled between looks at Redis */
 #define COORD_TRIM_MS 1000           /* most often an idle loop returns freed memory */
+#define COORD_POSITION_EVERY_MS 100  /* a partition's position is written at most this often
+                                      * (and at every hand-over and stop) */
 
 typedef struct partition {
     int32_t id;
@@ -66,6 +68,7 @@ typedef struct partition {
     int64_t confirmed_offset;  /* next offset after the last confirmed turn, -1 = none yet */
     int64_t stored_position;   /* the position Redis held when p was taken, -1 = none */
     int64_t position_pending;  /* confirmed_offset to write to Redis next round, -1 = none */
+    int64_t position_written_at; /* when the last one was queued (ms) */
     int64_t reload_at;
     /* The timer gate: no timer fires while input appended before its due time is unread,
      * so a reply that reached the topic in time always wins over the timeout, after a
@@ -173,6 +176,7 @@ struct engine {
     char host[256];
     char http_address[256];      /* the dashboard's HOST:PORT, "" = none */
     bool fatal;                  /* a fatal bus error: stop serving (engine_turn -1) */
+    bool finishing;              /* finish_everything runs: every position is due */
     char errbuf[512];            /* the bus's last error text */
 };
 
@@ -1522,29 +1526,42 @@ static void settle_round(engine_t *c)
     complete_round(c);
 }
 
-/* True when a confirmed position waits to be written to Redis. */
+/* Whether p's confirmed position is to be written to Redis with this round: at most
+ * every COORD_POSITION_EVERY_MS (a position is a lower bound: an older one only makes the
+ * next owner read a little input again), and always when the engine finishes everything
+ * (a hand-over or a stop). */
+static bool position_due(const engine_t *c, const partition_t *p, int64_t now)
+{
+    return p->position_pending >= 0 &&
+           (c->finishing || now - p->position_written_at >= COORD_POSITION_EVERY_MS);
+}
+
+/* True when a confirmed position is due to be written to Redis. */
 static bool positions_pending(const engine_t *c)
 {
+    int64_t now = now_ms(c);
     for (size_t i = 0; i < c->nparts; i++)
-        if (c->parts[i] && c->parts[i]->position_pending >= 0)
+        if (c->parts[i] && position_due(c, c->parts[i], now))
             return true;
     return false;
 }
 
-/* Queues the confirmed positions into the open round, after its transitions and its
+/* Queues the positions due into the open round, after its transitions and its
  * partitions' discards (the new owner of a partition resumes from the position Redis
  * keeps with its state: docs/redis.md). */
 static void queue_positions(engine_t *c)
 {
+    int64_t now = now_ms(c);
     for (size_t i = 0; i < c->nparts; i++) {
         partition_t *p = c->parts[i];
-        if (!p || p->position_pending < 0)
+        if (!p || !position_due(c, p, now))
             continue;
         if (p->owned && !p->fenced && !p->needs_reload &&
             c->store.queue_position(c->store.self, p->id, p->epoch, p->position_pending) < 0)
             log_warn("partition %d: position not queued: %s", (int)p->id,
                      c->store.last_error(c->store.self));
         p->position_pending = -1;
+        p->position_written_at = now;
     }
 }
 
@@ -1959,6 +1976,7 @@ void engine_settle(engine_t *c)
  * them all) and the positions stored; only then may they be given up. */
 static void finish_everything(engine_t *c, int flush_timeout_ms, const char *why)
 {
+    c->finishing = true;
     settle_round(c);
     send_round(c);
     settle_round(c); /* its commands produced, its offsets stored */
@@ -1967,6 +1985,7 @@ static void finish_everything(engine_t *c, int flush_timeout_ms, const char *why
                  "owner re-sends them)", why, c->bus.outq_len(c->bus.opaque), flush_timeout_ms);
     send_round(c); /* the acknowledgements of what the flush delivered, the positions */
     settle_round(c);
+    c->finishing = false;
 }
 
 void engine_hand_over(engine_t *c, const int32_t *partitions, int n, int flush_timeout_ms)

@@ -437,15 +437,21 @@ static int wait_replicas(store_t *st, int replicas, long long *acked)
     return *acked < replicas ? 1 : 0;
 }
 
+/* GET of an integer key: *value gets it, or missing when the key does not exist. */
+static int read_int_key(store_t *st, const char *key, int64_t missing, int64_t *value)
+{
+    redisReply *r = command(st, "GET %s", key);
+    if (!r)
+        return -1;
+    *value = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : missing;
+    freeReplyObject(r);
+    return 0;
+}
+
 int store_read_epoch(store_t *st, int32_t partition, int64_t *epoch)
 {
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(st, "GET %s", rkeys_epoch(&st->keys, key, partition));
-    if (!r)
-        return -1;
-    *epoch = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
-    freeReplyObject(r);
-    return 0;
+    return read_int_key(st, rkeys_epoch(&st->keys, key, partition), 0, epoch);
 }
 
 int store_read_statuses(store_t *st, int32_t partition, const char *const *ids, size_t n,
@@ -669,12 +675,7 @@ static const char POSITION_SCRIPT[] =
 int store_read_position(store_t *st, int32_t partition, int64_t *offset)
 {
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(st, "GET %s", rkeys_position(&st->keys, key, partition));
-    if (!r)
-        return -1;
-    *offset = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
-    freeReplyObject(r);
-    return 0;
+    return read_int_key(st, rkeys_position(&st->keys, key, partition), -1, offset);
 }
 
 int store_put_meta(store_t *st, int partitions, int *routing_partitions)
