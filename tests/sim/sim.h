@@ -49,6 +49,11 @@ typedef struct sim_result {
     uint64_t delivery_failures; /* produced messages whose delivery failed */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;
+    bool leased;                /* membership=redis (the real membership.c), else the world's */
+    uint64_t leases_lost;       /* membership=redis: partitions given up with the lease lost */
+    uint64_t hand_overs;        /* ... handed over cleanly (a rebalance) */
+    uint64_t joins, leaves;     /* ... instances joining, leaving on SIGTERM */
+    uint64_t lease_resets;      /* ... times Redis lost every lease (a restart) */
     int sagas;
     int completed, compensated, stuck; /* end states */
     int64_t end_ms;             /* virtual time at quiescence */
