@@ -1532,7 +1532,7 @@ static void lease_take(side_t *sd, int32_t p, const char *holder)
               sd->model.last_error(sd->model.self));
     if (holder) {
         char want[128];
-        snprintf(want, sizeof want, "partition %d: lease not taken: HELD by %s", (int)p, holder);
+        snprintf(want, sizeof want, "redis: HELD by %s", holder);
         SM_EXPECT(rr < 0, "lease of %d taken by %s while %s holds it", (int)p, sd->owner, holder);
         SM_EXPECT(strcmp(sd->real.last_error(sd->real.self), want) == 0 &&
                   strcmp(sd->model.last_error(sd->model.self), want) == 0,

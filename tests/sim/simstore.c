@@ -486,8 +486,8 @@ static int port_take_epoch(void *self, int32_t partition, const char *owner, int
     ss_part_t *p = part_make(c->db, partition);
     if (c->lease_ms > 0) { /* LEASE_TAKE_SCRIPT */
         if (lease_live(c->db, p) && (!p->owner || strcmp(p->owner, owner) != 0)) {
-            set_error(c, "partition %d: lease not taken: HELD by %s", (int)partition,
-                      p->owner ? p->owner : "nil");
+            /* store.c's command() reports the script's error reply as it is */
+            set_error(c, "redis: HELD by %s", p->owner ? p->owner : "nil");
             return -1;
         }
         p->leased = true;
