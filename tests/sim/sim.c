@@ -644,6 +644,22 @@ static void on_queued(void *opaque, const store_transition_t *t)
         check_timeout(w, in, t, json_array_get(t->history, i));
 }
 
+/* membership=redis: a transition script call that wrote (simstore_hooks_t.written) did so
+ * while the partition's lease held the writer's epoch: a frozen owner whose lease expired
+ * changes nothing (store.h), checked here by the world on the server's state, not by the
+ * script's own check. */
+static void on_written(void *opaque, int32_t partition, int64_t epoch)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    int64_t held = 0;
+    const char *holder = w->leased ? simstore_lease(w->db, partition, &held) : "";
+    if (w->leased && (!holder || held != epoch))
+        violate(w, "instance %d wrote partition %d under epoch %lld while the lease %s",
+                in->id, (int)partition, (long long)epoch,
+                holder ? "held another epoch" : "was not live");
+}
+
 static void instance_kill(sim_t *w, instance_t *in, const char *where)
 {
     if (in->dead)
@@ -892,8 +908,17 @@ static void on_give_up(void *opaque, const int32_t *partitions, int n, bool clea
         trace(w, "LEASE [%d] %s partition %d", in->id, clean ? "hands over" : "lost",
               (int)partitions[i]);
     if (clean) {
+        /* A hand-over finishes the rounds and deliveries under the lease it still holds:
+         * nothing fenced, nothing left in flight or unreported (engine.h). */
         w->res->hand_overs += (uint64_t)n;
+        size_t fenced = simstore_conn_count(in->conn, STORE_FENCED);
         engine_hand_over(in->engine, partitions, n, SIM_FLUSH_MS);
+        if (!in->dead && simstore_conn_count(in->conn, STORE_FENCED) > fenced)
+            violate(w, "instance %d: a hand-over's writes were fenced", in->id);
+        if (!in->dead && (in->store.in_flight(in->store.self) ||
+                          simbus_client_unreported(in->client)))
+            violate(w, "instance %d: a hand-over left a round in flight or %d deliveries "
+                    "unreported", in->id, simbus_client_unreported(in->client));
     } else {
         w->res->leases_lost += (uint64_t)n;
         engine_revoke(in->engine, partitions, n);
@@ -924,7 +949,8 @@ static void instance_start(sim_t *w)
     in->registry = registry_new(w->defset);
     if (!in->conn || !in->client || !in->registry)
         abort();
-    simstore_hooks_t hooks = {.opaque = in, .round_fate = round_fate, .queued = on_queued};
+    simstore_hooks_t hooks = {.opaque = in, .round_fate = round_fate, .queued = on_queued,
+                              .written = on_written};
     simstore_conn_set_hooks(in->conn, &hooks);
     in->store = simstore_port(in->conn);
     config_t cfg;
@@ -1090,6 +1116,11 @@ static void instance_turn(sim_t *w, instance_t *in)
             int beat = membership_tick(in->membership);
             if (reap(w, in))
                 return;
+            /* Its leases must have expired by its own clock: it serves none of them. */
+            int64_t since = membership_since_renewal_ms(in->membership);
+            if (since > SIM_LEASE_MS + SIM_LEASE_MS / 10 && membership_owned(in->membership))
+                violate(w, "instance %d serves %d partitions %lld ms after its last renewal",
+                        in->id, membership_owned(in->membership), (long long)since);
             most = beat < most ? beat : most;
             if (membership_since_renewal_ms(in->membership) >= 0)
                 engine_set_joined(in->engine);

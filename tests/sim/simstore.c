@@ -285,15 +285,19 @@ static void tx_write(simstore_t *db, ss_part_t *p, const ss_tx_t *t)
 }
 
 /* The transition script: the epoch first, then (leased) the lease (FENCED for the whole
- * call), then per
- * transition EXISTS for a create, CONFLICT for another version, else the writes. */
-static void run_batch(simstore_t *db, const ss_call_t *b, bool leased, store_status_t *results,
-                      size_t *answered)
+ * call), then per transition EXISTS for a create, CONFLICT for another version, else the
+ * writes. */
+static void run_batch(simstore_conn_t *c, const ss_call_t *b, store_status_t *results)
 {
+    simstore_t *db = c->db;
+    bool leased = c->lease_ms > 0;
+    size_t *answered = c->answered;
     ss_part_t *p = part_make(db, b->partition);
     /* With leases, the lease must still hold the writer's epoch (ARGV[4] == '1'). */
     bool fenced = p->epoch == 0 || p->epoch != b->epoch ||
                   (leased && (!lease_live(db, p) || p->lease != b->epoch));
+    if (!fenced && b->ntx && c->hooks.written)
+        c->hooks.written(c->hooks.opaque, b->partition, b->epoch);
     for (size_t i = 0; i < b->ntx; i++) {
         const ss_tx_t *t = &b->txs[i];
         store_status_t st;
@@ -764,8 +768,7 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
         else if (c->calls[i].position)
             run_position(c->db, &c->calls[i]);
         else
-            run_batch(c->db, &c->calls[i], c->lease_ms > 0,
-                      fate == SIMSTORE_ROUND_OK ? c->results : NULL, c->answered);
+            run_batch(c, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL);
     }
     for (size_t i = 0; i < c->ncalls; i++)
         call_release(&c->calls[i]);

@@ -67,6 +67,9 @@ typedef struct simstore_hooks {
     simstore_round_fate_t (*round_fate)(void *opaque);
     /* Told of every transition queued, before it is snapshotted (borrowed for the call). */
     void (*queued)(void *opaque, const store_transition_t *t);
+    /* Told of every transition script call that passed its fences and wrote, with its
+     * partition and epoch, as it runs (for the world's own lease check). */
+    void (*written)(void *opaque, int32_t partition, int64_t epoch);
 } simstore_hooks_t;
 
 /* A new, empty server (cfg may be NULL: defaults). Returns NULL when out of memory. */
