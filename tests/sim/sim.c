@@ -140,6 +140,7 @@ typedef struct instance {
     simstore_conn_t *lease_conn; /* membership=redis: the leases' own connection ... */
     membership_t *membership;    /* ... and the real membership.c over it, else NULL */
     bool stopping;            /* SIGTERM: it leaves at the start of its next loop */
+    bool troubled;            /* lost a round or a delivery, saw Redis down or lose leases */
     bool dead;                /* killed: freed once the engine call it is in returns */
     bool zombie;              /* its partitions went to another instance while frozen */
     int64_t frozen_until;
@@ -724,6 +725,7 @@ static simstore_round_fate_t round_fate(void *opaque)
         return SIMSTORE_ROUND_OK;
     bool before = frnd01(w) < 0.5;
     w->res->redis_errors++;
+    in->troubled = true;
     trace(w, "  REDIS [%d] connection lost %s the round", in->id, before ? "before" : "after");
     return before ? SIMSTORE_ROUND_LOST_BEFORE : SIMSTORE_ROUND_LOST_AFTER;
 }
@@ -739,6 +741,7 @@ static simbus_fate_t produce_fate(void *opaque, void *client_opaque, const char 
     }
     if (fault(w, w->p_produce_fail)) {
         w->res->delivery_failures++;
+        in->troubled = true;
         trace(w, "  [%d] delivery to %s fails", in->id, topic);
         return SIMBUS_FAIL;
     }
@@ -919,6 +922,13 @@ static void on_give_up(void *opaque, const int32_t *partitions, int n, bool clea
                           simbus_client_unreported(in->client)))
             violate(w, "instance %d: a hand-over left a round in flight or %d deliveries "
                     "unreported", in->id, simbus_client_unreported(in->client));
+        /* ... and acknowledged: an instance that never lost a round or a delivery leaves
+         * the outboxes of what it hands over empty. */
+        for (int i = 0; i < n && !in->dead && !in->troubled; i++)
+            if (simstore_outbox_count(w->db, partitions[i]))
+                violate(w, "instance %d: a hand-over left %zu entries in the outbox of "
+                        "partition %d", in->id, simstore_outbox_count(w->db, partitions[i]),
+                        (int)partitions[i]);
     } else {
         w->res->leases_lost += (uint64_t)n;
         engine_revoke(in->engine, partitions, n);
@@ -1535,6 +1545,8 @@ static void redis_outage(sim_t *w)
     w->res->redis_outages++;
     trace(w, "REDIS down until +%lld ms", (long long)(up - SIM_T0_MS));
     simstore_set_down(w->db, true);
+    for (int i = 0; i < w->ninst; i++)
+        w->inst[i]->troubled = true;
     event_t e = {.at = up, .type = EV_REDIS_UP};
     ev_push(w, e);
 }
@@ -1558,6 +1570,8 @@ static void membership_faults(sim_t *w)
         w->res->lease_resets++;
         trace(w, "REDIS restarted: every lease and the alive set lost");
         simstore_forget_leases(w->db);
+        for (int i = 0; i < w->ninst; i++)
+            w->inst[i]->troubled = true;
     }
 }
 
