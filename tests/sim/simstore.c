@@ -1072,7 +1072,8 @@ void simstore_free(simstore_t *db)
         free(db->defs[i].json);
     }
     free(db->defs);
-    simstore_forget_leases(db);
+    while (db->nalive)
+        alive_remove(db, db->nalive - 1);
     free(db->alive);
     free(db);
 }
