@@ -162,6 +162,7 @@ typedef struct sim {
     double p_crash, p_dup, p_delay, p_lost, p_late, p_retryable, p_fail, p_comp_fail,
         p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail, p_redis_down;
     bool leased;              /* membership=redis (membership.c), else the group's (the world) */
+    bool redis_down;          /* the server is down now */
     double p_join, p_leave, p_lease_reset;
 
     event_t *evq;
@@ -930,6 +931,15 @@ static void on_give_up(void *opaque, const int32_t *partitions, int n, bool clea
                         "partition %d", in->id, simstore_outbox_count(w->db, partitions[i]),
                         (int)partitions[i]);
     } else {
+        /* Lost means lost: not while Redis says the lease is still this instance's. */
+        char name[32];
+        snprintf(name, sizeof name, "sim-%d", in->id);
+        for (int i = 0; i < n && !w->redis_down; i++) {
+            const char *holder = simstore_lease(w->db, partitions[i], NULL);
+            if (holder && strcmp(holder, name) == 0)
+                violate(w, "instance %d gives partition %d up as lost while its lease is live",
+                        in->id, (int)partitions[i]);
+        }
         w->res->leases_lost += (uint64_t)n;
         engine_revoke(in->engine, partitions, n);
     }
@@ -1545,6 +1555,7 @@ static void redis_outage(sim_t *w)
     w->res->redis_outages++;
     trace(w, "REDIS down until +%lld ms", (long long)(up - SIM_T0_MS));
     simstore_set_down(w->db, true);
+    w->redis_down = true;
     for (int i = 0; i < w->ninst; i++)
         w->inst[i]->troubled = true;
     event_t e = {.at = up, .type = EV_REDIS_UP};
@@ -1637,6 +1648,7 @@ static bool handle_event(sim_t *w, event_t *e)
     case EV_REDIS_UP:
         trace(w, "REDIS up");
         simstore_set_down(w->db, false);
+        w->redis_down = false;
         break;
     case EV_OPERATOR:
         redis_outage(w);
