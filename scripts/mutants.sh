@@ -70,10 +70,6 @@ mutants=(
   $'            give_up(m, n, false); /* expired by now, whatever Redis says later */'
   $'            (void)0; /* expired by now, whatever Redis says later */'
 
-  "release-before-hand-over" coordinator/membership.c
-  $'    m->ev.give_up(m->ev.opaque, m->scratch_parts, n, clean);\n    for (int i = 0; i < n; i++) {'
-  $'    for (int i = 0; i < n && clean; i++)\n        (void)m->st.release_lease(m->st.self, m->scratch_parts[i], m->instance);\n    m->ev.give_up(m->ev.opaque, m->scratch_parts, n, clean);\n    for (int i = 0; i < n; i++) {'
-
   # the model's transition-script lease check (the real one is Lua: it is mutated here,
   # in the model the simulation runs, to see what rests on it)
   "lease-check-off" tests/sim/simstore.c
