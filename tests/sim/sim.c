@@ -14,7 +14,12 @@
  * while (and sometimes its partitions are taken by a new instance meanwhile: it wakes as
  * a zombie, then is revoked), its Redis connection lost before or after a round ran, the
  * Redis server down for a while, its deliveries failed. After the faults stop, the world runs to quiescence and the checker
- * looks at the participants' ledgers and the store. */
+ * looks at the participants' ledgers and the store.
+ * Ownership: on half the seeds (membership=kafka) the world plays Kafka's group protocol
+ * (one instance gets every partition; a frozen one's go to a new one); on the others
+ * (membership=redis) each instance runs the real membership.c over its own lease
+ * connection, wired as coordinator.c wires it, and the world adds joins, SIGTERM leaves
+ * and Redis losing its leases, and checks that the leases hold. */
 #include "sim.h"
 
 #include "catalogue.h"

@@ -1,7 +1,8 @@
 /* sim.h - the deterministic simulation of the saga coordinator (docs/simulation.md).
  *
  * One run drives the real engine (engine.c, with the real state machine and saga encoding
- * under it) through an in-memory world: the store as a model of the Redis store behind
+ * under it) and, on half the seeds, the real membership (membership.c, membership=redis:
+ * leases in the store model on the virtual clock) through an in-memory world: the store as a model of the Redis store behind
  * the store port (simstore.h), the bus over in-memory input logs behind the bus port
  * (simbus.h), command topics that duplicate, delay and reorder, participants that keep a
  * ledger and follow docs/protocol.md, a client and an operator. Engine instances are
