@@ -57,6 +57,12 @@
  * only queues (Redis could run a second client's commands before or after that round, an
  * order the model cannot know).
  *
+ * Leases (membership=redis) have their own scripted test, leases_agree_with_redis: take
+ * with a new epoch, refused "HELD by" another, taken again by the holder (a reload),
+ * heartbeats (held flags and the alive set), release by owner only, leave, and a write
+ * after a release FENCED by the lease check, on both; with a lease long enough that
+ * Redis's real clock never expires one (expiry by time is the simulation's, on its clock).
+ *
  * SAGA_STORE_MODEL_SEED=N replays a run (the seed is printed first, a new one each run
  * otherwise); SAGA_STORE_MODEL_OPS=N sets the number of operations (SM_DEFAULT_OPS). */
 #include "fixture.h"
