@@ -243,7 +243,8 @@ int coordinator_start(coordinator_t *c)
         return -1;
     if (leased(&c->cfg)) {
         membership_events_t ev = {.opaque = c, .take = on_take, .give_up = on_give_up};
-        c->membership = membership_new(c->lease_store, c->cfg.instance_id, partitions,
+        store_port_t lease_port = store_port(c->lease_store);
+        c->membership = membership_new(&lease_port, c->cfg.instance_id, partitions,
                                        c->cfg.lease_ms, c->cfg.lease_renew_ms, &ev);
         if (!c->membership)
             return -1;

@@ -11,7 +11,8 @@
 #define MEMBERSHIP_MAX_ALIVE 1024   /* instances read from one heartbeat */
 
 struct membership {
-    store_t *st;                 /* its own connection: never waits on a round */
+    store_port_t st;             /* its own connection: never waits on a round */
+    membership_env_t env;        /* the clock */
     char *instance;
     int32_t partitions;
     int64_t lease_ms, renew_ms;
@@ -30,8 +31,10 @@ struct membership {
     bool waiting;                /* a partition of ours is held by another: try again soon */
 };
 
-static int64_t mono_ms(void)
+static int64_t mono_ms(const membership_t *m)
 {
+    if (m->env.mono_ms)
+        return m->env.mono_ms(m->env.opaque);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -117,13 +120,14 @@ int membership_spread(const char *const *members, size_t n, int32_t partitions, 
 
 /* --- lifecycle ---------------------------------------------------------------------- */
 
-membership_t *membership_new(store_t *st, const char *instance, int32_t partitions,
-                             int64_t lease_ms, int64_t renew_ms, const membership_events_t *ev)
+membership_t *membership_new(const store_port_t *store, const char *instance,
+                             int32_t partitions, int64_t lease_ms, int64_t renew_ms,
+                             const membership_events_t *ev)
 {
     membership_t *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->st = st;
+    m->st = *store;
     m->instance = strdup(instance);
     m->partitions = partitions;
     m->lease_ms = lease_ms;
@@ -143,6 +147,11 @@ membership_t *membership_new(store_t *st, const char *instance, int32_t partitio
         return NULL;
     }
     return m;
+}
+
+void membership_set_env(membership_t *m, const membership_env_t *env)
+{
+    m->env = env ? *env : (membership_env_t){0};
 }
 
 static void forget_alive(membership_t *m)
@@ -186,7 +195,7 @@ static int membership_count_ours(const membership_t *m)
 
 int64_t membership_since_renewal_ms(const membership_t *m)
 {
-    return m->last_renewed < 0 ? -1 : mono_ms() - m->last_renewed;
+    return m->last_renewed < 0 ? -1 : mono_ms(m) - m->last_renewed;
 }
 
 /* --- the protocol --------------------------------------------------------------------- */
@@ -209,9 +218,9 @@ static void give_up(membership_t *m, int n, bool clean)
     m->ev.give_up(m->ev.opaque, m->scratch_parts, n, clean);
     for (int i = 0; i < n; i++) {
         int32_t p = m->scratch_parts[i];
-        if (clean && store_release_lease(m->st, p, m->instance) < 0)
+        if (clean && m->st.release_lease(m->st.self, p, m->instance) < 0)
             log_warn("partition %d: lease not released (%s): it expires within %lld ms",
-                     (int)p, store_last_error(m->st), (long long)m->lease_ms);
+                     (int)p, m->st.last_error(m->st.self), (long long)m->lease_ms);
         m->epoch[p] = 0;
     }
     log_info("partitions given up (%s): %d", clean ? "handed over" : "lease lost", n);
@@ -226,9 +235,9 @@ static int beat(membership_t *m, int64_t sent)
         if (m->epoch[p] > 0)
             m->scratch_parts[n++] = p;
     forget_alive(m);
-    if (store_heartbeat(m->st, m->instance, m->scratch_parts, (size_t)n, m->held, on_alive,
-                        m) < 0) {
-        log_warn("membership: heartbeat failed: %s", store_last_error(m->st));
+    if (m->st.heartbeat(m->st.self, m->instance, m->scratch_parts, (size_t)n, m->held,
+                        on_alive, m) < 0) {
+        log_warn("membership: heartbeat failed: %s", m->st.last_error(m->st.self));
         if (m->last_renewed >= 0 && sent - m->last_renewed >= m->lease_ms)
             give_up(m, n, false); /* expired by now, whatever Redis says later */
         return -1;
@@ -303,9 +312,9 @@ static void rebalance(membership_t *m)
         if (m->epoch[p] > 0 || !m->ours[p])
             continue;
         int64_t epoch = 0;
-        if (store_take_epoch(m->st, p, m->instance, &epoch) < 0) {
+        if (m->st.take_epoch(m->st.self, p, m->instance, &epoch) < 0) {
             m->waiting = true; /* held by its last owner until it hands over or expires */
-            log_debug("partition %d: %s", (int)p, store_last_error(m->st));
+            log_debug("partition %d: %s", (int)p, m->st.last_error(m->st.self));
             continue;
         }
         m->epoch[p] = epoch;
@@ -320,7 +329,7 @@ static void rebalance(membership_t *m)
 
 int membership_tick(membership_t *m)
 {
-    int64_t now = mono_ms();
+    int64_t now = mono_ms(m);
     if (now < m->next_beat)
         return (int)(m->next_beat - now);
     if (beat(m, now) == 0)
@@ -336,13 +345,13 @@ void membership_leave(membership_t *m)
     int n = 0;
     for (int32_t p = 0; p < m->partitions; p++)
         if (m->epoch[p] > 0) {
-            if (store_release_lease(m->st, p, m->instance) < 0)
+            if (m->st.release_lease(m->st.self, p, m->instance) < 0)
                 log_warn("partition %d: lease not released (%s)", (int)p,
-                         store_last_error(m->st));
+                         m->st.last_error(m->st.self));
             m->epoch[p] = 0;
             n++;
         }
-    if (store_leave(m->st, m->instance) < 0)
-        log_warn("membership: not removed from the alive set (%s)", store_last_error(m->st));
+    if (m->st.leave(m->st.self, m->instance) < 0)
+        log_warn("membership: not removed from the alive set (%s)", m->st.last_error(m->st.self));
     log_info("membership: left, %d lease(s) released", n);
 }

@@ -14,7 +14,7 @@
 #ifndef SAGA_MEMBERSHIP_H
 #define SAGA_MEMBERSHIP_H
 
-#include "store.h"
+#include "storeport.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,11 +32,21 @@ typedef struct membership_events {
     void (*give_up)(void *opaque, const int32_t *partitions, int n, bool clean);
 } membership_events_t;
 
-/* Over st (its own connection, with store_set_lease done; borrowed), for instance (copied)
- * and the input topic's partitions 0..partitions-1. renew_ms 0 = lease_ms / 10. ev is
- * copied. NULL when out of memory. */
-membership_t *membership_new(store_t *st, const char *instance, int32_t partitions,
-                             int64_t lease_ms, int64_t renew_ms, const membership_events_t *ev);
+/* The clock membership reads (monotonic ms), for a simulation to drive it on virtual time,
+ * as engine_env_t does for the engine. NULL mono_ms = CLOCK_MONOTONIC. */
+typedef struct membership_env {
+    void *opaque;
+    int64_t (*mono_ms)(void *opaque);
+} membership_env_t;
+
+/* Over the store port (copied; its self borrowed: its own connection, with set_lease done),
+ * for instance (copied) and the input topic's partitions 0..partitions-1. renew_ms 0 =
+ * lease_ms / 10. ev is copied. NULL when out of memory. */
+membership_t *membership_new(const store_port_t *store, const char *instance,
+                             int32_t partitions, int64_t lease_ms, int64_t renew_ms,
+                             const membership_events_t *ev);
+/* Replaces the clock (copied; NULL = the real one). Call it before the first tick. */
+void membership_set_env(membership_t *m, const membership_env_t *env);
 void membership_free(membership_t *m);
 
 /* Beats, renews, hands over and takes when it is time. Returns the ms until it wants to

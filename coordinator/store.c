@@ -1551,6 +1551,17 @@ static int port_get_definition(void *s, const char *name, int version, char **js
 }
 static int port_put_member(void *s, const store_member_t *m) { return store_put_member(s, m); }
 static int port_drop_member(void *s, const char *instance) { return store_drop_member(s, instance); }
+static void port_set_lease(void *s, int64_t lease_ms) { store_set_lease(s, lease_ms); }
+static int port_heartbeat(void *s, const char *instance, const int32_t *partitions, size_t n,
+                          bool *held, store_alive_fn fn, void *opaque)
+{
+    return store_heartbeat(s, instance, partitions, n, held, fn, opaque);
+}
+static int port_release_lease(void *s, int32_t p, const char *instance)
+{
+    return store_release_lease(s, p, instance);
+}
+static int port_leave(void *s, const char *instance) { return store_leave(s, instance); }
 
 store_port_t store_port(store_t *st)
 {
@@ -1576,5 +1587,9 @@ store_port_t store_port(store_t *st)
                           .get_definition_hash = port_get_definition_hash,
                           .get_definition = port_get_definition,
                           .put_member = port_put_member,
-                          .drop_member = port_drop_member};
+                          .drop_member = port_drop_member,
+                          .set_lease = port_set_lease,
+                          .heartbeat = port_heartbeat,
+                          .release_lease = port_release_lease,
+                          .leave = port_leave};
 }

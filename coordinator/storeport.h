@@ -1,5 +1,5 @@
-/* storeport.h - the store port: what the engine (engine.c) and the definition registry
- * (registry.c) need of the state store, as a table of functions, so that they include no
+/* storeport.h - the store port: what the engine (engine.c), the definition registry
+ * (registry.c) and the membership (membership.c) need of the state store, as a table of functions, so that they include no
  * Redis header and can run on another store. store.c implements it over Redis
  * (store_port); the simulation implements it over its model of the transition script
  * (tests/sim/simstore.c), and tests/test_store_model.c checks that the two agree.
@@ -49,6 +49,13 @@ typedef struct store_port {
     /* member records */
     int (*put_member)(void *self, const store_member_t *m);
     int (*drop_member)(void *self, const char *instance);
+
+    /* leases (membership=redis: membership.c; take_epoch takes the lease once set) */
+    void (*set_lease)(void *self, int64_t lease_ms);
+    int (*heartbeat)(void *self, const char *instance, const int32_t *partitions, size_t n,
+                     bool *held, store_alive_fn fn, void *opaque);
+    int (*release_lease)(void *self, int32_t partition, const char *instance);
+    int (*leave)(void *self, const char *instance);
 } store_port_t;
 
 /* The Redis store as a port (store.c): self is st, borrowed. */

@@ -56,6 +56,25 @@ mutants=(
   "skip-any-version" coordinator/engine.c
   $'    if (s && m->expected_version && m->expected_version != s->version) {'
   $'    if (s && m->expected_version && m->expected_version != s->version && false) {'
+
+  # membership=redis (membership.c, run by half the seeds)
+  "renewal-never-lost" coordinator/membership.c
+  $'        if (!m->held[i])\n            m->scratch_parts[lost++] = m->scratch_parts[i];'
+  $'        if (!m->held[i] && false)\n            m->scratch_parts[lost++] = m->scratch_parts[i];'
+
+  "hand-over-as-revoke" coordinator/membership.c
+  $'    m->ev.give_up(m->ev.opaque, m->scratch_parts, n, clean);'
+  $'    m->ev.give_up(m->ev.opaque, m->scratch_parts, n, false);'
+
+  "no-expiry-on-failed-beat" coordinator/membership.c
+  $'            give_up(m, n, false); /* expired by now, whatever Redis says later */'
+  $'            (void)0; /* expired by now, whatever Redis says later */'
+
+  # the model's transition-script lease check (the real one is Lua: it is mutated here,
+  # in the model the simulation runs, to see what rests on it)
+  "lease-check-off" tests/sim/simstore.c
+  $'                  (leased && (!lease_live(db, p) || p->lease != b->epoch));'
+  $'                  (leased && false && (!lease_live(db, p) || p->lease != b->epoch));'
 )
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mutants.XXXXXX")

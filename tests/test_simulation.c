@@ -28,7 +28,7 @@ static uint64_t seeds_to_run(void)
 Test(simulation, every_seed_holds_every_invariant, .timeout = 600)
 {
     sim_config_t cfg = {.sagas = SIM_TEST_SAGAS};
-    uint64_t n = seeds_to_run(), bad = 0, first_bad = 0;
+    uint64_t n = seeds_to_run(), bad = 0, first_bad = 0, leased = 0;
     sim_result_t sum = {0};
     for (uint64_t seed = 1; seed <= n; seed++) {
         sim_result_t r;
@@ -41,6 +41,11 @@ Test(simulation, every_seed_holds_every_invariant, .timeout = 600)
         sum.fenced += r.fenced;
         sum.redis_errors += r.redis_errors;
         sum.redis_outages += r.redis_outages;
+        leased += r.leased;
+        sum.leases_lost += r.leases_lost;
+        sum.hand_overs += r.hand_overs;
+        sum.leaves += r.leaves;
+        sum.lease_resets += r.lease_resets;
         if (rc) {
             if (!bad++)
                 first_bad = seed;
@@ -61,6 +66,15 @@ Test(simulation, every_seed_holds_every_invariant, .timeout = 600)
     cr_assert_gt(sum.redis_errors, n / 2, "Redis connections are lost (%" PRIu64 ")",
                  sum.redis_errors);
     cr_assert_gt(sum.redis_outages, n / 8, "Redis goes down (%" PRIu64 ")", sum.redis_outages);
+    /* membership=redis (the real membership.c) on about half the seeds, with its faults. */
+    cr_assert(leased > n / 3 && leased < 2 * n / 3,
+              "half the seeds run membership=redis (%" PRIu64 " of %" PRIu64 ")", leased, n);
+    cr_assert_gt(sum.leases_lost, n / 8, "leases are lost (%" PRIu64 ")", sum.leases_lost);
+    cr_assert_gt(sum.hand_overs, n / 8, "partitions are handed over (%" PRIu64 ")",
+                 sum.hand_overs);
+    cr_assert_gt(sum.leaves, 0, "instances leave on SIGTERM");
+    if (n >= 1000)
+        cr_assert_gt(sum.lease_resets, 0, "Redis loses its leases");
 }
 
 Test(simulation, a_seed_replays_identically)

@@ -57,6 +57,12 @@
  * only queues (Redis could run a second client's commands before or after that round, an
  * order the model cannot know).
  *
+ * Leases (membership=redis) have their own scripted test, leases_agree_with_redis: take
+ * with a new epoch, refused "HELD by" another, taken again by the holder (a reload),
+ * heartbeats (held flags and the alive set), release by owner only, leave, and a write
+ * after a release FENCED by the lease check, on both; with a lease long enough that
+ * Redis's real clock never expires one (expiry by time is the simulation's, on its clock).
+ *
  * SAGA_STORE_MODEL_SEED=N replays a run (the seed is printed first, a new one each run
  * otherwise); SAGA_STORE_MODEL_OPS=N sets the number of operations (SM_DEFAULT_OPS). */
 #include "fixture.h"
@@ -96,6 +102,8 @@
 #define SM_ID_LEN 48
 #define SM_TEXT_MAX 160            /* shown of a value that differs */
 #define SM_START_MS INT64_C(1700000000000)
+#define SM_LEASE_MS 600000         /* the lease test's: Redis's clock never expires one in it */
+#define SM_ALIVE_MAX 8
 
 /* --- the run's state ------------------------------------------------------------------ */
 
@@ -200,6 +208,7 @@ typedef struct world {
     size_t unchanged, odd_old_status, refused, ack_ids, reloads, undecodable, rounds;
     size_t full_checks, sagas_compared, loaded_sagas, loaded_entries, outbox_max;
     bool full_due;
+    bool exact_epoch;             /* transitions under the latest epoch only (the lease test) */
 } world_t;
 
 static world_t w;
@@ -729,7 +738,7 @@ static int32_t pick_partition(void)
  * one, none, or one not taken yet. */
 static int64_t pick_epoch(int32_t p, bool *stale)
 {
-    *stale = chance(12);
+    *stale = !w.exact_epoch && chance(12);
     if (!*stale)
         return w.epoch[p];
     switch (below(3)) {
@@ -1493,4 +1502,133 @@ Test(store_model, agrees_with_redis, .timeout = 600)
     cr_assert_gt(w.results[TK_CREATE_DUP][STORE_EXISTS], 0, "EXISTS happened");
     cr_assert_gt(w.results[TK_WRONG_VERSION][STORE_CONFLICT], 0, "CONFLICT happened");
     cr_assert_gt(w.stale_results[STORE_FENCED], 0, "FENCED happened");
+}
+
+/* --- leases (membership=redis) ----------------------------------------------------------
+ * The lease scripts (take with a new epoch, HELD by another, renew by owner, release,
+ * the alive set, leave) and the transition script's lease check, on both. The lease is
+ * long enough that Redis's clock never expires one during the test: expiry by time is the
+ * model's alone (its clock is the simulation's), checked by the simulation. */
+
+typedef struct alive_list {
+    char names[SM_ALIVE_MAX][32];
+    size_t n;
+} alive_list_t;
+
+static void collect_alive(const char *instance, void *opaque)
+{
+    alive_list_t *l = opaque;
+    if (l->n < SM_ALIVE_MAX)
+        snprintf(l->names[l->n++], sizeof l->names[0], "%s", instance);
+}
+
+static int alive_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* A lease taken by sd (expect_ok) or refused as held by holder, alike on both. */
+static void lease_take(side_t *sd, int32_t p, const char *holder)
+{
+    int64_t er = -1, em = -1;
+    int rr = sd->real.take_epoch(sd->real.self, p, sd->owner, &er);
+    int rm = sd->model.take_epoch(sd->model.self, p, sd->owner, &em);
+    SM_EXPECT(rr == rm, "lease take of %d by %s: Redis %d (%s), model %d (%s)", (int)p,
+              sd->owner, rr, sd->real.last_error(sd->real.self), rm,
+              sd->model.last_error(sd->model.self));
+    if (holder) {
+        char want[128];
+        snprintf(want, sizeof want, "redis: HELD by %s", holder);
+        SM_EXPECT(rr < 0, "lease of %d taken by %s while %s holds it", (int)p, sd->owner, holder);
+        SM_EXPECT(strcmp(sd->real.last_error(sd->real.self), want) == 0 &&
+                  strcmp(sd->model.last_error(sd->model.self), want) == 0,
+                  "refusal: Redis \"%s\", model \"%s\", expected \"%s\"",
+                  sd->real.last_error(sd->real.self), sd->model.last_error(sd->model.self), want);
+        return;
+    }
+    SM_EXPECT(rr == 0 && er == em, "lease of %d by %s: Redis %" PRId64 " (%s), model %" PRId64,
+              (int)p, sd->owner, er, sd->real.last_error(sd->real.self), em);
+    w.epoch[p] = er;
+}
+
+/* One heartbeat of sd renewing partitions[0..n-1]: the held flags (expected: want) and the
+ * alive sets (expected: alive, sorted) agree. */
+static void heartbeat(side_t *sd, const int32_t *partitions, size_t n, const bool *want,
+                      const char *const *alive, size_t nalive)
+{
+    bool hr[SM_ALL] = {false}, hm[SM_ALL] = {false};
+    alive_list_t lr = {0}, lm = {0};
+    int rr = sd->real.heartbeat(sd->real.self, sd->owner, partitions, n, hr, collect_alive, &lr);
+    int rm = sd->model.heartbeat(sd->model.self, sd->owner, partitions, n, hm, collect_alive,
+                                 &lm);
+    SM_EXPECT(rr == 0 && rm == 0, "heartbeat of %s: Redis %d (%s), model %d (%s)", sd->owner,
+              rr, sd->real.last_error(sd->real.self), rm, sd->model.last_error(sd->model.self));
+    for (size_t i = 0; i < n; i++)
+        SM_EXPECT(hr[i] == hm[i] && hr[i] == want[i], "heartbeat of %s, partition %d: Redis "
+                  "%s, model %s, expected %s", sd->owner, (int)partitions[i],
+                  hr[i] ? "held" : "lost", hm[i] ? "held" : "lost", want[i] ? "held" : "lost");
+    qsort(lr.names, lr.n, sizeof lr.names[0], alive_cmp);
+    qsort(lm.names, lm.n, sizeof lm.names[0], alive_cmp);
+    SM_EXPECT(lr.n == nalive && lm.n == nalive, "alive after %s's beat: Redis %zu, model %zu, "
+              "expected %zu", sd->owner, lr.n, lm.n, nalive);
+    for (size_t i = 0; i < nalive; i++)
+        SM_EXPECT(strcmp(lr.names[i], alive[i]) == 0 && strcmp(lm.names[i], alive[i]) == 0,
+                  "alive[%zu]: Redis %s, model %s, expected %s", i, lr.names[i], lm.names[i],
+                  alive[i]);
+}
+
+static void release_lease(side_t *sd, int32_t p)
+{
+    int rr = sd->real.release_lease(sd->real.self, p, sd->owner);
+    int rm = sd->model.release_lease(sd->model.self, p, sd->owner);
+    SM_EXPECT(rr == 0 && rm == 0, "release of %d by %s: Redis %d, model %d", (int)p, sd->owner,
+              rr, rm);
+}
+
+/* One create on p by sd under p's latest epoch, written: the answer agrees and is want. */
+static void write_one(side_t *sd, int32_t p, store_status_t want)
+{
+    size_t before[STORE_ERROR + 1];
+    memcpy(before, w.results[TK_CREATE], sizeof before);
+    w.kind = OP_TRANSITION;
+    queue_create(sd, p, false);
+    w.kind = OP_FLUSH;
+    op_flush(sd); /* compares the answers and the data */
+    SM_EXPECT(w.results[TK_CREATE][want] == before[want] + 1, "a write to %d by %s was not "
+              "answered %s", (int)p, sd->owner, RESULT_NAMES[want]);
+}
+
+Test(store_model, leases_agree_with_redis, .timeout = 120)
+{
+    w.exact_epoch = true;
+    side_t *a = &w.side[0], *b = &w.side[1];
+    for (size_t i = 0; i < SM_CONNS; i++) {
+        w.side[i].real.set_lease(w.side[i].real.self, SM_LEASE_MS);
+        w.side[i].model.set_lease(w.side[i].model.self, SM_LEASE_MS);
+    }
+    w.kind = OP_TAKE_EPOCH;
+    lease_take(a, 0, NULL);
+    lease_take(a, 1, NULL);
+    lease_take(b, 0, a->owner); /* held: refused, the epoch unchanged */
+    lease_take(b, 2, NULL);
+    lease_take(a, 0, NULL);     /* a reload under its own lease: a new epoch */
+    check_partitions();
+    const int32_t abc[] = {0, 1, 2};
+    const char *just_a[] = {a->owner}, *both[] = {a->owner, b->owner}, *just_b[] = {b->owner};
+    heartbeat(a, abc, 3, (const bool[]){true, true, false}, just_a, 1);
+    heartbeat(b, (const int32_t[]){0, 2}, 2, (const bool[]){false, true}, both, 2);
+    write_one(a, 0, STORE_OK);      /* under its lease */
+    write_one(b, 2, STORE_OK);
+    release_lease(b, 0);            /* not b's: nothing happens */
+    write_one(a, 0, STORE_OK);
+    release_lease(a, 0);            /* a hand-over: the lease is gone, the epoch stays ... */
+    write_one(a, 0, STORE_FENCED);  /* ... and a write under it is refused */
+    heartbeat(a, abc, 2, (const bool[]){false, true}, both, 2);
+    lease_take(b, 0, NULL);         /* free now: b takes it with a new epoch */
+    write_one(b, 0, STORE_OK);
+    lease_take(a, 0, b->owner);
+    int ra = a->real.leave(a->real.self, a->owner), ma = a->model.leave(a->model.self, a->owner);
+    SM_EXPECT(ra == 0 && ma == 0, "leave: Redis %d, model %d", ra, ma);
+    heartbeat(b, abc, 3, (const bool[]){true, false, true}, just_b, 1);
+    check_all();
 }

@@ -113,6 +113,8 @@ int main(int argc, char **argv)
     uint64_t aborts = 0, retries = 0, skips = 0, redelivered = 0, redis_errors = 0;
     uint64_t pauses = 0, timers_held = 0, zombies = 0, fenced = 0, delivery_failures = 0;
     uint64_t outages = 0;
+    uint64_t leased_seeds = 0, leased_bad = 0, leases_lost = 0, hand_overs = 0, joins = 0;
+    uint64_t leaves = 0, lease_resets = 0, leased_zombies = 0;
     uint64_t bad_seeds = 0, violations = 0, completed = 0, compensated = 0, stuck = 0;
     for (uint64_t k = 0; k < seeds; k++) {
         uint64_t seed = from + k;
@@ -143,12 +145,23 @@ int main(int argc, char **argv)
         compensated += (uint64_t)r.compensated;
         stuck += (uint64_t)r.stuck;
         violations += (uint64_t)r.violations;
+        if (r.leased) {
+            leased_seeds++;
+            leased_bad += rc != 0;
+            leased_zombies += r.zombies;
+        }
+        leases_lost += r.leases_lost;
+        hand_overs += r.hand_overs;
+        joins += r.joins;
+        leaves += r.leaves;
+        lease_resets += r.lease_resets;
         if (verbose || have_one)
             printf("seed %" PRIu64 ": %d sagas (%d completed, %d compensated, %d stuck), "
                    "%" PRIu64 " events, %" PRIu64 " crashes, %lld virtual ms, "
-                   "trace %016" PRIx64 ", %d violations\n",
+                   "membership %s, trace %016" PRIx64 ", %d violations\n",
                    seed, r.sagas, r.completed, r.compensated, r.stuck, r.events, r.crashes,
-                   (long long)r.end_ms, r.trace_hash, r.violations);
+                   (long long)r.end_ms, r.leased ? "redis" : "kafka", r.trace_hash,
+                   r.violations);
         if (rc) {
             bad_seeds++;
             printf("VIOLATION seed %" PRIu64 ": %d violations\n", seed, r.violations);
@@ -172,5 +185,11 @@ int main(int argc, char **argv)
            seeds, from, events, sagas, completed, compensated, stuck, transitions, commands,
            crashes, redis_errors, outages, delivery_failures, pauses, zombies, fenced, timers_held, resent,
            redelivered, aborts, retries, skips, violations, bad_seeds, dt);
+    printf("membership: redis (membership.c) %" PRIu64 " seeds, %" PRIu64 " with violations "
+           "(lease expired in a pause %" PRIu64 ", leases lost %" PRIu64 ", handed over %" PRIu64
+           ", joins %" PRIu64 ", SIGTERM leaves %" PRIu64 ", Redis lost its leases %" PRIu64
+           " times); kafka (the world's) %" PRIu64 " seeds, %" PRIu64 " with violations\n",
+           leased_seeds, leased_bad, leased_zombies, leases_lost, hand_overs, joins, leaves,
+           lease_resets, seeds - leased_seeds, bad_seeds - leased_bad);
     return bad_seeds ? 1 : 0;
 }

@@ -14,7 +14,12 @@
  * while (and sometimes its partitions are taken by a new instance meanwhile: it wakes as
  * a zombie, then is revoked), its Redis connection lost before or after a round ran, the
  * Redis server down for a while, its deliveries failed. After the faults stop, the world runs to quiescence and the checker
- * looks at the participants' ledgers and the store. */
+ * looks at the participants' ledgers and the store.
+ * Ownership: on half the seeds (membership=kafka) the world plays Kafka's group protocol
+ * (one instance gets every partition; a frozen one's go to a new one); on the others
+ * (membership=redis) each instance runs the real membership.c over its own lease
+ * connection, wired as coordinator.c wires it, and the world adds joins, SIGTERM leaves
+ * and Redis losing its leases, and checks that the leases hold. */
 #include "sim.h"
 
 #include "catalogue.h"
@@ -23,6 +28,7 @@
 #include "engine.h"
 #include "log.h"
 #include "machine.h"
+#include "membership.h"
 #include "registry.h"
 #include "route.h"
 #include "saga.h"
@@ -57,6 +63,9 @@
 #define SIM_REVOKE_MAX_MS 300         /* a zombie runs this long at most before its revoke */
 #define SIM_OUTAGE_MIN_MS 20          /* Redis is down ... */
 #define SIM_OUTAGE_MAX_MS 1500        /* ... this long */
+#define SIM_LEASE_MS 1000             /* membership=redis: lease_ms (renewals every 100 ms) */
+#define SIM_FLUSH_MS 10000            /* engine_hand_over / engine_stop flush timeout */
+#define SIM_LEASED_MAX_LIVE 3         /* membership=redis: instances running at once, at most */
 
 /* --- random numbers: splitmix64, one stream per run -------------------------------- */
 
@@ -79,7 +88,9 @@ typedef enum {
     EV_REVOKE,     /* a zombie hears that its partitions are gone */
     EV_REDIS_UP,   /* the Redis server is reachable again */
     EV_OPERATOR,
-    EV_START
+    EV_START,
+    EV_JOIN,       /* membership=redis: a new instance starts (joins) */
+    EV_LEAVE       /* membership=redis: an instance gets SIGTERM (a clean leave) */
 } ev_type_t;
 
 typedef struct event {
@@ -131,6 +142,10 @@ typedef struct instance {
     simstore_conn_t *conn;
     simbus_client_t *client;
     store_port_t store;
+    simstore_conn_t *lease_conn; /* membership=redis: the leases' own connection ... */
+    membership_t *membership;    /* ... and the real membership.c over it, else NULL */
+    bool stopping;            /* SIGTERM: it leaves at the start of its next loop */
+    bool troubled;            /* lost a round or a delivery, saw Redis down or lose leases */
     bool dead;                /* killed: freed once the engine call it is in returns */
     bool zombie;              /* its partitions went to another instance while frozen */
     int64_t frozen_until;
@@ -151,6 +166,9 @@ typedef struct sim {
     /* fault intensity, chosen per seed */
     double p_crash, p_dup, p_delay, p_lost, p_late, p_retryable, p_fail, p_comp_fail,
         p_abort, p_part_crash, p_pause, p_redis_err, p_produce_fail, p_redis_down;
+    bool leased;              /* membership=redis (membership.c), else the group's (the world) */
+    bool redis_down;          /* the server is down now */
+    double p_join, p_leave, p_lease_reset;
 
     event_t *evq;
     size_t evn, evcap;
@@ -633,12 +651,30 @@ static void on_queued(void *opaque, const store_transition_t *t)
         check_timeout(w, in, t, json_array_get(t->history, i));
 }
 
+/* membership=redis: a transition script call that wrote (simstore_hooks_t.written) did so
+ * while the partition's lease held the writer's epoch: a frozen owner whose lease expired
+ * changes nothing (store.h), checked here by the world on the server's state, not by the
+ * script's own check. */
+static void on_written(void *opaque, int32_t partition, int64_t epoch)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    int64_t held = 0;
+    const char *holder = w->leased ? simstore_lease(w->db, partition, &held) : "";
+    if (w->leased && (!holder || held != epoch))
+        violate(w, "instance %d wrote partition %d under epoch %lld while the lease %s",
+                in->id, (int)partition, (long long)epoch,
+                holder ? "held another epoch" : "was not live");
+}
+
 static void instance_kill(sim_t *w, instance_t *in, const char *where)
 {
     if (in->dead)
         return;
     in->dead = true;
     simstore_conn_kill(in->conn);
+    if (in->lease_conn)
+        simstore_conn_kill(in->lease_conn);
     simbus_client_kill(in->client);
     w->res->crashes++;
     trace(w, "CRASH [%d] %s", in->id, where);
@@ -695,6 +731,7 @@ static simstore_round_fate_t round_fate(void *opaque)
         return SIMSTORE_ROUND_OK;
     bool before = frnd01(w) < 0.5;
     w->res->redis_errors++;
+    in->troubled = true;
     trace(w, "  REDIS [%d] connection lost %s the round", in->id, before ? "before" : "after");
     return before ? SIMSTORE_ROUND_LOST_BEFORE : SIMSTORE_ROUND_LOST_AFTER;
 }
@@ -710,6 +747,7 @@ static simbus_fate_t produce_fate(void *opaque, void *client_opaque, const char 
     }
     if (fault(w, w->p_produce_fail)) {
         w->res->delivery_failures++;
+        in->troubled = true;
         trace(w, "  [%d] delivery to %s fails", in->id, topic);
         return SIMBUS_FAIL;
     }
@@ -808,7 +846,9 @@ static void instance_free(sim_t *w, instance_t *in)
 {
     size_t fenced = simstore_conn_count(in->conn, STORE_FENCED);
     size_t conflicts = simstore_conn_count(in->conn, STORE_CONFLICT);
-    if (conflicts || (fenced && !in->zombie))
+    /* With leases any instance may write once after its lease lapsed (a pause, Redis down
+     * or restarted, a beat late): FENCED is then the lease check doing its work. */
+    if (conflicts || (fenced && !in->zombie && !in->membership))
         violate(w, "instance %d: the store refused %zu transitions as fenced and %zu as "
                 "conflicting, with %s", in->id, fenced, conflicts,
                 in->zombie ? "its partitions gone" : "a single owner");
@@ -819,8 +859,10 @@ static void instance_free(sim_t *w, instance_t *in)
     w->res->fenced += st->fenced;
     simbus_client_free(in->client);
     engine_free(in->engine);
+    membership_free(in->membership);
     registry_free(in->registry);
     simstore_conn_free(in->conn);
+    simstore_conn_free(in->lease_conn);
     for (int i = 0; i < w->ninst; i++)
         if (w->inst[i] == in)
             w->inst[i] = w->inst[--w->ninst];
@@ -836,7 +878,7 @@ static bool reap(sim_t *w, instance_t *in)
 {
     if (!in->dead)
         return false;
-    if (w->live == in) {
+    if (w->live == in || in->membership) { /* leased: its process is restarted */
         event_t e = {.at = w->now + rnd_range(w, 5, 400), .type = EV_RECOVER};
         ev_push(w, e);
     }
@@ -844,7 +886,82 @@ static bool reap(sim_t *w, instance_t *in)
     return true;
 }
 
-/* Starts an instance (a coordinator process) and gives it every partition. */
+static int64_t membership_clock(void *opaque)
+{
+    instance_t *in = opaque;
+    return in->w->now;
+}
+
+/* membership=redis: leases taken become the engine's partitions, read from where the
+ * engine says; leases given up stop being read (coordinator.c's on_take, on_give_up). */
+static void on_take(void *opaque, const int32_t *partitions, const int64_t *epochs, int n)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    for (int i = 0; i < n; i++)
+        trace(w, "LEASE [%d] takes partition %d with epoch %lld", in->id, (int)partitions[i],
+              (long long)epochs[i]);
+    engine_assign_taken(in->engine, partitions, epochs, n);
+    int64_t offsets[SIM_MAX_PARTITIONS];
+    for (int i = 0; i < n && i < SIM_MAX_PARTITIONS; i++)
+        offsets[i] = engine_position(in->engine, partitions[i]);
+    simbus_client_assign_at(in->client, partitions, offsets, n);
+    engine_assigned(in->engine, partitions, n);
+}
+
+static void on_give_up(void *opaque, const int32_t *partitions, int n, bool clean)
+{
+    instance_t *in = opaque;
+    sim_t *w = in->w;
+    for (int i = 0; i < n; i++)
+        trace(w, "LEASE [%d] %s partition %d", in->id, clean ? "hands over" : "lost",
+              (int)partitions[i]);
+    if (clean) {
+        /* A hand-over finishes the rounds and deliveries under the lease it still holds:
+         * nothing fenced, nothing left in flight or unreported (engine.h). */
+        w->res->hand_overs += (uint64_t)n;
+        size_t fenced = simstore_conn_count(in->conn, STORE_FENCED);
+        engine_hand_over(in->engine, partitions, n, SIM_FLUSH_MS);
+        if (!in->dead && simstore_conn_count(in->conn, STORE_FENCED) > fenced)
+            violate(w, "instance %d: a hand-over's writes were fenced", in->id);
+        if (!in->dead && (in->store.in_flight(in->store.self) ||
+                          simbus_client_unreported(in->client)))
+            violate(w, "instance %d: a hand-over left a round in flight or %d deliveries "
+                    "unreported", in->id, simbus_client_unreported(in->client));
+        /* ... and acknowledged: an instance that never lost a round or a delivery leaves
+         * the outboxes of what it hands over empty. */
+        for (int i = 0; i < n && !in->dead && !in->troubled; i++)
+            if (simstore_outbox_count(w->db, partitions[i]))
+                violate(w, "instance %d: a hand-over left %zu entries in the outbox of "
+                        "partition %d", in->id, simstore_outbox_count(w->db, partitions[i]),
+                        (int)partitions[i]);
+    } else {
+        /* Lost means lost: not while Redis says the lease is still this instance's. */
+        char name[32];
+        snprintf(name, sizeof name, "sim-%d", in->id);
+        for (int i = 0; i < n && !w->redis_down; i++) {
+            const char *holder = simstore_lease(w->db, partitions[i], NULL);
+            if (holder && strcmp(holder, name) == 0)
+                violate(w, "instance %d gives partition %d up as lost while its lease is live",
+                        in->id, (int)partitions[i]);
+        }
+        w->res->leases_lost += (uint64_t)n;
+        engine_revoke(in->engine, partitions, n);
+    }
+    simbus_client_revoke(in->client, partitions, n);
+}
+
+/* membership=redis: instances running (not killed, not leaving). */
+static int live_members(const sim_t *w)
+{
+    int n = 0;
+    for (int i = 0; i < w->ninst; i++)
+        n += !w->inst[i]->dead && !w->inst[i]->stopping;
+    return n;
+}
+
+/* Starts an instance (a coordinator process): with the group's membership it gets every
+ * partition; with membership=redis its membership takes leases at its first ticks. */
 static void instance_start(sim_t *w)
 {
     instance_t *in = calloc(1, sizeof *in);
@@ -857,11 +974,14 @@ static void instance_start(sim_t *w)
     in->registry = registry_new(w->defset);
     if (!in->conn || !in->client || !in->registry)
         abort();
-    simstore_hooks_t hooks = {.opaque = in, .round_fate = round_fate, .queued = on_queued};
+    simstore_hooks_t hooks = {.opaque = in, .round_fate = round_fate, .queued = on_queued,
+                              .written = on_written};
     simstore_conn_set_hooks(in->conn, &hooks);
     in->store = simstore_port(in->conn);
     config_t cfg;
     config_defaults(&cfg);
+    snprintf(cfg.membership, sizeof cfg.membership, "%s", w->leased ? "redis" : "kafka");
+    cfg.lease_ms = SIM_LEASE_MS;
     snprintf(cfg.instance_id, sizeof cfg.instance_id, "sim-%d", in->id);
     snprintf(cfg.input_topic, sizeof cfg.input_topic, "%s", SIM_INPUT_TOPIC);
     snprintf(cfg.outcomes_topic, sizeof cfg.outcomes_topic, "%s", SIM_OUTCOMES_TOPIC);
@@ -880,7 +1000,23 @@ static void instance_start(sim_t *w)
     engine_set_env(in->engine, &env);
     engine_set_routing(in->engine, w->partitions, w->partitions);
     w->inst[w->ninst++] = in;
-    w->live = in;
+    if (w->leased) { /* coordinator.c: both connections leased, membership on its own */
+        in->lease_conn = simstore_conn_new(w->db);
+        if (!in->lease_conn)
+            abort();
+        store_port_t lease_port = simstore_port(in->lease_conn);
+        in->store.set_lease(in->store.self, cfg.lease_ms);
+        lease_port.set_lease(lease_port.self, cfg.lease_ms);
+        membership_events_t ev = {.opaque = in, .take = on_take, .give_up = on_give_up};
+        in->membership = membership_new(&lease_port, cfg.instance_id, w->partitions,
+                                        cfg.lease_ms, cfg.lease_renew_ms, &ev);
+        if (!in->membership)
+            abort();
+        membership_env_t menv = {.opaque = in, .mono_ms = membership_clock};
+        membership_set_env(in->membership, &menv);
+    } else {
+        w->live = in;
+    }
     defn_errors_t errs = {0};
     int published = registry_publish(in->registry, &in->store, &errs);
     defn_errors_release(&errs);
@@ -888,6 +1024,11 @@ static void instance_start(sim_t *w)
         trace(w, "START [%d] fails: %s", in->id, in->store.last_error(in->store.self));
         in->dead = true;
         (void)reap(w, in);
+        return;
+    }
+    if (in->membership) {
+        trace(w, "START [%d] joins (membership=redis)", in->id);
+        turn_at(w, in, w->now);
         return;
     }
     int32_t parts[SIM_MAX_PARTITIONS];
@@ -910,6 +1051,18 @@ static void instance_pause(sim_t *w, instance_t *in)
     w->res->pauses++;
     trace(w, "PAUSE [%d] until +%lld ms", in->id, (long long)(in->frozen_until - SIM_T0_MS));
     turn_at(w, in, in->frozen_until);
+    if (in->membership) {
+        /* Its leases expire meanwhile when the pause is long: it wakes a zombie, and
+         * sometimes a new instance joins while the others take its partitions over. */
+        if (pause > SIM_LEASE_MS && membership_owned(in->membership) > 0)
+            w->res->zombies++;
+        if (frnd01(w) < SIM_ZOMBIE_CHANCE) {
+            event_t e = {.at = w->now + 1 + (int64_t)(frnd01(w) * (double)(pause - 2)),
+                         .type = EV_JOIN};
+            ev_push(w, e);
+        }
+        return;
+    }
     if (in == w->live && frnd01(w) < SIM_ZOMBIE_CHANCE) {
         event_t e = {.at = w->now + 1 + (int64_t)(frnd01(w) * (double)(pause - 2)),
                      .type = EV_TAKEOVER, .idx = in->id};
@@ -947,6 +1100,26 @@ static void instance_revoke(sim_t *w, instance_t *in)
         instance_free(w, in); /* it leaves the group */
 }
 
+/* SIGTERM, as coordinator.c's shutdown: engine_stop (the rounds finished, everything
+ * delivered and acknowledged), then membership_leave (leases released, out of the alive
+ * set: the others take the partitions at their next beat), then the process exits. */
+static void instance_leave(sim_t *w, instance_t *in)
+{
+    trace(w, "LEAVE [%d] (SIGTERM)", in->id);
+    (void)engine_stop(in->engine, SIM_FLUSH_MS);
+    if (reap(w, in))
+        return;
+    membership_leave(in->membership);
+    if (reap(w, in))
+        return;
+    w->res->leaves++;
+    instance_free(w, in);
+    if (live_members(w) == 0) {
+        event_t e = {.at = w->now + rnd_range(w, 5, 400), .type = EV_RECOVER};
+        ev_push(w, e);
+    }
+}
+
 /* One round of an instance's loop, as coordinator.c's: engine_prepare_turn says how long
  * to wait for input; the input waiting (a batch) goes to engine_turn. */
 static void instance_turn(sim_t *w, instance_t *in)
@@ -958,8 +1131,26 @@ static void instance_turn(sim_t *w, instance_t *in)
         return;
     }
     simbus_client_tick(in->client, w->now);
+    if (!in->polling && in->stopping) {
+        instance_leave(w, in);
+        return;
+    }
     if (!in->polling) {
-        int wait = engine_prepare_turn(in->engine, SIM_POLL_MS);
+        int most = SIM_POLL_MS;
+        if (in->membership) { /* coordinator.c's loop: the membership first */
+            int beat = membership_tick(in->membership);
+            if (reap(w, in))
+                return;
+            /* Its leases must have expired by its own clock: it serves none of them. */
+            int64_t since = membership_since_renewal_ms(in->membership);
+            if (since > SIM_LEASE_MS + SIM_LEASE_MS / 10 && membership_owned(in->membership))
+                violate(w, "instance %d serves %d partitions %lld ms after its last renewal",
+                        in->id, membership_owned(in->membership), (long long)since);
+            most = beat < most ? beat : most;
+            if (membership_since_renewal_ms(in->membership) >= 0)
+                engine_set_joined(in->engine);
+        }
+        int wait = engine_prepare_turn(in->engine, most);
         if (reap(w, in))
             return;
         if (wait < 0)
@@ -1080,13 +1271,21 @@ static void operator_look(sim_t *w)
 /* Why the world is not quiescent yet, or NULL when it is: faults over, one live instance
  * and no other, nothing in flight anywhere, all input committed, every outbox empty, every
  * saga ended (or stuck after the operator gave up on it). why: room for the reason. */
+static const char *unsettled_leased(sim_t *w, char *why, size_t len);
+
 static const char *unsettled(sim_t *w, char *why, size_t len)
 {
-    instance_t *in = w->live;
-    if (faults_on(w) || !in || w->ninst != 1 || w->pending_deliveries)
-        return "faults on, no single live instance, or deliveries on their way";
-    if (in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
-        return "a round or deliveries in flight";
+    if (w->leased) {
+        const char *u = unsettled_leased(w, why, len);
+        if (u)
+            return u;
+    } else {
+        instance_t *in = w->live;
+        if (faults_on(w) || !in || w->ninst != 1 || w->pending_deliveries)
+            return "faults on, no single live instance, or deliveries on their way";
+        if (in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
+            return "a round or deliveries in flight";
+    }
     for (int32_t p = 0; p < w->partitions; p++) {
         if (simbus_committed(w->bus, p) != simbus_end(w->bus, p)) {
             snprintf(why, len, "partition %d: input committed up to %lld of %lld", (int)p,
@@ -1107,6 +1306,36 @@ static const char *unsettled(sim_t *w, char *why, size_t len)
             snprintf(why, len, "s%d %s", i, stored(w, i) ? saga_status_name(st) : "not started");
             return why;
         }
+    }
+    return NULL;
+}
+
+/* membership=redis: every instance running and a member, every partition's lease live
+ * and held by exactly one instance whose engine serves it, nothing in flight. */
+static const char *unsettled_leased(sim_t *w, char *why, size_t len)
+{
+    if (faults_on(w) || w->ninst == 0 || w->pending_deliveries)
+        return "faults on, no instance, or deliveries on their way";
+    int owned = 0, served = 0;
+    for (int i = 0; i < w->ninst; i++) {
+        instance_t *in = w->inst[i];
+        if (in->dead || in->stopping || in->frozen_until > w->now ||
+            membership_since_renewal_ms(in->membership) < 0)
+            return "an instance frozen, leaving or not yet a member";
+        if (in->store.in_flight(in->store.self) || simbus_client_unreported(in->client))
+            return "a round or deliveries in flight";
+        owned += membership_owned(in->membership);
+        served += engine_partitions_owned(in->engine);
+    }
+    for (int32_t p = 0; p < w->partitions; p++)
+        if (!simstore_lease(w->db, p, NULL)) {
+            snprintf(why, len, "partition %d: no live lease", (int)p);
+            return why;
+        }
+    if (owned != w->partitions || served != w->partitions) {
+        snprintf(why, len, "%d partitions: %d leases held, %d served", (int)w->partitions, owned,
+                 served);
+        return why;
     }
     return NULL;
 }
@@ -1312,6 +1541,12 @@ static void choose_faults(sim_t *w, uint64_t seed)
     w->p_pause = 0.03 * frnd01(w);
     w->p_produce_fail = 0.02 * frnd01(w);
     w->p_redis_down = 0.03 * frnd01(w);
+    uint64_t mseed = seed ^ 0x1ea5edULL;
+    uint64_t m = splitmix64(&mseed);
+    w->leased = m & 1; /* half the seeds each, from the seed alone */
+    w->p_join = 0.05 * (double)((m >> 8) & 0xffff) / 65536.0;
+    w->p_leave = 0.03 * (double)((m >> 24) & 0xffff) / 65536.0;
+    w->p_lease_reset = 0.01 * (double)((m >> 40) & 0xffff) / 65536.0;
 }
 
 /* Sometimes (looked at with the operator's rounds) the Redis server goes down for a while:
@@ -1325,8 +1560,35 @@ static void redis_outage(sim_t *w)
     w->res->redis_outages++;
     trace(w, "REDIS down until +%lld ms", (long long)(up - SIM_T0_MS));
     simstore_set_down(w->db, true);
+    w->redis_down = true;
+    for (int i = 0; i < w->ninst; i++)
+        w->inst[i]->troubled = true;
     event_t e = {.at = up, .type = EV_REDIS_UP};
     ev_push(w, e);
+}
+
+/* membership=redis, looked at with the operator's rounds: an instance joins, one gets
+ * SIGTERM (a clean leave; a new one is started if it was the last), or the Redis server
+ * restarts and loses every lease and the alive set while they are held. */
+static void membership_faults(sim_t *w)
+{
+    if (fault(w, w->p_join)) {
+        event_t e = {.at = w->now, .type = EV_JOIN};
+        ev_push(w, e);
+    }
+    if (w->ninst && fault(w, w->p_leave)) {
+        instance_t *in = w->inst[(size_t)(frnd01(w) * w->ninst) % (size_t)w->ninst];
+        trace(w, "SIGTERM [%d]", in->id);
+        event_t e = {.at = w->now, .type = EV_LEAVE, .idx = in->id};
+        ev_push(w, e);
+    }
+    if (fault(w, w->p_lease_reset)) {
+        w->res->lease_resets++;
+        trace(w, "REDIS restarted: every lease and the alive set lost");
+        simstore_forget_leases(w->db);
+        for (int i = 0; i < w->ninst; i++)
+            w->inst[i]->troubled = true;
+    }
 }
 
 /* Handles one event; returns false when the run is over. */
@@ -1356,7 +1618,14 @@ static bool handle_event(sim_t *w, event_t *e)
             instance_turn(w, in);
         break;
     case EV_RECOVER:
-        if (!w->live && w->ninst < SIM_MAX_INSTANCES) {
+        if (w->leased) { /* the process is restarted (an orchestrator), up to the limit */
+            if (live_members(w) < SIM_LEASED_MAX_LIVE && w->ninst < SIM_MAX_INSTANCES)
+                instance_start(w);
+            else if (live_members(w) == 0) {
+                event_t again = {.at = w->now + SIM_REVOKE_MAX_MS, .type = EV_RECOVER};
+                ev_push(w, again);
+            }
+        } else if (!w->live && w->ninst < SIM_MAX_INSTANCES) {
             instance_start(w);
         } else if (!w->live) { /* zombies still around: the group waits for them */
             event_t again = {.at = w->now + SIM_REVOKE_MAX_MS, .type = EV_RECOVER};
@@ -1369,12 +1638,27 @@ static bool handle_event(sim_t *w, event_t *e)
     case EV_REVOKE:
         instance_revoke(w, instance_by_id(w, e->idx));
         break;
+    case EV_JOIN:
+        if (live_members(w) < SIM_LEASED_MAX_LIVE && w->ninst < SIM_MAX_INSTANCES) {
+            w->res->joins++;
+            instance_start(w);
+        }
+        break;
+    case EV_LEAVE:
+        if ((in = instance_by_id(w, e->idx)) && !in->dead && !in->stopping) {
+            in->stopping = true; /* SIGTERM: acted on at the top of its loop */
+            turn_at(w, in, w->now);
+        }
+        break;
     case EV_REDIS_UP:
         trace(w, "REDIS up");
         simstore_set_down(w->db, false);
+        w->redis_down = false;
         break;
     case EV_OPERATOR:
         redis_outage(w);
+        if (w->leased)
+            membership_faults(w);
         operator_look(w);
         if (quiescent(w)) {
             trace(w, "quiescent");
@@ -1385,6 +1669,12 @@ static bool handle_event(sim_t *w, event_t *e)
         break;
     }
     return !w->livelock;
+}
+
+static int64_t server_clock(void *opaque)
+{
+    sim_t *w = opaque;
+    return w->now;
 }
 
 static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_result_t *out)
@@ -1409,7 +1699,8 @@ static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_resul
     w->led = calloc((size_t)w->nsagas, sizeof *w->led);
     w->op_actions = calloc((size_t)w->nsagas, sizeof *w->op_actions);
     w->op_seen_version = calloc((size_t)w->nsagas, sizeof *w->op_seen_version);
-    simstore_config_t sc = {.seed = splitmix64(&w->frng) | 1};
+    simstore_config_t sc = {.seed = splitmix64(&w->frng) | 1, .now_ms = server_clock,
+                            .clock_opaque = w};
     w->db = simstore_new(&sc);
     simbus_hooks_t bh = {.opaque = w, .now_ms = bus_clock, .publish = on_publish,
                          .fate = produce_fate};
@@ -1417,9 +1708,10 @@ static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_resul
     if (!w->def_of || !w->led || !w->op_actions || !w->op_seen_version || !w->db || !w->bus)
         return -1;
     trace(w, "seed %llu: %d sagas, %d partitions, crash %.3f dup %.3f delay %.3f lost %.3f "
-          "late %.3f redis %.3f pause %.3f", (unsigned long long)seed, w->nsagas,
+          "late %.3f redis %.3f pause %.3f, membership %s", (unsigned long long)seed, w->nsagas,
           (int)w->partitions, w->p_crash, w->p_dup, w->p_delay, w->p_lost, w->p_late,
-          w->p_redis_err, w->p_pause);
+          w->p_redis_err, w->p_pause, w->leased ? "redis" : "kafka (the world's)");
+    out->leased = w->leased;
     for (int i = 0; i < w->nsagas; i++) {
         w->def_of[i] = w->defs[rnd(w) % SIM_DEF_COUNT];
         event_t e = {.at = w->now + rnd_range(w, 0, SIM_FAULT_MS * 2 / 3), .type = EV_START,
@@ -1429,6 +1721,14 @@ static int sim_setup(sim_t *w, uint64_t seed, const sim_config_t *cfg, sim_resul
     event_t op = {.at = w->now + SIM_OPERATOR_MS, .type = EV_OPERATOR};
     ev_push(w, op);
     instance_start(w);
+    if (w->leased) { /* 1-3 instances: at once (racing for the leases) or joining later */
+        int more = (int)(splitmix64(&w->frng) % SIM_LEASED_MAX_LIVE);
+        for (int i = 0; i < more; i++) {
+            event_t j = {.at = w->now + (frnd01(w) < 0.5 ? 0 : rnd_range(w, 1, 2000)),
+                         .type = EV_JOIN};
+            ev_push(w, j);
+        }
+    }
     return 0;
 }
 

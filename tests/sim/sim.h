@@ -1,7 +1,8 @@
 /* sim.h - the deterministic simulation of the saga coordinator (docs/simulation.md).
  *
  * One run drives the real engine (engine.c, with the real state machine and saga encoding
- * under it) through an in-memory world: the store as a model of the Redis store behind
+ * under it) and, on half the seeds, the real membership (membership.c, membership=redis:
+ * leases in the store model on the virtual clock) through an in-memory world: the store as a model of the Redis store behind
  * the store port (simstore.h), the bus over in-memory input logs behind the bus port
  * (simbus.h), command topics that duplicate, delay and reorder, participants that keep a
  * ledger and follow docs/protocol.md, a client and an operator. Engine instances are
@@ -49,6 +50,11 @@ typedef struct sim_result {
     uint64_t delivery_failures; /* produced messages whose delivery failed */
     uint64_t input_redelivered; /* input messages read again after a crash */
     uint64_t aborts, retries, skips;
+    bool leased;                /* membership=redis (the real membership.c), else the world's */
+    uint64_t leases_lost;       /* membership=redis: partitions given up with the lease lost */
+    uint64_t hand_overs;        /* ... handed over cleanly (a rebalance) */
+    uint64_t joins, leaves;     /* ... instances joining, leaving on SIGTERM */
+    uint64_t lease_resets;      /* ... times Redis lost every lease (a restart) */
     int sagas;
     int completed, compensated, stuck; /* end states */
     int64_t end_ms;             /* virtual time at quiescence */

@@ -381,13 +381,18 @@ void simbus_client_set_engine(simbus_client_t *c, engine_t *e)
 
 void simbus_client_assign(simbus_client_t *c, const int32_t *partitions, int n)
 {
+    simbus_client_assign_at(c, partitions, NULL, n);
+}
+
+void simbus_client_assign_at(simbus_client_t *c, const int32_t *partitions,
+                             const int64_t *offsets, int n)
+{
     for (int i = 0; i < n; i++) {
         consumed_t *p = consumed_of(c, partitions[i]);
         if (!p)
             continue;
-        *p = (consumed_t){.assigned = true,
-                          .position = start_offset(c->bus, partitions[i]),
-                          .stored = -1};
+        int64_t at = offsets && offsets[i] >= 0 ? offsets[i] : start_offset(c->bus, partitions[i]);
+        *p = (consumed_t){.assigned = true, .position = at, .stored = -1};
         c->bus->logs[partitions[i]].owner = c;
     }
 }

@@ -77,6 +77,13 @@ void simbus_client_set_engine(simbus_client_t *c, engine_t *e);
  * else from the beginning; it owns them for commits), or takes them back. */
 void simbus_client_assign(simbus_client_t *c, const int32_t *partitions, int n);
 void simbus_client_revoke(simbus_client_t *c, const int32_t *partitions, int n);
+/* membership=redis: an explicit assignment (kafka_assign), each partition read from
+ * offsets[i] (-1 or offsets NULL: as simbus_client_assign). The last client assigned a
+ * partition is the one whose commits count (a standalone consumer's commits are not
+ * fenced by a group: the model keeps the last assigner's, the engine's positions in the
+ * store are what a successor resumes from). */
+void simbus_client_assign_at(simbus_client_t *c, const int32_t *partitions,
+                             const int64_t *offsets, int n);
 /* The process was killed: nothing it produces or stores counts from now on. */
 void simbus_client_kill(simbus_client_t *c);
 

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#define SIMSTORE_ALIVE_TRIM_MS 60000 /* HEARTBEAT_SCRIPT trims entries silent this long */
 #define SIMSTORE_MAX_BATCH 256 /* transitions per script call, as store.c's STORE_MAX_BATCH */
 
 /* --- the server's data ------------------------------------------------------------- */
@@ -39,7 +41,10 @@ typedef struct ss_part {
     int64_t epoch;                      /* 0: the key does not exist */
     bool has_position;                  /* the position key exists ... */
     int64_t position;                   /* ... with this next input offset */
-    char *owner;
+    char *owner;                        /* the owner record's owner field, NULL: none */
+    bool leased;                        /* the lease key exists (until lease_until) ... */
+    int64_t lease;                      /* ... holding this epoch */
+    int64_t lease_until;                /* server ms: it expires after this (Redis: now > when) */
     ss_saga_t *sagas;
     size_t nsagas, sagas_cap;
     ss_entry_t *outbox;                 /* a hash, kept in insertion order */
@@ -52,8 +57,17 @@ typedef struct ss_def {
     char *json;                         /* NULL until recorded */
 } ss_def_t;
 
+typedef struct ss_alive {
+    char *instance;
+    int64_t score;                      /* server ms of its last heartbeat */
+} ss_alive_t;
+
 struct simstore {
     int history_cap;
+    int64_t (*now_ms)(void *opaque);    /* the server's clock (Redis TIME); NULL: the wall's */
+    void *clock_opaque;
+    ss_alive_t *alive;                  /* the alive set */
+    size_t nalive, alive_cap;
     bool down;                          /* unreachable */
     uint64_t rng;                       /* 0: no shuffling, replies at once */
     ss_part_t *parts;
@@ -93,6 +107,7 @@ typedef struct ss_call {
 
 struct simstore_conn {
     simstore_t *db;
+    int64_t lease_ms;                   /* set_lease: > 0 = leased (membership=redis) */
     bool connected, dead;
     char error[256];
     size_t queued_transitions;          /* positions handed out in the open round */
@@ -166,6 +181,23 @@ static ss_part_t *part_make(simstore_t *db, int32_t partition)
         db->nparts = cap;
     }
     return &db->parts[partition];
+}
+
+static int64_t server_now(const simstore_t *db)
+{
+    if (db->now_ms)
+        return db->now_ms(db->clock_opaque);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the partition's lease key exists now (a PX key lives until now > its expiry). */
+static bool lease_live(const simstore_t *db, ss_part_t *p)
+{
+    if (p->leased && server_now(db) > p->lease_until)
+        p->leased = false; /* expired: Redis deletes it lazily, as here */
+    return p->leased;
 }
 
 static ss_saga_t *saga_find(const ss_part_t *p, const char *id)
@@ -252,16 +284,24 @@ static void tx_write(simstore_t *db, ss_part_t *p, const ss_tx_t *t)
     s->score[t->entered] = t->score;
 }
 
-/* The transition script: the epoch first (FENCED for the whole call), then per
- * transition EXISTS for a create, CONFLICT for another version, else the writes. */
-static void run_batch(simstore_t *db, const ss_call_t *b, store_status_t *results,
-                      size_t *answered)
+/* The transition script: the epoch first, then (leased) the lease (FENCED for the whole
+ * call), then per transition EXISTS for a create, CONFLICT for another version, else the
+ * writes. */
+static void run_batch(simstore_conn_t *c, const ss_call_t *b, store_status_t *results)
 {
+    simstore_t *db = c->db;
+    bool leased = c->lease_ms > 0;
+    size_t *answered = c->answered;
     ss_part_t *p = part_make(db, b->partition);
+    /* With leases, the lease must still hold the writer's epoch (ARGV[4] == '1'). */
+    bool fenced = p->epoch == 0 || p->epoch != b->epoch ||
+                  (leased && (!lease_live(db, p) || p->lease != b->epoch));
+    if (!fenced && b->ntx && c->hooks.written)
+        c->hooks.written(c->hooks.opaque, b->partition, b->epoch);
     for (size_t i = 0; i < b->ntx; i++) {
         const ss_tx_t *t = &b->txs[i];
         store_status_t st;
-        if (p->epoch == 0 || p->epoch != b->epoch) {
+        if (fenced) {
             st = STORE_FENCED;
         } else {
             ss_saga_t *s = saga_find(p, t->id);
@@ -448,6 +488,16 @@ static int port_take_epoch(void *self, int32_t partition, const char *owner, int
     if (sync_ready(c) < 0)
         return -1;
     ss_part_t *p = part_make(c->db, partition);
+    if (c->lease_ms > 0) { /* LEASE_TAKE_SCRIPT */
+        if (lease_live(c->db, p) && (!p->owner || strcmp(p->owner, owner) != 0)) {
+            /* store.c's command() reports the script's error reply as it is */
+            set_error(c, "redis: HELD by %s", p->owner ? p->owner : "nil");
+            return -1;
+        }
+        p->leased = true;
+        p->lease = p->epoch + 1;
+        p->lease_until = server_now(c->db) + c->lease_ms;
+    }
     free(p->owner);
     p->owner = dup(owner);
     *epoch = ++p->epoch;
@@ -718,8 +768,7 @@ static void run_round(simstore_conn_t *c, simstore_round_fate_t fate)
         else if (c->calls[i].position)
             run_position(c->db, &c->calls[i]);
         else
-            run_batch(c->db, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL,
-                      c->answered);
+            run_batch(c, &c->calls[i], fate == SIMSTORE_ROUND_OK ? c->results : NULL);
     }
     for (size_t i = 0; i < c->ncalls; i++)
         call_release(&c->calls[i]);
@@ -873,6 +922,85 @@ static int port_drop_member(void *self, const char *instance)
     return sync_ready(self);
 }
 
+/* --- the port: leases (membership=redis), as store.c's lease scripts -------------------- */
+
+static void port_set_lease(void *self, int64_t lease_ms)
+{
+    simstore_conn_t *c = self;
+    c->lease_ms = lease_ms > 0 ? lease_ms : 0;
+}
+
+static int alive_cmp(const void *a, const void *b)
+{
+    const ss_alive_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? -1 : 1;
+    return strcmp(x->instance, y->instance);
+}
+
+static void alive_remove(simstore_t *db, size_t i)
+{
+    free(db->alive[i].instance);
+    db->alive[i] = db->alive[--db->nalive];
+}
+
+/* HEARTBEAT_SCRIPT, then LEASE_RENEW_SCRIPT per partition, in one pipeline. */
+static int port_heartbeat(void *self, const char *instance, const int32_t *partitions, size_t n,
+                          bool *held, store_alive_fn fn, void *opaque)
+{
+    simstore_conn_t *c = self;
+    if (sync_ready(c) < 0)
+        return -1;
+    simstore_t *db = c->db;
+    int64_t now = server_now(db);
+    size_t i = 0;
+    for (; i < db->nalive && strcmp(db->alive[i].instance, instance) != 0; i++)
+        ;
+    if (i == db->nalive) {
+        db->alive = grow(db->alive, &db->alive_cap, db->nalive + 1, sizeof *db->alive);
+        db->alive[db->nalive++] = (ss_alive_t){.instance = dup(instance)};
+    }
+    db->alive[i].score = now;
+    for (i = db->nalive; i-- > 0;)
+        if (db->alive[i].score < now - SIMSTORE_ALIVE_TRIM_MS)
+            alive_remove(db, i);
+    qsort(db->alive, db->nalive, sizeof *db->alive, alive_cmp); /* ZRANGEBYSCORE's order */
+    for (i = 0; i < db->nalive; i++)
+        if (db->alive[i].score >= now - c->lease_ms)
+            fn(db->alive[i].instance, opaque);
+    for (i = 0; i < n; i++) {
+        ss_part_t *p = part_make(db, partitions[i]);
+        held[i] = lease_live(db, p) && p->owner && strcmp(p->owner, instance) == 0;
+        if (held[i])
+            p->lease_until = now + c->lease_ms;
+    }
+    return 0;
+}
+
+static int port_release_lease(void *self, int32_t partition, const char *instance)
+{
+    simstore_conn_t *c = self;
+    if (sync_ready(c) < 0)
+        return -1;
+    ss_part_t *p = part_make(c->db, partition);
+    if (p->owner && strcmp(p->owner, instance) == 0)
+        p->leased = false;
+    return 0;
+}
+
+static int port_leave(void *self, const char *instance)
+{
+    simstore_conn_t *c = self;
+    if (sync_ready(c) < 0)
+        return -1;
+    for (size_t i = 0; i < c->db->nalive; i++)
+        if (strcmp(c->db->alive[i].instance, instance) == 0) {
+            alive_remove(c->db, i);
+            break;
+        }
+    return 0;
+}
+
 store_port_t simstore_port(simstore_conn_t *c)
 {
     return (store_port_t){.self = c,
@@ -897,7 +1025,11 @@ store_port_t simstore_port(simstore_conn_t *c)
                           .get_definition_hash = port_get_definition_hash,
                           .get_definition = port_get_definition,
                           .put_member = port_put_member,
-                          .drop_member = port_drop_member};
+                          .drop_member = port_drop_member,
+                          .set_lease = port_set_lease,
+                          .heartbeat = port_heartbeat,
+                          .release_lease = port_release_lease,
+                          .leave = port_leave};
 }
 
 /* --- lifecycle and faults ------------------------------------------------------------ */
@@ -909,6 +1041,8 @@ simstore_t *simstore_new(const simstore_config_t *cfg)
         return NULL;
     db->history_cap = cfg && cfg->history_cap > 0 ? cfg->history_cap : STORE_DEFAULT_HISTORY_CAP;
     db->rng = cfg ? cfg->seed : 0;
+    db->now_ms = cfg ? cfg->now_ms : NULL;
+    db->clock_opaque = cfg ? cfg->clock_opaque : NULL;
     return db;
 }
 
@@ -938,12 +1072,33 @@ void simstore_free(simstore_t *db)
         free(db->defs[i].json);
     }
     free(db->defs);
+    while (db->nalive)
+        alive_remove(db, db->nalive - 1);
+    free(db->alive);
     free(db);
 }
 
 void simstore_set_down(simstore_t *db, bool down)
 {
     db->down = down;
+}
+
+void simstore_forget_leases(simstore_t *db)
+{
+    for (size_t i = 0; i < db->nparts; i++)
+        db->parts[i].leased = false;
+    while (db->nalive)
+        alive_remove(db, db->nalive - 1);
+}
+
+const char *simstore_lease(simstore_t *db, int32_t partition, int64_t *epoch)
+{
+    ss_part_t *p = part_get(db, partition);
+    if (!p || !lease_live(db, p))
+        return NULL;
+    if (epoch)
+        *epoch = p->lease;
+    return p->owner ? p->owner : "";
 }
 
 simstore_conn_t *simstore_conn_new(simstore_t *db)

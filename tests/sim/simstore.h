@@ -12,6 +12,11 @@
  * function has the meaning store.h gives it, including the order of the transition
  * script's checks (epoch first: FENCED for the whole call; then EXISTS for a create; then
  * CONFLICT for the version) and the epoch check of outbox acknowledgements.
+ * Leases (membership=redis) as store.c's lease scripts: a connection with set_lease done
+ * takes a lease with each new epoch (refused "HELD by X" while another instance's lease
+ * lives), beats into the alive set and renews by the server's clock (simstore_config_t
+ * now_ms: the simulation's virtual clock), and its transition scripts are FENCED when the
+ * partition's lease no longer holds the writer's epoch (expired, released, taken).
  *
  * Not modeled: the counters hash (nothing reads it back), retention (finished sagas never
  * expire), member records (accepted and forgotten).
@@ -42,6 +47,10 @@ typedef struct simstore_config {
     uint64_t seed;     /* the order of an outbox as loaded (a Redis hash has none) and
                         * when replies arrive; 0: outbox in insertion order, replies
                         * arriving at once */
+    /* The server's clock (Redis's TIME, ms): lease expiry and the alive set. NULL: the
+     * wall clock. */
+    int64_t (*now_ms)(void *opaque);
+    void *clock_opaque;
 } simstore_config_t;
 
 /* What happens to a round when it is sent (simstore_hooks_t.round_fate). */
@@ -58,6 +67,9 @@ typedef struct simstore_hooks {
     simstore_round_fate_t (*round_fate)(void *opaque);
     /* Told of every transition queued, before it is snapshotted (borrowed for the call). */
     void (*queued)(void *opaque, const store_transition_t *t);
+    /* Told of every transition script call that passed its fences and wrote, with its
+     * partition and epoch, as it runs (for the world's own lease check). */
+    void (*written)(void *opaque, int32_t partition, int64_t epoch);
 } simstore_hooks_t;
 
 /* A new, empty server (cfg may be NULL: defaults). Returns NULL when out of memory. */
@@ -67,6 +79,9 @@ void simstore_free(simstore_t *db);
 
 /* The server goes down (unreachable) or comes back. */
 void simstore_set_down(simstore_t *db, bool down);
+/* The server restarted and lost its leases and its alive set (the epochs, owner records
+ * and the rest survive). */
+void simstore_forget_leases(simstore_t *db);
 
 /* A new connection to db (borrowed: it must outlive the connection), connected. Returns
  * NULL when out of memory. */
@@ -93,6 +108,9 @@ size_t simstore_conn_count(const simstore_conn_t *c, store_status_t status);
 
 /* The partition's next input offset kept with the state (store_queue_position), or -1. */
 int64_t simstore_position(const simstore_t *db, int32_t partition);
+/* The partition's lease now: its holder (the owner record's owner) and *epoch (may be
+ * NULL), or NULL when no lease is live. */
+const char *simstore_lease(simstore_t *db, int32_t partition, int64_t *epoch);
 /* The partition's epoch (0 when none was taken). */
 int64_t simstore_epoch(const simstore_t *db, int32_t partition);
 /* The saga's hash fields (a JSON object of strings), or NULL when it was never written. */
