@@ -1151,19 +1151,26 @@ static const char OUTBOX_ACK_SCRIPT[] =
 
 #define STORE_ACKS_PER_CALL 1000 /* ids per script call: Lua's unpack has a stack limit */
 
+/* Before a call appended to the open round after its transitions (acknowledgements,
+ * positions): none may be added with a round in flight (what names it in the error); the
+ * open batches go first, since Redis runs the pipeline in order. Returns 0 or -1. */
+static int append_after_transitions(store_t *st, const char *what)
+{
+    if (st->in_flight) {
+        set_error(st, "redis: %s queued with a round in flight", what);
+        return -1;
+    }
+    if (store_ensure_connected(st) < 0)
+        return -1;
+    return emit_batches(st);
+}
+
 int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
                             const char *const *ids, size_t n)
 {
     if (n == 0)
         return 0;
-    if (st->in_flight) {
-        set_error(st, "redis: acknowledgements queued with a round in flight");
-        return -1;
-    }
-    if (store_ensure_connected(st) < 0)
-        return -1;
-    /* Redis runs the pipeline in order: what was queued before this goes before it. */
-    if (emit_batches(st) < 0)
+    if (append_after_transitions(st, "acknowledgements") < 0)
         return -1;
     char ekey[RKEYS_KEY_MAX], okey[RKEYS_KEY_MAX], ep[24];
     rkeys_epoch(&st->keys, ekey, partition);
@@ -1191,14 +1198,7 @@ int store_queue_outbox_acks(store_t *st, int32_t partition, int64_t epoch,
 
 int store_queue_position(store_t *st, int32_t partition, int64_t epoch, int64_t offset)
 {
-    if (st->in_flight) {
-        set_error(st, "redis: a position queued with a round in flight");
-        return -1;
-    }
-    if (store_ensure_connected(st) < 0)
-        return -1;
-    /* Redis runs the pipeline in order: the round's transitions go before it. */
-    if (emit_batches(st) < 0)
+    if (append_after_transitions(st, "a position") < 0)
         return -1;
     char ekey[RKEYS_KEY_MAX], pkey[RKEYS_KEY_MAX], ep[24], off[24];
     snprintf(ep, sizeof ep, "%lld", (long long)epoch);
