@@ -42,6 +42,12 @@ typedef struct redisconn_config {
     const char *master_name;       /* the name the Sentinels monitor the primary under */
     const char *sentinel_user;     /* ACL user on the Sentinels, or NULL */
     const char *sentinel_password; /* NULL: no AUTH on the Sentinels */
+    /* Redis Cluster (common/rediscluster.h): when cluster is true, the users of this
+     * configuration route every key to the primary serving its slot, starting from the
+     * seed nodes cluster_nodes ("host:port,host:port"; NULL or "": host:port). A
+     * redisconn_t itself is one connection to one server and does not look at these. */
+    bool cluster;
+    const char *cluster_nodes;
 } redisconn_config_t;
 
 typedef struct redisconn redisconn_t;
@@ -93,6 +99,15 @@ redisReply *redisconn_vcommand(redisconn_t *c, const char *fmt, va_list ap);
  * is kept). */
 redisReply *redisconn_command_argv(redisconn_t *c, int argc, const char **argv,
                                    const size_t *lens);
+
+/* Takes the next entry of a comma-separated list at *at (blanks around it trimmed) into
+ * item (size bytes) and moves *at past it. Returns 1, 0 at the end of the list, or -1 for
+ * an empty or too long entry. */
+int redisconn_list_item(const char **at, char *item, size_t size);
+/* Parses one "host:port" ("[v6]:port" too; the port may be left out: default_port) into
+ * host (hostlen bytes) and *port. Returns 0, or -1 when it is not HOST:PORT. */
+int redisconn_parse_address(const char *item, char *host, size_t hostlen, int *port,
+                            int default_port);
 
 /* The reason of the last failure (never NULL; "" when none). Borrowed from c. */
 const char *redisconn_last_error(const redisconn_t *c);
