@@ -215,11 +215,14 @@ static int read_slots(rcluster_t *c, rcluster_node_t *n, uint8_t *slots)
         const char *host = e->element[2]->element[0]->str;
         /* An empty or "?" host: the node's address is unknown to the cluster; it is the one
          * asked's host (Redis 7, cluster-preferred-endpoint-type). */
-        char address[REDISCONN_ADDRESS_MAX];
+        char address[REDISCONN_ADDRESS_MAX + 32];
         snprintf(address, sizeof address, "%s:%lld",
                  (!*host || strcmp(host, "?") == 0) ? asked_host : host,
                  e->element[2]->element[1]->integer);
-        int idx = from >= 0 && to < RCLUSTER_SLOTS && from <= to ? node_index(c, address) : -1;
+        int idx = from >= 0 && to < RCLUSTER_SLOTS && from <= to &&
+                          strlen(address) < REDISCONN_ADDRESS_MAX
+                      ? node_index(c, address)
+                      : -1;
         if (idx < 0 || idx >= 255) {
             if (idx >= 255)
                 set_error(c, "redis cluster: more than 254 nodes");
@@ -508,19 +511,25 @@ redisReply *rcluster_command_argv(rcluster_t *c, const char *key, int argc, cons
     return r;
 }
 
-redisReply *rcluster_command(rcluster_t *c, const char *key, const char *fmt, ...)
+redisReply *rcluster_vcommand(rcluster_t *c, const char *key, const char *fmt, va_list ap)
 {
     char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
     int len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
     if (len < 0) {
         set_error(c, "redis cluster: cannot format a command");
         return NULL;
     }
     redisReply *r = run_formatted(c, rcluster_key_slot(key, strlen(key)), cmd, (size_t)len);
     redisFreeCommand(cmd);
+    return r;
+}
+
+redisReply *rcluster_command(rcluster_t *c, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = rcluster_vcommand(c, key, fmt, ap);
+    va_end(ap);
     return r;
 }
 
