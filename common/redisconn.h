@@ -42,6 +42,12 @@ typedef struct redisconn_config {
     const char *master_name;       /* the name the Sentinels monitor the primary under */
     const char *sentinel_user;     /* ACL user on the Sentinels, or NULL */
     const char *sentinel_password; /* NULL: no AUTH on the Sentinels */
+    /* Redis Cluster (common/rediscluster.h): when cluster is true, the users of this
+     * configuration route every key to the primary serving its slot, starting from the
+     * seed nodes cluster_nodes ("host:port,host:port"; NULL or "": host:port). A
+     * redisconn_t itself is one connection to one server and does not look at these. */
+    bool cluster;
+    const char *cluster_nodes;
 } redisconn_config_t;
 
 typedef struct redisconn redisconn_t;
