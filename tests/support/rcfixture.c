@@ -246,17 +246,24 @@ static bool node_cluster_ok(rcfixture_t *c, int idx, int known)
 }
 
 /* True when nodes[idx] is a primary, or a replica whose link to its primary is up and
- * not syncing. */
+ * not syncing; and no AOF rewrite is under way or due (a replica writes its initial AOF
+ * after a full sync, and refuses a SIGTERM until it is written: "Writing initial AOF,
+ * can't exit"). */
 static bool node_in_sync(rcfixture_t *c, int idx)
 {
     redisReply *r = node_command(c, idx, "INFO replication");
-    char role[32] = "", link[32] = "", syncing[32] = "";
+    char role[32] = "", v[32] = "";
     bool ok = r && r->type == REDIS_REPLY_STRING && info_field(r->str, "role", role, sizeof role);
     if (ok && strcmp(role, "slave") == 0)
-        ok = info_field(r->str, "master_link_status", link, sizeof link) &&
-             strcmp(link, "up") == 0 &&
-             info_field(r->str, "master_sync_in_progress", syncing, sizeof syncing) &&
-             strcmp(syncing, "0") == 0;
+        ok = info_field(r->str, "master_link_status", v, sizeof v) && strcmp(v, "up") == 0 &&
+             info_field(r->str, "master_sync_in_progress", v, sizeof v) && strcmp(v, "0") == 0;
+    freeReplyObject(r);
+    if (!ok)
+        return false;
+    r = node_command(c, idx, "INFO persistence");
+    ok = r && r->type == REDIS_REPLY_STRING &&
+         info_field(r->str, "aof_rewrite_in_progress", v, sizeof v) && strcmp(v, "0") == 0 &&
+         info_field(r->str, "aof_rewrite_scheduled", v, sizeof v) && strcmp(v, "0") == 0;
     freeReplyObject(r);
     return ok;
 }
@@ -418,6 +425,10 @@ void rcfixture_stop(rcfixture_t *c)
 {
     if (!c)
         return;
+    /* Every node told at once, then each waited for: one grace period, not one each. */
+    for (int i = 0; i < RCFIXTURE_MAX_NODES; i++)
+        if (c->nodes[i].pid > 0)
+            (void)kill(c->nodes[i].pid, SIGTERM);
     for (int i = 0; i < RCFIXTURE_MAX_NODES; i++)
         fixture_redis_stop(&c->nodes[i]);
     rcfixture_untrack(c);
