@@ -18,6 +18,7 @@
 #include "redisconn.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -87,6 +88,8 @@ redisReply *rcluster_command_argv(rcluster_t *c, const char *key, int argc, cons
 /* The same with a hiredis format string; key is the routing key (usually the first %s). */
 redisReply *rcluster_command(rcluster_t *c, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+redisReply *rcluster_vcommand(rcluster_t *c, const char *key, const char *fmt, va_list ap);
 
 /* One command of a pipeline: its routing key and its arguments (lens may be NULL). */
 typedef struct rcluster_cmd {

@@ -56,20 +56,64 @@ static char *strdup_or_null(const char *s)
     return s && *s ? strdup(s) : NULL;
 }
 
+int redisconn_list_item(const char **at, char *item, size_t size)
+{
+    const char *p = *at;
+    if (!*p)
+        return 0;
+    size_t len = strcspn(p, ",");
+    *at = p[len] == ',' ? p + len + 1 : p + len;
+    while (len && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= size)
+        return -1;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    return 1;
+}
+
+int redisconn_parse_address(const char *item, char *host, size_t hostlen, int *port,
+                            int default_port)
+{
+    char buf[REDISCONN_ADDRESS_MAX];
+    if (snprintf(buf, sizeof buf, "%s", item) >= (int)sizeof buf)
+        return -1;
+    char *h = buf, *p = NULL;
+    if (*h == '[') {
+        char *close = strchr(h, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return -1;
+        *close = '\0';
+        h++;
+        p = close[1] ? close + 2 : NULL;
+    } else if ((p = strrchr(h, ':'))) {
+        *p++ = '\0';
+    }
+    long n = default_port;
+    if (p) {
+        char *e;
+        n = strtol(p, &e, 10);
+        if (!*p || *e || n < 1 || n > 65535)
+            return -1;
+    }
+    if (!*h || strlen(h) >= hostlen)
+        return -1;
+    memcpy(host, h, strlen(h) + 1);
+    *port = (int)n;
+    return 0;
+}
+
 /* Parses "host:port,host:port" ("[v6]:port" too; the port may be left out) into
  * c->sentinels. Returns 0, -1 with the reason in why, or -2 when out of memory. */
 static int parse_sentinels(redisconn_t *c, const char *list, char *why, size_t n)
 {
     const char *at = list;
-    while (*at) {
-        size_t len = strcspn(at, ",");
-        char item[REDISCONN_ADDRESS_MAX];
-        while (len && (*at == ' ' || *at == '\t'))
-            at++, len--;
-        size_t end = len;
-        while (end && (at[end - 1] == ' ' || at[end - 1] == '\t'))
-            end--;
-        if (end == 0 || end >= sizeof item) {
+    char item[REDISCONN_ADDRESS_MAX];
+    int got;
+    while ((got = redisconn_list_item(&at, item, sizeof item)) != 0) {
+        if (got < 0) {
             snprintf(why, n, "redis_sentinels: an empty or too long entry in \"%s\"", list);
             return -1;
         }
@@ -77,39 +121,18 @@ static int parse_sentinels(redisconn_t *c, const char *list, char *why, size_t n
             snprintf(why, n, "redis_sentinels: more than %d entries", REDISCONN_MAX_SENTINELS);
             return -1;
         }
-        memcpy(item, at, end);
-        item[end] = '\0';
-        char *host = item, *port = NULL;
-        if (*host == '[') {
-            char *close = strchr(host, ']');
-            if (!close || (close[1] && close[1] != ':'))
-                goto bad;
-            *close = '\0';
-            host++;
-            port = close[1] ? close + 2 : NULL;
-        } else if ((port = strrchr(host, ':'))) {
-            *port++ = '\0';
-        }
-        long p = REDISCONN_DEFAULT_SENTINEL_PORT;
-        if (port) {
-            char *e;
-            p = strtol(port, &e, 10);
-            if (!*port || *e || p < 1 || p > 65535)
-                goto bad;
-        }
-        if (!*host)
+        char host[REDISCONN_ADDRESS_MAX];
+        int p;
+        if (redisconn_parse_address(item, host, sizeof host, &p, REDISCONN_DEFAULT_SENTINEL_PORT) < 0)
             goto bad;
         redisconn_sentinel_t *s = &c->sentinels[c->nsentinels];
         if (!(s->host = strdup(host)))
             return -2;
-        s->port = (int)p;
+        s->port = p;
         c->nsentinels++;
-        at += len;
-        if (*at == ',')
-            at++;
         continue;
 bad:
-        snprintf(why, n, "redis_sentinels: \"%.*s\" is not HOST:PORT", (int)end, at);
+        snprintf(why, n, "redis_sentinels: \"%s\" is not HOST:PORT", item);
         return -1;
     }
     if (c->nsentinels == 0) {

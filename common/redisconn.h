@@ -100,6 +100,15 @@ redisReply *redisconn_vcommand(redisconn_t *c, const char *fmt, va_list ap);
 redisReply *redisconn_command_argv(redisconn_t *c, int argc, const char **argv,
                                    const size_t *lens);
 
+/* Takes the next entry of a comma-separated list at *at (blanks around it trimmed) into
+ * item (size bytes) and moves *at past it. Returns 1, 0 at the end of the list, or -1 for
+ * an empty or too long entry. */
+int redisconn_list_item(const char **at, char *item, size_t size);
+/* Parses one "host:port" ("[v6]:port" too; the port may be left out: default_port) into
+ * host (hostlen bytes) and *port. Returns 0, or -1 when it is not HOST:PORT. */
+int redisconn_parse_address(const char *item, char *host, size_t hostlen, int *port,
+                            int default_port);
+
 /* The reason of the last failure (never NULL; "" when none). Borrowed from c. */
 const char *redisconn_last_error(const redisconn_t *c);
 /* Keeps a caller's reason as the last error (printf format). */

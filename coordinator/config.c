@@ -48,6 +48,8 @@ static const setting_t SETTINGS[] = {
     STR(redis_sentinel_user, "", "ACL user on the Sentinels (with redis_sentinel_password)"),
     STR(redis_sentinel_password, "", "password of the Sentinels (\"\" = no AUTH on them)"),
     INT(redis_sync_replicas, 0, 16, "0", "replicas that must have a round (WAIT) before its commands are sent and its input counts as done; 0 = none"),
+    INT(redis_cluster, 0, 1, "0", "1 = Redis Cluster: route every key to the primary serving its slot (docs/redis.md, \"Redis Cluster\")"),
+    STR(redis_cluster_nodes, "", "seed nodes of the Redis Cluster, HOST:PORT[,HOST:PORT...]; \"\" = redis_host:redis_port"),
     INT(dev_mode, 0, 1, "0", "1 = accept a Redis without persistence (development and tests only)"),
     I64(retention_ms, 0, INT64_MAX, "604800000", "how long finished sagas stay in Redis (0 = forever)"),
     INT(history_cap, 10, 1000000, "1000", "history entries kept per saga"),
@@ -243,6 +245,8 @@ redisconn_config_t config_redis(const config_t *c)
         .master_name = c->redis_master_name[0] ? c->redis_master_name : NULL,
         .sentinel_user = c->redis_sentinel_user[0] ? c->redis_sentinel_user : NULL,
         .sentinel_password = c->redis_sentinel_password[0] ? c->redis_sentinel_password : NULL,
+        .cluster = c->redis_cluster != 0,
+        .cluster_nodes = c->redis_cluster_nodes[0] ? c->redis_cluster_nodes : NULL,
     };
 }
 

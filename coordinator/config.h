@@ -45,6 +45,8 @@ typedef struct config {
     char redis_sentinel_user[256];
     char redis_sentinel_password[256];
     int redis_sync_replicas;   /* replicas every round waits for (WAIT) before it counts */
+    int redis_cluster;
+    char redis_cluster_nodes[CONFIG_VALUE_MAX];
     int dev_mode;              /* 1 = accept a Redis without persistence */
     int64_t retention_ms;
     int history_cap;

@@ -6,6 +6,7 @@
 #include "coordinator.h"
 
 #include "catalogue.h"
+#include "clusterstore.h"
 #include "engine.h"
 #include "guards.h"
 #include "kafka.h"
@@ -30,6 +31,8 @@ struct coordinator {
     kafka_t *kafka;
     engine_t *engine;
     store_t *lease_store;        /* membership=redis: the leases' own connection */
+    clusterstore_t *cluster_store, *cluster_lease_store; /* redis_cluster=1: instead */
+    store_port_t lease_port;     /* the lease store as the membership sees it */
     membership_t *membership;    /* membership=redis, else NULL (the group protocol) */
     volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
@@ -98,34 +101,96 @@ static store_config_t store_config_of(const config_t *cfg)
                             .history_cap = cfg->history_cap};
 }
 
+/* The stores on a Redis Cluster (clusterstore.h), each primary checked by the guards.
+ * Returns 0, or -1 with the reason in err. */
+static int open_cluster_stores(coordinator_t *c, store_config_t *sc, guards_redis_report_t *report,
+                               char *err, size_t errlen)
+{
+    const config_t *cfg = &c->cfg;
+    if (!(c->cluster_store = clusterstore_new(sc, err, errlen)))
+        return -1;
+    c->store_port = clusterstore_port(c->cluster_store);
+    if (leased(cfg)) {
+        if (!(c->cluster_lease_store = clusterstore_new(sc, err, errlen)))
+            return -1;
+        clusterstore_set_lease(c->cluster_store, cfg->lease_ms);
+        clusterstore_set_lease(c->cluster_lease_store, cfg->lease_ms);
+        c->lease_port = clusterstore_port(c->cluster_lease_store);
+    }
+    redisconn_t *primaries[RCLUSTER_MAX_NODES];
+    size_t n = rcluster_primaries(clusterstore_cluster(c->cluster_store), primaries,
+                                  RCLUSTER_MAX_NODES);
+    for (size_t i = 0; i < n && i < RCLUSTER_MAX_NODES; i++) {
+        char why[512];
+        if (redisconn_connect(primaries[i]) < 0) {
+            snprintf(err, errlen, "%s", redisconn_last_error(primaries[i]));
+            return -1;
+        }
+        if (guards_read_redis(redisconn_context(primaries[i]), report, why, sizeof why) < 0 ||
+            guards_check_redis(report, cfg, why, sizeof why) < 0) {
+            snprintf(err, errlen, "redis cluster primary %s: %s", redisconn_address(primaries[i]),
+                     why);
+            return -1;
+        }
+    }
+    log_info("Redis Cluster: %zu primaries serve every slot; each partition's state lives on "
+             "the primary of its slot {pN}", n);
+    return 0;
+}
+
+/* The stores on one Redis (or the primary the Sentinels name), checked by the guards.
+ * Returns 0, or -1 with the reason in err. */
+static int open_single_stores(coordinator_t *c, store_config_t *sc, guards_redis_report_t *report,
+                              char *err, size_t errlen)
+{
+    const config_t *cfg = &c->cfg;
+    if (!(c->store = store_new(sc, err, errlen)))
+        return -1;
+    c->store_port = store_port(c->store);
+    if (leased(cfg)) {
+        if (!(c->lease_store = store_new(sc, err, errlen)))
+            return -1;
+        store_set_lease(c->store, cfg->lease_ms);
+        store_set_lease(c->lease_store, cfg->lease_ms);
+        c->lease_port = store_port(c->lease_store);
+    }
+    return guards_read_redis(store_context(c->store), report, err, errlen) < 0 ||
+                   guards_check_redis(report, cfg, err, errlen) < 0
+               ? -1
+               : 0;
+}
+
+/* The replicas an epoch bump waits for, and those every round waits for. */
+static void set_replicas(coordinator_t *c, int wait, int sync)
+{
+    if (c->cluster_store) {
+        clusterstore_set_wait_replicas(c->cluster_store, wait);
+        clusterstore_set_sync_replicas(c->cluster_store, sync);
+    } else {
+        store_set_wait_replicas(c->store, wait);
+        store_set_sync_replicas(c->store, sync);
+    }
+    if (c->cluster_lease_store)
+        clusterstore_set_wait_replicas(c->cluster_lease_store, wait);
+    if (c->lease_store)
+        store_set_wait_replicas(c->lease_store, wait);
+}
+
 /* The store, checked by the guards (refuses an unsafe Redis), with the definitions
  * published. Returns 0, or -1 with the reason in err. */
 static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
     store_config_t sc = store_config_of(cfg);
-    c->store = store_new(&sc, err, errlen);
-    if (!c->store)
-        return -1;
-    if (leased(cfg)) {
-        c->lease_store = store_new(&sc, err, errlen);
-        if (!c->lease_store)
-            return -1;
-        store_set_lease(c->store, cfg->lease_ms);
-        store_set_lease(c->lease_store, cfg->lease_ms);
-    }
-    c->store_port = store_port(c->store);
     guards_redis_report_t report;
-    if (guards_read_redis(store_context(c->store), &report, err, errlen) < 0 ||
-        guards_check_redis(&report, cfg, err, errlen) < 0)
+    if (cfg->redis_cluster ? open_cluster_stores(c, &sc, &report, err, errlen) < 0
+                           : open_single_stores(c, &sc, &report, err, errlen) < 0)
         return -1;
-    int wait_replicas = cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
-                        : report.replicas > 0         ? 1
-                                                      : 0;
-    store_set_wait_replicas(c->store, wait_replicas);
-    store_set_sync_replicas(c->store, cfg->redis_sync_replicas);
-    if (c->lease_store)
-        store_set_wait_replicas(c->lease_store, wait_replicas);
+    set_replicas(c,
+                 cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
+                 : report.replicas > 0         ? 1
+                                               : 0,
+                 cfg->redis_sync_replicas);
     c->metrics = metrics_new(defs);
     c->registry = registry_new(defs);
     if (!c->metrics || !c->registry) {
@@ -223,8 +288,9 @@ static int record_partition_count(coordinator_t *c)
         return -1;
     }
     guards_check_input_topic(c->cfg.input_topic, n, replicas);
-    if (store_put_meta(c->store, n, &routing) < 0) {
-        log_error("cannot record saga:meta: %s", store_last_error(c->store));
+    if (c->cluster_store ? clusterstore_put_meta(c->cluster_store, n, &routing) < 0
+                         : store_put_meta(c->store, n, &routing) < 0) {
+        log_error("cannot record saga:meta: %s", c->store_port.last_error(c->store_port.self));
         return -1;
     }
     engine_set_routing(c->engine, routing, n);
@@ -243,8 +309,7 @@ int coordinator_start(coordinator_t *c)
         return -1;
     if (leased(&c->cfg)) {
         membership_events_t ev = {.opaque = c, .take = on_take, .give_up = on_give_up};
-        store_port_t lease_port = store_port(c->lease_store);
-        c->membership = membership_new(&lease_port, c->cfg.instance_id, partitions,
+        c->membership = membership_new(&c->lease_port, c->cfg.instance_id, partitions,
                                        c->cfg.lease_ms, c->cfg.lease_renew_ms, &ev);
         if (!c->membership)
             return -1;
@@ -316,6 +381,8 @@ void coordinator_free(coordinator_t *c)
     membership_free(c->membership);
     store_free(c->lease_store);
     store_free(c->store);
+    clusterstore_free(c->cluster_lease_store);
+    clusterstore_free(c->cluster_store);
     metrics_free(c->metrics);
     registry_free(c->registry); /* after the sagas: they point into it */
     free(c);

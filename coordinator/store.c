@@ -4,6 +4,7 @@
 #include "storeport.h"
 
 #include "log.h"
+#include "rediscluster.h"
 #include "redisconn.h"
 #include "rkeys.h"
 #include "vec.h"
@@ -119,6 +120,9 @@ typedef struct reply_slot {
 
 struct store {
     redisconn_t *conn;           /* the connection, and the last error */
+    rcluster_t *cluster;         /* routed (store_new_routed): the commands on keys without
+                                  * a hash tag go to their slot's primary; conn is not used
+                                  * but for the last error. Borrowed. */
     rkeys_t keys;
     int64_t retention_ms;
     int history_cap;
@@ -276,6 +280,10 @@ static void strlist_release(strlist_t *l)
  * the pipeline holds commands whose replies would come first. */
 static redisReply *command(store_t *st, const char *fmt, ...)
 {
+    if (st->cluster) {
+        set_error(st, "redis: a partition's command on the store of the keys without a tag");
+        return NULL;
+    }
     if (st->in_flight || st->queued_replies) {
         set_error(st, "redis: a pipelined round is pending (store_receive first)");
         return NULL;
@@ -286,6 +294,34 @@ static redisReply *command(store_t *st, const char *fmt, ...)
     va_start(ap, fmt);
     redisReply *r = redisconn_vcommand(st->conn, fmt, ap);
     va_end(ap);
+    return r;
+}
+
+/* A synchronous command on key (its routing key): on a cluster (a routed store) it goes
+ * to the primary of key's slot, following redirections; else as command(). An error
+ * reply is kept as the last error and returns NULL, as redisconn_vcommand does. */
+static redisReply *keyed(store_t *st, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static redisReply *keyed(store_t *st, const char *key, const char *fmt, ...)
+{
+    if (st->in_flight || st->queued_replies) {
+        set_error(st, "redis: a pipelined round is pending (store_receive first)");
+        return NULL;
+    }
+    if (store_ensure_connected(st) < 0)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = st->cluster ? rcluster_vcommand(st->cluster, key, fmt, ap)
+                                : redisconn_vcommand(st->conn, fmt, ap);
+    va_end(ap);
+    if (st->cluster && !r)
+        set_error(st, "%s", rcluster_last_error(st->cluster));
+    if (st->cluster && r && r->type == REDIS_REPLY_ERROR) {
+        set_error(st, "redis: %s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -310,6 +346,8 @@ static int load_script(store_t *st)
 
 int store_ping(store_t *st)
 {
+    if (st->cluster)
+        return store_ensure_connected(st);
     redisReply *r = command(st, "PING");
     freeReplyObject(r);
     return r ? 0 : -1;
@@ -344,6 +382,12 @@ static void drop_queued(store_t *st)
 
 int store_ensure_connected(store_t *st)
 {
+    if (st->cluster) {
+        if (rcluster_ensure_map(st->cluster) == 0)
+            return 0;
+        set_error(st, "%s", rcluster_last_error(st->cluster));
+        return -1;
+    }
     if (redisconn_connected(st->conn))
         return 0;
     if (st->in_flight) {
@@ -355,7 +399,8 @@ int store_ensure_connected(store_t *st)
     return redisconn_connect(st->conn) < 0 ? -1 : load_script(st);
 }
 
-store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
+static store_t *store_create(const store_config_t *cfg, rcluster_t *cluster, char *err,
+                             size_t errlen)
 {
     store_t *st = calloc(1, sizeof *st);
     if (!st) {
@@ -376,12 +421,24 @@ store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
     rkeys_init(&st->keys, cfg->prefix);
     st->retention_ms = cfg->retention_ms;
     st->history_cap = cfg->history_cap > 0 ? cfg->history_cap : STORE_DEFAULT_HISTORY_CAP;
+    st->cluster = cluster;
     if (store_ensure_connected(st) < 0) {
         snprintf(err, errlen, "%s", store_last_error(st));
         store_free(st);
         return NULL;
     }
     return st;
+}
+
+store_t *store_new(const store_config_t *cfg, char *err, size_t errlen)
+{
+    return store_create(cfg, NULL, err, errlen);
+}
+
+store_t *store_new_routed(const store_config_t *cfg, rcluster_t *cluster, char *err,
+                          size_t errlen)
+{
+    return store_create(cfg, cluster, err, errlen);
 }
 
 void store_free(store_t *st)
@@ -608,6 +665,34 @@ int store_release_lease(store_t *st, int32_t partition, const char *instance)
     return r ? 0 : -1;
 }
 
+/* Reads the replies of n lease renewals appended to ctx into held. Returns 0, or -1 when
+ * the connection was lost; *readonly is set when the server was a replica. */
+static int read_renewals(redisContext *ctx, size_t n, bool *held, bool *readonly)
+{
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
+            return -1;
+        held[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        *readonly |= redisconn_reply_readonly(r);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* Calls fn for each instance of the alive script's reply r. Returns 0, or -1 (reason set). */
+static int deliver_alive(store_t *st, const redisReply *r, store_alive_fn fn, void *opaque)
+{
+    if (r->type != REDIS_REPLY_ARRAY) {
+        set_error(st, "heartbeat: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            fn(r->element[i]->str, opaque);
+    return 0;
+}
+
 int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions, size_t n,
                     bool *held, store_alive_fn fn, void *opaque)
 {
@@ -615,13 +700,25 @@ int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions
         set_error(st, "redis: a pipelined round is pending (store_receive first)");
         return -1;
     }
+    char key[RKEYS_KEY_MAX];
+    long long lease = (long long)st->lease_ms;
+    rkeys_alive(&st->keys, key);
+    if (st->cluster) {
+        /* The alive set alone: the leases live on their partitions' primaries. */
+        if (n) {
+            set_error(st, "heartbeat: a routed store renews no lease");
+            return -1;
+        }
+        redisReply *r = keyed(st, key, "EVAL %s 1 %s %s %lld", HEARTBEAT_SCRIPT, key, instance, lease);
+        int rc = r ? deliver_alive(st, r, fn, opaque) : -1;
+        freeReplyObject(r);
+        return rc;
+    }
     if (store_ensure_connected(st) < 0)
         return -1;
     redisContext *ctx = redisconn_context(st->conn);
-    char key[RKEYS_KEY_MAX];
-    long long lease = (long long)st->lease_ms;
-    if (redisAppendCommand(ctx, "EVAL %s 1 %s %s %lld", HEARTBEAT_SCRIPT,
-                           rkeys_alive(&st->keys, key), instance, lease) != REDIS_OK)
+    if (fn && redisAppendCommand(ctx, "EVAL %s 1 %s %s %lld", HEARTBEAT_SCRIPT, key, instance,
+                                 lease) != REDIS_OK)
         goto lost;
     char okey[RKEYS_KEY_MAX];
     for (size_t i = 0; i < n; i++)
@@ -630,26 +727,21 @@ int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions
                                rkeys_owner(&st->keys, okey, partitions[i]), instance,
                                lease) != REDIS_OK)
             goto lost;
-    redisReply *r = NULL;
-    if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
-        goto lost;
-    bool ok = r->type == REDIS_REPLY_ARRAY, readonly = redisconn_reply_readonly(r);
-    for (size_t i = 0; ok && i < r->elements; i++)
-        if (r->element[i]->type == REDIS_REPLY_STRING)
-            fn(r->element[i]->str, opaque);
-    if (!ok)
-        set_error(st, "heartbeat: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    freeReplyObject(r);
-    for (size_t i = 0; i < n; i++) {
+    int rc = 0;
+    bool readonly = false;
+    if (fn) {
+        redisReply *r = NULL;
         if (redisGetReply(ctx, (void **)&r) != REDIS_OK || !r)
             goto lost;
-        held[i] = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-        readonly |= redisconn_reply_readonly(r);
+        rc = deliver_alive(st, r, fn, opaque);
+        readonly = redisconn_reply_readonly(r);
         freeReplyObject(r);
     }
+    if (read_renewals(ctx, n, held, &readonly) < 0)
+        goto lost;
     if (readonly)
         redisconn_drop(st->conn); /* a replica now (a failover): the next beat asks again */
-    return ok ? 0 : -1;
+    return rc;
 lost:
     redisconn_lost(st->conn); /* replies may be left unread */
     return -1;
@@ -658,7 +750,8 @@ lost:
 int store_leave(store_t *st, const char *instance)
 {
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(st, "ZREM %s %s", rkeys_alive(&st->keys, key), instance);
+    rkeys_alive(&st->keys, key);
+    redisReply *r = keyed(st, key, "ZREM %s %s", key, instance);
     freeReplyObject(r);
     return r ? 0 : -1;
 }
@@ -682,17 +775,17 @@ int store_put_meta(store_t *st, int partitions, int *routing_partitions)
 {
     char key[RKEYS_KEY_MAX];
     rkeys_meta(&st->keys, key);
-    redisReply *r = command(st, "HSET %s " RKEYS_META_LAYOUT_VERSION " %d " RKEYS_META_PARTITIONS
-                            " %d", key, RKEYS_LAYOUT_VERSION, partitions);
+    redisReply *r = keyed(st, key, "HSET %s " RKEYS_META_LAYOUT_VERSION " %d " RKEYS_META_PARTITIONS
+                          " %d", key, RKEYS_LAYOUT_VERSION, partitions);
     if (!r)
         return -1;
     freeReplyObject(r);
     /* The first writer fixes the routing count for good (route.h). */
-    r = command(st, "HSETNX %s " RKEYS_META_ROUTING_PARTITIONS " %d", key, partitions);
+    r = keyed(st, key, "HSETNX %s " RKEYS_META_ROUTING_PARTITIONS " %d", key, partitions);
     if (!r)
         return -1;
     freeReplyObject(r);
-    r = command(st, "HGET %s " RKEYS_META_ROUTING_PARTITIONS, key);
+    r = keyed(st, key, "HGET %s " RKEYS_META_ROUTING_PARTITIONS, key);
     if (!r)
         return -1;
     int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
@@ -719,7 +812,7 @@ int store_put_definition(store_t *st, const definition_t *d, char *existing)
     rkeys_definition_hashes(&st->keys, hkey);
     rkeys_definition_field(field, sizeof field, d->name, d->version);
     /* The hash first: it decides, atomically, which content owns NAME@VERSION. */
-    redisReply *r = command(st, "HSETNX %s %s %s", hkey, field, d->content_hash);
+    redisReply *r = keyed(st, hkey, "HSETNX %s %s %s", hkey, field, d->content_hash);
     if (!r)
         return -1;
     bool first = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -738,7 +831,7 @@ int store_put_definition(store_t *st, const definition_t *d, char *existing)
     char *text = json_dumps(d->json, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
         return -1;
-    r = command(st, "HSET %s %s %s", key, field, text);
+    r = keyed(st, key, "HSET %s %s %s", key, field, text);
     free(text);
     if (!r)
         return -1;
@@ -751,7 +844,7 @@ int store_get_definition_hash(store_t *st, const char *name, int version, char *
     char hkey[RKEYS_KEY_MAX], field[DEFN_MAX_NAME_LEN + 32];
     rkeys_definition_hashes(&st->keys, hkey);
     rkeys_definition_field(field, sizeof field, name, version);
-    redisReply *r = command(st, "HGET %s %s", hkey, field);
+    redisReply *r = keyed(st, hkey, "HGET %s %s", hkey, field);
     if (!r)
         return -1;
     int rc = r->type == REDIS_REPLY_STRING ? 0 : 1;
@@ -768,7 +861,7 @@ int store_get_definition(store_t *st, const char *name, int version, char **json
     rkeys_definition_field(field, sizeof field, name, version);
     *json = NULL;
     hash[0] = '\0';
-    redisReply *r = command(st, "HGET %s %s", key, field);
+    redisReply *r = keyed(st, key, "HGET %s %s", key, field);
     if (!r)
         return -1;
     if (r->type != REDIS_REPLY_STRING) {
@@ -779,7 +872,7 @@ int store_get_definition(store_t *st, const char *name, int version, char **json
     freeReplyObject(r);
     if (!*json)
         return -1;
-    r = command(st, "HGET %s %s", hkey, field);
+    r = keyed(st, hkey, "HGET %s %s", hkey, field);
     if (!r) {
         free(*json);
         *json = NULL;
@@ -1296,6 +1389,8 @@ bool store_replies_arriving(const store_t *st)
 {
     if (!st->in_flight)
         return false;
+    if (!st->queued_replies && !st->wait_sent)
+        return true; /* nothing to wait for: store_receive returns at once */
     const redisContext *ctx = redisconn_context(st->conn);
     if (!ctx || st->send_failed)
         return true; /* store_receive reports it at once */
@@ -1433,6 +1528,35 @@ static int append_argv(store_t *st, int argc, const char **argv)
     return -1;
 }
 
+/* Runs n commands in one pipeline: on st's connection, or on a cluster (a routed store)
+ * one pipeline per primary, each command to its key's. Returns 0, or -1 with the reason
+ * set when one failed. */
+static int run_pipeline(store_t *st, const rcluster_cmd_t *cmds, size_t n)
+{
+    if (!st->cluster) {
+        for (size_t i = 0; i < n; i++)
+            if (append_argv(st, cmds[i].argc, cmds[i].argv) < 0)
+                return -1;
+        return read_appended(st, n);
+    }
+    redisReply *replies[8];
+    if (n > sizeof replies / sizeof *replies) {
+        set_error(st, "redis: too many commands for one pipeline");
+        return -1;
+    }
+    int rc = rcluster_pipeline(st->cluster, cmds, n, replies);
+    if (rc < 0)
+        set_error(st, "%s", rcluster_last_error(st->cluster));
+    for (size_t i = 0; i < n; i++) {
+        if (replies[i] && replies[i]->type == REDIS_REPLY_ERROR) {
+            set_error(st, "redis: %s", replies[i]->str);
+            rc = -1;
+        }
+        freeReplyObject(replies[i]);
+    }
+    return rc;
+}
+
 /* The member commands run outside rounds: refused while one is queued or in flight. */
 static int member_ready(store_t *st)
 {
@@ -1471,11 +1595,10 @@ int store_put_member(store_t *st, const store_member_t *m)
     const char *expire[] = {"PEXPIRE", key, ttl};
     const char *zadd[] = {"ZADD", index, seen, m->instance};
     const char *trim[] = {"ZREMRANGEBYSCORE", index, "-inf", oldest};
-    if (append_argv(st, 1, multi) < 0 || append_argv(st, hset_argc, hset) < 0 ||
-        append_argv(st, 3, expire) < 0 || append_argv(st, 1, exec) < 0 ||
-        append_argv(st, 4, zadd) < 0 || append_argv(st, 4, trim) < 0)
-        return -1;
-    return read_appended(st, 6);
+    const rcluster_cmd_t cmds[] = {{key, 1, multi, NULL},  {key, hset_argc, hset, NULL},
+                                   {key, 3, expire, NULL}, {key, 1, exec, NULL},
+                                   {index, 4, zadd, NULL}, {index, 4, trim, NULL}};
+    return run_pipeline(st, cmds, sizeof cmds / sizeof *cmds);
 }
 
 int store_drop_member(store_t *st, const char *instance)
@@ -1487,9 +1610,8 @@ int store_drop_member(store_t *st, const char *instance)
     rkeys_members(store_keys(st), index);
     const char *del[] = {"DEL", key};
     const char *zrem[] = {"ZREM", index, instance};
-    if (append_argv(st, 2, del) < 0 || append_argv(st, 3, zrem) < 0)
-        return -1;
-    return read_appended(st, 2);
+    const rcluster_cmd_t cmds[] = {{key, 2, del, NULL}, {index, 3, zrem, NULL}};
+    return run_pipeline(st, cmds, sizeof cmds / sizeof *cmds);
 }
 
 /* --- the store port (storeport.h) ------------------------------------------------- */

@@ -67,6 +67,14 @@ typedef struct store_transition {
 /* Connects (common/redisconn.h: timeout, AUTH, SELECT) and loads the transition script.
  * Returns NULL with the reason in err. */
 store_t *store_new(const store_config_t *cfg, char *err, size_t errlen);
+/* The store of the keys without a hash tag on a Redis Cluster (clusterstore.h): the
+ * definitions, saga:meta, the member records and the alive set, each command sent to the
+ * primary of its key's slot through cluster (borrowed, outlives the store). Only those
+ * functions may be called on it (a partition's are refused), and store_heartbeat only
+ * with no partitions. Connecting means knowing the slot map. */
+struct rcluster;
+store_t *store_new_routed(const store_config_t *cfg, struct rcluster *cluster, char *err,
+                          size_t errlen);
 /* Closes and frees st. NULL is accepted. */
 void store_free(store_t *st);
 
@@ -140,7 +148,8 @@ typedef void (*store_alive_fn)(const char *instance, void *opaque);
 /* One pipelined call: instance's heartbeat in the alive set (by Redis's clock), then the
  * renewal of the leases of its n partitions (held[i]: still ours and renewed, or lost:
  * expired, or taken by another instance). fn gets the live instances, this one
- * included. Nothing may be queued or in flight. Returns 0, or -1. */
+ * included; fn NULL: the renewals alone (on a Redis Cluster the alive set lives on
+ * another primary). Nothing may be queued or in flight. Returns 0, or -1. */
 int store_heartbeat(store_t *st, const char *instance, const int32_t *partitions, size_t n,
                     bool *held, store_alive_fn fn, void *opaque);
 /* Releases partition's lease if instance holds it (a hand-over). Returns 0, or -1. */
