@@ -727,6 +727,29 @@ static void set_rates(json_t *e)
     json_object_set_new(e, "finished_per_min_1h", json_real((double)h / 60.0));
 }
 
+static int definition_cmp(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "definition"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "definition"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* Sorts the array of definition entries by their "definition" name. */
+static void definitions_sort(json_t *list)
+{
+    size_t n = json_array_size(list);
+    json_t **items = n > 1 ? malloc(n * sizeof *items) : NULL;
+    if (!items)
+        return; /* 0 or 1 entry, or out of memory: left as it is */
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(list, i));
+    qsort(items, n, sizeof *items, definition_cmp);
+    json_array_clear(list);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, items[i]);
+    free(items);
+}
+
 int query_stats(query_t *q, int64_t now_ms, json_t **out)
 {
     *out = NULL;
@@ -793,6 +816,12 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
     {
         set_rates(e);
         json_array_append(list, e);
+    }
+    /* By name: the hash's own order (HKEYS) is Redis's, not stable across servers. */
+    definitions_sort(list);
+    size_t at;
+    json_array_foreach(list, at, e)
+    {
         const char *k;
         json_t *v;
         json_object_foreach(e, k, v)

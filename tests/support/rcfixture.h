@@ -86,10 +86,10 @@ int rcfixture_start_again(rcfixture_t *c, int idx, int timeout_ms);
 redisContext *rcfixture_connect(rcfixture_t *c, int idx);
 /* Runs one command (hiredis format) on the node serving key's slot, following MOVED and
  * ASK (ASKING first) up to 16 times: the least a test needs to read and write a cluster
- * without the module under test. Returns the reply (caller frees; error replies
+ * without the module under test. fmt is hiredis's (%b takes a pointer and a size_t), so
+ * it has no printf format attribute. Returns the reply (caller frees; error replies
  * included), or NULL when no node answered. */
-redisReply *rcfixture_command(rcfixture_t *c, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+redisReply *rcfixture_command(rcfixture_t *c, const char *key, const char *fmt, ...);
 
 /* Counts the keys matching pattern on every running primary (SCAN ... MATCH), per primary
  * into counts[] (indexed by node, c->count entries, replicas and killed nodes 0; counts

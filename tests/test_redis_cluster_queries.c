@@ -1,0 +1,389 @@
+/* test_redis_cluster_queries.c - sagactl (and so the dashboard's queries, coordinator/
+ * query.c) on a Redis Cluster answer exactly as on one Redis.
+ *
+ * A real run makes the data: redis-server, the broker, a coordinator and a scripted
+ * participant (as test_sagactl.c) take sagas to every status over the four partitions
+ * (completed, compensated, stuck, running). The coordinator and the participant are then
+ * stopped, and every key of that Redis is copied (DUMP, RESTORE) into a cluster of three
+ * primaries (tests/support/rcfixture.h), where each partition's keys share the slot of
+ * their {pN} tag and the untagged keys (saga:meta, the definitions, the members) sit on
+ * slots of their own. Then each sagactl query verb (list with filters and pages, show,
+ * stats, cluster; text and --json) runs against both, and the outputs must be equal
+ * (less the fields that depend on the clock). Again after a partition's slot moved to
+ * another primary (the client finds it through MOVED), and in the middle of a migration
+ * (half the keys moved: ASK followed, in pipelines too). */
+#include "opstest.h"
+#include "rcfixture.h"
+#include "scripted.h"
+#include "system.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAIT_MS 20000
+#define CTL_TIMEOUT_MS 60000
+#define COMPARE_ATTEMPTS 3   /* a minute boundary can fall between the two runs of stats */
+
+static test_system_t sys;
+static scripted_t *participant;
+static rcfixture_t cluster;
+static char defs[PATH_MAX];
+static const char *const COMMAND_TOPICS[] = {"inventory.commands", "payment.commands",
+                                             "shipping.commands", NULL};
+static const char INPUT[] = "{\"sku\": \"A-1\", \"qty\": 2}";
+
+static const script_rule_t RULES[] = {
+    {"comp-1", "charge", "action", 0, SCRIPT_FAIL, NULL},
+    {"comp-2", "reserve", "action", 0, SCRIPT_FAIL, NULL},
+    {"stuck-1", "ship", "action", 0, SCRIPT_FAIL, NULL},
+    {"stuck-1", "charge", "compensation", 0, SCRIPT_FAIL, NULL},
+    {"stuck-2", "ship", "action", 0, SCRIPT_FAIL, NULL},
+    {"stuck-2", "charge", "compensation", 0, SCRIPT_FAIL, NULL},
+    {NULL, "hold", "action", 0, SCRIPT_SILENT, NULL}, /* "slow" sagas stay running */
+};
+
+static const char *const DONE[] = {"done-1", "done-2", "done-3", "done-4", "done-5", "done-6"};
+static const char *const ALL_IDS[] = {"done-1", "done-2", "done-3", "done-4", "done-5",
+                                      "done-6", "comp-1", "comp-2", "stuck-1", "stuck-2",
+                                      "run-1",  "run-2",  "run-3"};
+#define DONE_COUNT (sizeof DONE / sizeof *DONE)
+#define ID_COUNT (sizeof ALL_IDS / sizeof *ALL_IDS)
+
+static void teardown(void)
+{
+    scripted_stop(participant);
+    participant = NULL;
+    system_stop(&sys);
+    rcfixture_stop(&cluster);
+    if (defs[0])
+        ops_defs_remove(defs);
+    defs[0] = '\0';
+}
+
+TestSuite(redis_cluster_queries, .fini = teardown, .timeout = 300);
+
+static void expect_status(const char *id, const char *status)
+{
+    char why[8192];
+    cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
+}
+
+/* Runs the sagas to their statuses on the single Redis, then stops the coordinator and
+ * the participant so that nothing changes any more. */
+static void make_data(void)
+{
+    cr_assert_eq(ops_defs_make(defs, sizeof defs), 0);
+    cr_assert_eq(system_start(&sys, defs, NULL, NULL), 0, "system starts");
+    cr_assert_geq(system_add_coordinator(&sys, NULL, NULL), 0);
+    participant = scripted_start(sys.broker.bootstrap, COMMAND_TOPICS, RULES,
+                                 sizeof RULES / sizeof *RULES);
+    cr_assert_not_null(participant);
+    cr_assert(system_wait_owned(&sys, WAIT_MS), "the coordinator owns every partition");
+    for (size_t i = 0; i < DONE_COUNT; i++)
+        cr_assert_eq(system_start_saga(&sys, DONE[i], "order", INPUT), 0);
+    const char *order[] = {"comp-1", "comp-2", "stuck-1", "stuck-2"};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(system_start_saga(&sys, order[i], "order", INPUT), 0);
+    const char *slow[] = {"run-1", "run-2", "run-3"};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(system_start_saga(&sys, slow[i], "slow", NULL), 0);
+    for (size_t i = 0; i < DONE_COUNT; i++)
+        expect_status(DONE[i], "completed");
+    expect_status("comp-1", "compensated");
+    expect_status("comp-2", "compensated");
+    expect_status("stuck-1", "stuck");
+    expect_status("stuck-2", "stuck");
+    for (size_t i = 0; i < 3; i++)
+        expect_status(slow[i], "running");
+    for (int i = 0; i < sys.coordinator_count; i++) {
+        cr_assert_eq(fixture_stop_process(sys.coordinators[i], FIXTURE_STOP_TIMEOUT_MS), 0);
+        sys.coordinators[i] = 0;
+    }
+    scripted_stop(participant);
+    participant = NULL;
+}
+
+/* Copies every key of the single Redis into the cluster, without expiry, and makes the
+ * originals persistent too (member records and leases would expire between two runs).
+ * Returns the number of keys copied. */
+static long copy_keys(void)
+{
+    long copied = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *page = redisCommand(sys.rc, "SCAN %s COUNT 1000", cursor);
+        cr_assert(page && page->type == REDIS_REPLY_ARRAY && page->elements == 2);
+        snprintf(cursor, sizeof cursor, "%s", page->element[0]->str);
+        for (size_t i = 0; i < page->element[1]->elements; i++) {
+            const char *key = page->element[1]->element[i]->str;
+            redisReply *d = redisCommand(sys.rc, "DUMP %s", key);
+            cr_assert(d && d->type == REDIS_REPLY_STRING, "DUMP %s", key);
+            redisReply *r = rcfixture_command(&cluster, key, "RESTORE %s 0 %b REPLACE", key,
+                                              d->str, d->len);
+            cr_assert(r && r->type == REDIS_REPLY_STATUS, "RESTORE %s: %s", key,
+                      r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+            freeReplyObject(r);
+            freeReplyObject(d);
+            freeReplyObject(redisCommand(sys.rc, "PERSIST %s", key));
+            copied++;
+        }
+        freeReplyObject(page);
+    } while (strcmp(cursor, "0") != 0);
+    return copied;
+}
+
+/* Runs sagactl against the single Redis (cluster false) or the cluster, then args. */
+static int ctl(ops_run_t *r, bool on_cluster, const char *const *args)
+{
+    char bin[PATH_MAX], port[64], nodes[600];
+    cr_assert_eq(fixture_bin_path("sagactl", bin, sizeof bin), 0);
+    const char *argv[32] = {bin};
+    int n = 1;
+    if (on_cluster) {
+        snprintf(nodes, sizeof nodes, "--redis_cluster_nodes=%s", cluster.seeds);
+        argv[n++] = "--redis_cluster=1";
+        argv[n++] = nodes;
+    } else {
+        snprintf(port, sizeof port, "--redis_port=%d", sys.redis.port);
+        argv[n++] = port;
+    }
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return ops_run(r, argv, NULL, NULL, CTL_TIMEOUT_MS);
+}
+
+/* Removes the clock's fields (now, ages, time left) anywhere in v. */
+static void strip_clock(json_t *v)
+{
+    static const char *const CLOCK[] = {"now", "seen_ago_ms", "taken_ago_ms", "lease_left_ms"};
+    if (json_is_object(v)) {
+        for (size_t i = 0; i < sizeof CLOCK / sizeof *CLOCK; i++)
+            json_object_del(v, CLOCK[i]);
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+            strip_clock(e);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+            strip_clock(e);
+    }
+}
+
+/* The output of a run, --json ones parsed and stripped of the clock (owned text). */
+static char *normalized(const ops_run_t *r, bool json)
+{
+    if (!json) {
+        /* Text: ages ("(3.4 s ago)") dropped. */
+        char *s = strdup(r->out), *w = s;
+        for (const char *p = r->out; *p;) {
+            const char *close = *p == '(' ? strchr(p, ')') : NULL;
+            const char *nl = strchr(p, '\n');
+            if (close && (!nl || close < nl) && close - p >= 4 &&
+                strncmp(close - 4, " ago", 4) == 0) {
+                p = close + 1;
+                continue;
+            }
+            *w++ = *p++;
+        }
+        *w = '\0';
+        return s;
+    }
+    json_error_t je;
+    json_t *v = json_loads(r->out, 0, &je);
+    cr_assert_not_null(v, "--json output parses: %s\n%s", je.text, r->out);
+    strip_clock(v);
+    char *s = json_dumps(v, JSON_SORT_KEYS | JSON_INDENT(1));
+    json_decref(v);
+    return s;
+}
+
+/* sagactl args on one Redis and on the cluster: the same exit code and output (less the
+ * clock). Returns the cluster's output (owned) for more checks. */
+static char *same_answer(const char *what, const char *const *args, bool json)
+{
+    char *one = NULL, *many = NULL;
+    for (int attempt = 0; attempt < COMPARE_ATTEMPTS; attempt++) {
+        free(one);
+        free(many);
+        ops_run_t a, b;
+        int ra = ctl(&a, false, args), rb = ctl(&b, true, args);
+        cr_assert_eq(ra, rb, "%s: exit %d on one Redis, %d on the cluster: %s / %s", what, ra,
+                     rb, a.err, b.err);
+        one = normalized(&a, json);
+        many = normalized(&b, json);
+        ops_run_release(&a);
+        ops_run_release(&b);
+        if (strcmp(one, many) == 0)
+            break;
+    }
+    cr_assert_str_eq(many, one, "%s: the cluster's answer differs from one Redis's:\n%s\n--- one Redis:\n%s",
+                     what, many, one);
+    free(one);
+    return many;
+}
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* Every query verb, both ways. */
+static void compare_all(const char *when)
+{
+    char what[256];
+    struct {
+        const char *const *args;
+        bool json;
+    } cases[] = {
+        {ARGS("list", "--json"), true},
+        {ARGS("list"), false},
+        {ARGS("list", "--status", "stuck", "--json"), true},
+        {ARGS("list", "--status", "completed", "--json"), true},
+        {ARGS("list", "--status", "finished", "--definition", "order", "--json"), true},
+        {ARGS("list", "--definition", "slow", "--json"), true},
+        {ARGS("stats", "--json"), true},
+        {ARGS("cluster", "--json"), true},
+        {ARGS("show", "no-such-saga"), false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(what, sizeof what, "%s: %s %s", when, cases[i].args[0],
+                 cases[i].args[1] ? cases[i].args[1] : "");
+        free(same_answer(what, cases[i].args, cases[i].json));
+    }
+    for (size_t i = 0; i < ID_COUNT; i++) {
+        snprintf(what, sizeof what, "%s: show %s", when, ALL_IDS[i]);
+        free(same_answer(what, ARGS("show", ALL_IDS[i], "--json"), true));
+    }
+    /* Pages of 3: the same cursors, every saga once. */
+    char cursor[300] = "";
+    int rows = 0;
+    for (int page = 0; page < 10; page++) {
+        snprintf(what, sizeof what, "%s: list page %d", when, page);
+        char *out = cursor[0] ? same_answer(what, ARGS("list", "--limit", "3", "--cursor",
+                                                       cursor, "--json"),
+                                            true)
+                              : same_answer(what, ARGS("list", "--limit", "3", "--json"), true);
+        json_t *doc = json_loads(out, 0, NULL);
+        free(out);
+        cr_assert_not_null(doc);
+        rows += (int)json_array_size(json_object_get(doc, "sagas"));
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        json_decref(doc);
+        if (!cursor[0])
+            break;
+    }
+    cr_assert_eq(rows, (int)ID_COUNT, "%s: every saga once over the pages", when);
+}
+
+/* The primary serving partition p's tag, and how many keys of p it holds. */
+static int partition_primary(int p, long *keys)
+{
+    char tag[32], pattern[64];
+    snprintf(tag, sizeof tag, "{p%d}", p);
+    snprintf(pattern, sizeof pattern, "*{p%d}*", p);
+    int slot = rcfixture_key_slot(&cluster, tag);
+    cr_assert_geq(slot, 0);
+    long counts[RCFIXTURE_MAX_NODES];
+    cr_assert_geq(rcfixture_count_keys(&cluster, pattern, counts), 1);
+    int owner = rcfixture_primary_of(&cluster, slot);
+    cr_assert_geq(owner, 0);
+    if (keys)
+        *keys = counts[owner];
+    return owner;
+}
+
+Test(redis_cluster_queries, sagactl_answers_the_same_on_a_cluster)
+{
+    make_data();
+    cr_assert_eq(rcfixture_start(&cluster, 3, 0, NULL), 0);
+    long copied = copy_keys();
+    long counts[RCFIXTURE_MAX_NODES];
+    cr_assert_eq(rcfixture_count_keys(&cluster, "*", counts), copied);
+    /* Each partition's keys on one primary; the partitions and the untagged keys over
+     * more than one. */
+    int holders = 0;
+    for (int i = 0; i < cluster.count; i++)
+        holders += counts[i] > 0;
+    cr_assert_geq(holders, 2, "the keys are spread over the primaries");
+    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
+        char pattern[64];
+        snprintf(pattern, sizeof pattern, "*{p%d}*", p);
+        long per[RCFIXTURE_MAX_NODES];
+        long all = rcfixture_count_keys(&cluster, pattern, per);
+        long on_owner = 0;
+        partition_primary(p, &on_owner);
+        cr_assert_eq(on_owner, all, "partition %d: all %ld keys on its slot's primary", p, all);
+    }
+
+    compare_all("as copied");
+
+    /* The busiest partition's slot moves to another primary: the client's map is read
+     * afresh (a new sagactl each time), and its keys are where the map says. */
+    int busiest = 0;
+    long most = -1;
+    for (int p = 0; p < SYSTEM_INPUT_PARTITIONS; p++) {
+        char pattern[64];
+        snprintf(pattern, sizeof pattern, "*{p%d}*", p);
+        long n = rcfixture_count_keys(&cluster, pattern, NULL);
+        if (n > most) {
+            most = n;
+            busiest = p;
+        }
+    }
+    char tag[32];
+    snprintf(tag, sizeof tag, "{p%d}", busiest);
+    int slot = rcfixture_key_slot(&cluster, tag);
+    int from = rcfixture_primary_of(&cluster, slot), to = (from + 1) % cluster.count;
+    cr_assert_eq(rcfixture_migrate_slot(&cluster, slot, to, 5, 0), 0);
+    cr_assert_eq(rcfixture_primary_of(&cluster, slot), to);
+    compare_all("after a slot migration");
+
+    /* Half-way through moving it back: the source answers ASK for the keys it gave away,
+     * to single commands and to the pipelined HMGETs alike. */
+    cr_assert_eq(rcfixture_migrate_begin(&cluster, slot, from, 2, 0, (int)(most / 2)), 0);
+    redisContext *src = rcfixture_connect(&cluster, to), *dst = rcfixture_connect(&cluster, from);
+    cr_assert(src && dst);
+    redisReply *a = redisCommand(src, "CLUSTER COUNTKEYSINSLOT %d", slot);
+    redisReply *b = redisCommand(dst, "CLUSTER COUNTKEYSINSLOT %d", slot);
+    cr_assert(a && b && a->integer > 0 && b->integer > 0, "keys on both sides mid-migration");
+    freeReplyObject(a);
+    freeReplyObject(b);
+    redisFree(src);
+    redisFree(dst);
+    compare_all("in the middle of a migration");
+    cr_assert_eq(rcfixture_migrate_finish(&cluster, slot, from, 10), 0);
+    compare_all("after the migration back");
+}
+
+Test(redis_cluster_queries, settings_that_a_cluster_cannot_have_are_refused)
+{
+    cr_assert_eq(rcfixture_start(&cluster, 3, 0, NULL), 0);
+    char nodes[600];
+    snprintf(nodes, sizeof nodes, "--redis_cluster_nodes=%s", cluster.seeds);
+    char bin[PATH_MAX];
+    cr_assert_eq(fixture_bin_path("sagactl", bin, sizeof bin), 0);
+    ops_run_t r;
+    const char *db[] = {bin, "--redis_cluster=1", nodes, "--redis_db=2", "list", NULL};
+    cr_assert_eq(ops_run(&r, db, NULL, NULL, CTL_TIMEOUT_MS), 4, "%s", r.err);
+    cr_assert(strstr(r.err, "redis_db=2 with redis_cluster=1"), "%s", r.err);
+    ops_run_release(&r);
+    const char *sentinels[] = {bin,           "--redis_cluster=1", nodes,
+                               "--redis_sentinels=127.0.0.1:1", "--redis_master_name=m",
+                               "list",        NULL};
+    cr_assert_eq(ops_run(&r, sentinels, NULL, NULL, CTL_TIMEOUT_MS), 4, "%s", r.err);
+    cr_assert(strstr(r.err, "redis_sentinels with redis_cluster=1"), "%s", r.err);
+    ops_run_release(&r);
+    /* A seed that is no node: the reason, not a hang. */
+    const char *bad[] = {bin, "--redis_cluster=1", "--redis_cluster_nodes=127.0.0.1:1", "list",
+                         NULL};
+    cr_assert_eq(ops_run(&r, bad, NULL, NULL, CTL_TIMEOUT_MS), 4, "%s", r.err);
+    cr_assert(strstr(r.err, "127.0.0.1:1"), "%s", r.err);
+    ops_run_release(&r);
+    /* An empty database through the cluster: no partitions, nothing listed. */
+    const char *empty[] = {bin, "--redis_cluster=1", nodes, "list", NULL};
+    cr_assert_eq(ops_run(&r, empty, NULL, NULL, CTL_TIMEOUT_MS), 0, "%s", r.err);
+    ops_run_release(&r);
+}
