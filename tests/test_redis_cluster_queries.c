@@ -11,10 +11,20 @@
  * stats, cluster; text and --json) runs against both, and the outputs must be equal
  * (less the fields that depend on the clock). Again after a partition's slot moved to
  * another primary (the client finds it through MOVED), and in the middle of a migration
- * (half the keys moved: ASK followed, in pipelines too). */
+ * (half the keys moved: ASK followed, in pipelines too).
+ *
+ * The participant SDK's de-duplication store (participants/sdk/sp_dedup.c) on the same
+ * kind of cluster: a command decided, recorded with its effect, then its slot (the
+ * prefix's tag) migrated to another primary: the repeat is still answered from the
+ * record (MOVED followed, the scripts sent to the new primary), the effect applied once;
+ * in the middle of a migration too (ASK). A prefix without a tag and an effect on another
+ * slot are refused. */
 #include "opstest.h"
 #include "rcfixture.h"
 #include "scripted.h"
+#include "sp_command.h"
+#include "sp_dedup.h"
+#include "sp_result.h"
 #include "system.h"
 
 #include <criterion/criterion.h>
@@ -386,4 +396,140 @@ Test(redis_cluster_queries, settings_that_a_cluster_cannot_have_are_refused)
     const char *empty[] = {bin, "--redis_cluster=1", nodes, "list", NULL};
     cr_assert_eq(ops_run(&r, empty, NULL, NULL, CTL_TIMEOUT_MS), 0, "%s", r.err);
     ops_run_release(&r);
+}
+
+/* ---- the SDK's de-duplication store ---------------------------------------------------- */
+
+#define DEDUP_PREFIX "dedup:{grp}:"
+#define LEDGER "ledger:{grp}:balance"
+
+static saga_command_t *command_of(const char *saga_id)
+{
+    char text[1024], why[SP_MAX_ERROR_TEXT];
+    snprintf(text, sizeof text,
+             "{\"type\":\"command\",\"command_id\":\"%s/reserve/action/1\",\"idempotency_key\":"
+             "\"%s/reserve/action\",\"saga_id\":\"%s\",\"saga\":\"order\",\"saga_version\":1,"
+             "\"step\":\"reserve\",\"kind\":\"action\",\"command\":\"inventory.reserve\","
+             "\"attempt\":1,\"payload\":{\"sku\":\"A-1\",\"qty\":2},\"reply_to\":{\"topic\":"
+             "\"saga.input\",\"partition\":0},\"sent_at\":1764085000123,\"deadline\":"
+             "1764085010123}",
+             saga_id, saga_id, saga_id);
+    saga_command_t *cmd = NULL;
+    cr_assert_eq(sp_command_parse(text, strlen(text), &cmd, why, sizeof why), SP_PARSE_OK, "%s",
+                 why);
+    return cmd;
+}
+
+static sp_dedup_t *dedup_new(const char *prefix, char *err, size_t errlen)
+{
+    sp_dedup_config_t cfg = {
+        .redis = {.cluster = true, .cluster_nodes = cluster.seeds},
+        .prefix = prefix,
+        .retention_s = 3600,
+        .lease_ms = 60000,
+    };
+    return sp_dedup_new(&cfg, err, errlen);
+}
+
+/* Decides and records saga_id's action with one effect on effect_key; returns the
+ * recorded body's "status" check: the verdict of the check (RUN expected) and of the
+ * record. */
+static void run_once(sp_dedup_t *d, const char *saga_id, const char *effect_key,
+                     const char *expect_status)
+{
+    saga_command_t *cmd = command_of(saga_id);
+    sp_check_t chk;
+    cr_assert_eq(sp_dedup_check(d, cmd, &chk), 0, "%s: check", saga_id);
+    cr_assert_eq(chk.verdict, SP_CHECK_RUN, "%s: a new command runs", saga_id);
+    json_decref(chk.body);
+    saga_result_t res;
+    sp_result_init(&res);
+    cr_assert_eq(saga_result_ok(&res, json_pack("{s:s}", "reservation", saga_id)), 0);
+    cr_assert_eq(saga_result_effectl(&res, "HINCRBY", effect_key, "A-1", "2", NULL), 0);
+    json_t *body = sp_result_body_new(&res);
+    sp_record_t rec;
+    cr_assert_eq(sp_dedup_record(d, cmd, &res, body, &rec), 0, "%s: record", saga_id);
+    cr_assert_eq(rec.verdict, SP_RECORD_RECORDED);
+    cr_assert_str_eq(json_string_value(json_object_get(rec.body, "status")), expect_status,
+                     "%s", json_dumps(rec.body, 0));
+    json_decref(rec.body);
+    json_decref(body);
+    sp_result_release(&res);
+    sp_command_free(cmd);
+}
+
+/* The repeat of saga_id's action is answered from its record. */
+static void repeat_resends(sp_dedup_t *d, const char *saga_id)
+{
+    saga_command_t *cmd = command_of(saga_id);
+    sp_check_t chk;
+    cr_assert_eq(sp_dedup_check(d, cmd, &chk), 0, "%s: check of the repeat", saga_id);
+    cr_assert_eq(chk.verdict, SP_CHECK_RESEND, "%s: the repeat is resent", saga_id);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(chk.body, "output"), "reservation")),
+                     saga_id);
+    json_decref(chk.body);
+    sp_command_free(cmd);
+}
+
+static long long balance(void)
+{
+    redisReply *r = rcfixture_command(&cluster, LEDGER, "HGET %s A-1", LEDGER);
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "HGET " LEDGER);
+    long long v = strtoll(r->str, NULL, 10);
+    freeReplyObject(r);
+    return v;
+}
+
+Test(redis_cluster_queries, sdk_dedupe_follows_its_slot_across_primaries)
+{
+    cr_assert_eq(rcfixture_start(&cluster, 3, 0, NULL), 0);
+    char err[512];
+    sp_dedup_t *d = dedup_new(DEDUP_PREFIX, err, sizeof err);
+    cr_assert_not_null(d, "%s", err);
+    int slot = rcfixture_key_slot(&cluster, DEDUP_PREFIX);
+    cr_assert_eq(slot, rcfixture_key_slot(&cluster, LEDGER));
+    int first = rcfixture_primary_of(&cluster, slot);
+
+    run_once(d, "o-1", LEDGER, "ok");
+    cr_assert_eq(balance(), 2);
+    repeat_resends(d, "o-1");
+
+    /* The slot moves between two calls: MOVED, the map read again, and the scripts,
+     * unknown to the new primary, sent along (NOSCRIPT, then EVAL). */
+    int second = (first + 1) % cluster.count;
+    cr_assert_eq(rcfixture_migrate_slot(&cluster, slot, second, 10, 0), 0);
+    repeat_resends(d, "o-1");
+    cr_assert_eq(balance(), 2, "the repeat applied nothing");
+    run_once(d, "o-2", LEDGER, "ok");
+    cr_assert_eq(balance(), 4);
+    redisContext *ctx = rcfixture_connect(&cluster, second);
+    cr_assert_not_null(ctx);
+    redisReply *r = redisCommand(ctx, "CLUSTER COUNTKEYSINSLOT %d", slot);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 3,
+              "the two records and the ledger on the new primary");
+    freeReplyObject(r);
+    redisFree(ctx);
+
+    /* Half-way back: the repeats are answered wherever their record is (ASK). */
+    cr_assert_eq(rcfixture_migrate_begin(&cluster, slot, first, 1, 0, 1), 0);
+    repeat_resends(d, "o-1");
+    repeat_resends(d, "o-2");
+    cr_assert_eq(rcfixture_migrate_finish(&cluster, slot, first, 10), 0);
+    repeat_resends(d, "o-1");
+    run_once(d, "o-3", LEDGER, "ok");
+    cr_assert_eq(balance(), 6);
+
+    /* An effect on a key of another slot: rejected, recorded as a retryable failure,
+     * nothing applied. */
+    run_once(d, "o-4", "ledger:{other}:balance", "failed");
+    redisReply *other = rcfixture_command(&cluster, "ledger:{other}:balance", "EXISTS %s",
+                                          "ledger:{other}:balance");
+    cr_assert(other && other->type == REDIS_REPLY_INTEGER && other->integer == 0);
+    freeReplyObject(other);
+    sp_dedup_free(d);
+
+    /* A prefix without a hash tag cannot keep a command's keys on one slot. */
+    cr_assert_null(dedup_new("dedup:grp:", err, sizeof err));
+    cr_assert(strstr(err, "has no hash tag"), "%s", err);
 }
