@@ -18,7 +18,9 @@
  * prefix's tag) migrated to another primary: the repeat is still answered from the
  * record (MOVED followed, the scripts sent to the new primary), the effect applied once;
  * in the middle of a migration too (ASK). A prefix without a tag and an effect on another
- * slot are refused. */
+ * slot are refused. And the example services, inventory-service (C SDK) and the Python
+ * participant, configured with --redis-cluster: a repeat after the slot of {inventory}
+ * moved is answered from the record, the handler run once, the ledger written once. */
 #include "opstest.h"
 #include "rcfixture.h"
 #include "scripted.h"
@@ -532,4 +534,147 @@ Test(redis_cluster_queries, sdk_dedupe_follows_its_slot_across_primaries)
     /* A prefix without a hash tag cannot keep a command's keys on one slot. */
     cr_assert_null(dedup_new("dedup:grp:", err, sizeof err));
     cr_assert(strstr(err, "has no hash tag"), "%s", err);
+}
+
+/* ---- the example services (C SDK and Python) on a cluster ------------------------------- */
+
+#define SVC_TOPICS "inventory.commands:1,py.commands:1,replies:1"
+#define SVC_REPLY_TIMEOUT_MS 30000
+
+static broker_fixture_t broker;
+static rd_kafka_t *producer;
+static fixture_collector_t *replies;
+static pid_t services[2];
+
+static void services_teardown(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (services[i] > 0)
+            (void)fixture_stop_process(services[i], FIXTURE_STOP_TIMEOUT_MS);
+    fixture_collector_free(replies);
+    replies = NULL;
+    if (producer)
+        rd_kafka_destroy(producer);
+    producer = NULL;
+    fixture_broker_stop(&broker);
+    rcfixture_stop(&cluster);
+}
+
+/* Produces inventory.reserve for saga to topic, as a coordinator would. */
+static void reserve_send(const char *topic, const char *saga)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"type\":\"command\",\"command_id\":\"%s/reserve/action/1\",\"idempotency_key\":"
+             "\"%s/reserve/action\",\"saga_id\":\"%s\",\"saga\":\"order\",\"saga_version\":1,"
+             "\"step\":\"reserve\",\"kind\":\"action\",\"command\":\"inventory.reserve\","
+             "\"attempt\":1,\"payload\":{\"sku\":\"A-1\",\"qty\":2},\"reply_to\":{\"topic\":"
+             "\"replies\",\"partition\":0},\"sent_at\":1764085000123,\"deadline\":"
+             "4102444800000}",
+             saga, saga, saga);
+    cr_assert_eq(fixture_produce(producer, topic, 0, saga, text), 0);
+}
+
+typedef struct reply_wait {
+    const char *saga;
+    size_t nth;
+} reply_wait_t;
+
+static size_t replies_of(const char *saga, const char **status)
+{
+    size_t seen = 0, n = fixture_collector_count(replies);
+    for (size_t i = 0; i < n; i++) {
+        const fixture_message_t *m = fixture_collector_at(replies, i);
+        if (m->key && strcmp(m->key, saga) == 0) {
+            seen++;
+            if (status)
+                *status = strstr(m->value, "\"status\":\"ok\"") ? "ok" : m->value;
+        }
+    }
+    return seen;
+}
+
+static bool reply_came(void *opaque)
+{
+    const reply_wait_t *w = opaque;
+    return replies_of(w->saga, NULL) >= w->nth;
+}
+
+/* Waits for the nth reply to saga's command; it must be ok. */
+static void reply_ok(const char *saga, size_t nth, const char *log)
+{
+    reply_wait_t w = {saga, nth};
+    cr_assert(fixture_wait_until(reply_came, &w, SVC_REPLY_TIMEOUT_MS),
+              "no reply #%zu for %s (service log: %s)", nth, saga, log);
+    const char *status = NULL;
+    replies_of(saga, &status);
+    cr_assert_str_eq(status, "ok", "%s", status);
+}
+
+/* The handler runs recorded for saga's reserve action under prefix. */
+static long long runs_of(const char *prefix, const char *saga)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s%s/reserve/action", prefix, saga);
+    redisReply *r = rcfixture_command(&cluster, key, "HGET %s runs", key);
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "no dedup record %s", key);
+    long long n = strtoll(r->str, NULL, 10);
+    freeReplyObject(r);
+    return n;
+}
+
+Test(redis_cluster_queries, example_services_follow_their_slot, .fini = services_teardown)
+{
+    cr_assert_eq(rcfixture_start(&cluster, 3, 0, NULL), 0);
+    cr_assert_eq(fixture_broker_start(&broker, 1, SVC_TOPICS), 0);
+    producer = fixture_producer_new(broker.bootstrap);
+    replies = fixture_collector_new(broker.bootstrap, NULL, "replies");
+    cr_assert(producer && replies);
+
+    /* The C example and the Python one, each with its own topic and dedup prefix (both
+     * tagged {inventory}, as their shared ledger is). */
+    char bin[PATH_MAX], script[PATH_MAX], logs[2][PATH_MAX + 32];
+    cr_assert_eq(fixture_bin_path("inventory-service", bin, sizeof bin), 0);
+    snprintf(script, sizeof script, "%s/participants/python/example_participant.py",
+             getenv("SAGA_SOURCE_DIR"));
+    for (int i = 0; i < 2; i++)
+        snprintf(logs[i], sizeof logs[i], "%s/service-%d.log", broker.dir, i);
+    const char *c_argv[] = {bin, "--bootstrap", broker.bootstrap, "--redis-cluster", "1",
+                            "--redis-cluster-nodes", cluster.seeds, NULL};
+    const char *py_argv[] = {"/usr/bin/python3", script, "--service", "inventory",
+                             "--bootstrap", broker.bootstrap, "--topic", "py.commands",
+                             "--group", "py-inventory", "--dedup-prefix", "pydedup:{inventory}:",
+                             "--redis-cluster", "1", "--redis-cluster-nodes", cluster.seeds,
+                             NULL};
+    services[0] = fixture_spawn(c_argv, logs[0], NULL);
+    services[1] = fixture_spawn(py_argv, logs[1], NULL);
+    cr_assert(services[0] > 0 && services[1] > 0);
+    const char *topics[] = {"inventory.commands", "py.commands"};
+    const char *prefixes[] = {"dedup:{inventory}:", "pydedup:{inventory}:"};
+    const char *firsts[] = {"c-1", "py-1"}, *seconds[] = {"c-2", "py-2"};
+
+    for (int i = 0; i < 2; i++) {
+        reserve_send(topics[i], firsts[i]);
+        reply_ok(firsts[i], 1, logs[i]);
+    }
+    /* The slot of {inventory} moves: the repeats are answered from the records on the
+     * new primary, the handlers not run again. */
+    int slot = rcfixture_key_slot(&cluster, "{inventory}");
+    int from = rcfixture_primary_of(&cluster, slot), to = (from + 1) % cluster.count;
+    cr_assert_eq(rcfixture_migrate_slot(&cluster, slot, to, 10, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        reserve_send(topics[i], firsts[i]);
+        reply_ok(firsts[i], 2, logs[i]);
+        cr_assert_eq(runs_of(prefixes[i], firsts[i]), 1, "%s: the handler ran once",
+                     firsts[i]);
+        reserve_send(topics[i], seconds[i]);
+        reply_ok(seconds[i], 1, logs[i]);
+        cr_assert_eq(runs_of(prefixes[i], seconds[i]), 1);
+    }
+    /* Both reservations of each service are in the shared ledger, once each. */
+    redisReply *r = rcfixture_command(&cluster, "ledger:{inventory}:entries", "LLEN %s",
+                                      "ledger:{inventory}:entries");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 4, "ledger entries: %lld",
+              r ? r->integer : -1);
+    freeReplyObject(r);
 }
