@@ -2,10 +2,12 @@
  * docs/redis.md). Every key and field name comes from rkeys.h. */
 #include "query.h"
 
+#include "rediscluster.h"
 #include "redisconn.h"
 #include "rkeys.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,67 +29,186 @@ static const char *const INT_FIELDS[] = {
     RKEYS_F_VERSION,            RKEYS_F_CREATED_AT, RKEYS_F_UPDATED_AT, RKEYS_F_FINISHED_AT,
     RKEYS_F_DEADLINE_AT,        RKEYS_F_GROUP};
 
+/* Arguments of one batched command at most: HMGET, the key and the list fields. */
+#define QUERY_ARGS_MAX (2 + LIST_FIELD_COUNT)
+
 struct query {
-    redisconn_t *conn;   /* the connection, and the last error */
+    redisconn_t *conn;      /* one Redis (a primary found through Sentinels too), or NULL */
+    rcluster_t *cluster;    /* redis_cluster=1: every key routed to its slot's primary */
     rkeys_t keys;
+    char error[REDISCONN_ERROR_MAX]; /* the last error */
 };
 
-/* A query's errors are kept on its connection, with the connection's own. */
-#define set_error(q, ...) redisconn_set_error((q)->conn, __VA_ARGS__)
-
-const char *query_last_error(const query_t *q)
-{
-    return redisconn_last_error(q->conn);
-}
-
-/* Runs one command. Returns the reply (caller frees) or NULL with the reason set; an
- * error reply counts as a failure. */
-static redisReply *command(query_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static redisReply *command(query_t *q, const char *fmt, ...)
+static void set_error(query_t *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(query_t *q, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisconn_vcommand(q->conn, fmt, ap);
+    vsnprintf(q->error, sizeof q->error, fmt, ap);
     va_end(ap);
-    return r;
 }
 
-/* Appends one command (argv) to the pipeline; its reply comes from pipeline_reply. */
-static void pipeline_append(query_t *q, int argc, const char **argv)
+/* Keeps the reason of the last failure of the connection or the cluster. */
+static void keep_transport_error(query_t *q)
 {
-    redisContext *ctx = redisconn_context(q->conn);
-    if (ctx)
-        redisAppendCommandArgv(ctx, argc, argv, NULL);
+    set_error(q, "%s", q->cluster ? rcluster_last_error(q->cluster)
+                                   : redisconn_last_error(q->conn));
 }
 
-/* Reads the reply of a pipelined command. NULL on a lost connection (reason set). */
-static redisReply *pipeline_reply(query_t *q)
+const char *query_last_error(const query_t *q)
 {
-    redisContext *ctx = redisconn_context(q->conn);
-    redisReply *r = NULL;
-    if (!ctx || redisGetReply(ctx, (void **)&r) != REDIS_OK || !r) {
-        redisconn_lost(q->conn);
+    return q->error;
+}
+
+/* --- talking to Redis ----------------------------------------------------------------
+ * Two ways, one Redis (q->conn) or a cluster (q->cluster), behind these two functions:
+ * one command, and a batch of commands in one round trip (one pipeline per node on a
+ * cluster). Every command names its key (its argv[1]), which picks the node. */
+
+/* Runs one command on the node of key (hiredis format). Returns the reply (caller frees)
+ * or NULL with the reason set; an error reply counts as a failure. */
+static redisReply *command(query_t *q, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static redisReply *command(query_t *q, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = q->cluster ? rcluster_vcommand(q->cluster, key, fmt, ap)
+                               : redisconn_vcommand(q->conn, fmt, ap);
+    va_end(ap);
+    if (!r) {
+        keep_transport_error(q);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        set_error(q, "redis cluster: %s", r->str);
+        freeReplyObject(r);
         return NULL;
     }
     return r;
+}
+
+/* Commands run together: each one's arguments, key buffer and reply. */
+typedef struct batch {
+    size_t n, cap;
+    rcluster_cmd_t *cmds;
+    redisReply **replies;                /* after batch_run: one per command */
+    const char **args;                   /* QUERY_ARGS_MAX per command */
+    char (*keys)[RKEYS_KEY_MAX];         /* one key buffer per command */
+} batch_t;
+
+static void batch_release(batch_t *b)
+{
+    for (size_t i = 0; b->replies && i < b->n; i++)
+        freeReplyObject(b->replies[i]);
+    free(b->cmds);
+    free(b->replies);
+    free(b->args);
+    free(b->keys);
+    memset(b, 0, sizeof *b);
+}
+
+/* Room for cap commands. Returns 0, or -1 (out of memory, reason set). */
+static int batch_init(query_t *q, batch_t *b, size_t cap)
+{
+    memset(b, 0, sizeof *b);
+    size_t c = cap ? cap : 1;
+    b->cap = cap;
+    b->cmds = calloc(c, sizeof *b->cmds);
+    b->replies = calloc(c, sizeof *b->replies);
+    b->args = calloc(c * QUERY_ARGS_MAX, sizeof *b->args);
+    b->keys = calloc(c, sizeof *b->keys);
+    if (!b->cmds || !b->replies || !b->args || !b->keys) {
+        batch_release(b);
+        set_error(q, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The key buffer of the next command (RKEYS_KEY_MAX bytes). */
+static char *batch_key(batch_t *b)
+{
+    return b->keys[b->n];
+}
+
+/* Adds a command of argc (<= QUERY_ARGS_MAX) arguments, argv[1] its key; the strings must
+ * live until batch_run (the key may be batch_key's buffer). */
+static void batch_add(batch_t *b, int argc, const char *const *argv)
+{
+    if (b->n >= b->cap || argc > (int)QUERY_ARGS_MAX)
+        return; /* a caller's bug: sized by the caller */
+    const char **a = b->args + b->n * QUERY_ARGS_MAX;
+    for (int i = 0; i < argc; i++)
+        a[i] = argv[i];
+    b->cmds[b->n] = (rcluster_cmd_t){.key = argv[1], .argc = argc, .argv = a, .lens = NULL};
+    b->n++;
+}
+
+/* Runs the batch in one round trip (per node). Afterwards b->replies[i] is command i's
+ * reply (error replies included; freed by batch_release). Returns 0, or -1 with the
+ * reason set (then no reply is kept). */
+static int batch_run(query_t *q, batch_t *b)
+{
+    int rc = 0;
+    if (q->cluster) {
+        rc = rcluster_pipeline(q->cluster, b->cmds, b->n, b->replies);
+    } else if (redisconn_connect(q->conn) < 0) {
+        rc = -1;
+    } else {
+        redisContext *ctx = redisconn_context(q->conn);
+        for (size_t i = 0; i < b->n && rc == 0; i++)
+            if (redisAppendCommandArgv(ctx, b->cmds[i].argc, b->cmds[i].argv, NULL) != REDIS_OK)
+                rc = -1;
+        for (size_t i = 0; i < b->n && rc == 0; i++)
+            if (redisGetReply(ctx, (void **)&b->replies[i]) != REDIS_OK || !b->replies[i])
+                rc = -1;
+        if (rc < 0)
+            redisconn_lost(q->conn); /* replies left unread go with the connection */
+    }
+    if (rc < 0) {
+        keep_transport_error(q);
+        for (size_t i = 0; i < b->n; i++) {
+            freeReplyObject(b->replies[i]);
+            b->replies[i] = NULL;
+        }
+    }
+    return rc;
 }
 
 query_t *query_new(const config_t *cfg, char *err, size_t errlen)
 {
     query_t *q = calloc(1, sizeof *q);
-    redisconn_config_t rc = config_redis(cfg);
-    if (!q || !(q->conn = redisconn_new(&rc))) {
+    if (!q) {
         snprintf(err, errlen, "out of memory");
-        free(q);
         return NULL;
     }
+    redisconn_config_t rc = config_redis(cfg);
     rkeys_init(&q->keys, cfg->redis_prefix);
-    if (redisconn_connect(q->conn) < 0) {
-        snprintf(err, errlen, "%s", redisconn_last_error(q->conn));
-        query_free(q);
-        return NULL;
+    if (rc.cluster && rc.db != 0) {
+        snprintf(err, errlen, "redis_db=%d with redis_cluster=1: a Redis Cluster has only "
+                              "database 0 (set redis_db=0, and a redis_prefix of its own "
+                              "to keep deployments apart)", rc.db);
+        goto err;
+    }
+    if (rc.cluster && rc.sentinels && *rc.sentinels) {
+        snprintf(err, errlen, "redis_sentinels with redis_cluster=1: a Redis Cluster fails "
+                              "over by itself, without Sentinels (set one of the two)");
+        goto err;
+    }
+    if (rc.cluster ? !(q->cluster = rcluster_new(&rc)) : !(q->conn = redisconn_new(&rc))) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    if (q->cluster ? rcluster_ensure_map(q->cluster) < 0 : redisconn_connect(q->conn) < 0) {
+        keep_transport_error(q);
+        snprintf(err, errlen, "%s", q->error);
+        goto err;
     }
     return q;
+err:
+    query_free(q);
+    return NULL;
 }
 
 void query_free(query_t *q)
@@ -95,13 +216,15 @@ void query_free(query_t *q)
     if (!q)
         return;
     redisconn_free(q->conn);
+    rcluster_free(q->cluster);
     free(q);
 }
 
 int query_partitions(query_t *q)
 {
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(q, "HGET %s " RKEYS_META_PARTITIONS, rkeys_meta(&q->keys, key));
+    rkeys_meta(&q->keys, key);
+    redisReply *r = command(q, key, "HGET %s " RKEYS_META_PARTITIONS, key);
     if (!r)
         return QUERY_ERR_REDIS;
     int n = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
@@ -210,39 +333,36 @@ static int scan_index(query_t *q, const list_ctx_t *lc, int partition, rkeys_ind
     size_t chunk = lc->want > QUERY_CHUNK_MIN ? lc->want : QUERY_CHUNK_MIN;
     size_t accepted = 0;
     for (long long offset = 0;; offset += (long long)chunk) {
-        redisReply *r = command(q, "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %lld %lld", key,
-                                lc->max, lc->min, offset, (long long)chunk);
+        redisReply *r = command(q, key, "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %lld %lld",
+                                key, lc->max, lc->min, offset, (long long)chunk);
         if (!r)
             return -1;
         size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-        /* Pipeline one HMGET per candidate. */
-        size_t sent = 0;
+        /* One HMGET per candidate, in one round trip. */
+        batch_t b;
+        if (batch_init(q, &b, n) < 0) {
+            freeReplyObject(r);
+            return -1;
+        }
         for (size_t i = 0; i < n; i++) {
             const char *id = r->element[2 * i]->str;
             double score = strtod(r->element[2 * i + 1]->str, NULL);
             if (!after_cursor(score, id, lc->has_cursor, lc->cursor_score, lc->cursor_id))
                 continue;
-            char skey[RKEYS_KEY_MAX];
-            const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET",
-                                                      rkeys_saga(&q->keys, skey, partition, id)};
+            const char *argv[QUERY_ARGS_MAX] = {"HMGET",
+                                                rkeys_saga(&q->keys, batch_key(&b), partition, id)};
             for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
                 argv[2 + k] = LIST_FIELDS[k];
-            pipeline_append(q, (int)(2 + LIST_FIELD_COUNT), argv);
-            sent++;
+            batch_add(&b, (int)QUERY_ARGS_MAX, argv);
         }
-        int rc = 0;
+        int rc = batch_run(q, &b);
         size_t got = 0;
-        for (size_t i = 0; i < n && got < sent; i++) {
+        for (size_t i = 0; rc == 0 && i < n && got < b.n; i++) {
             const char *id = r->element[2 * i]->str;
             double score = strtod(r->element[2 * i + 1]->str, NULL);
             if (!after_cursor(score, id, lc->has_cursor, lc->cursor_score, lc->cursor_id))
                 continue;
-            got++;
-            redisReply *h = pipeline_reply(q);
-            if (!h) {
-                rc = -1;
-                break;
-            }
+            const redisReply *h = b.replies[got++];
             bool ok = h->type == REDIS_REPLY_ARRAY && h->elements == LIST_FIELD_COUNT &&
                       h->element[0]->type == REDIS_REPLY_STRING; /* expired: no fields */
             json_t *saga = NULL;
@@ -271,9 +391,8 @@ static int scan_index(query_t *q, const list_ctx_t *lc, int partition, rkeys_ind
             } else {
                 json_decref(saga);
             }
-            freeReplyObject(h);
         }
-        /* Drain what a lost connection left unread (nothing: the context is gone). */
+        batch_release(&b);
         freeReplyObject(r);
         if (rc < 0)
             return -1;
@@ -388,19 +507,17 @@ int query_find(query_t *q, const char *id, int *partition, char *status, size_t 
         set_error(q, "no saga \"%s\"", id ? id : "");
         return QUERY_ERR_NOT_FOUND;
     }
+    batch_t b;
+    if (batch_init(q, &b, (size_t)parts) < 0)
+        return QUERY_ERR_REDIS;
     for (int p = 0; p < parts; p++) {
-        char key[RKEYS_KEY_MAX];
-        const char *argv[] = {"HMGET", rkeys_saga(&q->keys, key, p, id), RKEYS_F_STATUS,
-                              RKEYS_F_VERSION};
-        pipeline_append(q, 4, argv);
+        const char *argv[] = {"HMGET", rkeys_saga(&q->keys, batch_key(&b), p, id),
+                              RKEYS_F_STATUS, RKEYS_F_VERSION};
+        batch_add(&b, 4, argv);
     }
-    int found = -1, rc = QUERY_OK;
-    for (int p = 0; p < parts; p++) {
-        redisReply *r = pipeline_reply(q);
-        if (!r) {
-            rc = QUERY_ERR_REDIS;
-            break;
-        }
+    int found = -1, rc = batch_run(q, &b) == 0 ? QUERY_OK : QUERY_ERR_REDIS;
+    for (int p = 0; rc == QUERY_OK && p < parts; p++) {
+        const redisReply *r = b.replies[p];
         if (found < 0 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
             r->element[0]->type == REDIS_REPLY_STRING) {
             found = p;
@@ -411,8 +528,8 @@ int query_find(query_t *q, const char *id, int *partition, char *status, size_t 
                                ? strtoll(r->element[1]->str, NULL, 10)
                                : 0;
         }
-        freeReplyObject(r);
     }
+    batch_release(&b);
     if (rc != QUERY_OK)
         return rc;
     if (found < 0) {
@@ -432,7 +549,8 @@ int query_show(query_t *q, const char *id, json_t **out)
     if (rc != QUERY_OK)
         return rc;
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(q, "HGETALL %s", rkeys_saga(&q->keys, key, p, id));
+    rkeys_saga(&q->keys, key, p, id);
+    redisReply *r = command(q, key, "HGETALL %s", key);
     if (!r)
         return QUERY_ERR_REDIS;
     if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
@@ -444,7 +562,8 @@ int query_show(query_t *q, const char *id, json_t **out)
     for (size_t i = 0; i + 1 < r->elements; i += 2)
         set_typed(saga, r->element[i]->str, r->element[i + 1]->str, r->element[i + 1]->len);
     freeReplyObject(r);
-    r = command(q, "LRANGE %s 0 -1", rkeys_history(&q->keys, key, p, id));
+    rkeys_history(&q->keys, key, p, id);
+    r = command(q, key, "LRANGE %s 0 -1", key);
     if (!r) {
         json_decref(saga);
         return QUERY_ERR_REDIS;
@@ -528,7 +647,7 @@ static long finished_scan(query_t *q, int partition, int64_t since_ms, long budg
 {
     char key[RKEYS_KEY_MAX];
     rkeys_index(&q->keys, key, partition, RKEYS_INDEX_FINISHED);
-    redisReply *r = command(q, "ZRANGEBYSCORE %s %lld +inf WITHSCORES LIMIT 0 %ld", key,
+    redisReply *r = command(q, key, "ZRANGEBYSCORE %s %lld +inf WITHSCORES LIMIT 0 %ld", key,
                             (long long)since_ms, budget + 1);
     if (!r)
         return -1;
@@ -540,28 +659,33 @@ static long finished_scan(query_t *q, int partition, int64_t since_ms, long budg
     long done = 0;
     for (size_t start = 0; start < n; start += QUERY_RATE_CHUNK) {
         size_t end = start + QUERY_RATE_CHUNK < n ? start + QUERY_RATE_CHUNK : n;
-        for (size_t i = start; i < end; i++) {
-            char skey[RKEYS_KEY_MAX];
-            const char *argv[] = {"HMGET",
-                                  rkeys_saga(&q->keys, skey, partition, r->element[2 * i]->str),
-                                  RKEYS_F_DEFINITION, RKEYS_F_STATUS};
-            pipeline_append(q, 4, argv);
+        batch_t b;
+        if (batch_init(q, &b, end - start) < 0) {
+            freeReplyObject(r);
+            return -1;
         }
         for (size_t i = start; i < end; i++) {
-            redisReply *h = pipeline_reply(q);
-            if (!h) {
-                freeReplyObject(r);
-                return -1;
-            }
+            const char *argv[] = {
+                "HMGET", rkeys_saga(&q->keys, batch_key(&b), partition, r->element[2 * i]->str),
+                RKEYS_F_DEFINITION, RKEYS_F_STATUS};
+            batch_add(&b, 4, argv);
+        }
+        if (batch_run(q, &b) < 0) {
+            batch_release(&b);
+            freeReplyObject(r);
+            return -1;
+        }
+        for (size_t i = start; i < end; i++) {
+            const redisReply *h = b.replies[i - start];
             double score = strtod(r->element[2 * i + 1]->str, NULL);
             /* A saga trimmed between the index read and its hash read has no fields. */
             if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
                 h->element[0]->type == REDIS_REPLY_STRING &&
                 h->element[1]->type == REDIS_REPLY_STRING)
                 visit(h->element[0]->str, h->element[1]->str, (int64_t)score, opaque);
-            freeReplyObject(h);
             done++;
         }
+        batch_release(&b);
     }
     freeReplyObject(r);
     return done;
@@ -603,6 +727,29 @@ static void set_rates(json_t *e)
     json_object_set_new(e, "finished_per_min_1h", json_real((double)h / 60.0));
 }
 
+static int definition_cmp(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "definition"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "definition"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* Sorts the array of definition entries by their "definition" name. */
+static void definitions_sort(json_t *list)
+{
+    size_t n = json_array_size(list);
+    json_t **items = n > 1 ? malloc(n * sizeof *items) : NULL;
+    if (!items)
+        return; /* 0 or 1 entry, or out of memory: left as it is */
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(list, i));
+    qsort(items, n, sizeof *items, definition_cmp);
+    json_array_clear(list);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, items[i]);
+    free(items);
+}
+
 int query_stats(query_t *q, int64_t now_ms, json_t **out)
 {
     *out = NULL;
@@ -612,7 +759,8 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
     json_t *defs = json_object();
     /* Every loaded definition shows, even with nothing counted yet. */
     char key[RKEYS_KEY_MAX];
-    redisReply *r = command(q, "HKEYS %s", rkeys_definitions(&q->keys, key));
+    rkeys_definitions(&q->keys, key);
+    redisReply *r = command(q, key, "HKEYS %s", key);
     if (!r)
         goto redis_err;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -631,7 +779,8 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
     bool truncated = false;
     long budget = QUERY_RATE_SCAN_MAX;
     for (int p = 0; p < parts; p++) {
-        r = command(q, "HGETALL %s", rkeys_counters(&q->keys, key, p));
+        rkeys_counters(&q->keys, key, p);
+        r = command(q, key, "HGETALL %s", key);
         if (!r) {
             json_decref(indexes);
             goto redis_err;
@@ -639,7 +788,8 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
         add_counters(defs, r);
         freeReplyObject(r);
         for (int i = 0; i < RKEYS_INDEX_COUNT; i++) {
-            r = command(q, "ZCARD %s", rkeys_index(&q->keys, key, p, (rkeys_index_t)i));
+            rkeys_index(&q->keys, key, p, (rkeys_index_t)i);
+            r = command(q, key, "ZCARD %s", key);
             if (!r) {
                 json_decref(indexes);
                 goto redis_err;
@@ -666,6 +816,12 @@ int query_stats(query_t *q, int64_t now_ms, json_t **out)
     {
         set_rates(e);
         json_array_append(list, e);
+    }
+    /* By name: the hash's own order (HKEYS) is Redis's, not stable across servers. */
+    definitions_sort(list);
+    size_t at;
+    json_array_foreach(list, at, e)
+    {
         const char *k;
         json_t *v;
         json_object_foreach(e, k, v)
@@ -694,7 +850,8 @@ int query_definition(query_t *q, const char *name, int version, char **json)
         return QUERY_ERR_ARG;
     }
     char key[RKEYS_KEY_MAX], field[RKEYS_KEY_MAX];
-    redisReply *r = command(q, "HGET %s %s", rkeys_definitions(&q->keys, key),
+    rkeys_definitions(&q->keys, key);
+    redisReply *r = command(q, key, "HGET %s %s", key,
                             rkeys_definition_field(field, sizeof field, name, version));
     if (!r)
         return QUERY_ERR_REDIS;
@@ -774,20 +931,6 @@ int query_throughput(query_t *q, int64_t now_ms, const char *definition, json_t 
 
 /* --- the cluster view ------------------------------------------------------------- */
 
-/* Appends a command to the pipeline (connecting first). Returns 0 or -1 (reason set). */
-static int append(query_t *q, int argc, const char **argv)
-{
-    if (redisconn_connect(q->conn) < 0)
-        return -1;
-    redisContext *ctx = redisconn_context(q->conn);
-    if (!ctx || redisAppendCommandArgv(ctx, argc, argv, NULL) != REDIS_OK) {
-        set_error(q, "redis: cannot queue a command (out of memory)");
-        redisconn_drop(q->conn);
-        return -1;
-    }
-    return 0;
-}
-
 static int member_cmp(const void *a, const void *b)
 {
     const char *x = json_string_value(json_object_get(*(json_t *const *)a, "instance"));
@@ -841,29 +984,28 @@ static int cluster_members(query_t *q, int64_t now_ms, json_t **out)
 {
     *out = NULL;
     char mkey[RKEYS_KEY_MAX];
-    redisReply *ids = command(q, "ZRANGE %s 0 -1", rkeys_members(&q->keys, mkey));
+    rkeys_members(&q->keys, mkey);
+    redisReply *ids = command(q, mkey, "ZRANGE %s 0 -1", mkey);
     if (!ids)
         return -1;
     size_t n = ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0;
     json_t **found = calloc(n ? n : 1, sizeof *found);
     size_t nfound = 0;
-    int rc = found ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char key[RKEYS_KEY_MAX];
-        rkeys_member(&q->keys, key, ids->element[i]->str);
-        const char *argv[] = {"HGETALL", key};
-        rc = append(q, 2, argv);
-    }
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        redisReply *r = pipeline_reply(q);
-        if (!r) {
-            rc = -1;
-            break;
+    batch_t b;
+    int rc = found ? batch_init(q, &b, n) : -1;
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            const char *argv[] = {"HGETALL",
+                                  rkeys_member(&q->keys, batch_key(&b), ids->element[i]->str)};
+            batch_add(&b, 2, argv);
         }
-        json_t *m = member_json(r, now_ms);
-        freeReplyObject(r);
-        if (m)
-            found[nfound++] = m;
+        rc = batch_run(q, &b);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            json_t *m = member_json(b.replies[i], now_ms);
+            if (m)
+                found[nfound++] = m;
+        }
+        batch_release(&b);
     }
     freeReplyObject(ids);
     if (nfound > 1)
@@ -965,24 +1107,23 @@ static json_t *cluster_partition(int p, redisReply **r, json_t *members, int64_t
  * query_list's. Returns the list (new reference) or NULL. */
 static json_t *cluster_stuck(query_t *q, rows_t *rows, size_t n)
 {
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char skey[RKEYS_KEY_MAX];
-        rkeys_saga(&q->keys, skey,
-                   (int32_t)json_integer_value(json_object_get(rows->items[i].saga, "partition")),
-                   rows->items[i].id);
-        const char *argv[2 + LIST_FIELD_COUNT] = {"HMGET", skey};
+    batch_t b;
+    if (batch_init(q, &b, n) < 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[QUERY_ARGS_MAX] = {
+            "HMGET",
+            rkeys_saga(&q->keys, batch_key(&b),
+                       (int32_t)json_integer_value(json_object_get(rows->items[i].saga, "partition")),
+                       rows->items[i].id)};
         for (size_t k = 0; k < LIST_FIELD_COUNT; k++)
             argv[2 + k] = LIST_FIELDS[k];
-        rc = append(q, (int)(2 + LIST_FIELD_COUNT), argv);
+        batch_add(&b, (int)QUERY_ARGS_MAX, argv);
     }
+    int rc = batch_run(q, &b);
     json_t *list = json_array();
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        redisReply *h = pipeline_reply(q);
-        if (!h) {
-            rc = -1;
-            break;
-        }
+        const redisReply *h = b.replies[i];
         if (h->type == REDIS_REPLY_ARRAY && h->elements == LIST_FIELD_COUNT &&
             h->element[0]->type == REDIS_REPLY_STRING) {
             json_t *saga = json_object();
@@ -992,8 +1133,8 @@ static json_t *cluster_stuck(query_t *q, rows_t *rows, size_t n)
             json_object_set_new(saga, "score", json_integer((json_int_t)rows->items[i].score));
             json_array_append_new(list, saga);
         }
-        freeReplyObject(h);
     }
+    batch_release(&b);
     if (rc < 0) {
         json_decref(list);
         return NULL;
@@ -1012,40 +1153,39 @@ int query_cluster(query_t *q, int64_t now_ms, json_t **out)
         return QUERY_ERR_REDIS;
     char stop[16];
     snprintf(stop, sizeof stop, "%d", QUERY_CLUSTER_STUCK_MAX - 1);
-    int rc = 0;
-    for (int p = 0; rc == 0 && p < parts; p++) {
-        char owner[RKEYS_KEY_MAX], ix[RKEYS_INDEX_ACTIVE_COUNT][RKEYS_KEY_MAX], outbox[RKEYS_KEY_MAX],
-            lease[RKEYS_KEY_MAX];
-        rkeys_owner(&q->keys, owner, p);
-        rkeys_lease(&q->keys, lease, p);
-        rkeys_outbox(&q->keys, outbox, p);
-        for (int i = 0; i < RKEYS_INDEX_ACTIVE_COUNT; i++) /* running, compensating, stuck */
-            rkeys_index(&q->keys, ix[i], p, (rkeys_index_t)i);
-        const char *hmget[] = {"HMGET", owner, "owner", "epoch", "since"};
-        const char *zc0[] = {"ZCARD", ix[0]}, *zc1[] = {"ZCARD", ix[1]}, *zc2[] = {"ZCARD", ix[2]};
-        const char *hlen[] = {"HLEN", outbox};
-        const char *newest[] = {"ZREVRANGE", ix[2], "0", stop, "WITHSCORES"};
-        const char *pttl[] = {"PTTL", lease};
-        rc = append(q, 5, hmget) < 0 || append(q, 2, zc0) < 0 || append(q, 2, zc1) < 0 ||
-                     append(q, 2, zc2) < 0 || append(q, 2, hlen) < 0 || append(q, 5, newest) < 0 ||
-                     append(q, 2, pttl) < 0
-                 ? -1
-                 : 0;
+    batch_t b;
+    if (batch_init(q, &b, (size_t)parts * CLUSTER_PER_PARTITION) < 0) {
+        json_decref(members);
+        return QUERY_ERR_REDIS;
     }
+    for (int p = 0; p < parts; p++) {
+        /* The replies come in this order: cluster_partition reads them so. */
+        const char *hmget[] = {"HMGET", rkeys_owner(&q->keys, batch_key(&b), p), "owner", "epoch",
+                               "since"};
+        batch_add(&b, 5, hmget);
+        for (int i = 0; i < RKEYS_INDEX_ACTIVE_COUNT; i++) { /* running, compensating, stuck */
+            const char *zcard[] = {"ZCARD", rkeys_index(&q->keys, batch_key(&b), p,
+                                                        (rkeys_index_t)i)};
+            batch_add(&b, 2, zcard);
+        }
+        const char *hlen[] = {"HLEN", rkeys_outbox(&q->keys, batch_key(&b), p)};
+        batch_add(&b, 2, hlen);
+        const char *newest[] = {"ZREVRANGE",
+                                rkeys_index(&q->keys, batch_key(&b), p, RKEYS_INDEX_STUCK), "0",
+                                stop, "WITHSCORES"};
+        batch_add(&b, 5, newest);
+        const char *pttl[] = {"PTTL", rkeys_lease(&q->keys, batch_key(&b), p)};
+        batch_add(&b, 2, pttl);
+    }
+    int rc = batch_run(q, &b);
     json_t *rows_json = json_array();
     rows_t stuck = {0};
     json_int_t stuck_count = 0;
-    for (int p = 0; rc == 0 && p < parts; p++) {
-        redisReply *r[CLUSTER_PER_PARTITION] = {0};
-        for (int k = 0; k < CLUSTER_PER_PARTITION && rc == 0; k++)
-            if (!(r[k] = pipeline_reply(q)))
-                rc = -1;
-        if (rc == 0)
-            json_array_append_new(rows_json, cluster_partition(p, r, members, now_ms, &stuck,
-                                                               &stuck_count));
-        for (int k = 0; k < CLUSTER_PER_PARTITION; k++)
-            freeReplyObject(r[k]);
-    }
+    for (int p = 0; rc == 0 && p < parts; p++)
+        json_array_append_new(rows_json,
+                              cluster_partition(p, b.replies + (size_t)p * CLUSTER_PER_PARTITION,
+                                                members, now_ms, &stuck, &stuck_count));
+    batch_release(&b);
     json_t *stuck_list = NULL;
     if (rc == 0) {
         if (stuck.n > 1)

@@ -2,10 +2,13 @@
  * sagas by status and time, one saga with its history, counters and rates per definition.
  *
  * Shared by sagactl and the coordinator's dashboard API, so both show the same thing. A
- * query_t is one blocking Redis connection (common/redisconn.h): use it from one thread at
- * a time (the HTTP server keeps its own, never the engine's). It reconnects by itself
- * after a lost connection. Keys and fields are named by rkeys.h. Nothing here writes to
- * Redis.
+ * query_t is one blocking Redis connection (common/redisconn.h), or with redis_cluster=1
+ * a Redis Cluster client (common/rediscluster.h) that sends each command to the primary
+ * serving its key's slot and a batch as one pipeline per primary: the answers are the
+ * same. Use it from one thread at a time (the HTTP server keeps its own, never the
+ * engine's). It reconnects by itself after a lost connection. Keys and fields are named
+ * by rkeys.h. Nothing here writes to Redis, and nothing here scans the keyspace: every
+ * key read is named from saga:meta, the indexes and saga:members.
  *
  * Results are JSON (jansson): sagactl formats them as text or prints them with --json, the
  * HTTP API serves them as they are. Numeric hash fields become JSON integers, `input`,
@@ -43,8 +46,10 @@ typedef struct query_filter {
     const char *cursor;      /* next_cursor of the previous page, or NULL */
 } query_filter_t;
 
-/* Connects to the Redis of cfg (host, port, user, password, db, timeout, prefix; cfg is
- * copied). Returns NULL with the reason in err. */
+/* Connects to the Redis of cfg (host, port, user, password, db, timeout, prefix, the
+ * Sentinels, or the cluster's seed nodes; cfg is copied); on a cluster it reads the slot
+ * map. redis_cluster=1 is refused with redis_db != 0 or with redis_sentinels. Returns NULL
+ * with the reason in err. */
 query_t *query_new(const config_t *cfg, char *err, size_t errlen);
 /* Closes and frees q. NULL is accepted. */
 void query_free(query_t *q);

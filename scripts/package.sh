@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian packages with CPack: saga-coordinator, libsagaparticipant1 and
+# Builds the Debian packages with CPack: saga-coordinator, libsagaparticipant2 and
 # libsagaparticipant-dev (docs/install.md). Usage: scripts/package.sh [OUT_DIR]
 # A Release build under /usr in build-pkg/ (without the tests); the .debs go to OUT_DIR
 # (default build-pkg/). Needs dpkg-dev (dpkg-shlibdeps) and fakeroot: scripts/deps.sh --package.

@@ -136,7 +136,7 @@ Test(install, prefix_pkg_config_and_find_package_run_a_saga)
     static const char *const FILES[] = {
         "bin/saga-coordinator", "bin/sagactl", "bin/saga-devbroker", "bin/saga-example-inventory",
         "bin/saga-example-minimal", "include/saga_participant.h",
-        "include/saga_participant_version.h", "lib/libsagaparticipant.so.1",
+        "include/saga_participant_version.h", "lib/libsagaparticipant.so.2",
         "lib/libsagaparticipant.a", "lib/pkgconfig/saga-participant.pc",
         "lib/cmake/saga-participant/saga-participant-config.cmake",
         "share/saga/schemas/command.json", "share/saga/sagas/order-placement.json",
@@ -162,7 +162,7 @@ Test(install, prefix_pkg_config_and_find_package_run_a_saga)
         "$(%s pkg-config --cflags --libs saga-participant) -Wl,-rpath,'%s/lib'",
         src, pc, prefix);
     run("test \"$(%s pkg-config --modversion saga-participant)\" = '%s'", pc, SAGA_VERSION);
-    run("ldd '%s/minimal-pc' | grep -q 'libsagaparticipant.so.1 => %s/lib/'", src, prefix);
+    run("ldd '%s/minimal-pc' | grep -q 'libsagaparticipant.so.2 => %s/lib/'", src, prefix);
     run("test \"$('%s/minimal-pc' --version)\" = 'minimal-participant (libsagaparticipant %s)'", src,
         SAGA_VERSION);
 
@@ -180,7 +180,7 @@ Test(install, prefix_pkg_config_and_find_package_run_a_saga)
                "target_link_libraries(minimal-cmake PRIVATE saga::participant)\n");
     run("cmake -S '%s' -B '%s/build' -DCMAKE_PREFIX_PATH='%s' && cmake --build '%s/build'", cm,
         cm, prefix, cm);
-    run("ldd '%s/build/minimal-cmake' | grep -q 'libsagaparticipant.so.1 => %s/lib/'", cm, prefix);
+    run("ldd '%s/build/minimal-cmake' | grep -q 'libsagaparticipant.so.2 => %s/lib/'", cm, prefix);
 
     /* 4. Both against the installed coordinator and broker, on a real Redis. */
     char bin[PATH_MAX * 2], defs[PATH_MAX * 2], saga_file[PATH_MAX * 3];

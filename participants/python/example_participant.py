@@ -38,6 +38,7 @@ POLL_S = 0.1
 DRAIN_S = 15.0
 REDIS_TIMEOUT_S = 10.0
 REDIS_BACKOFF_MAX_S = 2.0
+CLUSTER_MAX_REDIRECTS = 16
 SAGA_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 NOOP_BODY = '{"status":"ok","output":{}}'
 REFUSED = "compensated before applied"
@@ -140,11 +141,22 @@ class RedisError(Exception):
 
 
 class Redis:
-    """A minimal blocking RESP2 client: enough for AUTH, SELECT and EVALSHA/EVAL."""
+    """A minimal blocking RESP2 client: enough for AUTH, SELECT and EVALSHA/EVAL.
 
-    def __init__(self, host, port, user=None, password=None, db=0):
+    On a Redis Cluster (cluster=True) every script this participant runs touches keys of
+    one hash tag, so one slot: the client talks to the node that serves it, found by
+    following MOVED (the slot lives elsewhere now: that node is used from then on), ASK
+    (the slot is being migrated and this key moved already: ASKING, then the script, on
+    the node named, once) and, when the node in use is lost (a failover), by starting
+    again from the seed nodes. TRYAGAIN and CLUSTERDOWN (a migration or a failover under
+    way) are raised as ConnectionError, so the caller retries after a pause."""
+
+    def __init__(self, host, port, user=None, password=None, db=0, cluster=False, seeds=()):
         self.addr = (host, port)
         self.user, self.password, self.db = user, password, db
+        self.cluster = cluster
+        self.seeds = list(seeds) or [(host, port)]
+        self.next_seed = 0
         self.sock = None
         self.buf = b""
         self.shas = {}
@@ -215,17 +227,51 @@ class Redis:
             return self._call(*args)
         except (OSError, ConnectionError):
             self.close()
+            if self.cluster:  # the node may be gone (a failover): start from a seed again
+                self.addr = self.seeds[self.next_seed % len(self.seeds)]
+                self.next_seed += 1
             raise
 
-    def script(self, src, keys, args):
+    def _script_here(self, src, keys, args, asking=False):
         sha = self.shas.get(src) or hashlib.sha1(src.encode()).hexdigest()
         self.shas[src] = sha
         try:
+            if asking:
+                self.call("ASKING")
             return self.call("EVALSHA", sha, len(keys), *keys, *args)
         except RedisError as e:
             if not str(e).startswith("NOSCRIPT"):
                 raise
+            if asking:
+                self.call("ASKING")
             return self.call("EVAL", src, len(keys), *keys, *args)
+
+    def script(self, src, keys, args):
+        if not self.cluster:
+            return self._script_here(src, keys, args)
+        for _ in range(CLUSTER_MAX_REDIRECTS):
+            try:
+                return self._script_here(src, keys, args)
+            except RedisError as e:
+                why = str(e)
+                word = why.split(" ", 1)[0]
+                if word in ("TRYAGAIN", "CLUSTERDOWN"):
+                    raise ConnectionError("redis cluster: %s" % why)
+                if word not in ("MOVED", "ASK"):
+                    raise
+                host, _, port = why.split(" ")[2].rpartition(":")
+                target = (host or self.addr[0], int(port))
+                if word == "MOVED":
+                    self.close()
+                    self.addr = target
+                    continue
+                other = Redis(target[0], target[1], self.user, self.password)
+                other.shas = self.shas
+                try:
+                    return other._script_here(src, keys, args, asking=True)
+                finally:
+                    other.close()
+        raise ConnectionError("redis cluster: more than %d redirections" % CLUSTER_MAX_REDIRECTS)
 
 
 class Invalid(Exception):
@@ -443,7 +489,8 @@ class Participant:
         self.handlers = SERVICES[args.service]
         self.prefix = args.dedup_prefix or "dedup:{%s}:" % args.service
         self.ledger = ["ledger:{%s}:%s" % (args.service, k) for k in ("entries", "balance", "by_saga", "counts")]
-        self.redis = Redis(args.redis_host, args.redis_port, args.redis_user, args.redis_password, args.redis_db)
+        self.redis = Redis(args.redis_host, args.redis_port, args.redis_user, args.redis_password, args.redis_db,
+                           cluster=args.redis_cluster, seeds=args.seeds)
         self.stop = False
         self.fatal = False
         self.entries = []  # [topic, partition, offset, state] in consumption order
@@ -719,6 +766,12 @@ def parse_args(argv):
     ap.add_argument("--redis-user", default=env("SAGA_REDIS_USER"))
     ap.add_argument("--redis-password", default=env("SAGA_REDIS_PASSWORD"))
     ap.add_argument("--redis-db", type=int, default=int(env("SAGA_REDIS_DB", "0")))
+    ap.add_argument("--redis-cluster", type=int, choices=(0, 1), default=int(env("SAGA_REDIS_CLUSTER", "0")),
+                    help="1 = a Redis Cluster: the scripts go to the node serving the slot of the "
+                         "dedup prefix's hash tag, which the ledger keys share [SAGA_REDIS_CLUSTER]")
+    ap.add_argument("--redis-cluster-nodes", default=env("SAGA_REDIS_CLUSTER_NODES"),
+                    help="seed nodes HOST:PORT[,HOST:PORT...] (default --redis-host:--redis-port) "
+                         "[SAGA_REDIS_CLUSTER_NODES]")
     ap.add_argument("--dedup-prefix", default=env("SAGA_DEDUP_PREFIX"))
     ap.add_argument("--dedup-retention", type=int, default=int(env("SAGA_DEDUP_RETENTION_S", str(7 * 24 * 3600))))
     ap.add_argument("--lease-ms", type=int, default=int(env("SAGA_LEASE_MS", "60000")))
@@ -736,6 +789,21 @@ def parse_args(argv):
         ap.error("--bootstrap (or SAGA_BOOTSTRAP_SERVERS) is required")
     args.group = args.group or "%s-service" % args.service
     args.topic = args.topic or "%s.commands" % args.service
+    args.seeds = []
+    if args.redis_cluster:
+        if args.redis_db != 0:
+            ap.error("--redis-db %d with --redis-cluster 1: a Redis Cluster has only database 0" % args.redis_db)
+        tag = "{%s}" % args.service
+        if args.dedup_prefix is not None and tag not in args.dedup_prefix:
+            ap.error("--dedup-prefix %r: on a Redis Cluster the dedup records and the ledger keys "
+                     "(ledger:%s:...) must share one slot, so the prefix must hold the tag %s"
+                     % (args.dedup_prefix, tag, tag))
+        for item in (args.redis_cluster_nodes or "").split(","):
+            host, _, port = item.strip().rpartition(":")
+            if item.strip() and (not host or not port.isdigit()):
+                ap.error("--redis-cluster-nodes %r is not HOST:PORT[,HOST:PORT...]" % args.redis_cluster_nodes)
+            if item.strip():
+                args.seeds.append((host, int(port)))
     return args
 
 

@@ -404,9 +404,10 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
     }
     if (cfg->redis_port <= 0 || cfg->redis_port > 65535 || cfg->dedup_retention_s <= 0 ||
         cfg->inflight_lease_ms <= 0 || cfg->redis_db < 0 || cfg->redis_sync_replicas < 0 ||
-        cfg->redis_sync_replicas > SP_MAX_SYNC_REPLICAS) {
-        snprintf(errbuf, errlen, "redis_port, redis_db, redis_sync_replicas, dedup_retention_s "
-                 "or inflight_lease_ms out of range");
+        cfg->redis_sync_replicas > SP_MAX_SYNC_REPLICAS || cfg->redis_cluster < 0 ||
+        cfg->redis_cluster > 1) {
+        snprintf(errbuf, errlen, "redis_port, redis_db, redis_sync_replicas, redis_cluster, "
+                 "dedup_retention_s or inflight_lease_ms out of range");
         return NULL;
     }
     sp_log_init_once(cfg->client_id ? cfg->client_id : cfg->group_id);
@@ -431,7 +432,9 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
                   .sentinels = cfg->redis_sentinels,
                   .master_name = cfg->redis_master_name,
                   .sentinel_user = cfg->redis_sentinel_user,
-                  .sentinel_password = cfg->redis_sentinel_password},
+                  .sentinel_password = cfg->redis_sentinel_password,
+                  .cluster = cfg->redis_cluster != 0,
+                  .cluster_nodes = cfg->redis_cluster_nodes},
         .prefix = prefix,
         .retention_s = cfg->dedup_retention_s,
         .lease_ms = cfg->inflight_lease_ms,

@@ -1,11 +1,16 @@
 /* sp_dedup.c - the de-duplication store: the check and record Lua scripts and their
- * verdicts, over a common/redisconn.h connection (see sp_dedup.h). */
+ * verdicts, over a common/redisconn.h connection, or on a Redis Cluster over a
+ * common/rediscluster.h client that sends every script to the primary serving the slot
+ * of the prefix's hash tag (see sp_dedup.h). */
 #include "sp_dedup.h"
 
+#include "rediscluster.h"
 #include "redisconn.h"
 #include "sp_log.h"
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,7 +127,10 @@ static const char SP_RECORD_LUA[] =
     "return put('ok', reply)\n";
 
 struct sp_dedup {
-    redisconn_t *conn;
+    redisconn_t *conn;       /* one Redis (or the primary the Sentinels name), or NULL */
+    rcluster_t *cluster;     /* a Redis Cluster, or NULL */
+    int slot;                /* on a cluster: the slot of the prefix's hash tag */
+    char error[REDISCONN_ERROR_MAX]; /* the last failure */
     char *prefix;
     long retention_s;
     long lease_ms;
@@ -131,10 +139,40 @@ struct sp_dedup {
     char record_sha[41];
 };
 
+static void sp_dedup_set_error(sp_dedup_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sp_dedup_set_error(sp_dedup_t *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->error, sizeof d->error, fmt, ap);
+    va_end(ap);
+}
+
+/* Keeps the reason of the connection's or the cluster client's last failure. */
+static void sp_dedup_keep_error(sp_dedup_t *d)
+{
+    sp_dedup_set_error(d, "%s", d->cluster ? rcluster_last_error(d->cluster)
+                                           : redisconn_last_error(d->conn));
+}
+
+/* Runs one command: on the connection, or on a cluster at the primary of the prefix's
+ * slot (MOVED and ASK followed). Returns any reply, error replies included (caller
+ * frees), or NULL when Redis cannot be reached (the reason in d->error). */
+static redisReply *sp_dedup_command_argv(sp_dedup_t *d, int argc, const char **argv,
+                                         const size_t *lens)
+{
+    redisReply *r = d->cluster ? rcluster_command_argv(d->cluster, d->prefix, argc, argv, lens)
+                               : redisconn_command_argv(d->conn, argc, argv, lens);
+    if (!r)
+        sp_dedup_keep_error(d);
+    return r;
+}
+
 static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41])
 {
     const char *argv[] = {"SCRIPT", "LOAD", src};
-    redisReply *r = redisconn_command_argv(d->conn, 3, argv, NULL);
+    redisReply *r = sp_dedup_command_argv(d, 3, argv, NULL);
     if (!r)
         return -1;
     int rc = -1;
@@ -142,18 +180,30 @@ static int sp_dedup_load_script(sp_dedup_t *d, const char *src, char sha[41])
         memcpy(sha, r->str, 41);
         rc = 0;
     } else {
-        redisconn_set_error(d->conn, "redis SCRIPT LOAD: %s",
-                            r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        sp_dedup_set_error(d, "redis SCRIPT LOAD: %s",
+                           r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     }
     freeReplyObject(r);
     return rc;
 }
 
 /* Connects when not connected (common/redisconn.h: AUTH, SELECT) and loads the scripts
- * on a new connection. Returns 0, or -1 (the reason in redisconn_last_error). */
+ * on a new connection. On a cluster: loads them once on the primary of the prefix's
+ * slot (another primary that gets the slot later answers NOSCRIPT, and sp_dedup_eval
+ * sends the script itself). Returns 0, or -1 (the reason in d->error). */
 static int sp_dedup_connect(sp_dedup_t *d)
 {
+    if (d->cluster) {
+        if (d->check_sha[0] && d->record_sha[0])
+            return 0;
+        return sp_dedup_load_script(d, SP_CHECK_LUA, d->check_sha) != 0 ||
+                       sp_dedup_load_script(d, SP_RECORD_LUA, d->record_sha) != 0
+                   ? -1
+                   : 0;
+    }
     int rc = redisconn_connect(d->conn);
+    if (rc < 0)
+        sp_dedup_keep_error(d);
     if (rc <= 0)
         return rc;
     if (sp_dedup_load_script(d, SP_CHECK_LUA, d->check_sha) != 0 ||
@@ -164,6 +214,15 @@ static int sp_dedup_connect(sp_dedup_t *d)
     return 0;
 }
 
+/* True when prefix holds a hash tag: a '{' with a later '}' and something between, so
+ * that every key made from it hashes to the tag's slot. */
+static bool sp_prefix_has_tag(const char *prefix)
+{
+    const char *open = strchr(prefix, '{');
+    const char *close = open ? strchr(open + 1, '}') : NULL;
+    return close && close > open + 1;
+}
+
 sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
 {
     sp_dedup_t *d = calloc(1, sizeof *d);
@@ -172,15 +231,39 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     redisconn_config_t rc = cfg->redis;
     rc.connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS;
     rc.command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS;
-    d->conn = redisconn_new(&rc);
+    if (rc.cluster) {
+        if (!cfg->prefix || !sp_prefix_has_tag(cfg->prefix)) {
+            snprintf(err, errlen,
+                     "dedup_prefix \"%s\" has no hash tag: on a Redis Cluster (redis_cluster=1) "
+                     "the de-duplication records and the effects' keys must share one slot, so "
+                     "the prefix needs a {tag} that the effects' keys use too, as in the "
+                     "default \"saga:dedup:{GROUP}:\" (docs/participants.md)",
+                     cfg->prefix ? cfg->prefix : "");
+            goto err;
+        }
+        if (rc.db != 0) {
+            snprintf(err, errlen, "redis_db=%d with redis_cluster=1: a Redis Cluster has only "
+                                  "database 0", rc.db);
+            goto err;
+        }
+        if (rc.sentinels && *rc.sentinels) {
+            snprintf(err, errlen, "redis_sentinels with redis_cluster=1: a Redis Cluster fails "
+                                  "over by itself, without Sentinels (set one of the two)");
+            goto err;
+        }
+        d->cluster = rcluster_new(&rc);
+        d->slot = rcluster_key_slot(cfg->prefix, strlen(cfg->prefix));
+    } else {
+        d->conn = redisconn_new(&rc);
+    }
     d->prefix = strdup(cfg->prefix);
     d->retention_s = cfg->retention_s;
     d->lease_ms = cfg->lease_ms;
     d->sync_replicas = cfg->sync_replicas;
-    if (!d->conn || !d->prefix)
+    if ((!d->conn && !d->cluster) || !d->prefix)
         goto oom;
     if (sp_dedup_connect(d) != 0) {
-        snprintf(err, errlen, "%s", redisconn_last_error(d->conn));
+        snprintf(err, errlen, "%s", d->error);
         goto err;
     }
     return d;
@@ -196,6 +279,7 @@ void sp_dedup_free(sp_dedup_t *d)
     if (!d)
         return;
     redisconn_free(d->conn);
+    rcluster_free(d->cluster);
     free(d->prefix);
     free(d);
 }
@@ -214,14 +298,19 @@ static char *sp_dedup_key(const sp_dedup_t *d, const char *k)
  * -1 (logged; the caller retries: the scripts answer the same again, from the record). */
 static int sp_dedup_wait(sp_dedup_t *d)
 {
-    redisReply *w = redisconn_command(d->conn, "WAIT %d %d", d->sync_replicas,
-                                      SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+    char n[16], timeout[16];
+    snprintf(n, sizeof n, "%d", d->sync_replicas);
+    snprintf(timeout, sizeof timeout, "%d", SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+    const char *argv[] = {"WAIT", n, timeout};
+    redisReply *w = sp_dedup_command_argv(d, 3, argv, NULL);
     long long acked = w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
+    if (w && w->type == REDIS_REPLY_ERROR)
+        sp_dedup_set_error(d, "redis WAIT: %s", w->str);
     freeReplyObject(w);
     if (acked >= d->sync_replicas)
         return 0;
     if (acked < 0)
-        sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
+        sp_log(SP_LOG_WARN, NULL, "%s", d->error);
     else
         sp_log(SP_LOG_WARN, NULL, "redis: a de-duplication record reached %lld of %d replicas "
                "in %d ms (redis_sync_replicas); retrying", acked, d->sync_replicas,
@@ -230,31 +319,44 @@ static int sp_dedup_wait(sp_dedup_t *d)
 }
 
 /* EVALSHA with the given arguments (argv[0..1] are filled here), re-loading the scripts
- * once on NOSCRIPT (a Redis restart or SCRIPT FLUSH). Returns the reply, or NULL with
- * *rc = -1 (unreachable) or -2 (error reply, logged). */
+ * once on NOSCRIPT (a Redis restart or SCRIPT FLUSH; on a cluster, a primary that got
+ * the slot since: there the script itself is sent, EVAL, which also caches it). Returns
+ * the reply, or NULL with *rc = -1 (unreachable) or -2 (error reply, logged). */
 static redisReply *sp_dedup_eval(sp_dedup_t *d, int which_record, int argc, const char **argv,
                                  size_t *lens, int *rc)
 {
+    bool send_script = false;
     for (int tries = 0; tries < 2; tries++) {
         if (sp_dedup_connect(d) != 0) {
-            sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
+            sp_log(SP_LOG_WARN, NULL, "%s", d->error);
             *rc = -1;
             return NULL;
         }
-        argv[0] = "EVALSHA";
-        argv[1] = which_record ? d->record_sha : d->check_sha;
-        lens[0] = 7;
-        lens[1] = 40;
-        redisReply *r = redisconn_command_argv(d->conn, argc, argv, lens);
+        const char *src = which_record ? SP_RECORD_LUA : SP_CHECK_LUA;
+        argv[0] = send_script ? "EVAL" : "EVALSHA";
+        argv[1] = send_script ? src : which_record ? d->record_sha : d->check_sha;
+        lens[0] = strlen(argv[0]);
+        lens[1] = send_script ? strlen(src) : 40;
+        redisReply *r = sp_dedup_command_argv(d, argc, argv, lens);
         if (!r) {
-            sp_log(SP_LOG_WARN, NULL, "%s", redisconn_last_error(d->conn));
+            sp_log(SP_LOG_WARN, NULL, "%s", d->error);
             *rc = -1;
             return NULL;
         }
         if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
             freeReplyObject(r);
-            redisconn_drop(d->conn); /* reconnecting loads the scripts again */
+            if (d->cluster)
+                send_script = true;
+            else
+                redisconn_drop(d->conn); /* reconnecting loads the scripts again */
             continue;
+        }
+        if (d->cluster && rcluster_reply_is_redirect(r)) {
+            /* More redirections than rcluster follows (a cluster in turmoil): retry later. */
+            sp_log(SP_LOG_WARN, NULL, "redis cluster: %s", r->str);
+            freeReplyObject(r);
+            *rc = -1;
+            return NULL;
         }
         if (r->type == REDIS_REPLY_ERROR) {
             sp_log(SP_LOG_ERROR, NULL, "redis %s script: %s", which_record ? "record" : "check", r->str);
@@ -369,6 +471,31 @@ int sp_dedup_record(sp_dedup_t *d, const saga_command_t *cmd, const saga_result_
         goto done;
     }
     int neffects = res->status == SP_RESULT_OK ? res->neffects : 0;
+    const char *state = sp_result_state(res, cmd->kind);
+    /* On a cluster one script can touch one slot only: an effect on a key of another slot
+     * is rejected as the script rejects a bad effect, before anything is applied. */
+    for (int i = 0; d->cluster && i < neffects; i++) {
+        const char *ek = res->effects[i].argv[1];
+        if (rcluster_key_slot(ek, strlen(ek)) == d->slot)
+            continue;
+        char why[600];
+        snprintf(why, sizeof why, "effect rejected, nothing applied: %.200s is not in the slot "
+                 "of the dedup prefix's hash tag (%.200s): on a Redis Cluster the effects' keys "
+                 "must use that tag", ek, d->prefix);
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "%s", why);
+        json_t *rejected = json_pack("{s:s, s:b, s:s}", "status", "failed", "retryable", 1,
+                                     "error", why);
+        free(bodys);
+        bodys = rejected ? json_dumps(rejected, JSON_COMPACT) : NULL;
+        json_decref(rejected);
+        neffects = 0;
+        state = "retryable";
+        break;
+    }
+    if (!bodys) {
+        sp_log(SP_LOG_ERROR, cmd->saga_id, "out of memory");
+        goto done;
+    }
     snprintf(ret, sizeof ret, "%ld", d->retention_s);
     snprintf(neff, sizeof neff, "%d", neffects);
     char nkeys[16];
@@ -383,7 +510,7 @@ int sp_dedup_record(sp_dedup_t *d, const saga_command_t *cmd, const saga_result_
         argv[argc++] = res->effects[i].argv[1];
     argv[argc++] = cmd->kind == SAGA_KIND_ACTION ? "action" : "compensation";
     argv[argc++] = ret;
-    argv[argc++] = sp_result_state(res, cmd->kind);
+    argv[argc++] = state;
     argv[argc++] = bodys;
     argv[argc++] = neff;
     for (int i = 0; i < neffects; i++) {

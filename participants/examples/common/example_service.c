@@ -35,7 +35,8 @@ typedef struct ex_opts {
     const char *redis_host, *redis_user, *redis_password, *dedup_prefix;
     const char *redis_sentinels, *redis_master_name, *redis_sentinel_user,
         *redis_sentinel_password;
-    int redis_port, redis_db, redis_sync_replicas;
+    int redis_port, redis_db, redis_sync_replicas, redis_cluster;
+    const char *redis_cluster_nodes;
     long retention_s, lease_ms;
     const char *kafka_props[EX_MAX_KAFKA_PROPS + 1];
     int nprops;
@@ -62,7 +63,7 @@ static volatile sig_atomic_t ex_stop_seen = 0;
 enum {
     OPT_BOOTSTRAP = 256, OPT_GROUP, OPT_TOPIC, OPT_CLIENT_ID, OPT_REDIS_HOST, OPT_REDIS_PORT,
     OPT_REDIS_USER, OPT_REDIS_PASSWORD, OPT_REDIS_DB, OPT_REDIS_SENTINELS, OPT_REDIS_MASTER_NAME,
-    OPT_REDIS_SENTINEL_USER, OPT_REDIS_SENTINEL_PASSWORD, OPT_REDIS_SYNC_REPLICAS, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
+    OPT_REDIS_SENTINEL_USER, OPT_REDIS_SENTINEL_PASSWORD, OPT_REDIS_SYNC_REPLICAS, OPT_REDIS_CLUSTER, OPT_REDIS_CLUSTER_NODES, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
     OPT_LOG_LEVEL, OPT_SEED, OPT_FAIL_RATE, OPT_FAIL_RETRYABLE_RATE, OPT_FAIL_ON, OPT_DELAY_MS,
     OPT_DELAY_ON, OPT_FAIL_COMP_TIMES, OPT_HELP, OPT_VERSION
 };
@@ -90,6 +91,8 @@ static const ex_flag_t EX_FLAGS[] = {
     {"redis-master-name", OPT_REDIS_MASTER_NAME, "SAGA_REDIS_MASTER_NAME", "NAME", "the primary's name at the Sentinels"},
     {"redis-sentinel-user", OPT_REDIS_SENTINEL_USER, "SAGA_REDIS_SENTINEL_USER", "USER", "ACL user on the Sentinels"},
     {"redis-sentinel-password", OPT_REDIS_SENTINEL_PASSWORD, "SAGA_REDIS_SENTINEL_PASSWORD", "PASS", "password of the Sentinels"},
+    {"redis-cluster", OPT_REDIS_CLUSTER, "SAGA_REDIS_CLUSTER", "0|1", "1 = a Redis Cluster: the de-duplication records (and the ledger, same hash tag) go to the primary of their slot (default 0)"},
+    {"redis-cluster-nodes", OPT_REDIS_CLUSTER_NODES, "SAGA_REDIS_CLUSTER_NODES", "HOST:PORT,...", "seed nodes of the Redis Cluster (default: --redis-host:--redis-port)"},
     {"redis-sync-replicas", OPT_REDIS_SYNC_REPLICAS, "SAGA_REDIS_SYNC_REPLICAS", "N", "replicas each de-duplication record must reach (WAIT) before it counts (default 0)"},
     {"dedup-prefix", OPT_DEDUP_PREFIX, "SAGA_DEDUP_PREFIX", "PREFIX", "dedup key prefix (default dedup:{NAME}:)"},
     {"dedup-retention", OPT_RETENTION, "SAGA_DEDUP_RETENTION_S", "SECONDS", "dedup record retention (default 604800)"},
@@ -188,6 +191,12 @@ static int ex_opt_apply(ex_opts_t *o, int id, const char *name, const char *v)
     case OPT_REDIS_MASTER_NAME: o->redis_master_name = v; return 0;
     case OPT_REDIS_SENTINEL_USER: o->redis_sentinel_user = v; return 0;
     case OPT_REDIS_SENTINEL_PASSWORD: o->redis_sentinel_password = v; return 0;
+    case OPT_REDIS_CLUSTER_NODES: o->redis_cluster_nodes = v; return 0;
+    case OPT_REDIS_CLUSTER:
+        if (ex_parse_long(v, 0, 1, &n) != 0)
+            goto bad;
+        o->redis_cluster = (int)n;
+        return 0;
     case OPT_REDIS_PORT:
         if (ex_parse_long(v, 1, 65535, &n) != 0)
             goto bad;
@@ -530,6 +539,8 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
     cfg.redis_sentinel_user = o->redis_sentinel_user;
     cfg.redis_sentinel_password = o->redis_sentinel_password;
     cfg.redis_sync_replicas = o->redis_sync_replicas;
+    cfg.redis_cluster = o->redis_cluster;
+    cfg.redis_cluster_nodes = o->redis_cluster_nodes;
     cfg.redis_db = o->redis_db;
     cfg.dedup_prefix = o->dedup_prefix ? o->dedup_prefix : prefix;
     cfg.dedup_retention_s = o->retention_s;

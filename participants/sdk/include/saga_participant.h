@@ -110,6 +110,17 @@ typedef struct saga_participant_config_s {
      * handler runs or the reply is sent, so that a failover cannot lose a record a reply
      * was based on; while fewer answer, the step is retried. Default 0: none. */
     int redis_sync_replicas;
+    /* Redis Cluster (docs/participants.md, "Redis Cluster"): 1 = the de-duplication
+     * records live on a cluster; every script goes to the primary serving the slot of
+     * dedup_prefix's hash tag (MOVED and ASK are followed, the slot map read again after
+     * a migration or a failover). dedup_prefix must then hold a {tag} (the default does),
+     * and every effect's key the same tag: an effect on another slot is rejected,
+     * nothing applied. redis_db must be 0 and redis_sentinels NULL. Default 0. Added in
+     * ABI 2, at the end so that the fields above keep their offsets. */
+    int redis_cluster;
+    /* The cluster's seed nodes, "host:port[,host:port...]"; NULL or "": redis_host and
+     * redis_port. Any node will do: the others are found from it. */
+    const char *redis_cluster_nodes;
 } saga_participant_config_t;
 
 /* Fills cfg with the defaults above (strings NULL, numbers set). */
