@@ -249,6 +249,19 @@ int clusterstore_put_meta(clusterstore_t *cs, int partitions, int *routing_parti
 
 /* --- the port ----------------------------------------------------------------------- */
 
+/* The synchronous calls are refused while any primary's round is pending, as one store
+ * refuses them (storeport.h): the engine's order of calls is the same on both. Returns
+ * -1 (reason kept) when refused. */
+static int refuse_if_pending(clusterstore_t *cs)
+{
+    for (size_t i = 0; i < cs->nnodes; i++)
+        if (cs->nodes[i].st && store_pending(cs->nodes[i].st)) {
+            set_error(cs, "redis: a pipelined round is pending (store_receive first)");
+            return -1;
+        }
+    return 0;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec t;
@@ -308,6 +321,8 @@ static const char *cs_last_error(void *self)
 static int cs_ping(void *self)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     if (cs_ensure_connected(cs) < 0)
         return -1;
     for (size_t i = 0; i < cs->nnodes; i++)
@@ -319,6 +334,8 @@ static int cs_ping(void *self)
 static int cs_take_epoch(void *self, int32_t p, const char *owner, int64_t *epoch)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     int64_t started = mono_ms();
     node_store_t *n = bind(cs, p);
     if (!n)
@@ -332,6 +349,8 @@ static int cs_take_epoch(void *self, int32_t p, const char *owner, int64_t *epoc
 static int cs_read_epoch(void *self, int32_t p, int64_t *epoch)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     node_store_t *n = bound(cs, p);
     if (!n)
         return -1;
@@ -341,6 +360,8 @@ static int cs_read_epoch(void *self, int32_t p, int64_t *epoch)
 static int cs_load_partition(void *self, int32_t p, store_saga_fn fn, void *opaque)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     node_store_t *n = bind(cs, p);
     if (!n)
         return -1;
@@ -351,6 +372,8 @@ static int cs_load_partition(void *self, int32_t p, store_saga_fn fn, void *opaq
 static int cs_load_outbox(void *self, int32_t p, store_outbox_fn fn, void *opaque)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     node_store_t *n = bound(cs, p);
     if (!n)
         return -1;
@@ -362,6 +385,8 @@ static int cs_read_statuses(void *self, int32_t p, const char *const *ids, size_
                             char (*statuses)[16])
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     node_store_t *n = bound(cs, p);
     if (!n)
         return -1;
@@ -402,7 +427,7 @@ static int cs_discard_partition(void *self, int32_t p)
     node_store_t *n = &cs->nodes[cs->bound[p] - 1];
     /* Unbound: a discard starts every load, and what follows binds it by the map then. */
     cs->bound[p] = 0;
-    return store_discard_partition(n->st, p) < 0 ? failed(cs, n->st) : 0;
+    return store_discard_partition(n->st, p); /* the count: its positions stay taken */
 }
 
 static int cs_queue_position(void *self, int32_t p, int64_t epoch, int64_t offset)
@@ -417,16 +442,31 @@ static int cs_queue_position(void *self, int32_t p, int64_t epoch, int64_t offse
 static int cs_read_position(void *self, int32_t p, int64_t *offset)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     node_store_t *n = bound(cs, p);
     if (!n)
         return -1;
     return store_read_position(n->st, p, offset) < 0 ? failed(cs, n->st) : 0;
 }
 
+static bool cs_in_flight(void *self)
+{
+    clusterstore_t *cs = self;
+    for (size_t i = 0; i < cs->nnodes; i++)
+        if (cs->nodes[i].in_flight)
+            return true;
+    return false;
+}
+
 /* A round is every primary's round, sent together. */
 static int cs_send(void *self)
 {
     clusterstore_t *cs = self;
+    if (cs_in_flight(cs)) {
+        set_error(cs, "redis: a round is already in flight");
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < cs->nnodes; i++) {
         node_store_t *n = &cs->nodes[i];
@@ -446,14 +486,6 @@ static int cs_send(void *self)
     return rc;
 }
 
-static bool cs_in_flight(void *self)
-{
-    clusterstore_t *cs = self;
-    for (size_t i = 0; i < cs->nnodes; i++)
-        if (cs->nodes[i].in_flight)
-            return true;
-    return false;
-}
 
 /* True when every primary in flight has begun to answer: receiving then hardly waits. */
 static bool cs_replies_arriving(void *self)
@@ -506,6 +538,8 @@ static int cs_receive(void *self, store_status_t *results)
 static int cs_put_definition(void *self, const definition_t *d, char *existing)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     int rc = store_put_definition(cs->routed, d, existing);
     return rc < 0 ? failed(cs, cs->routed) : rc;
 }
@@ -513,6 +547,8 @@ static int cs_put_definition(void *self, const definition_t *d, char *existing)
 static int cs_get_definition_hash(void *self, const char *name, int version, char *hash)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     int rc = store_get_definition_hash(cs->routed, name, version, hash);
     return rc < 0 ? failed(cs, cs->routed) : rc;
 }
@@ -520,6 +556,8 @@ static int cs_get_definition_hash(void *self, const char *name, int version, cha
 static int cs_get_definition(void *self, const char *name, int version, char **json, char *hash)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     int rc = store_get_definition(cs->routed, name, version, json, hash);
     return rc < 0 ? failed(cs, cs->routed) : rc;
 }
@@ -527,12 +565,16 @@ static int cs_get_definition(void *self, const char *name, int version, char **j
 static int cs_put_member(void *self, const store_member_t *m)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     return store_put_member(cs->routed, m) < 0 ? failed(cs, cs->routed) : 0;
 }
 
 static int cs_drop_member(void *self, const char *instance)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     return store_drop_member(cs->routed, instance) < 0 ? failed(cs, cs->routed) : 0;
 }
 
@@ -549,6 +591,8 @@ static int cs_heartbeat(void *self, const char *instance, const int32_t *partiti
                         bool *held, store_alive_fn fn, void *opaque)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     int64_t started = mono_ms();
     if (fn && store_heartbeat(cs->routed, instance, NULL, 0, NULL, fn, opaque) < 0)
         return failed(cs, cs->routed);
@@ -598,6 +642,8 @@ static int cs_heartbeat(void *self, const char *instance, const int32_t *partiti
 static int cs_release_lease(void *self, int32_t p, const char *instance)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     long i = route(cs, p);
     if (i < 0)
         return -1;
@@ -607,6 +653,8 @@ static int cs_release_lease(void *self, int32_t p, const char *instance)
 static int cs_leave(void *self, const char *instance)
 {
     clusterstore_t *cs = self;
+    if (refuse_if_pending(cs) < 0)
+        return -1;
     return store_leave(cs->routed, instance) < 0 ? failed(cs, cs->routed) : 0;
 }
 

@@ -1397,6 +1397,11 @@ int store_send(store_t *st)
     return rc;
 }
 
+bool store_pending(const store_t *st)
+{
+    return st->in_flight || st->queued_replies;
+}
+
 bool store_replies_arriving(const store_t *st)
 {
     if (!st->in_flight)

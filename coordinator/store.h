@@ -166,6 +166,9 @@ int store_leave(store_t *st, const char *instance);
  * store_send: returns 0, or -1 when the round could not be written (store_receive then
  * reports each of its transitions as STORE_ERROR). -1 also when a round is in flight. */
 int store_send(store_t *st);
+/* True while synchronous calls are refused: a round is in flight, or acknowledgements or
+ * positions are queued in the pipeline. */
+bool store_pending(const store_t *st);
 /* True between store_send and store_receive. */
 bool store_in_flight(const store_t *st);
 /* True when the round in flight has (some of) its replies waiting to be read, so that

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The long variant of tests/test_redis_cluster.c (docs/high-availability.md, "Redis
+# Cluster"): three primaries with a replica each, two coordinators and the example
+# services on the cluster; the busiest partition's slot migrated a third of the way in,
+# the primary serving the most partitions SIGKILLed two thirds in. RUNS runs of SAGAS
+# sagas each; prints every run's figures (the test's "redis cluster: ..." line: the
+# migration's time, the promotion's, how long the coordinators' store waited, when all
+# ended, ledger violations) and exits non-zero when a run failed.
+# Usage: scripts/cluster-soak.sh [RUNS [SAGAS]]   (default 3 1500). Build first
+# (scripts/build.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-3}
+sagas=${2:-1500}
+bin="$root/build/tests/test_redis_cluster"
+[[ -x "$bin" ]] || { echo "cluster-soak: build first ($bin is missing)" >&2; exit 2; }
+export SAGA_BIN_DIR="$root/build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$root/build"
+export SAGA_RCLUSTER_SAGAS="$sagas"
+failed=0
+for ((i = 1; i <= runs; i++)); do
+  out=$(mktemp)
+  if "$bin" >"$out" 2>&1; then
+    status=ok
+  else
+    status=FAILED; failed=1
+  fi
+  line=$(grep -m1 '^redis cluster: ' "$out" || echo "(no figures: see below)")
+  echo "run $i, $sagas sagas: $status: $line"
+  [[ $status == ok ]] || tail -n 40 "$out"
+  rm -f "$out"
+done
+exit $failed
