@@ -355,6 +355,14 @@ size_t rcluster_primaries(rcluster_t *c, redisconn_t **out, size_t max)
     return n;
 }
 
+bool rcluster_is_primary(const rcluster_t *c, const char *address)
+{
+    for (int i = 0; i < c->nnodes; i++)
+        if (c->nodes[i].primary && strcmp(c->nodes[i].address, address) == 0)
+            return true;
+    return false;
+}
+
 redisconn_t *rcluster_conn_for_address(rcluster_t *c, const char *address)
 {
     int i = node_index(c, address);
@@ -422,6 +430,7 @@ static void redirect_address(const char *named, const redisconn_t *from, char *o
 static redisReply *run_formatted(rcluster_t *c, int slot, const char *cmd, size_t len)
 {
     char ask_to[REDISCONN_ADDRESS_MAX] = "";
+    int refused = 0;
     for (int attempt = 0; attempt < RCLUSTER_MAX_REDIRECTS; attempt++) {
         redisconn_t *conn;
         if (ask_to[0]) {
@@ -436,9 +445,13 @@ static redisReply *run_formatted(rcluster_t *c, int slot, const char *cmd, size_
         if (!conn)
             return NULL;
         if (redisconn_connect(conn) < 0) {
+            /* A node down: the map may name its successor already; else give up soon,
+             * the caller retries later (a failover takes the cluster's node timeout). */
             set_error(c, "%s", redisconn_last_error(conn));
             rcluster_mark_stale(c);
             ask_to[0] = '\0';
+            if (++refused == RCLUSTER_MAX_REFUSED)
+                return NULL;
             pause_ms(RCLUSTER_RETRY_PAUSE_MS);
             continue;
         }

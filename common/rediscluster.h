@@ -26,6 +26,7 @@
 #define RCLUSTER_MAX_NODES 128     /* primaries and seeds remembered */
 #define RCLUSTER_MAX_REDIRECTS 16  /* redirections and retries of one command */
 #define RCLUSTER_RETRY_PAUSE_MS 50 /* pause before a TRYAGAIN or CLUSTERDOWN is retried */
+#define RCLUSTER_MAX_REFUSED 2     /* connections refused before a command gives up */
 
 typedef struct rcluster rcluster_t;
 
@@ -66,6 +67,8 @@ redisconn_t *rcluster_conn_for_key(rcluster_t *c, const char *key);
 const char *rcluster_address_for_slot(const rcluster_t *c, int slot);
 /* The primaries of the current map (at most max, borrowed); returns how many there are. */
 size_t rcluster_primaries(rcluster_t *c, redisconn_t **out, size_t max);
+/* True when the node at address ("host:port") serves slots in the current map. */
+bool rcluster_is_primary(const rcluster_t *c, const char *address);
 /* The connection to the node at address ("host:port"), made and kept when new (a node a
  * redirection names before the map knows it). NULL when out of memory. */
 redisconn_t *rcluster_conn_for_address(rcluster_t *c, const char *address);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One primary's store. */
 typedef struct node_store {
@@ -37,6 +38,8 @@ struct clusterstore {
     size_t nopen, open_cap, nsent, sent_cap;
     store_status_t *scratch;   /* the round in flight's results, per node */
     size_t scratch_cap;
+    int64_t *renewed;          /* per partition: when its lease was last known ours */
+    size_t renewed_cap;
     int64_t lease_ms;
     int wait_replicas, sync_replicas;
     char error[REDISCONN_ERROR_MAX];
@@ -126,7 +129,7 @@ static long route(clusterstore_t *cs, int32_t partition)
     return node_at(cs, address);
 }
 
-/* Binds partition to the store of its slot's primary now (a load). */
+/* Binds partition to the store of its slot's primary by the map now. */
 static node_store_t *bind(clusterstore_t *cs, int32_t partition)
 {
     if (partition < 0) {
@@ -206,6 +209,7 @@ void clusterstore_free(clusterstore_t *cs)
     free(cs->open);
     free(cs->sent);
     free(cs->scratch);
+    free(cs->renewed);
     free(cs->prefix);
     free(cs->user);
     free(cs->password);
@@ -245,6 +249,39 @@ int clusterstore_put_meta(clusterstore_t *cs, int partitions, int *routing_parti
 
 /* --- the port ----------------------------------------------------------------------- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Records when partition's lease was last known ours (taken or renewed). */
+static void renewed_at(clusterstore_t *cs, int32_t partition, int64_t when)
+{
+    size_t cap = cs->renewed_cap;
+    if (partition < 0 ||
+        vec_grow((void **)&cs->renewed, &cs->renewed_cap, (size_t)partition + 1, sizeof *cs->renewed) < 0)
+        return;
+    memset(cs->renewed + cap, 0, (cs->renewed_cap - cap) * sizeof *cs->renewed);
+    cs->renewed[partition] = when;
+}
+
+
+/* True when n serves slots by the current map. */
+static bool serving(const clusterstore_t *cs, const node_store_t *n)
+{
+    return n->st && rcluster_is_primary(cs->cluster, n->address);
+}
+
+/* True when n takes part in rounds: it serves slots, or transitions are queued for it
+ * (read back as errors when it is gone, so their partitions reload elsewhere). */
+static bool in_rounds(const clusterstore_t *cs, const node_store_t *n)
+{
+    return n->st && (n->queued || serving(cs, n));
+}
+
+
 /* Connected means: a slot map that serves every slot, and every primary of it reached. */
 static int cs_ensure_connected(void *self)
 {
@@ -274,7 +311,7 @@ static int cs_ping(void *self)
     if (cs_ensure_connected(cs) < 0)
         return -1;
     for (size_t i = 0; i < cs->nnodes; i++)
-        if (cs->nodes[i].st && !cs->nodes[i].in_flight && store_ping(cs->nodes[i].st) < 0)
+        if (serving(cs, &cs->nodes[i]) && !cs->nodes[i].in_flight && store_ping(cs->nodes[i].st) < 0)
             return failed(cs, cs->nodes[i].st);
     return 0;
 }
@@ -282,10 +319,14 @@ static int cs_ping(void *self)
 static int cs_take_epoch(void *self, int32_t p, const char *owner, int64_t *epoch)
 {
     clusterstore_t *cs = self;
+    int64_t started = mono_ms();
     node_store_t *n = bind(cs, p);
     if (!n)
         return -1;
-    return store_take_epoch(n->st, p, owner, epoch) < 0 ? failed(cs, n->st) : 0;
+    if (store_take_epoch(n->st, p, owner, epoch) < 0)
+        return failed(cs, n->st);
+    renewed_at(cs, p, started);
+    return 0;
 }
 
 static int cs_read_epoch(void *self, int32_t p, int64_t *epoch)
@@ -359,6 +400,8 @@ static int cs_discard_partition(void *self, int32_t p)
     if (p < 0 || (size_t)p >= cs->bound_cap || !cs->bound[p])
         return 0; /* never bound: nothing of it is queued */
     node_store_t *n = &cs->nodes[cs->bound[p] - 1];
+    /* Unbound: a discard starts every load, and what follows binds it by the map then. */
+    cs->bound[p] = 0;
     return store_discard_partition(n->st, p) < 0 ? failed(cs, n->st) : 0;
 }
 
@@ -387,13 +430,14 @@ static int cs_send(void *self)
     int rc = 0;
     for (size_t i = 0; i < cs->nnodes; i++) {
         node_store_t *n = &cs->nodes[i];
-        if (!n->st || n->in_flight)
+        if (!in_rounds(cs, n) || n->in_flight)
             continue;
         n->sent = n->queued;
         n->queued = 0;
         n->in_flight = true;
-        if (store_send(n->st) < 0)
-            rc = failed(cs, n->st);
+        /* A node the map dropped fails alone: its transitions report errors. */
+        if (store_send(n->st) < 0 && (failed(cs, n->st), serving(cs, n)))
+            rc = -1;
     }
     placed_t *t = cs->sent;
     size_t cap = cs->sent_cap;
@@ -442,8 +486,8 @@ static int cs_receive(void *self, store_status_t *results)
         node_store_t *n = &cs->nodes[i];
         if (!n->in_flight)
             continue;
-        if (store_receive(n->st, cs->scratch + n->first) < 0)
-            rc = failed(cs, n->st);
+        if (store_receive(n->st, cs->scratch + n->first) < 0 && (failed(cs, n->st), serving(cs, n)))
+            rc = -1;
         n->in_flight = false;
     }
     bool doubt = false;
@@ -497,45 +541,58 @@ static void cs_set_lease(void *self, int64_t lease_ms)
     clusterstore_set_lease(self, lease_ms);
 }
 
-/* The alive set on its own primary, then each primary's leases renewed in one call. */
+/* The alive set on its own primary, then each primary's leases renewed in one call. A
+ * primary that cannot be reached fails only its partitions: each still counts as held
+ * until its own lease time has passed since it was last renewed (as membership.c counts
+ * a failed heartbeat for all of them on one Redis). */
 static int cs_heartbeat(void *self, const char *instance, const int32_t *partitions, size_t n,
                         bool *held, store_alive_fn fn, void *opaque)
 {
     clusterstore_t *cs = self;
+    int64_t started = mono_ms();
     if (fn && store_heartbeat(cs->routed, instance, NULL, 0, NULL, fn, opaque) < 0)
         return failed(cs, cs->routed);
     if (n == 0)
         return 0;
     long *at = malloc(n * sizeof *at);
     int32_t *group = malloc(n * sizeof *group);
-    bool *group_held = malloc(n * sizeof *group_held);
-    int rc = at && group && group_held ? 0 : -1;
-    if (rc < 0)
+    bool *group_held = malloc(n * sizeof *group_held), *reached = calloc(n, sizeof *reached);
+    if (!at || !group || !group_held || !reached) {
+        free(at), free(group), free(group_held), free(reached);
         set_error(cs, "out of memory");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        held[i] = false;
-        if ((at[i] = route(cs, partitions[i])) < 0)
-            rc = -1;
+        return -1;
     }
-    for (size_t i = 0; rc == 0 && i < cs->nnodes; i++) {
+    for (size_t i = 0; i < n; i++) {
+        held[i] = false;
+        at[i] = route(cs, partitions[i]);
+    }
+    for (size_t i = 0; i < cs->nnodes; i++) {
         size_t k = 0;
         for (size_t j = 0; j < n; j++)
             if (at[j] == (long)i)
                 group[k++] = partitions[j];
         if (k == 0)
             continue;
-        if (store_heartbeat(cs->nodes[i].st, instance, group, k, group_held, NULL, NULL) < 0) {
-            rc = failed(cs, cs->nodes[i].st);
-            break;
-        }
+        bool ok = store_heartbeat(cs->nodes[i].st, instance, group, k, group_held, NULL, NULL) == 0;
+        if (!ok)
+            failed(cs, cs->nodes[i].st);
         for (size_t j = 0, g = 0; j < n; j++)
-            if (at[j] == (long)i)
-                held[j] = group_held[g++];
+            if (at[j] == (long)i) {
+                reached[j] = ok;
+                held[j] = ok && group_held[g];
+                g++;
+            }
     }
-    free(at);
-    free(group);
-    free(group_held);
-    return rc;
+    for (size_t i = 0; i < n; i++) {
+        int32_t p = partitions[i];
+        if (held[i])
+            renewed_at(cs, p, started);
+        else if (!reached[i] && p >= 0 && (size_t)p < cs->renewed_cap && cs->renewed[p] &&
+                 started - cs->renewed[p] < cs->lease_ms)
+            held[i] = true; /* not reached, and its lease cannot have expired yet */
+    }
+    free(at), free(group), free(group_held), free(reached);
+    return 0;
 }
 
 static int cs_release_lease(void *self, int32_t p, const char *instance)

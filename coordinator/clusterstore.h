@@ -4,8 +4,9 @@
  * Every key of a partition carries the hash tag {pN}, so a partition lives in one slot,
  * on one primary: the cluster store keeps one store (store.h, with its transition script,
  * rounds and WAIT) per primary, and binds each partition to the store of its slot's
- * primary when the engine loads it (take_epoch, load_partition); every later call about
- * the partition goes there until its next load. A round is the rounds of every primary's
+ * primary when the engine loads it (the discard that starts every load unbinds it, and
+ * the load's first call binds it by the slot map then); every later call about the
+ * partition goes there until its next load. A round is the rounds of every primary's
  * store, sent together and read together; results come back in the order the transitions
  * were queued. When a primary answers with a redirection (MOVED after a slot migration
  * or a failover, ASK or TRYAGAIN during a migration, CLUSTERDOWN), the transitions there

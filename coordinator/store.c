@@ -481,12 +481,24 @@ static int wait_ms(const store_t *st)
     return st->timeout_ms / 2 > 0 ? st->timeout_ms / 2 : 1;
 }
 
-/* WAIT replicas wait_ms(st): waits until replicas replicas have every write made on this
+/* How long an epoch bump waits for its replicas: wait_ms, but with leases at most a tenth
+ * of the lease (at least 10 ms), so that a primary left without replicas (a failover)
+ * delays the heartbeat of the lease's other partitions, on other primaries of a
+ * cluster, by little: the take fails, and is tried again. */
+static int epoch_wait_ms(const store_t *st)
+{
+    int ms = wait_ms(st);
+    if (st->lease_ms > 0 && st->lease_ms / 10 < ms)
+        ms = st->lease_ms / 10 > 10 ? (int)(st->lease_ms / 10) : 10;
+    return ms;
+}
+
+/* WAIT replicas epoch_wait_ms(st): waits until replicas replicas have every write made on this
  * connection. Returns 0 when they have, 1 when fewer acknowledged in time (*acked says
  * how many), -1 on a Redis error. */
 static int wait_replicas(store_t *st, int replicas, long long *acked)
 {
-    redisReply *r = command(st, "WAIT %d %d", replicas, wait_ms(st));
+    redisReply *r = command(st, "WAIT %d %d", replicas, epoch_wait_ms(st));
     if (!r)
         return -1;
     *acked = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
@@ -594,7 +606,7 @@ static int wait_for_replicas(store_t *st, int64_t taken, int32_t partition)
     if (rc > 0)
         /* Not taken: the caller must not serve under an epoch a failover may lose. */
         set_error(st, "epoch %lld of partition %d reached %lld of %d replicas in %d ms",
-                  (long long)taken, (int)partition, acked, st->wait_replicas, wait_ms(st));
+                  (long long)taken, (int)partition, acked, st->wait_replicas, epoch_wait_ms(st));
     return rc == 0 ? 0 : -1;
 }
 
