@@ -2,7 +2,7 @@
  * primaries with a replica each, a slot holding a few hundred keys migrated to another
  * primary in batches while the test writes to it (ASK followed), then the primary holding
  * it killed and its replica promoted: every key is still readable, where the fixture says
- * it is. */
+ * it is, and all of them copy into one Redis. */
 #include "rcfixture.h"
 
 #include <criterion/criterion.h>
@@ -136,6 +136,18 @@ Test(rcfixture, migrate_then_kill_keeps_every_key)
     }
     cr_assert_eq(rcfixture_count_keys(&cluster, "fx:*", counts), KEYS_IN_SLOT + KEYS_OTHER + 1);
     cr_assert_eq(counts[to], 0);
+
+    /* Everything copied into one Redis, for checks that read one. */
+    redis_fixture_t single;
+    cr_assert_eq(fixture_redis_start(&single, NULL), 0);
+    redisContext *one = fixture_redis_connect(&single);
+    cr_assert_not_null(one);
+    cr_assert_eq(rcfixture_copy_to(&cluster, one, "fx:*"), KEYS_IN_SLOT + KEYS_OTHER + 1);
+    redisReply *g = redisCommand(one, "GET fx:{moving}:7");
+    cr_assert(g && g->type == REDIS_REPLY_STRING && strcmp(g->str, "v7") == 0);
+    freeReplyObject(g);
+    redisFree(one);
+    fixture_redis_stop(&single);
 
     /* The killed node comes back as a replica of the one that took over. */
     cr_assert_eq(rcfixture_start_again(&cluster, to, KILL_TIMEOUT_MS), 0);

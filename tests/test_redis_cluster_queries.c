@@ -807,12 +807,10 @@ Test(redis_cluster_queries, a_coordinator_on_the_cluster_is_read_by_sagactl_and_
 }
 
 /* The slot of a busy partition moves under the running coordinator; new sagas of every
- * partition still end, and the queries still find everything. Disabled until
- * clusterstore.c rebinds a partition on every step of its reload: today cs_read_position
- * (read before load_partition, which binds) uses the old binding, so after the lease of a
- * moved partition is lost its reload answers MOVED forever ("partition 0: cannot load
- * from Redis (redis: MOVED ...); will retry"). With bind() there the test passes. */
-Test(redis_cluster_queries, a_coordinator_follows_a_slot_migration, .disabled = true)
+ * partition still end, and the queries still find everything. (Before clusterstore.c
+ * rebound a partition at the start of its reload, the reload of a moved partition read
+ * its position from the old primary and answered MOVED forever.) */
+Test(redis_cluster_queries, a_coordinator_follows_a_slot_migration)
 {
     cr_assert_eq(ops_defs_make(defs, sizeof defs), 0);
     cr_assert_eq(system_start(&sys, defs, NULL, NULL), 0, "system starts");

@@ -798,3 +798,71 @@ long rcfixture_count_keys(rcfixture_t *c, const char *pattern, long *counts)
     }
     return total;
 }
+
+/* Copies one key from src to dst. Returns 1 when copied, 0 when it vanished meanwhile,
+ * -1 on an error (printed). */
+static int copy_key(redisContext *src, redisContext *dst, const char *key, size_t len)
+{
+    redisReply *ttl = redisCommand(src, "PTTL %b", key, len);
+    redisReply *d = redisCommand(src, "DUMP %b", key, len);
+    int rc = -1;
+    if (!ttl || ttl->type != REDIS_REPLY_INTEGER || !d) {
+        fprintf(stderr, "rcfixture: copy %.*s: %s\n", (int)len, key, src->errstr);
+    } else if (d->type == REDIS_REPLY_NIL) {
+        rc = 0; /* expired or deleted between SCAN and DUMP */
+    } else if (d->type == REDIS_REPLY_STRING) {
+        char ms[32];
+        snprintf(ms, sizeof ms, "%lld", ttl->integer > 0 ? ttl->integer : 0LL);
+        redisReply *r = redisCommand(dst, "RESTORE %b %s %b REPLACE", key, len, ms, d->str,
+                                     d->len);
+        if (r && r->type == REDIS_REPLY_STATUS)
+            rc = 1;
+        else
+            fprintf(stderr, "rcfixture: RESTORE %.*s: %s\n", (int)len, key,
+                    r && r->type == REDIS_REPLY_ERROR ? r->str : dst->errstr);
+        freeReplyObject(r);
+    }
+    freeReplyObject(ttl);
+    freeReplyObject(d);
+    return rc;
+}
+
+long rcfixture_copy_to(rcfixture_t *c, redisContext *dst, const char *pattern)
+{
+    if (!c || !dst)
+        return -1;
+    long copied = 0;
+    for (int i = 0; i < c->count; i++) {
+        if (!running(c, i) || !rcfixture_is_primary(c, i))
+            continue;
+        redisContext *src = rcfixture_connect(c, i);
+        if (!src)
+            return -1;
+        char cursor[32] = "0";
+        do {
+            redisReply *page = redisCommand(src, "SCAN %s MATCH %s COUNT " RCFIXTURE_SCAN_COUNT,
+                                            cursor, pattern ? pattern : "*");
+            if (!page || page->type != REDIS_REPLY_ARRAY || page->elements != 2) {
+                fprintf(stderr, "rcfixture: SCAN on node %d: %s\n", i,
+                        page && page->type == REDIS_REPLY_ERROR ? page->str : src->errstr);
+                freeReplyObject(page);
+                redisFree(src);
+                return -1;
+            }
+            snprintf(cursor, sizeof cursor, "%s", page->element[0]->str);
+            for (size_t k = 0; k < page->element[1]->elements; k++) {
+                const redisReply *key = page->element[1]->element[k];
+                int rc = copy_key(src, dst, key->str, key->len);
+                if (rc < 0) {
+                    freeReplyObject(page);
+                    redisFree(src);
+                    return -1;
+                }
+                copied += rc;
+            }
+            freeReplyObject(page);
+        } while (strcmp(cursor, "0") != 0);
+        redisFree(src);
+    }
+    return copied;
+}

@@ -96,4 +96,10 @@ redisReply *rcfixture_command(rcfixture_t *c, const char *key, const char *fmt, 
  * may be NULL), and returns the total, or -1. */
 long rcfixture_count_keys(rcfixture_t *c, const char *pattern, long *counts);
 
+/* Copies every key of every running primary that matches pattern (NULL: all) into dst,
+ * a plain connection to one Redis (DUMP, then RESTORE ... REPLACE with the key's time to
+ * live), so that a check written for one Redis (ledger_check.h, system.h's readers) can
+ * read a cluster's data. Returns how many keys were copied, or -1. */
+long rcfixture_copy_to(rcfixture_t *c, redisContext *dst, const char *pattern);
+
 #endif
