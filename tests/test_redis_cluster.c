@@ -103,40 +103,6 @@ static int primary_of_partition(int p)
     return rcfixture_primary_of(&cluster, rcfixture_key_slot(&cluster, tag));
 }
 
-/* Copies every key of every primary into sys.redis (DUMP/RESTORE), so that the checks
- * written for one Redis read the cluster's state as it is. Returns the keys copied. */
-static long copy_cluster_keys(void)
-{
-    long copied = 0;
-    for (int i = 0; i < cluster.count; i++) {
-        if (!rcfixture_is_primary(&cluster, i))
-            continue;
-        redisContext *node = rcfixture_connect(&cluster, i);
-        cr_assert_not_null(node);
-        char cursor[32] = "0";
-        do {
-            redisReply *r = redisCommand(node, "SCAN %s COUNT 500", cursor);
-            cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-            for (size_t k = 0; k < r->element[1]->elements; k++) {
-                const redisReply *key = r->element[1]->element[k];
-                redisReply *d = redisCommand(node, "DUMP %b", key->str, (size_t)key->len);
-                cr_assert(d && d->type == REDIS_REPLY_STRING, "DUMP %s", key->str);
-                redisReply *w = redisCommand(sys.rc, "RESTORE %b 0 %b REPLACE", key->str,
-                                             (size_t)key->len, d->str, (size_t)d->len);
-                cr_assert(w && w->type == REDIS_REPLY_STATUS, "RESTORE %s: %s", key->str,
-                          w && w->type == REDIS_REPLY_ERROR ? w->str : "no reply");
-                freeReplyObject(w);
-                freeReplyObject(d);
-                copied++;
-            }
-            freeReplyObject(r);
-        } while (strcmp(cursor, "0") != 0);
-        redisFree(node);
-    }
-    return copied;
-}
-
 /* The longest "Redis available again after N ms" the coordinators logged (-1: none): how
  * long their store waited for the cluster after the kill. */
 static long longest_outage_ms(void)
@@ -268,7 +234,8 @@ Test(redis_cluster, sagas_end_through_a_slot_migration_and_a_primary_failover,
         primaries_with_sagas += per_node[i] > 0;
     cr_assert_eq(primaries_with_sagas, RC_PRIMARIES, "the sagas are spread over every shard");
 
-    long copied = copy_cluster_keys();
+    long copied = rcfixture_copy_to(&cluster, sys.rc, "*");
+    cr_assert_gt(copied, 0, "the cluster's keys copied into one Redis");
     static const ledger_step_t STEPS[] = {
         {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
     char **ids = calloc((size_t)sagas_total, sizeof *ids);
