@@ -276,11 +276,14 @@ static void strlist_release(strlist_t *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Runs one command synchronously; returns the reply (caller frees) or NULL. Refused while
- * the pipeline holds commands whose replies would come first. */
-static redisReply *command(store_t *st, const char *fmt, ...)
+/* Runs one command synchronously on key (its routing key; NULL: a partition's command,
+ * refused by a routed store): on one Redis on the connection; on a cluster (a routed
+ * store) on the primary of key's slot, following redirections. Returns the reply (caller
+ * frees), or NULL: an error reply is kept as the last error, as redisconn_vcommand does.
+ * Refused while the pipeline holds commands whose replies would come first. */
+static redisReply *vkeyed(store_t *st, const char *key, const char *fmt, va_list ap)
 {
-    if (st->cluster) {
+    if (st->cluster && !key) {
         set_error(st, "redis: a partition's command on the store of the keys without a tag");
         return NULL;
     }
@@ -290,38 +293,36 @@ static redisReply *command(store_t *st, const char *fmt, ...)
     }
     if (store_ensure_connected(st) < 0)
         return NULL;
+    if (!st->cluster)
+        return redisconn_vcommand(st->conn, fmt, ap);
+    redisReply *r = rcluster_vcommand(st->cluster, key, fmt, ap);
+    if (!r) {
+        set_error(st, "%s", rcluster_last_error(st->cluster));
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        set_error(st, "redis: %s", r->str);
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static redisReply *command(store_t *st, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisconn_vcommand(st->conn, fmt, ap);
+    redisReply *r = vkeyed(st, NULL, fmt, ap);
     va_end(ap);
     return r;
 }
 
-/* A synchronous command on key (its routing key): on a cluster (a routed store) it goes
- * to the primary of key's slot, following redirections; else as command(). An error
- * reply is kept as the last error and returns NULL, as redisconn_vcommand does. */
 static redisReply *keyed(store_t *st, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static redisReply *keyed(store_t *st, const char *key, const char *fmt, ...)
 {
-    if (st->in_flight || st->queued_replies) {
-        set_error(st, "redis: a pipelined round is pending (store_receive first)");
-        return NULL;
-    }
-    if (store_ensure_connected(st) < 0)
-        return NULL;
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = st->cluster ? rcluster_vcommand(st->cluster, key, fmt, ap)
-                                : redisconn_vcommand(st->conn, fmt, ap);
+    redisReply *r = vkeyed(st, key, fmt, ap);
     va_end(ap);
-    if (st->cluster && !r)
-        set_error(st, "%s", rcluster_last_error(st->cluster));
-    if (st->cluster && r && r->type == REDIS_REPLY_ERROR) {
-        set_error(st, "redis: %s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
     return r;
 }
 
