@@ -2,11 +2,13 @@
  * and, when configured, the primary found through Redis Sentinel (see redisconn.h). */
 #include "redisconn.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 typedef struct redisconn_sentinel {
     char *host;
@@ -23,6 +25,9 @@ struct redisconn {
     char *master_name, *sentinel_user, *sentinel_password;
     char *config_error;        /* a bad Sentinel setting: every connect fails with it */
     char address[REDISCONN_ADDRESS_MAX]; /* of the server connected to, or last tried */
+    redisContext *watch;       /* with Sentinels: subscribed to +switch-master, or NULL */
+    struct timespec watched;   /* when the watch was last read */
+    unsigned long switches;    /* +switch-master announcements that moved us */
     char error[REDISCONN_ERROR_MAX];
 };
 
@@ -195,6 +200,7 @@ void redisconn_free(redisconn_t *c)
     free(c->sentinel_user);
     free(c->sentinel_password);
     free(c->config_error);
+    redisFree(c->watch);
     free(c);
 }
 
@@ -324,6 +330,91 @@ static bool is_primary(redisconn_t *c, redisContext *ctx, const redisconn_sentin
     return primary;
 }
 
+/* Subscribes to the Sentinel that named the primary (sentinels[0]) for +switch-master,
+ * unless a subscription is open: redisconn_watch reads it. A Sentinel that cannot be
+ * subscribed to leaves no watch (a failover is then seen by a lost connection or a
+ * READONLY reply, as without one). */
+static void watch_open(redisconn_t *c)
+{
+    if (c->watch && !c->watch->err)
+        return;
+    redisFree(c->watch);
+    c->watch = NULL;
+    char keep[REDISCONN_ERROR_MAX];
+    snprintf(keep, sizeof keep, "%s", c->error); /* a failed watch is not the reason */
+    const redisconn_sentinel_t *s = &c->sentinels[0];
+    redisContext *ctx = open_server(c, s->host, s->port, c->sentinel_user, c->sentinel_password, 0);
+    const char *argv[] = {"SUBSCRIBE", "+switch-master"};
+    redisReply *r = ctx ? setup_command(c, ctx, "sentinel", 2, argv) : NULL;
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        c->watch = ctx;
+        ctx = NULL;
+    }
+    freeReplyObject(r);
+    redisFree(ctx);
+    snprintf(c->error, sizeof c->error, "%s", keep);
+}
+
+/* True when message is a +switch-master of our primary's name to an address other than
+ * the one connected to: "NAME OLDIP OLDPORT NEWIP NEWPORT". */
+static bool switched_away(const redisconn_t *c, const redisReply *m, char *to, size_t len)
+{
+    if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
+        m->element[2]->type != REDIS_REPLY_STRING ||
+        strcmp(m->element[1]->str ? m->element[1]->str : "", "+switch-master") != 0)
+        return false;
+    char name[256], old_ip[REDISCONN_HOST_MAX], new_ip[REDISCONN_HOST_MAX];
+    int old_port, new_port;
+    if (sscanf(m->element[2]->str, "%255s %255s %d %255s %d", name, old_ip, &old_port, new_ip,
+               &new_port) != 5 ||
+        !c->master_name || strcmp(name, c->master_name) != 0)
+        return false;
+    snprintf(to, len, "%s:%d", new_ip, new_port);
+    return strcmp(to, c->address) != 0;
+}
+
+bool redisconn_watch(redisconn_t *c)
+{
+    if (!c->watch || !c->ctx)
+        return false;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long since = (now.tv_sec - c->watched.tv_sec) * 1000 + (now.tv_nsec - c->watched.tv_nsec) / 1000000;
+    if (since >= 0 && since < REDISCONN_WATCH_EVERY_MS)
+        return false;
+    c->watched = now;
+    struct pollfd pfd = {.fd = c->watch->fd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) <= 0)
+        return false;
+    if (redisBufferRead(c->watch) != REDIS_OK) {
+        redisFree(c->watch); /* opened again at the next connect */
+        c->watch = NULL;
+        return false;
+    }
+    bool moved = false;
+    redisReply *m = NULL;
+    char to[REDISCONN_ADDRESS_MAX];
+    while (redisGetReplyFromReader(c->watch, (void **)&m) == REDIS_OK && m) {
+        if (!moved && switched_away(c, m, to, sizeof to)) {
+            redisconn_set_error(c, "sentinel: +switch-master: the primary \"%s\" moved from %s "
+                                "to %s", c->master_name, c->address, to);
+            moved = true;
+        }
+        freeReplyObject(m);
+        m = NULL;
+    }
+    if (moved) {
+        c->switches++;
+        redisconn_drop(c); /* the next use asks the Sentinels */
+    }
+    return moved;
+}
+
+unsigned long redisconn_switches(const redisconn_t *c)
+{
+    return c->switches;
+}
+
 /* The primary through the Sentinels, each asked in turn; the one that named it moves to
  * the front of the list (it is asked first next time). Returns the connection, or NULL
  * (the reason kept: the last Sentinel's). */
@@ -345,6 +436,7 @@ static redisContext *open_primary(redisconn_t *c)
         }
         memmove(&c->sentinels[1], &c->sentinels[0], (size_t)i * sizeof s);
         c->sentinels[0] = s;
+        watch_open(c);
         return ctx;
     }
     char last[REDISCONN_ERROR_MAX];
@@ -356,7 +448,7 @@ static redisContext *open_primary(redisconn_t *c)
 
 int redisconn_connect(redisconn_t *c)
 {
-    if (redisconn_connected(c))
+    if (redisconn_connected(c) && !redisconn_watch(c))
         return 0;
     redisconn_drop(c);
     if (c->config_error) {

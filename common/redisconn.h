@@ -26,6 +26,7 @@
 #define REDISCONN_ERROR_MAX 512  /* the last error's text, NUL included */
 #define REDISCONN_MAX_SENTINELS 16
 #define REDISCONN_ADDRESS_MAX 300 /* "host:port", NUL included */
+#define REDISCONN_WATCH_EVERY_MS 20 /* how often redisconn_watch reads the Sentinel */
 
 typedef struct redisconn_config {
     const char *host;          /* NULL: REDISCONN_DEFAULT_HOST */
@@ -67,6 +68,16 @@ void redisconn_free(redisconn_t *c);
  * scripts, it does then), 0 when the connection was up, -1 when it cannot connect (the
  * reason in redisconn_last_error; not connected). */
 int redisconn_connect(redisconn_t *c);
+/* With Sentinels: reads, without waiting, the +switch-master announcements of the
+ * Sentinel that named the primary (subscribed at each connect), at most every
+ * REDISCONN_WATCH_EVERY_MS; when one says our primary moved to another address, closes
+ * the connection (the reason kept) and returns true: the next use asks the Sentinels.
+ * So a primary demoted or cut off is left even before it fails a command. redisconn_connect
+ * calls it; a caller that pipelines on the context calls it between rounds. Without
+ * Sentinels, or not connected: false at once. */
+bool redisconn_watch(redisconn_t *c);
+/* How many times redisconn_watch moved c to a new primary. */
+unsigned long redisconn_switches(const redisconn_t *c);
 /* True when a connection is up and hiredis saw no error on it. */
 bool redisconn_connected(const redisconn_t *c);
 /* The hiredis context for pipelining (redisAppendCommand, redisGetReply, ...), or NULL

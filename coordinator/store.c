@@ -389,7 +389,8 @@ int store_ensure_connected(store_t *st)
         set_error(st, "%s", rcluster_last_error(st->cluster));
         return -1;
     }
-    if (redisconn_connected(st->conn))
+    /* A Sentinel's +switch-master drops the connection: between rounds, not under one. */
+    if (redisconn_connected(st->conn) && (st->in_flight || !redisconn_watch(st->conn)))
         return 0;
     if (st->in_flight) {
         set_error(st, "redis: connection lost with a round in flight");

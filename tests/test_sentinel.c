@@ -165,6 +165,7 @@ static void fake_stop(fake_sentinel_t *f)
 /* --- discovery -------------------------------------------------------------------- */
 
 static redis_fixture_t primary, replica;
+static redis_fixture_t real_sentinel; /* the +switch-master test's */
 static fake_sentinel_t fakes[2];
 static redisconn_t *conn;
 
@@ -182,6 +183,7 @@ static void discovery_teardown(void)
     conn = NULL;
     for (int i = 0; i < 2; i++)
         fake_stop(&fakes[i]);
+    fixture_redis_stop(&real_sentinel);
     fixture_redis_stop(&replica);
     fixture_redis_stop(&primary);
 }
@@ -310,6 +312,79 @@ Test(sentinel_discovery, a_readonly_reply_drops_the_connection_and_the_new_prima
     cr_assert_eq(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     expect_port(conn, primary.port);
+}
+
+/* A real Sentinel knows the replica and names the primary (port). */
+static bool sentinel_names(void *opaque)
+{
+    int port = *(int *)opaque;
+    redisContext *c = fixture_redis_connect(&real_sentinel);
+    redisReply *r = c ? redisCommand(c, "SENTINEL get-master-addr-by-name " SENTINEL_MASTER) : NULL;
+    bool named = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                 atoi(r->element[1]->str) == port;
+    freeReplyObject(r);
+    r = c && named ? redisCommand(c, "SENTINEL replicas " SENTINEL_MASTER) : NULL;
+    bool knows = r && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+    freeReplyObject(r);
+    redisFree(c);
+    return named && knows;
+}
+
+/* conn's server is the replica's port (a read: CONFIG GET port). */
+static bool on_replica_port(void *opaque)
+{
+    (void)opaque;
+    redisReply *r = redisconn_command(conn, "CONFIG GET port");
+    bool on = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              atoi(r->element[1]->str) == replica.port;
+    freeReplyObject(r);
+    return on;
+}
+
+/* +switch-master: a failover the Sentinel runs while the old primary lives on (demoted to
+ * a replica: it still answers reads) moves the connection before any write fails. */
+Test(sentinel_discovery, a_switch_master_announcement_moves_the_connection)
+{
+    char conf[256];
+    snprintf(conf, sizeof conf,
+             "sentinel monitor " SENTINEL_MASTER " 127.0.0.1 %d 1\n"
+             "sentinel down-after-milliseconds " SENTINEL_MASTER " 1000\n"
+             "sentinel failover-timeout " SENTINEL_MASTER " 5000\n", primary.port);
+    cr_assert_eq(fixture_sentinel_start(&real_sentinel, conf), 0);
+    cr_assert(fixture_wait_until(sentinel_names, &primary.port, 30000),
+              "the Sentinel names the primary and knows the replica");
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:%d", real_sentinel.port);
+    redisconn_config_t cfg = {.sentinels = list, .master_name = SENTINEL_MASTER};
+    conn = redisconn_new(&cfg);
+    cr_assert_eq(redisconn_connect(conn), 1, "%s", redisconn_last_error(conn));
+    expect_port(conn, primary.port);
+
+    /* Until the Sentinel has heard from the replica (INFO every second or ten) it has
+     * NOGOODSLAVE: asked again. */
+    redisContext *s = fixture_redis_connect(&real_sentinel);
+    redisReply *r = NULL;
+    for (int64_t until = fixture_now_ms() + 30000; fixture_now_ms() < until; usleep(200000)) {
+        freeReplyObject(r);
+        r = redisCommand(s, "SENTINEL FAILOVER " SENTINEL_MASTER);
+        if (!r || r->type == REDIS_REPLY_STATUS)
+            break;
+    }
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "SENTINEL FAILOVER: %s",
+              r && r->str ? r->str : "no reply");
+    freeReplyObject(r);
+    redisFree(s);
+    /* Reads only: the demoted primary would answer them all, so without the watch the
+     * connection would stay on it. The Sentinel announces the switch when the failover
+     * ends (the replicas reconfigured), a moment after it names the new primary. */
+    cr_assert(fixture_wait_until(on_replica_port, NULL, 30000),
+              "the connection moved to the promoted replica (%s)", redisconn_last_error(conn));
+    r = redisconn_command(conn, "ROLE");
+    cr_assert_not_null(r, "%s", redisconn_last_error(conn));
+    cr_assert_str_eq(r->element[0]->str, "master", "ROLE on the server used now");
+    freeReplyObject(r);
+    expect_port(conn, replica.port);
+    cr_assert_eq(redisconn_switches(conn), 1);
 }
 
 /* The settings reach the connection the same way in every program of the coordinator's
