@@ -4,7 +4,9 @@
 # (SAGA_CHAOS_SAGAS, SAGA_CHAOS_FAULT_MS; a new seed each time unless SAGA_CHAOS_SEED is
 # set). Prints the figures of every run (the test's "chaos: seed N: ..." line: sagas and
 # outcomes, kills, freezes, Redis faults and promotions, versions lost, ledger violations,
-# drain and total time) and exits non-zero when a run failed, after the tail of its output.
+# drain and total time) and exits non-zero when a run failed, after the tail of its output;
+# a failed run's whole output and its processes' logs (coordinators, services, redis-server,
+# Sentinels) are kept in /tmp and their paths printed.
 # Usage: scripts/chaos-soak.sh [RUNS [SAGAS [FAULT_MS [VARIANTS]]]]
 #   default: 3 2500 60000 "leases group redis-failover"
 #   leases: membership=redis; group: membership=kafka; redis-failover: membership=redis on
@@ -23,6 +25,7 @@ bin="$build/tests/test_chaos"
 [[ -x "$bin" ]] || { echo "chaos-soak: build first ($bin is missing)" >&2; exit 2; }
 export SAGA_BIN_DIR="$build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$build"
 export SAGA_CHAOS_SAGAS="$sagas" SAGA_CHAOS_FAULT_MS="$fault_ms"
+export SAGA_TEST_KEEP=1 # every run keeps its logs; a run that passed has them removed
 failed=0
 for variant in $variants; do
   case $variant in
@@ -32,7 +35,7 @@ for variant in $variants; do
     *) echo "chaos-soak: unknown variant $variant (leases, group, redis-failover)" >&2; exit 2 ;;
   esac
   for ((i = 1; i <= runs; i++)); do
-    out=$(mktemp)
+    out=$(mktemp /tmp/chaos-soak-XXXXXX)
     if "$bin" --jobs 1 --filter "$filter" >"$out" 2>&1; then
       status=ok
     else
@@ -41,8 +44,14 @@ for variant in $variants; do
     line=$(grep -m1 '^chaos: seed [0-9]*: ' "$out" || grep -m1 '^chaos: membership' "$out" ||
            echo "(no figures: see below)")
     echo "run $i, $variant, $sagas sagas, $fault_ms ms of faults: $status: $line"
-    [[ $status == ok ]] || tail -n 40 "$out"
-    rm -f "$out"
+    kept=$(sed -n 's/^system: logs kept in \(.*\)$/\1/p; s/^fixture: keeping \(.*\) (SAGA_TEST_KEEP=1)$/\1/p' "$out")
+    if [[ $status == ok ]]; then
+      for d in $kept; do [[ $d == /tmp/saga-* ]] && rm -rf "$d"; done
+      rm -f "$out"
+    else
+      tail -n 40 "$out"
+      echo "chaos-soak: the whole output is in $out; the logs in:" $kept
+    fi
   done
 done
 exit $failed

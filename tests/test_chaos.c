@@ -249,6 +249,7 @@ static void reap_self_kills(int64_t now, bool restart_now)
         fprintf(stderr, "chaos: coordinator %d exited by itself (%s %d)\n", i,
                 WIFSIGNALED(status) ? "signal" : "status",
                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        sys.coordinators[i] = 0; /* reaped: its pid may be another process's soon */
         if (refused_to_start(i, status))
             refused_starts++;
         else if (slots[i].crash_env && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
@@ -256,7 +257,6 @@ static void reap_self_kills(int64_t now, bool restart_now)
         else
             cr_assert_fail("coordinator %d died without being told to (see its log in %s)", i,
                            sys.dir);
-        sys.coordinators[i] = 0;
         slots[i].state = SLOT_DEAD;
         slots[i].wake_at = restart_now ? now : now + rnd_between(500, 4000);
     }
