@@ -839,8 +839,10 @@ static void chaos_run(const chaos_variant_t *v)
     if (failover_run)
         snprintf(redis_figures, sizeof redis_figures,
                  "; Redis faults %ld (%ld SIGKILL, %ld SIGSTOP), promotions %ld (%ld without a "
-                 "fault), versions lost %ld, coordinator starts refused %ld", rf.faults, rf.kills,
-                 rf.freezes, rf.promotions, rf.unprovoked, rf.lost, refused_starts);
+                 "fault; %lld-%lld ms after a fault), versions lost %ld, coordinator starts "
+                 "refused %ld", rf.faults, rf.kills, rf.freezes, rf.promotions, rf.unprovoked,
+                 (long long)rf.promotion_ms_min, (long long)rf.promotion_ms_max, rf.lost,
+                 refused_starts);
     fprintf(stderr,
             "chaos: seed %llu: sagas %ld, completed %ld, compensated %ld, stuck %ld, missing %ld, "
             "active %ld; ledger entries %ld (actions %ld, undone %ld); kills %ld (SIGKILL by the "
