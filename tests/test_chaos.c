@@ -16,9 +16,9 @@
  * above, that run SIGKILLs the Redis primary and, about 15 s later, freezes the new one
  * with SIGSTOP past the Sentinels' down-after time, and so on in turn; once the Sentinels
  * promoted a replica (and the other replica follows it), the old primary comes back as a
- * replica of the new one, so the next fault has a replica to fail over to. It counts the promotions (at least one), and no
- * saga version read on the primary just before a fault may be missing on the primary
- * after it.
+ * replica of the new one, so the next fault has a replica to fail over to. It counts the
+ * promotions (at least one), and no saga version read on the primary just before a fault
+ * may be missing on the primary after it.
  *
  * Seeded: the seed is printed; rerun one with SAGA_CHAOS_SEED=N. Size and length of each
  * run: SAGA_CHAOS_SAGAS (default 1250; 800 in the Redis-failover run), SAGA_CHAOS_FAULT_MS
