@@ -537,6 +537,27 @@ int fixture_redis_start_again(redis_fixture_t *r)
     return rc == 0 ? 0 : -1;
 }
 
+int fixture_redis_start_again_replica(redis_fixture_t *r, int primary_port)
+{
+    if (!r || r->dir[0] == '\0' || r->pid > 0) {
+        fprintf(stderr, "fixture: redis start again: not killed before\n");
+        return -1;
+    }
+    char conf[PATH_MAX + 16];
+    snprintf(conf, sizeof conf, "%s/redis.conf", r->dir);
+    FILE *f = fopen(conf, "a");
+    if (!f) {
+        fprintf(stderr, "fixture: %s: %s\n", conf, strerror(errno));
+        return -1;
+    }
+    int written = fprintf(f, "\nreplicaof 127.0.0.1 %d\n", primary_port);
+    if (fclose(f) != 0 || written < 0) {
+        fprintf(stderr, "fixture: appending to %s: %s\n", conf, strerror(errno));
+        return -1;
+    }
+    return fixture_redis_start_again(r);
+}
+
 redisContext *fixture_redis_connect(const redis_fixture_t *r)
 {
     if (!r || r->port <= 0) {

@@ -104,6 +104,10 @@ int fixture_redis_kill(redis_fixture_t *r);
 /* Starts a killed redis again with the same config, port and dir; waits for PONG.
  * Returns 0 or -1. */
 int fixture_redis_start_again(redis_fixture_t *r);
+/* Starts a killed redis again as a replica of 127.0.0.1:primary_port: a `replicaof` line
+ * is appended to its config first (the last such line wins), so that it does not come
+ * back as an empty primary. Returns 0 or -1. */
+int fixture_redis_start_again_replica(redis_fixture_t *r, int primary_port);
 /* A new blocking hiredis connection to r (2 s connect timeout), or NULL (printed why).
  * The caller frees it with redisFree. */
 redisContext *fixture_redis_connect(const redis_fixture_t *r);

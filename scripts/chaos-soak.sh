@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The long runs of tests/test_chaos.c (docs/high-availability.md, "The chaos test"): each
+# chosen run of the chaos test RUNS times, with SAGAS sagas and FAULT_MS ms of faults
+# (SAGA_CHAOS_SAGAS, SAGA_CHAOS_FAULT_MS; a new seed each time unless SAGA_CHAOS_SEED is
+# set). Prints the figures of every run (the test's "chaos: seed N: ..." line: sagas and
+# outcomes, kills, freezes, Redis faults and promotions, versions lost, ledger violations,
+# drain and total time) and exits non-zero when a run failed, after the tail of its output;
+# a failed run's whole output and its processes' logs (coordinators, services, redis-server,
+# Sentinels) are kept in /tmp and their paths printed.
+# Usage: scripts/chaos-soak.sh [RUNS [SAGAS [FAULT_MS [VARIANTS]]]]
+#   default: 3 2500 60000 "leases group redis-failover"
+#   leases: membership=redis; group: membership=kafka; redis-failover: membership=redis on
+#   a primary, two replicas and three Sentinels, with SIGKILL/SIGSTOP of the primary.
+# SAGA_BUILD_DIR picks the build (default build/; build-sanitize/ for ASan+UBSan: set
+# ASAN_OPTIONS/UBSAN_OPTIONS as scripts/test.sh --sanitize does). Build first
+# (scripts/build.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-3}
+sagas=${2:-2500}
+fault_ms=${3:-60000}
+variants=${4:-"leases group redis-failover"}
+build=${SAGA_BUILD_DIR:-$root/build}
+bin="$build/tests/test_chaos"
+[[ -x "$bin" ]] || { echo "chaos-soak: build first ($bin is missing)" >&2; exit 2; }
+export SAGA_BIN_DIR="$build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$build"
+export SAGA_CHAOS_SAGAS="$sagas" SAGA_CHAOS_FAULT_MS="$fault_ms"
+export SAGA_TEST_KEEP=1 # every run keeps its logs; a run that passed has them removed
+failed=0
+for variant in $variants; do
+  case $variant in
+    leases) filter='chaos/*_with_leases' ;;
+    group) filter='chaos/*_with_the_group_protocol' ;;
+    redis-failover) filter='chaos/sagas_survive_redis_failovers_with_sentinels' ;;
+    *) echo "chaos-soak: unknown variant $variant (leases, group, redis-failover)" >&2; exit 2 ;;
+  esac
+  for ((i = 1; i <= runs; i++)); do
+    out=$(mktemp /tmp/chaos-soak-XXXXXX)
+    if "$bin" --jobs 1 --filter "$filter" >"$out" 2>&1; then
+      status=ok
+    else
+      status=FAILED; failed=1
+    fi
+    line=$(grep -m1 '^chaos: seed [0-9]*: ' "$out" || grep -m1 '^chaos: membership' "$out" ||
+           echo "(no figures: see below)")
+    echo "run $i, $variant, $sagas sagas, $fault_ms ms of faults: $status: $line"
+    kept=$(sed -n 's/^system: logs kept in \(.*\)$/\1/p; s/^fixture: keeping \(.*\) (SAGA_TEST_KEEP=1)$/\1/p' "$out")
+    if [[ $status == ok ]]; then
+      for d in $kept; do [[ $d == /tmp/saga-* ]] && rm -rf "$d"; done
+      rm -f "$out"
+    else
+      tail -n 40 "$out"
+      echo "chaos-soak: the whole output is in $out; the logs in:" $kept
+    fi
+  done
+done
+exit $failed
