@@ -686,12 +686,19 @@ static void chaos_run(const chaos_variant_t *v)
     const char *src = getenv("SAGA_SOURCE_DIR");
     snprintf(defs, sizeof defs, "%s/sagas", src ? src : ".");
     cr_assert_eq(system_start(&sys, defs, NULL, NULL), 0, "redis and broker start");
+    /* SAGA_CHAOS_SYNC_REPLICAS: the replicas a round and a de-duplication record wait for
+     * in the Redis-failover run (default 1; 2 = all of them: see reliability.md). */
+    const char *sync_replicas = getenv("SAGA_CHAOS_SYNC_REPLICAS");
+    if (!sync_replicas || !*sync_replicas)
+        sync_replicas = "1";
+    char sync_flag[48];
     if (failover_run) {
         redis_failover_setup(sentinel_list, sizeof sentinel_list);
         snprintf(sentinels_flag, sizeof sentinels_flag, "--redis_sentinels=%s", sentinel_list);
         coord_args[na++] = sentinels_flag;
         coord_args[na++] = "--redis_master_name=" CHAOS_MASTER;
-        coord_args[na++] = "--redis_sync_replicas=1";
+        snprintf(sync_flag, sizeof sync_flag, "--redis_sync_replicas=%s", sync_replicas);
+        coord_args[na++] = sync_flag;
         coord_args[na++] = "--redis_timeout_ms=2000";
         versions_before = calloc((size_t)nsagas, sizeof *versions_before);
         versions_after = calloc((size_t)nsagas, sizeof *versions_after);
@@ -715,7 +722,7 @@ static void chaos_run(const chaos_variant_t *v)
      * de-duplication records wait for a replica (the SDK's redis_sync_replicas). */
     const char *const through_sentinels[] = {"--redis-sentinels", sentinel_list,
                                              "--redis-master-name", CHAOS_MASTER,
-                                             "--redis-sync-replicas", "1", NULL};
+                                             "--redis-sync-replicas", sync_replicas, NULL};
     const char *all[SERVICES_COUNT][SERVICES_MAX_FLAGS + 1];
     for (int i = 0; i < SERVICES_COUNT; i++) {
         int n = 0;
