@@ -46,7 +46,7 @@
 #define COORD_GATE_QUERY_MS 1000     /* the end-of-input query of a due timer */
 #define COORD_QUERY_TIMEOUT_MS 5000  /* watermark and committed-offset queries */
 #define COORD_REDIS_BACKOFF_MIN_MS 50   /* first reconnect attempt after Redis was lost */
-#define COORD_REDIS_BACKOFF_MAX_MS 2000 /* the longest wait between reconnect attempts */
+#define COORD_REDIS_BACKOFF_MAX_MS 500  /* the longest wait between reconnect attempts */
 #define COORD_REDIS_SUMMARY_MS 10000    /* a "still unavailable" line this often */
 #define COORD_CHUNK 16               /* input messages handled between looks at Redis */
 #define COORD_TRIM_MS 1000           /* most often an idle loop returns freed memory */

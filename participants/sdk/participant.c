@@ -29,7 +29,7 @@
 #define SP_REVOKE_DRAIN_MS 10000         /* ... and before giving partitions away */
 #define SP_MAX_SYNC_REPLICAS 16          /* redis_sync_replicas at most */
 #define SP_REDIS_BACKOFF_MIN_MS 100
-#define SP_REDIS_BACKOFF_MAX_MS 2000
+#define SP_REDIS_BACKOFF_MAX_MS 500
 #define SP_QUEUE_FULL_WAIT_MS 100
 #define SP_REPLY_OVERHEAD_BYTES 4096     /* room for the echo fields of a reply */
 #define SP_DEFAULT_DEDUP_PREFIX_FMT "saga:dedup:{%s}:"
