@@ -46,7 +46,7 @@ static void expect_trail(const char *id, const char *expected)
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
@@ -139,7 +139,7 @@ Test(coordinator, failure_at_step_k_compensates_k_minus_1_to_1_in_order)
     expect_trail("fail-2", "reserve/action/1 charge/action/1 reserve/compensation/1");
     expect_trail("fail-3", "reserve/action/1 charge/action/1 ship/action/1 "
                            "charge/compensation/1 reserve/compensation/1");
-    char err[512];
+    char err[512] = "";
     cr_assert(strstr(system_field(&sys, "fail-3", "error", err, sizeof err), "step ship failed"),
               "error: %s", err);
     json_t *out = outcome_of("fail-2");
@@ -195,7 +195,7 @@ Test(coordinator, compensation_retries_then_succeeds_or_leaves_saga_stuck)
     expect_status("broken", "stuck");
     expect_trail("broken", "reserve/action/1 charge/action/1 ship/action/1 charge/compensation/1 "
                            "charge/compensation/2 charge/compensation/3");
-    char err[512];
+    char err[512] = "";
     cr_assert(strstr(system_field(&sys, "broken", "error", err, sizeof err),
                      "compensation of step charge failed after 3 attempts"), "error: %s", err);
     json_t *out = outcome_of("broken");

@@ -82,7 +82,7 @@ static int which(const char *name, char *out, size_t len)
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 

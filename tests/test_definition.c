@@ -483,7 +483,7 @@ Test(definition, check_input_against_schema)
     d = load_minimal("m", 1, "m.json");
     expect_input(d, "{\"anything\": [1]}", NULL);
     expect_input(d, "\"text\"", "input: expected an object, got a string");
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     cr_expect_eq(definition_check_input(d, NULL, why, sizeof why), -1);
     definition_free(d);
 }

@@ -117,7 +117,7 @@ static void start_order(const char *id, const char *sku, double amount, const ch
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 

@@ -63,7 +63,7 @@ static void start_trip(const char *id)
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
@@ -233,7 +233,7 @@ static void expect_one_branch_failed(const char *id, const char *failed, const c
              "flight/action/1 car/action/1 hotel/action/1 %s/compensation/1 "
              "flight/compensation/1", late);
     expect_trail_one_of(id, trail_a, trail_b);
-    char err[512];
+    char err[512] = "";
     cr_assert(strstr(system_field(&sys, id, "error", err, sizeof err), failed), "error: %s", err);
 }
 
@@ -294,7 +294,7 @@ Test(groups, branch_timing_out_compensates_it_and_its_completed_sibling)
     cr_assert(json_is_true(json_object_get(hotel, "action_timed_out")));
     cr_assert_str_eq(json_string_value(json_object_get(hotel, "phase")), "compensated");
     json_decref(hotel);
-    char err[512];
+    char err[512] = "";
     cr_assert(strstr(system_field(&sys, "trip-timeout", "error", err, sizeof err),
                      "step hotel timed out"), "error: %s", err);
 }

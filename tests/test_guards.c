@@ -30,7 +30,7 @@ static config_t cfg_with(int dev_mode)
 
 Test(guards, decisions_on_reports)
 {
-    char err[512];
+    char err[512] = "";
     config_t cfg = cfg_with(0);
     guards_redis_report_t r = {.maxmemory_policy = "noeviction", .aof_enabled = 1};
     cr_assert_eq(guards_check_redis(&r, &cfg, err, sizeof err), 0);
@@ -54,7 +54,7 @@ Test(guards, reads_a_real_redis)
     cr_assert_eq(fixture_redis_start(&redis, "maxmemory-policy volatile-lru\nappendonly yes\n"), 0);
     redisContext *rc = fixture_redis_connect(&redis);
     guards_redis_report_t r;
-    char err[256];
+    char err[256] = "";
     cr_assert_eq(guards_read_redis(rc, &r, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(r.maxmemory_policy, "volatile-lru");
     cr_assert_eq(r.aof_enabled, 1);

@@ -24,7 +24,7 @@ static config_t cfg_with(const char *listen, const char *token, int open)
 {
     config_t c;
     config_defaults(&c);
-    char err[256];
+    char err[256] = "";
     cr_assert_eq(config_set(&c, "http_listen", listen, err, sizeof err), 0, "%s", err);
     cr_assert_eq(config_set(&c, "http_token", token, err, sizeof err), 0, "%s", err);
     c.http_open = open;
@@ -35,7 +35,7 @@ Test(httpauth, loopback_without_token_needs_none)
 {
     config_t c = cfg_with("127.0.0.1:8080", "", 0);
     httpauth_t a;
-    char err[512];
+    char err[512] = "";
     cr_assert_eq(httpauth_init(&a, &c, true, err, sizeof err), 0, "%s", err);
     cr_assert(!a.required);
     cr_assert(!a.open);
@@ -46,7 +46,7 @@ Test(httpauth, other_address_without_token_is_refused_unless_open)
 {
     config_t c = cfg_with("0.0.0.0:8080", "", 0);
     httpauth_t a;
-    char err[512];
+    char err[512] = "";
     cr_assert_eq(httpauth_init(&a, &c, false, err, sizeof err), -1);
     cr_assert(strstr(err, "http_listen \"0.0.0.0:8080\" is not a loopback address") &&
                   strstr(err, "http_token") && strstr(err, "http_open=1"),
@@ -60,7 +60,7 @@ Test(httpauth, other_address_without_token_is_refused_unless_open)
 Test(httpauth, a_token_is_required_on_any_address)
 {
     httpauth_t a;
-    char err[512];
+    char err[512] = "";
     config_t lo = cfg_with("127.0.0.1:8080", TOKEN, 0);
     cr_assert_eq(httpauth_init(&a, &lo, true, err, sizeof err), 0, "%s", err);
     cr_assert(a.required, "a token set on loopback is required there too");
@@ -79,7 +79,7 @@ Test(httpauth, a_token_is_required_on_any_address)
 Test(httpauth, bad_tokens_are_refused_naming_the_setting)
 {
     httpauth_t a;
-    char err[512];
+    char err[512] = "";
     config_t c = cfg_with("0.0.0.0:8080", "too-short", 0);
     cr_assert_eq(httpauth_init(&a, &c, false, err, sizeof err), -1);
     cr_assert_str_eq(err, "http_token: the token must be 16 to 256 characters long (it has 9)");
@@ -105,7 +105,7 @@ Test(httpauth, token_file_strips_the_trailing_newline)
     config_t c = cfg_with("0.0.0.0:8080", "", 0);
     snprintf(c.http_token_file, sizeof c.http_token_file, "%s", path);
     httpauth_t a;
-    char err[512];
+    char err[512] = "";
     cr_assert_eq(httpauth_init(&a, &c, false, err, sizeof err), 0, "%s", err);
     cr_assert(a.required);
     cr_assert(httpauth_token_ok(&a, TOKEN, strlen(TOKEN)));
@@ -139,7 +139,7 @@ Test(httpauth, bearer_header_and_cookie)
 Test(httpauth, loopback_addresses)
 {
     bool lo;
-    char err[256];
+    char err[256] = "";
     static const struct { const char *listen; bool loopback; } CASES[] = {
         {"127.0.0.1:0", true}, {"127.1.2.3:8080", true}, {"[::1]:0", true},
         {"localhost:0", true}, {"0.0.0.0:0", false}, {"[::]:0", false}};

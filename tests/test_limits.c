@@ -78,7 +78,7 @@ static void expect_why(int rc, const char *why, const char *needle)
 
 Test(limits, message_bytes)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     input_msg_t m;
     const char *msg = "{\"type\":\"retry\",\"saga_id\":\"s-1\"}";
     size_t len = strlen(msg);
@@ -91,7 +91,7 @@ Test(limits, message_bytes)
 
 Test(limits, saga_id_length)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     char *id = repeat('a', SAGA_ID_MAX_LEN);
     cr_expect_eq(decode_value(json_pack("{s:s, s:s}", "type", "retry", "saga_id", id), why), 0,
                  "%s", why);
@@ -104,7 +104,7 @@ Test(limits, saga_id_length)
 
 Test(limits, names_and_keywords)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     char *name = repeat('n', DEFN_MAX_NAME_LEN);
     cr_expect_eq(decode_value(json_pack("{s:s, s:s}", "type", "start", "saga", name), why), 0,
                  "%s", why);
@@ -127,7 +127,7 @@ Test(limits, names_and_keywords)
 
 Test(limits, command_id_length)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     char *id = repeat('c', PROTOCOL_MAX_COMMAND_ID_LEN);
     json_t *r = reply_msg();
     json_object_set_new(r, "command_id", json_string(id));
@@ -143,7 +143,7 @@ Test(limits, command_id_length)
 
 Test(limits, reason_and_error_length)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     char *text = repeat('e', PROTOCOL_MAX_REASON_LEN);
     cr_expect_eq(decode_value(json_pack("{s:s, s:s, s:s}", "type", "abort", "saga_id", "s-1",
                                         "reason", text), why), 0, "%s", why);
@@ -159,7 +159,7 @@ Test(limits, reason_and_error_length)
 
 Test(limits, json_depth)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     cr_expect_eq(decode_value(json_pack("{s:s, s:s, s:o}", "type", "start", "saga", "x", "input",
                                         object_of_depth(PROTOCOL_MAX_DEPTH)), why), 0, "%s", why);
     expect_why(decode_value(json_pack("{s:s, s:s, s:o}", "type", "start", "saga", "x", "input",
@@ -178,7 +178,7 @@ Test(limits, json_depth)
 
 Test(limits, start_input_bytes)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     cr_expect_eq(decode_value(json_pack("{s:s, s:s, s:o}", "type", "start", "saga", "x", "input",
                                         object_of_bytes(PROTOCOL_MAX_INPUT_BYTES)), why), 0,
                  "%s", why);
@@ -189,7 +189,7 @@ Test(limits, start_input_bytes)
 
 Test(limits, reply_output_bytes)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     json_t *r = reply_msg();
     json_object_set_new(r, "output", object_of_bytes(PROTOCOL_MAX_OUTPUT_BYTES));
     cr_expect_eq(decode_value(r, why), 0, "%s", why);
@@ -233,7 +233,7 @@ Test(limits, dead_letter_payload_and_key)
 Test(limits, dead_letter_reason_not_utf8)
 {
     const char msg[] = "{\"typ\\ud8\xc6\x9b\"}";
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     input_msg_t m;
     cr_assert_eq(protocol_decode_input(msg, strlen(msg), NULL, 0, PROTOCOL_MAX_MESSAGE_BYTES,
                                        &m, why, sizeof why), -1);
@@ -431,7 +431,7 @@ static json_t *render(const char *tmpl, const json_t *input, char *why)
 
 Test(limits, rendered_text_bytes)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     /* Half the limit, interpolated twice: exactly the limit. */
     char *half = repeat('h', TEMPLATE_MAX_RENDER_BYTES / 2 - 1);
     json_t *input = json_pack("{s:s}", "h", half);
@@ -449,7 +449,7 @@ Test(limits, rendered_text_bytes)
 
 Test(limits, rendered_payload_bytes)
 {
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     /* {"a":"<n x>"} where the whole payload is exactly the limit, then one more. */
     size_t n = TEMPLATE_MAX_RENDER_BYTES - strlen("{\"a\":\"\"}");
     char *s = repeat('v', n);
@@ -506,7 +506,7 @@ Test(limits, recovered_saga_fields)
     defn_errors_t errs = {0};
     definition_t *d = definition_load_string(SAGA_DEF, strlen(SAGA_DEF), "two", &errs);
     cr_assert(d);
-    char why[WHY_LEN];
+    char why[WHY_LEN] = "";
     saga_t *s = decode_with(d, NULL, NULL, why);
     cr_expect(s, "%s", why);
     saga_free(s);

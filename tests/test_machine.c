@@ -555,7 +555,7 @@ Test(machine, saga_fields_round_trip)
     cr_assert_str_eq(json_string_value(json_object_get(fields, "status")), "running");
     cr_assert_str_eq(json_string_value(json_object_get(fields, "step")), "charge");
     cr_assert_str_eq(json_string_value(json_object_get(fields, "partition")), "3");
-    char why[256];
+    char why[256] = "";
     saga_t *back = saga_decode_fields(fields, def, why, sizeof why);
     cr_assert_not_null(back, "%s", why);
     cr_assert_eq(back->status, saga->status);
@@ -575,7 +575,7 @@ Test(machine, decode_refuses_a_mismatched_definition)
 {
     json_t *fields = saga_encode_fields(saga);
     json_object_set_new(fields, "steps", json_string("[]"));
-    char why[256];
+    char why[256] = "";
     cr_assert_null(saga_decode_fields(fields, def, why, sizeof why));
     cr_assert(strstr(why, "0 steps recorded"));
     json_decref(fields);

@@ -24,7 +24,7 @@ static sp_parse_status_t parse(const char *text, saga_command_t **cmd, char *why
 Test(participant_sdk, parses_the_protocol_example)
 {
     saga_command_t *cmd;
-    char why[SP_MAX_ERROR_TEXT];
+    char why[SP_MAX_ERROR_TEXT] = "";
     cr_assert_eq(parse(GOOD, &cmd, why), SP_PARSE_OK, "%s", why);
     cr_assert_str_eq(saga_command_id(cmd), "o-1/reserve/action/1");
     cr_assert_str_eq(saga_command_idempotency_key(cmd), "o-1/reserve/action");
@@ -46,7 +46,7 @@ Test(participant_sdk, payload_defaults_to_empty_object)
     const char *t = "{\"type\":\"command\",\"command_id\":\"c\",\"saga_id\":\"s\",\"step\":\"x\",\"kind\":\"compensation\","
                     "\"command\":\"t\",\"attempt\":3,\"reply_to\":{\"topic\":\"r\",\"partition\":0}}";
     saga_command_t *cmd;
-    char why[SP_MAX_ERROR_TEXT];
+    char why[SP_MAX_ERROR_TEXT] = "";
     cr_assert_eq(parse(t, &cmd, why), SP_PARSE_OK, "%s", why);
     cr_assert(json_is_object(saga_command_payload(cmd)));
     cr_assert_eq(json_object_size(saga_command_payload(cmd)), 0);
@@ -101,7 +101,7 @@ Test(participant_sdk, invalid_commands_say_why)
 Test(participant_sdk, reply_echoes_the_command)
 {
     saga_command_t *cmd;
-    char why[SP_MAX_ERROR_TEXT];
+    char why[SP_MAX_ERROR_TEXT] = "";
     cr_assert_eq(parse(GOOD, &cmd, why), SP_PARSE_OK);
     json_t *body = sp_body_failed_new("nope", 1);
     size_t len = 0;

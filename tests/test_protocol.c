@@ -15,7 +15,7 @@ static int decode(const char *text, const char *key, input_msg_t *m, char *why)
 Test(protocol, start_with_and_without_id)
 {
     input_msg_t m;
-    char why[512];
+    char why[512] = "";
     cr_assert_eq(decode("{\"type\":\"start\",\"saga_id\":\"o-1\",\"saga\":\"order\",\"version\":2,"
                         "\"input\":{\"a\":1},\"meta\":{\"trace\":\"x\"}}", "o-1", &m, why), 0, "%s", why);
     cr_assert_eq(m.type, MSG_START);
@@ -33,7 +33,7 @@ Test(protocol, start_with_and_without_id)
 Test(protocol, reply_and_operator_commands)
 {
     input_msg_t m;
-    char why[512];
+    char why[512] = "";
     cr_assert_eq(decode("{\"type\":\"reply\",\"command_id\":\"o/s/compensation/2\",\"saga_id\":\"o\","
                         "\"step\":\"s\",\"kind\":\"compensation\",\"attempt\":2,\"status\":\"failed\","
                         "\"retryable\":true,\"error\":\"busy\"}", "o", &m, why), 0, "%s", why);
@@ -58,7 +58,7 @@ Test(protocol, reply_and_operator_commands)
 Test(protocol, a_reply_may_give_only_its_command_id)
 {
     input_msg_t m;
-    char why[512];
+    char why[512] = "";
     cr_assert_eq(decode("{\"type\":\"reply\",\"command_id\":\"o-1/charge/compensation/3\","
                         "\"saga_id\":\"o-1\",\"status\":\"ok\",\"output\":{}}", "o-1", &m, why),
                  0, "%s", why);
@@ -125,7 +125,7 @@ ParameterizedTest(bad_case_t *c, protocol, bad_input_says_where_and_what)
 Test(protocol, size_and_depth_limits)
 {
     input_msg_t m;
-    char why[512];
+    char why[512] = "";
     char big[2048];
     memset(big, ' ', sizeof big);
     memcpy(big, "{\"type\":\"retry\",\"saga_id\":\"o\"}", 30);
@@ -165,7 +165,7 @@ Test(protocol, dead_letter_keeps_the_payload_and_says_why)
 Test(protocol, a_message_without_a_value_says_so)
 {
     input_msg_t m;
-    char why[512];
+    char why[512] = "";
     cr_assert_eq(protocol_decode_input(NULL, 0, "k", 1, PROTOCOL_MAX_MESSAGE_BYTES, &m, why,
                                        sizeof why), -1);
     cr_assert_str_eq(why, "the message has no value (a null payload)");

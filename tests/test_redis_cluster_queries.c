@@ -78,7 +78,7 @@ TestSuite(redis_cluster_queries, .fini = teardown, .timeout = 300);
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
@@ -407,7 +407,7 @@ Test(redis_cluster_queries, settings_that_a_cluster_cannot_have_are_refused)
 
 static saga_command_t *command_of(const char *saga_id)
 {
-    char text[1024], why[SP_MAX_ERROR_TEXT];
+    char text[1024], why[SP_MAX_ERROR_TEXT] = "";
     snprintf(text, sizeof text,
              "{\"type\":\"command\",\"command_id\":\"%s/reserve/action/1\",\"idempotency_key\":"
              "\"%s/reserve/action\",\"saga_id\":\"%s\",\"saga\":\"order\",\"saga_version\":1,"
@@ -486,7 +486,7 @@ static long long balance(void)
 Test(redis_cluster_queries, sdk_dedupe_follows_its_slot_across_primaries)
 {
     cr_assert_eq(rcfixture_start(&cluster, 3, 0, NULL), 0);
-    char err[512];
+    char err[512] = "";
     sp_dedup_t *d = dedup_new(DEDUP_PREFIX, err, sizeof err);
     cr_assert_not_null(d, "%s", err);
     int slot = rcfixture_key_slot(&cluster, DEDUP_PREFIX);

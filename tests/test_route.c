@@ -9,7 +9,7 @@
 
 Test(route, murmur2_matches_librdkafkas_partitioner)
 {
-    char err[256];
+    char err[256] = "";
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     cr_assert_not_null(rk, "%s", err);

@@ -72,7 +72,7 @@ static int ctl_in(ops_run_t *r, const char *stdin_text, const char *const *args)
 
 static void expect_status(const char *id, const char *status)
 {
-    char why[8192];
+    char why[8192] = "";
     cr_assert(system_expect_status(&sys, id, status, WAIT_MS, why, sizeof why), "%s", why);
 }
 
@@ -346,7 +346,7 @@ Test(sagactl, start_abort_retry_skip_and_exit_codes)
     cr_assert(strstr(r.out, "abort sent for run-2 (was running)"), "%s", r.out);
     ops_run_release(&r);
     expect_status("run-2", "compensating"); /* its step is in flight: compensation waits */
-    char err[256];
+    char err[256] = "";
     cr_assert(strstr(system_field(&sys, "run-2", "error", err, sizeof err), "operator test"),
               "%s", err);
     cr_assert_eq(CTL(&r, "abort", "run-2"), 6, "abort of a compensating saga");

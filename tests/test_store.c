@@ -24,7 +24,7 @@ static void setup(void)
 {
     cr_assert_eq(fixture_redis_start(&redis, NULL), 0);
     rc = fixture_redis_connect(&redis);
-    char err[256];
+    char err[256] = "";
     store_config_t cfg = {.redis = {.port = redis.port}, .retention_ms = 60000};
     st = store_new(&cfg, err, sizeof err);
     cr_assert_not_null(st, "%s", err);
@@ -197,7 +197,7 @@ Test(store, a_partition_loads_back_for_recovery)
     cr_assert_eq(write_one(s, &res, epoch, 0, &out, 1), STORE_OK);
     cr_assert_eq(store_load_partition(st, 2, on_saga, NULL), 1);
     cr_assert_eq(loaded, 1);
-    char why[256];
+    char why[256] = "";
     saga_t *back = saga_decode_fields(loaded_fields, def, why, sizeof why);
     cr_assert_not_null(back, "%s", why);
     cr_assert_eq(back->version, 1);
@@ -268,7 +268,7 @@ static void count_entry(const outbox_entry_t *e, void *opaque)
  * failover may lose it) and the outbox is not handed out again until they have it. */
 Test(store, a_round_fewer_replicas_acknowledged_is_not_confirmed)
 {
-    char err[256];
+    char err[256] = "";
     store_config_t cfg = {.redis = {.port = redis.port, .command_timeout_ms = 1000},
                           .retention_ms = 60000};
     store_t *sync = store_new(&cfg, err, sizeof err);

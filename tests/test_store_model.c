@@ -368,7 +368,7 @@ static void teardown(void)
 
 static void make_single_store(side_t *sd)
 {
-    char err[256];
+    char err[256] = "";
     store_config_t cfg = {.redis = {.port = w.redis.port}, .history_cap = SM_HISTORY_CAP};
     sd->st = store_new(&cfg, err, sizeof err);
     cr_assert_not_null(sd->st, "%s", err);
@@ -389,7 +389,7 @@ static void setup(void)
  * the partitions' slots {p0}..{p3} fall on all three. */
 static void make_cluster_store(side_t *sd)
 {
-    char err[256];
+    char err[256] = "";
     store_config_t cfg = {.redis = {.cluster = true, .cluster_nodes = w.cluster.seeds},
                           .history_cap = SM_HISTORY_CAP};
     sd->cs = clusterstore_new(&cfg, err, sizeof err);
@@ -496,7 +496,7 @@ static void reload(int32_t p, const char *id)
     const definition_t *d =
         def_named(json_string_value(json_object_get(f, RKEYS_F_DEFINITION)),
                   json_string_value(json_object_get(f, RKEYS_F_DEFINITION_VERSION)));
-    char why[256];
+    char why[256] = "";
     saga_t *s = d ? saga_decode_fields(f, d, why, sizeof why) : NULL;
     if (!s) {
         /* Two writers' states mixed under one version (a create of the id by another

@@ -189,7 +189,7 @@ scripted_t *scripted_start(const char *bootstrap, const char *const *topics,
                            const script_rule_t *rules, size_t n)
 {
     scripted_t *p = calloc(1, sizeof *p);
-    char err[512];
+    char err[512] = "";
     p->rules = calloc(n ? n : 1, sizeof *rules);
     if (n)
         memcpy(p->rules, rules, n * sizeof *rules);
