@@ -174,6 +174,15 @@ static int cluster_create(bench_redis_t *r, const char *logdir, char *err, size_
     return 0;
 }
 
+const char *bench_redis_layout_name(char *out, size_t size, int cluster, bool replicas)
+{
+    if (cluster > 0)
+        snprintf(out, size, "cluster %d%s", cluster, replicas ? " + replicas" : "");
+    else
+        snprintf(out, size, "single%s", replicas ? " + replica" : "");
+    return out;
+}
+
 int bench_redis_start(bench_redis_t *r, int cluster, bool replicas, const char *dir,
                       const char *logdir, char *err, size_t errlen)
 {
@@ -185,11 +194,7 @@ int bench_redis_start(bench_redis_t *r, int cluster, bool replicas, const char *
     r->cluster = cluster;
     r->replicas = replicas;
     int primaries = cluster > 0 ? cluster : 1;
-    if (cluster > 0)
-        snprintf(r->layout, sizeof r->layout, "cluster %d%s", cluster,
-                 replicas ? " + replicas" : "");
-    else
-        snprintf(r->layout, sizeof r->layout, "single%s", replicas ? " + replica" : "");
+    bench_redis_layout_name(r->layout, sizeof r->layout, cluster, replicas);
     mkdir(dir, 0755);
     int want = primaries * (replicas ? 2 : 1);
     for (int i = 0; i < want; i++) {

@@ -38,6 +38,10 @@ typedef struct bench_redis {
     char layout[64];           /* "single", "single + replica", "cluster 3 + replicas" */
 } bench_redis_t;
 
+/* The name of a layout into out (size bytes), as the report prints it: "single", "single
+ * + replica", "cluster N", "cluster N + replicas". Returns out. */
+const char *bench_redis_layout_name(char *out, size_t size, int cluster, bool replicas);
+
 /* Starts the layout: cluster primaries (0: one plain redis-server; else 3 ..
  * BENCH_REDIS_MAX_PRIMARIES) with one replica each when replicas, their data under
  * dir/redis-I and their logs under logdir, and waits until it is ready. *r is

@@ -1561,17 +1561,11 @@ static void run_size(bench_t *b, int steps, result_t *r)
 
 /* --- report ----------------------------------------------------------------------- */
 
-/* The Redis layout as the report names it: single, single + replica, cluster N (+
- * replicas). */
+/* The Redis layout as the report names it (bench_redis.h). */
 static const char *redis_layout(const bench_t *b)
 {
     static char layout[64];
-    if (b->o.cluster > 0)
-        snprintf(layout, sizeof layout, "cluster %d%s", b->o.cluster,
-                 b->o.replica ? " + replicas" : "");
-    else
-        snprintf(layout, sizeof layout, "single%s", b->o.replica ? " + replica" : "");
-    return layout;
+    return bench_redis_layout_name(layout, sizeof layout, b->o.cluster, b->o.replica);
 }
 
 static void print_table(const result_t *rs, size_t n, const bench_t *b)
