@@ -72,6 +72,18 @@ void proc_stop(pid_t pid, int grace_ms)
     (void)waitpid(pid, NULL, 0);
 }
 
+int proc_wait(pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms * 1000; waited += PROC_POLL_US) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(PROC_POLL_US);
+    }
+    proc_stop(pid, 1000);
+    return -1;
+}
+
 long proc_rss_kib(pid_t pid)
 {
     char path[64], line[256];

@@ -13,6 +13,11 @@ pid_t proc_spawn(char *const argv[], const char *log_path);
 /* SIGTERM, then SIGKILL after grace_ms if it is still there; reaps it. Accepts pid <= 0. */
 void proc_stop(pid_t pid, int grace_ms);
 
+/* Waits up to timeout_ms for pid to exit and reaps it. Returns its exit code (0..255; 128
+ * + the signal when a signal ended it), or -1 when it did not end in time (it is then
+ * stopped with proc_stop). */
+int proc_wait(pid_t pid, int timeout_ms);
+
 /* True while pid runs (not exited, not a zombie we reaped). */
 int proc_alive(pid_t pid);
 

@@ -18,6 +18,7 @@
  * message being available to it to the produce of the commands it caused, Redis
  * included, Kafka's hops not. */
 #include "bench_proc.h"
+#include "bench_redis.h"
 #include "bench_stats.h"
 
 #include "catalogue.h"
@@ -80,7 +81,8 @@ typedef struct opts {
     int floor_messages;        /* Kafka floor: messages */
     bool no_rss;
     bool redis_floor_only;     /* only redis-server and the store's floor (profiling) */
-    bool replica;              /* the bench's Redis has a replica */
+    bool replica;              /* the bench's Redis has a replica (each primary, on a cluster) */
+    int cluster;               /* the bench's Redis is a cluster of this many primaries (0: not) */
     int sync_replicas;         /* the coordinator's redis_sync_replicas */
     double rate;               /* open-loop phase: sagas/s (0: half the saturation) */
     const char *json_path;
@@ -119,9 +121,9 @@ struct bench {
     opts_t o;
     char bindir[1024], tmp[1024], defs[1100];
     char bootstrap[512];
-    int redis_port, http_port;
-    pid_t broker, redis, replica, coord;
-    redisContext *redis_ctx;           /* INFO commandstats */
+    int http_port;
+    pid_t broker, coord;
+    bench_redis_t redis;               /* the layout: single, with a replica, or a cluster */
     rd_kafka_t *producer;              /* starts and replies */
     rd_kafka_t *outcomes;              /* outcome consumer; also watermark queries */
     pthread_t outcome_thread;
@@ -129,6 +131,8 @@ struct bench {
     atomic_int stop, hold;
     atomic_ullong next_saga;           /* saga numbers handed out */
     atomic_ullong finished, not_completed, held;
+    atomic_ullong outcomes_again;      /* outcomes received for a saga that had one already */
+    unsigned char *outcome_seen;       /* per saga number, __atomic access */
     atomic_ullong msg_count, msg_bytes; /* every saga message the bench saw, for sizes */
     int64_t *start_us, *last_us;       /* per saga number, __atomic access */
     samples_t e2e, final_hops;
@@ -317,8 +321,14 @@ static void *outcome_main(void *arg)
         int64_t t = now_us();
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
-            if (!m->err) {
-                uint64_t k = saga_number(m->key, m->key_len);
+            uint64_t k = m->err ? UINT64_MAX : saga_number(m->key, m->key_len);
+            /* Delivery is at least once: a coordinator that reloads a partition (its
+             * lease lost on a loaded host, say) sends again the outcomes its outbox still
+             * holds. A saga finishes once, at its first outcome. */
+            if (k < BENCH_MAX_SAGAS &&
+                __atomic_exchange_n(&b->outcome_seen[k], 1, __ATOMIC_RELAXED)) {
+                atomic_fetch_add(&b->outcomes_again, 1);
+            } else if (!m->err) {
                 if (k < BENCH_MAX_SAGAS) {
                     samples_add(&b->e2e, t - __atomic_load_n(&b->start_us[k], __ATOMIC_RELAXED));
                     samples_add(&b->final_hops,
@@ -426,74 +436,25 @@ static void wait_for_file(const char *path, char *buf, size_t len, pid_t pid)
     }
 }
 
-static redisContext *redis_wait(int port)
-{
-    int64_t until = now_us() + 30000000;
-    for (;;) {
-        redisContext *c = redisConnect("127.0.0.1", port);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-            if (ok)
-                return c;
-        }
-        redisFree(c);
-        if (now_us() > until)
-            die("redis-server on port %d did not answer", port);
-        sleep_us(20000);
-    }
-}
-
-/* With --replica: a replica of the bench's Redis, durable the same way, in sync before
- * anything is measured. */
-static void replica_start(bench_t *b, const char *primary_dir)
-{
-    char port[16], of[16], rdir[PATH_MAX + 128], logp[PATH_MAX + 64];
-    int rport = proc_free_port();
-    snprintf(port, sizeof port, "%d", rport);
-    snprintf(of, sizeof of, "%d", b->redis_port);
-    snprintf(rdir, sizeof rdir, "%s-replica", primary_dir);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--replicaof", "127.0.0.1", of, "--appendonly", "yes",
-                     "--appendfsync", "everysec", "--save", "", "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis-replica.log", b->tmp);
-    b->replica = proc_spawn(rargv, logp);
-    redisContext *c = redis_wait(rport);
-    int64_t until = now_us() + BENCH_READY_TIMEOUT_US;
-    for (;;) {
-        redisReply *r = redisCommand(c, "INFO replication");
-        bool up = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up");
-        freeReplyObject(r);
-        if (up)
-            break;
-        if (now_us() > until)
-            die("the replica on port %d did not get in sync", rport);
-        sleep_us(20000);
-    }
-    redisFree(c);
-}
-
-/* Starts redis-server on a free port with its data in dir (under the temp dir), durable
- * as in production (AOF, fsync every second), no RDB snapshots; connects b->redis_ctx. */
+/* Starts the bench's Redis layout (bench_redis.h) with its data under the temp dir's
+ * dir: one redis-server, one with a replica (--replica), or a cluster (--cluster N). */
 static void redis_start(bench_t *b, const char *dir)
 {
-    char port[16], rdir[PATH_MAX + 64], logp[PATH_MAX + 64];
-    b->redis_port = proc_free_port();
-    snprintf(port, sizeof port, "%d", b->redis_port);
+    char rdir[PATH_MAX + 64], err[512];
     snprintf(rdir, sizeof rdir, "%s/%s", b->tmp, dir);
-    mkdir(rdir, 0755);
-    char rs[] = "/usr/bin/redis-server";
-    char *rargv[] = {rs, "--port", port, "--bind", "127.0.0.1", "--dir", rdir,
-                     "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                     "--daemonize", "no", NULL};
-    snprintf(logp, sizeof logp, "%s/redis.log", b->tmp);
-    b->redis = proc_spawn(rargv, logp);
-    b->redis_ctx = redis_wait(b->redis_port);
-    if (b->o.replica)
-        replica_start(b, rdir);
+    if (bench_redis_start(&b->redis, b->o.cluster, b->o.replica, rdir, b->tmp, err, sizeof err) < 0)
+        die("%s", err);
+    fprintf(stderr, "saga-bench: Redis %s ready (%s)\n", b->redis.layout, b->redis.seeds);
+}
+
+/* CPU seconds of the Redis primaries (/proc), where the writes run. */
+static double redis_proc_cpu(const bench_t *b)
+{
+    double cpu = 0;
+    for (int i = 0; i < b->redis.count; i++)
+        if (b->redis.nodes[i].primary)
+            cpu += proc_cpu_seconds(b->redis.nodes[i].pid);
+    return cpu;
 }
 
 static void stack_start(bench_t *b, int steps)
@@ -516,15 +477,23 @@ static void stack_start(bench_t *b, int steps)
     b->broker = proc_spawn(bargv, logp);
     wait_for_file(path, b->bootstrap, sizeof b->bootstrap, b->broker);
 
-    char rdir[32];
-    snprintf(rdir, sizeof rdir, "redis-%d", steps);
+    /* A fresh data dir per stack: a cluster node must start empty (no nodes.conf). */
+    static int stacks;
+    char rdir[48];
+    snprintf(rdir, sizeof rdir, "redis-%d-%d", steps, ++stacks);
     redis_start(b, rdir);
 
     /* Coordinator, with its defaults. */
-    char coord[PATH_MAX + 32], bs[600], rp[64], defs[PATH_MAX + 32];
+    char coord[PATH_MAX + 32], bs[600], defs[PATH_MAX + 32];
+    char rp[BENCH_REDIS_SEEDS_MAX + 32], rc[32];
     snprintf(coord, sizeof coord, "%s/saga-coordinator", b->bindir);
     snprintf(bs, sizeof bs, "--bootstrap_servers=%s", b->bootstrap);
-    snprintf(rp, sizeof rp, "--redis_port=%d", b->redis_port);
+    /* On a cluster: every node a seed (the coordinator reads the slot map from them). */
+    if (b->redis.cluster > 0)
+        snprintf(rp, sizeof rp, "--redis_cluster_nodes=%s", b->redis.seeds);
+    else
+        snprintf(rp, sizeof rp, "--redis_port=%d", b->redis.nodes[0].port);
+    snprintf(rc, sizeof rc, "--redis_cluster=%d", b->redis.cluster > 0);
     snprintf(defs, sizeof defs, "--definitions=%s", b->defs);
     char lvl[] = "--log_level=warn", http[64];
     b->http_port = proc_free_port();
@@ -541,7 +510,7 @@ static void stack_start(bench_t *b, int steps)
     }
     char sync[64];
     snprintf(sync, sizeof sync, "--redis_sync_replicas=%d", b->o.sync_replicas);
-    char *own[] = {coord, bs, rp, defs, lvl, http, sync};
+    char *own[] = {coord, bs, rp, rc, defs, lvl, http, sync};
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         cargv[ca++] = own[i];
     cargv[ca] = NULL;
@@ -590,12 +559,10 @@ static void stack_stop(bench_t *b)
     rd_kafka_destroy(b->outcomes);
     rd_kafka_flush(b->producer, 1000);
     rd_kafka_destroy(b->producer);
-    redisFree(b->redis_ctx);
     proc_stop(b->coord, 5000);
-    proc_stop(b->redis, 5000);
-    proc_stop(b->replica, 5000);
+    bench_redis_stop(&b->redis);
     proc_stop(b->broker, 5000);
-    b->coord = b->redis = b->replica = b->broker = 0;
+    b->coord = b->broker = 0;
 }
 
 /* --- snapshots -------------------------------------------------------------------- */
@@ -671,34 +638,53 @@ static void latency_percentiles(const snapshot_t *s0, const snapshot_t *s1, cons
     }
 }
 
-/* Redis's own counters into s: every command's calls and microseconds (INFO
- * commandstats; commands run inside a script are counted under their own names too) and
- * the process's CPU seconds (INFO cpu, microsecond resolution, all threads). */
-static void read_redis_stats(redisContext *c, snapshot_t *s)
+/* Adds calls and usec of command name to s's commandstats. */
+static void add_cmdstat(snapshot_t *s, const char *name, long long calls, long long usec)
 {
-    redisReply *r = redisCommand(c, "INFO cpu");
-    if (!r || r->type != REDIS_REPLY_STRING)
-        die("INFO cpu failed");
-    const char *sys = strstr(r->str, "used_cpu_sys:"), *user = strstr(r->str, "used_cpu_user:");
-    if (!sys || !user)
-        die("INFO cpu has no used_cpu_sys / used_cpu_user");
-    s->redis_info_cpu = strtod(sys + 13, NULL) + strtod(user + 14, NULL);
-    freeReplyObject(r);
-    r = redisCommand(c, "INFO commandstats");
-    if (!r || r->type != REDIS_REPLY_STRING)
-        die("INFO commandstats failed");
-    s->ncmd = 0;
-    for (char *line = strtok(r->str, "\r\n"); line && s->ncmd < BENCH_MAX_CMDSTATS;
-         line = strtok(NULL, "\r\n")) {
-        char name[32];
-        long long calls, usec;
-        if (sscanf(line, "cmdstat_%31[^:]:calls=%lld,usec=%lld", name, &calls, &usec) == 3) {
-            snprintf(s->cmd_names[s->ncmd], sizeof s->cmd_names[0], "%s", name);
-            s->cmd_usec[s->ncmd] = usec;
-            s->cmd_calls[s->ncmd++] = calls;
-        }
+    size_t i = 0;
+    while (i < s->ncmd && strcmp(s->cmd_names[i], name) != 0)
+        i++;
+    if (i == s->ncmd) {
+        if (s->ncmd == BENCH_MAX_CMDSTATS)
+            return;
+        snprintf(s->cmd_names[s->ncmd++], sizeof s->cmd_names[0], "%s", name);
+        s->cmd_calls[i] = s->cmd_usec[i] = 0;
     }
-    freeReplyObject(r);
+    s->cmd_calls[i] += calls;
+    s->cmd_usec[i] += usec;
+}
+
+/* Redis's own counters into s, summed over the primaries (one, or a cluster's): every
+ * command's calls and microseconds (INFO commandstats; commands run inside a script are
+ * counted under their own names too) and the processes' CPU seconds (INFO cpu,
+ * microsecond resolution, all threads). */
+static void read_redis_stats(bench_t *b, snapshot_t *s)
+{
+    s->ncmd = 0;
+    s->redis_info_cpu = 0;
+    for (int n = 0; n < b->redis.count; n++) {
+        redisContext *c = b->redis.nodes[n].ctx;
+        if (!b->redis.nodes[n].primary)
+            continue;
+        redisReply *r = redisCommand(c, "INFO cpu");
+        if (!r || r->type != REDIS_REPLY_STRING)
+            die("INFO cpu failed on port %d", b->redis.nodes[n].port);
+        const char *sys = strstr(r->str, "used_cpu_sys:"), *user = strstr(r->str, "used_cpu_user:");
+        if (!sys || !user)
+            die("INFO cpu has no used_cpu_sys / used_cpu_user");
+        s->redis_info_cpu += strtod(sys + 13, NULL) + strtod(user + 14, NULL);
+        freeReplyObject(r);
+        r = redisCommand(c, "INFO commandstats");
+        if (!r || r->type != REDIS_REPLY_STRING)
+            die("INFO commandstats failed on port %d", b->redis.nodes[n].port);
+        for (char *line = strtok(r->str, "\r\n"); line; line = strtok(NULL, "\r\n")) {
+            char name[32];
+            long long calls, usec;
+            if (sscanf(line, "cmdstat_%31[^:]:calls=%lld,usec=%lld", name, &calls, &usec) == 3)
+                add_cmdstat(s, name, calls, usec);
+        }
+        freeReplyObject(r);
+    }
 }
 
 static void take_snapshot(bench_t *b, snapshot_t *s)
@@ -708,7 +694,7 @@ static void take_snapshot(bench_t *b, snapshot_t *s)
     s->finished = atomic_load(&b->finished);
     s->coord_cpu = proc_cpu_seconds(b->coord);
     s->broker_cpu = proc_cpu_seconds(b->broker);
-    s->redis_cpu = proc_cpu_seconds(b->redis);
+    s->redis_cpu = redis_proc_cpu(b);
     s->self_cpu = proc_cpu_seconds(getpid());
     s->coord_rss_kib = proc_rss_kib(b->coord);
     for (size_t t = 0; t < BENCH_NTOPICS; t++) {
@@ -719,7 +705,7 @@ static void take_snapshot(bench_t *b, snapshot_t *s)
             s->kafka[t] += hi;
         }
     }
-    read_redis_stats(b->redis_ctx, s);
+    read_redis_stats(b, s);
     read_latency(b, s);
 }
 
@@ -797,6 +783,7 @@ typedef struct result {
     double kafka_topic_per_saga[BENCH_NTOPICS];
     double avg_msg_bytes;
     uint64_t not_completed;
+    uint64_t outcomes_again;           /* duplicates over the whole stack (see outcome_main) */
     /* memory */
     long rss_before_kib, rss_after_kib;
     double rss_per_saga_bytes;
@@ -1355,11 +1342,15 @@ static const floor_kind_t FLOOR_SCRIPT = {"script", "benchfloor", floor_write_sc
 static const floor_kind_t FLOOR_RAW = {"raw", "benchraw", floor_write_raw, RAW_COMMANDS};
 
 /* A store on the bench's Redis with the coordinator's settings and its own key prefix,
- * holding a fresh epoch of partition 0. */
+ * holding a fresh epoch of partition 0: on the primary that serves partition 0's slot
+ * on a cluster (as the coordinator's cluster store keeps one store per primary). */
 static store_t *floor_store(bench_t *b, const char *prefix, int64_t *epoch)
 {
     char err[512];
-    store_config_t sc = {.redis = {.host = "127.0.0.1", .port = b->redis_port,
+    int port = bench_redis_partition_port(&b->redis, 0, err, sizeof err);
+    if (port < 0)
+        die("redis floor: %s", err);
+    store_config_t sc = {.redis = {.host = "127.0.0.1", .port = port,
                                    .command_timeout_ms = 5000},
                          .prefix = prefix, .retention_ms = 7LL * 24 * 3600 * 1000,
                          .history_cap = 1000};
@@ -1392,7 +1383,7 @@ static void redis_floor(bench_t *b, const floor_kind_t *kind, int rounds, redis_
     int64_t timed = 0, build = 0;
     size_t transitions = 0;
     snapshot_t s0, s1;
-    read_redis_stats(b->redis_ctx, &s0);
+    read_redis_stats(b, &s0);
     for (int round = 0; round < rounds; round++) {
         floor_sagas_new(&fr, def, round);
         for (int step = 0; step <= b->steps; step++) {
@@ -1406,7 +1397,7 @@ static void redis_floor(bench_t *b, const floor_kind_t *kind, int rounds, redis_
         }
         floor_sagas_free(&fr);
     }
-    read_redis_stats(b->redis_ctx, &s1);
+    read_redis_stats(b, &s1);
     out->transitions_per_s = (double)transitions / ((double)timed / 1e6);
     out->build_share = (double)build / (double)timed;
     out->cpu_us = (s1.redis_info_cpu - s0.redis_info_cpu) * 1e6 / (double)transitions;
@@ -1436,13 +1427,11 @@ static void redis_floor_alone(bench_t *b, int steps)
     redis_floor_result_t script, raw;
     redis_floor(b, &FLOOR_SCRIPT, BENCH_FLOOR_ALONE_ROUNDS, &script);
     redis_floor(b, &FLOOR_RAW, BENCH_FLOOR_ALONE_ROUNDS, &raw);
-    printf("%d steps (redis-server pid %d):\n", steps, (int)b->redis);
+    printf("%d steps (Redis %s, redis-server pid %d):\n", steps, b->redis.layout,
+           (int)b->redis.nodes[0].pid);
     print_redis_floor(&FLOOR_SCRIPT, &script, b->o.depth);
     print_redis_floor(&FLOOR_RAW, &raw, b->o.depth);
-    redisFree(b->redis_ctx);
-    proc_stop(b->redis, 5000);
-    proc_stop(b->replica, 5000);
-    b->redis = b->replica = 0;
+    bench_redis_stop(&b->redis);
 }
 
 /* --- one saga size ---------------------------------------------------------------- */
@@ -1485,6 +1474,7 @@ static void run_size(bench_t *b, int steps, result_t *r)
     take_snapshot(b, &s1);
     double n = (double)(s1.finished - s0.finished);
     r->not_completed = atomic_load(&b->not_completed);
+    r->outcomes_again = atomic_load(&b->outcomes_again);
     percentiles(e2e_set, 1, r->e2e);
     samples_t *hop_set[BENCH_PARTICIPANTS + 1];
     for (int i = 0; i < BENCH_PARTICIPANTS; i++)
@@ -1571,12 +1561,19 @@ static void run_size(bench_t *b, int steps, result_t *r)
 
 /* --- report ----------------------------------------------------------------------- */
 
+/* The Redis layout as the report names it (bench_redis.h). */
+static const char *redis_layout(const bench_t *b)
+{
+    static char layout[64];
+    return bench_redis_layout_name(layout, sizeof layout, b->o.cluster, b->o.replica);
+}
+
 static void print_table(const result_t *rs, size_t n, const bench_t *b)
 {
     printf("\nsaga-bench: 1 coordinator, %d input partitions, %d participant threads, "
-           "phases of %.0f s, window %d, Redis %s, redis_sync_replicas=%d\n\n",
+           "phases of %.0f s, window %d, Redis layout: %s, redis_sync_replicas=%d\n\n",
            BENCH_INPUT_PARTITIONS, BENCH_PARTICIPANTS, b->o.duration_s, b->o.window,
-           b->o.replica ? "with one replica" : "alone", b->o.sync_replicas);
+           redis_layout(b), b->o.sync_replicas);
     printf("%-44s", "");
     for (size_t i = 0; i < n; i++)
         printf("%14d-step", rs[i].steps);
@@ -1625,6 +1622,8 @@ static void print_table(const result_t *rs, size_t n, const bench_t *b)
     ROW("our rate / floor (script)", "%19.2f", rs[i].ratio);
     ROW("our rate / raw floor", "%19.2f", rs[i].raw_ratio);
     ROW("sagas not completed", "%19llu", (unsigned long long)rs[i].not_completed);
+    ROW("outcomes received again (partition reloads)", "%19llu",
+        (unsigned long long)rs[i].outcomes_again);
 #undef ROW
     printf("\nhop = previous message of the saga produced -> next one consumed (2 Kafka hops + "
            "the coordinator's turn);\nadded = hop - 2 x Kafka one-hop p50 at the same message "
@@ -1706,6 +1705,7 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
                       "bench", r->sat_cores[3]));
         json_t *entry = json_array_get(arr, json_array_size(arr) - 1);
         json_object_set_new(entry, "coordinator_latency_ms", pct_json(r->coord_latency));
+        json_object_set_new(entry, "outcomes_received_again", json_integer((json_int_t)r->outcomes_again));
         add_floors_json(entry, r);
     }
     char host[256] = "";
@@ -1733,6 +1733,9 @@ static void write_json(const result_t *rs, size_t n, const bench_t *b, const cha
                             "inflight", b->o.inflight, "redis_depth", b->o.depth,
                             "floor_messages", b->o.floor_messages, "replica", b->o.replica,
                             "sync_replicas", b->o.sync_replicas, "results", arr);
+    json_t *options = json_object_get(doc, "options");
+    json_object_set_new(options, "cluster", json_integer(b->o.cluster));
+    json_object_set_new(options, "redis_layout", json_string(redis_layout(b)));
     if (json_dump_file(doc, path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
         fprintf(stderr, "saga-bench: cannot write %s\n", path);
     json_decref(doc);
@@ -1745,7 +1748,8 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: saga-bench [--steps 3,10] [--duration S] [--window N] [--inflight N]\n"
             "                  [--depth N] [--floor-messages N] [--no-rss] [--json FILE]\n"
-            "                  [--keep DIR] [--replica] [--sync-replicas N] [--rate R]\n\n"
+            "                  [--keep DIR] [--replica] [--sync-replicas N] [--rate R]\n"
+            "                  [--cluster N]\n\n"
             "Starts saga-devbroker, redis-server (AOF, fsync every second) and one\n"
             "saga-coordinator from the folder of this program, drives sagas through them with\n"
             "built-in participants, measures against the floor of the same broker and Redis\n"
@@ -1760,11 +1764,17 @@ static void usage(FILE *out)
             "  --no-rss           skip the memory phase\n"
             "  --json FILE        write the results as JSON\n"
             "  --keep DIR         work (definitions, logs, AOF) in DIR and keep it\n"
-            "  --replica          give the bench's Redis a replica (in sync before measuring)\n"
+            "  --replica          give the bench's Redis a replica (in sync before measuring);\n"
+            "                     with --cluster, one replica per primary\n"
             "  --sync-replicas N  the coordinator's redis_sync_replicas (default 0): every\n"
             "                     round waits until N replicas have it (WAIT)\n"
             "  --rate R           the open-loop (\"half load\") phase at R sagas/s instead of half\n"
-            "                     the saturation: latencies of two runs at the same load\n");
+            "                     the saturation: latencies of two runs at the same load\n"
+            "  --cluster N        the bench's Redis is a Redis Cluster of N primaries (3..%d,\n"
+            "                     redis-cli --cluster create), the coordinator runs with\n"
+            "                     redis_cluster=1; Redis figures are summed over the primaries,\n"
+            "                     the Redis floors run on the primary of partition 0's slot\n",
+            BENCH_REDIS_MAX_PRIMARIES);
 }
 
 int main(int argc, char **argv)
@@ -1781,7 +1791,7 @@ int main(int argc, char **argv)
         {"keep", required_argument, NULL, 'k'},    {"help", no_argument, NULL, 'h'},
         {"redis-floor-only", no_argument, NULL, 'r'},
         {"replica", no_argument, NULL, 'R'},       {"sync-replicas", required_argument, NULL, 'S'},
-        {"rate", required_argument, NULL, 'T'},
+        {"rate", required_argument, NULL, 'T'},  {"cluster", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -1804,6 +1814,7 @@ int main(int argc, char **argv)
         case 'R': b->o.replica = true; break;
         case 'S': b->o.sync_replicas = atoi(optarg); break;
         case 'T': b->o.rate = atof(optarg); break;
+        case 'C': b->o.cluster = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1813,6 +1824,8 @@ int main(int argc, char **argv)
             die("--steps: sizes are 1..64");
     if (b->o.sync_replicas < 0 || b->o.sync_replicas > (b->o.replica ? 1 : 0))
         die("--sync-replicas: 0, or 1 with --replica");
+    if (b->o.cluster != 0 && (b->o.cluster < 3 || b->o.cluster > BENCH_REDIS_MAX_PRIMARIES))
+        die("--cluster: 3..%d primaries", BENCH_REDIS_MAX_PRIMARIES);
     if (b->o.duration_s < 2 || b->o.window < 1 || b->o.inflight < 1 || b->o.depth < 1 ||
         b->o.floor_messages < 1000)
         die("a value is out of range (see --help)");
@@ -1838,7 +1851,8 @@ int main(int argc, char **argv)
         write_definition(b, b->o.sizes[i]);
     b->start_us = calloc(BENCH_MAX_SAGAS, sizeof *b->start_us);
     b->last_us = calloc(BENCH_MAX_SAGAS, sizeof *b->last_us);
-    if (!b->start_us || !b->last_us)
+    b->outcome_seen = calloc(BENCH_MAX_SAGAS, 1);
+    if (!b->start_us || !b->last_us || !b->outcome_seen)
         die("out of memory");
     samples_init(&b->e2e);
     samples_init(&b->final_hops);
