@@ -266,7 +266,15 @@ static void start_in_flight(const char *prefix)
         snprintf(id, sizeof id, "%s-%d", prefix, i);
         start_saga(id, 0);
     }
-    cr_assert(scripted_wait(participant, 2 * SAGAS, WAIT_MS), "reserve and charge of each");
+    bool all_sent = scripted_wait(participant, 2 * SAGAS, WAIT_MS);
+    if (!all_sent)
+        for (int i = 0; i < SAGAS; i++) { /* what the coordinators logged about each */
+            char id[64];
+            snprintf(id, sizeof id, "%s-%d", prefix, i);
+            system_explain(&sys, id);
+        }
+    cr_assert(all_sent, "reserve and charge of each (%zu commands seen)",
+              scripted_count(participant));
     for (int i = 0; i < SAGAS; i++) {
         char id[64];
         snprintf(id, sizeof id, "%s-%d", prefix, i);
