@@ -28,6 +28,7 @@ struct redisconn {
     redisContext *watch;       /* with Sentinels: subscribed to +switch-master, or NULL */
     struct timespec watched;   /* when the watch was last read */
     unsigned long switches;    /* +switch-master announcements that moved us */
+    bool refused;              /* the last connect was refused for good (redisconn_refused) */
     char error[REDISCONN_ERROR_MAX];
 };
 
@@ -49,6 +50,11 @@ void redisconn_set_error(redisconn_t *c, const char *fmt, ...)
 const char *redisconn_last_error(const redisconn_t *c)
 {
     return c->error;
+}
+
+bool redisconn_refused(const redisconn_t *c)
+{
+    return c->refused;
 }
 
 const char *redisconn_address(const redisconn_t *c)
@@ -241,6 +247,10 @@ static redisReply *setup_command(redisconn_t *c, redisContext *ctx, const char *
     redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
     if (r && r->type != REDIS_REPLY_ERROR)
         return r;
+    /* A server that answers AUTH or SELECT with an error refuses these settings (a wrong
+     * password, a database it does not have): trying again will not mend that. */
+    if (r && (strcmp(argv[0], "AUTH") == 0 || strcmp(argv[0], "SELECT") == 0))
+        c->refused = true;
     redisconn_set_error(c, "redis %s: %s: %s", where, argv[0], r ? r->str : ctx->errstr);
     freeReplyObject(r);
     return NULL;
@@ -451,6 +461,7 @@ int redisconn_connect(redisconn_t *c)
     if (redisconn_connected(c) && !redisconn_watch(c))
         return 0;
     redisconn_drop(c);
+    c->refused = c->config_error != NULL;
     if (c->config_error) {
         redisconn_set_error(c, "%s", c->config_error);
         return -1;

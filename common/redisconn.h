@@ -120,6 +120,11 @@ int redisconn_list_item(const char **at, char *item, size_t size);
 int redisconn_parse_address(const char *item, char *host, size_t hostlen, int *port,
                             int default_port);
 
+/* True when the last connect failed for a reason that trying again does not mend: a bad
+ * Sentinel setting, or a server (Redis or a Sentinel) that answered AUTH or SELECT with an
+ * error. False when it failed because nothing answered in time (down, frozen, failing
+ * over): worth waiting for. */
+bool redisconn_refused(const redisconn_t *c);
 /* The reason of the last failure (never NULL; "" when none). Borrowed from c. */
 const char *redisconn_last_error(const redisconn_t *c);
 /* Keeps a caller's reason as the last error (printf format). */

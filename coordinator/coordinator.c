@@ -13,6 +13,7 @@
 #include "log.h"
 #include "membership.h"
 #include "metrics.h"
+#include "redisconn.h"
 #include "registry.h"
 #include "store.h"
 
@@ -34,6 +35,7 @@ struct coordinator {
     clusterstore_t *cluster_store, *cluster_lease_store; /* redis_cluster=1: instead */
     store_port_t lease_port;     /* the lease store as the membership sees it */
     membership_t *membership;    /* membership=redis, else NULL (the group protocol) */
+    bool subscribed;             /* membership=kafka: subscribed (coordinator_start) */
     volatile sig_atomic_t *reload_flag;   /* set by a signal: reload between turns */
 };
 
@@ -101,18 +103,82 @@ static store_config_t store_config_of(const config_t *cfg)
                             .history_cap = cfg->history_cap};
 }
 
+/* What a start-up step returns: done; refused for good (a setting, an unsafe Redis, a
+ * changed definition: the process exits, saying why); or not possible now (Redis or Kafka
+ * does not answer: down, frozen, failing over; the caller waits and tries again). */
+enum { START_DONE = 0, START_REFUSED = -1, START_UNAVAILABLE = 1 };
+
+/* Whether the configured Redis can be reached (a seed node of a cluster, the primary the
+ * Sentinels name, or the one Redis), without the rest of start-up: tells a setting that
+ * will never work (redisconn_refused) from a Redis that does not answer now. */
+static int probe_redis(const config_t *cfg, char *err, size_t errlen)
+{
+    redisconn_config_t rc = config_redis(cfg);
+    const char *seeds = rc.cluster && rc.cluster_nodes && *rc.cluster_nodes ? rc.cluster_nodes
+                                                                            : NULL;
+    bool refused = false;
+    do {
+        redisconn_config_t one = rc;
+        char item[REDISCONN_ADDRESS_MAX], host[REDISCONN_ADDRESS_MAX];
+        int port;
+        if (seeds) {
+            int got = redisconn_list_item(&seeds, item, sizeof item);
+            if (got == 0)
+                break;
+            if (got < 0 || redisconn_parse_address(item, host, sizeof host, &port,
+                                                   REDISCONN_DEFAULT_PORT) < 0) {
+                snprintf(err, errlen, "redis_cluster_nodes: an entry is not host:port");
+                return START_REFUSED;
+            }
+            one.host = host;
+            one.port = port;
+        }
+        redisconn_t *conn = redisconn_new(&one);
+        if (!conn) {
+            snprintf(err, errlen, "out of memory");
+            return START_REFUSED;
+        }
+        bool reached = redisconn_connect(conn) >= 0;
+        if (!reached) {
+            snprintf(err, errlen, "%s", redisconn_last_error(conn));
+            refused = refused || redisconn_refused(conn);
+        }
+        redisconn_free(conn);
+        if (reached)
+            return START_DONE;
+    } while (seeds);
+    return refused ? START_REFUSED : START_UNAVAILABLE;
+}
+
+/* The guards' verdict on the Redis behind ctx (where names it in err). */
+static int guard_redis(coordinator_t *c, redisContext *ctx, const char *where,
+                       guards_redis_report_t *report, char *err, size_t errlen)
+{
+    char why[512] = "";
+    if (!ctx || guards_read_redis(ctx, report, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s%s%s", where, where[0] ? ": " : "",
+                 ctx ? why : "not connected");
+        return START_UNAVAILABLE;
+    }
+    if (guards_check_redis(report, &c->cfg, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s%s%s", where, where[0] ? ": " : "", why);
+        return START_REFUSED;
+    }
+    return START_DONE;
+}
+
 /* The stores on a Redis Cluster (clusterstore.h), each primary checked by the guards.
- * Returns 0, or -1 with the reason in err. */
+ * Returns a START_ value, the reason in err. */
 static int open_cluster_stores(coordinator_t *c, store_config_t *sc, guards_redis_report_t *report,
                                char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
     if (!(c->cluster_store = clusterstore_new(sc, err, errlen)))
-        return -1;
+        return START_UNAVAILABLE;
     c->store_port = clusterstore_port(c->cluster_store);
     if (leased(cfg)) {
         if (!(c->cluster_lease_store = clusterstore_new(sc, err, errlen)))
-            return -1;
+            return START_UNAVAILABLE;
         clusterstore_set_lease(c->cluster_store, cfg->lease_ms);
         clusterstore_set_lease(c->cluster_lease_store, cfg->lease_ms);
         c->lease_port = clusterstore_port(c->cluster_lease_store);
@@ -121,43 +187,38 @@ static int open_cluster_stores(coordinator_t *c, store_config_t *sc, guards_redi
     size_t n = rcluster_primaries(clusterstore_cluster(c->cluster_store), primaries,
                                   RCLUSTER_MAX_NODES);
     for (size_t i = 0; i < n && i < RCLUSTER_MAX_NODES; i++) {
-        char why[512];
+        char where[REDISCONN_ADDRESS_MAX + 32];
+        snprintf(where, sizeof where, "redis cluster primary %s", redisconn_address(primaries[i]));
         if (redisconn_connect(primaries[i]) < 0) {
-            snprintf(err, errlen, "%s", redisconn_last_error(primaries[i]));
-            return -1;
+            snprintf(err, errlen, "%s: %s", where, redisconn_last_error(primaries[i]));
+            return START_UNAVAILABLE;
         }
-        if (guards_read_redis(redisconn_context(primaries[i]), report, why, sizeof why) < 0 ||
-            guards_check_redis(report, cfg, why, sizeof why) < 0) {
-            snprintf(err, errlen, "redis cluster primary %s: %s", redisconn_address(primaries[i]),
-                     why);
-            return -1;
-        }
+        int rc = guard_redis(c, redisconn_context(primaries[i]), where, report, err, errlen);
+        if (rc != START_DONE)
+            return rc;
     }
     log_info("Redis Cluster: %zu primaries serve every slot; each partition's state lives on "
              "the primary of its slot {pN}", n);
-    return 0;
+    return START_DONE;
 }
 
 /* The stores on one Redis (or the primary the Sentinels name), checked by the guards.
- * Returns 0, or -1 with the reason in err. */
+ * Returns a START_ value, the reason in err. */
 static int open_single_stores(coordinator_t *c, store_config_t *sc, guards_redis_report_t *report,
                               char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
     if (!(c->store = store_new(sc, err, errlen)))
-        return -1;
+        return START_UNAVAILABLE;
     c->store_port = store_port(c->store);
     if (leased(cfg)) {
         if (!(c->lease_store = store_new(sc, err, errlen)))
-            return -1;
+            return START_UNAVAILABLE;
         store_set_lease(c->store, cfg->lease_ms);
         store_set_lease(c->lease_store, cfg->lease_ms);
         c->lease_port = store_port(c->lease_store);
     }
-    return guards_read_redis(store_context(c->store), report, err, errlen) < 0 ||
-                   guards_check_redis(report, cfg, err, errlen) < 0
-               ? -1
-               : 0;
+    return guard_redis(c, store_context(c->store), "", report, err, errlen);
 }
 
 /* The replicas an epoch bump waits for, and those every round waits for. */
@@ -177,15 +238,19 @@ static void set_replicas(coordinator_t *c, int wait, int sync)
 }
 
 /* The store, checked by the guards (refuses an unsafe Redis), with the definitions
- * published. Returns 0, or -1 with the reason in err. */
+ * published. Returns a START_ value, the reason in err. */
 static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errlen)
 {
     const config_t *cfg = &c->cfg;
+    int rc = probe_redis(cfg, err, errlen);
+    if (rc != START_DONE)
+        return rc;
     store_config_t sc = store_config_of(cfg);
     guards_redis_report_t report;
-    if (cfg->redis_cluster ? open_cluster_stores(c, &sc, &report, err, errlen) < 0
-                           : open_single_stores(c, &sc, &report, err, errlen) < 0)
-        return -1;
+    rc = cfg->redis_cluster ? open_cluster_stores(c, &sc, &report, err, errlen)
+                            : open_single_stores(c, &sc, &report, err, errlen);
+    if (rc != START_DONE)
+        return rc;
     set_replicas(c,
                  cfg->redis_wait_replicas >= 0 ? cfg->redis_wait_replicas
                  : report.replicas > 0         ? 1
@@ -195,21 +260,26 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
     c->registry = registry_new(defs);
     if (!c->metrics || !c->registry) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return START_REFUSED;
     }
     defn_errors_t errs = {0};
-    if (registry_publish(c->registry, &c->store_port, &errs) < 0) {
+    rc = registry_publish(c->registry, &c->store_port, &errs);
+    if (rc != 0) {
         char line[sizeof(defn_error_t) + 64] = "";
         for (size_t i = 0; i < errs.count; i++) {
             defn_error_format(&errs.items[i], line, sizeof line);
-            log_error("%s", line);
+            if (rc < 0)
+                log_error("%s", line);
         }
-        snprintf(err, errlen, "definitions refused (%zu error(s), the last: %s)", errs.count,
-                 line);
+        if (rc < 0)
+            snprintf(err, errlen, "definitions refused (%zu error(s), the last: %s)",
+                     errs.count, line);
+        else
+            snprintf(err, errlen, "%s", line);
         defn_errors_release(&errs);
-        return -1;
+        return rc < 0 ? START_REFUSED : START_UNAVAILABLE;
     }
-    return 0;
+    return START_DONE;
 }
 
 /* Every topic the coordinator produces to: the producer learns them now (kafka_warm). */
@@ -236,8 +306,10 @@ static void warm_topics(coordinator_t *c, const defn_set_t *defs)
     free(topics);
 }
 
-coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen)
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen,
+                               bool *unavailable)
 {
+    *unavailable = false;
     coordinator_t *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -248,8 +320,11 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         snprintf(err, errlen, "membership: expected redis or kafka, got \"%s\"", cfg->membership);
         goto err;
     }
-    if (open_store(c, defs, err, errlen) < 0)
+    int opened = open_store(c, defs, err, errlen);
+    if (opened != START_DONE) {
+        *unavailable = opened == START_UNAVAILABLE;
         goto err;
+    }
     /* The engine needs the bus and the bus's events need the engine: the engine is made
      * on a bus whose module is created right after, and both are wired before use. */
     kafka_events_t ev = {.on_assign = on_assign,
@@ -277,20 +352,21 @@ err:
 
 /* Records the input topic's partition count in saga:meta, so readers know which {pN}
  * to look in, and reads the routing partition count every coordinator uses (route.h).
- * Returns the partition count, or -1 when either is unknown: the coordinator cannot route
- * without it. */
-static int record_partition_count(coordinator_t *c)
+ * Returns the partition count, or -1 with the reason in err when either is unknown: the
+ * coordinator cannot route without it. */
+static int record_partition_count(coordinator_t *c, char *err, size_t errlen)
 {
     int n = 0, replicas = 0, routing = 0;
-    char err[256];
-    if (kafka_input_topic(c->kafka, &n, &replicas, err, sizeof err) < 0) {
-        log_error("no metadata for %s (%s)", c->cfg.input_topic, err);
+    char why[256] = "";
+    if (kafka_input_topic(c->kafka, &n, &replicas, why, sizeof why) < 0) {
+        snprintf(err, errlen, "kafka: no metadata for %s (%s)", c->cfg.input_topic, why);
         return -1;
     }
     guards_check_input_topic(c->cfg.input_topic, n, replicas);
     if (c->cluster_store ? clusterstore_put_meta(c->cluster_store, n, &routing) < 0
                          : store_put_meta(c->store, n, &routing) < 0) {
-        log_error("cannot record saga:meta: %s", c->store_port.last_error(c->store_port.self));
+        snprintf(err, errlen, "cannot record saga:meta: %s",
+                 c->store_port.last_error(c->store_port.self));
         return -1;
     }
     engine_set_routing(c->engine, routing, n);
@@ -302,23 +378,33 @@ static int record_partition_count(coordinator_t *c)
     return n;
 }
 
-int coordinator_start(coordinator_t *c)
+int coordinator_start(coordinator_t *c, char *err, size_t errlen, bool *unavailable)
 {
-    int partitions = record_partition_count(c);
-    if (partitions < 0)
+    *unavailable = false;
+    if (c->membership || c->subscribed)
+        return 0; /* started already */
+    int partitions = record_partition_count(c, err, errlen);
+    if (partitions < 0) {
+        *unavailable = true;
         return -1;
+    }
     if (leased(&c->cfg)) {
         membership_events_t ev = {.opaque = c, .take = on_take, .give_up = on_give_up};
         c->membership = membership_new(&c->lease_port, c->cfg.instance_id, partitions,
                                        c->cfg.lease_ms, c->cfg.lease_renew_ms, &ev);
-        if (!c->membership)
+        if (!c->membership) {
+            snprintf(err, errlen, "out of memory");
             return -1;
+        }
         log_info("instance %s reads %s by leases of %lld ms (membership=redis)",
                  c->cfg.instance_id, c->cfg.input_topic, (long long)c->cfg.lease_ms);
         return 0;
     }
-    if (kafka_subscribe(c->kafka) < 0)
+    if (kafka_subscribe(c->kafka) < 0) {
+        snprintf(err, errlen, "cannot subscribe to %s (see the error above)", c->cfg.input_topic);
         return -1;
+    }
+    c->subscribed = true;
     log_info("instance %s subscribed to %s as group %s", c->cfg.instance_id, c->cfg.input_topic,
              c->cfg.group_id);
     return 0;

@@ -9,6 +9,7 @@
 #include "engine.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct coordinator coordinator_t;
@@ -18,18 +19,24 @@ typedef engine_stats_t coordinator_stats_t;
 
 /* Creates the coordinator: connects to Redis (refusing an unsafe one), records the
  * definitions there, creates the engine and the Kafka consumer (not yet subscribed) and
- * producer. defs (the definitions folder as loaded) is
- * borrowed and must outlive it. Returns NULL with the reason in err, also when a
- * definition's NAME@VERSION is recorded in Redis with other content. */
-coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen);
+ * producer. defs (the definitions folder as loaded) is borrowed and must outlive it.
+ * Returns NULL with the reason in err: refused for good (*unavailable false: a setting
+ * Redis refuses, an unsafe Redis, a definition's NAME@VERSION recorded in Redis with other
+ * content), or because Redis does not answer now (*unavailable true: down, frozen, no
+ * primary during a failover; the caller waits and calls it again). */
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen,
+                               bool *unavailable);
 void coordinator_free(coordinator_t *c);
 
 /* The address the HTTP server listens on (HOST:PORT, copied; NULL = none): published in
  * the instance's member record for the cluster view. */
 void coordinator_set_http_address(coordinator_t *c, const char *address);
 
-/* Subscribes to the input topic. Returns 0 or -1. */
-int coordinator_start(coordinator_t *c);
+/* Records the input topic's partition count in saga:meta, then subscribes to the input
+ * topic (membership=kafka) or starts taking leases (membership=redis). Returns 0, or -1
+ * with the reason in err; *unavailable is then true when Kafka's metadata or Redis did
+ * not answer: calling it again later may succeed. */
+int coordinator_start(coordinator_t *c, char *err, size_t errlen, bool *unavailable);
 
 /* Runs turns until *stop becomes non-zero, then leaves the group cleanly: finishes the
  * turn in flight, flushes the producer, commits offsets. Returns 0 or -1. */

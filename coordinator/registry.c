@@ -62,7 +62,8 @@ const definition_t *registry_find(const registry_t *r, const char *name, int ver
     return best;
 }
 
-/* Records d in Redis; an error naming d's file when refused or not recorded. */
+/* Records d in Redis; an error naming d's file when refused or not recorded. Returns 0,
+ * -1 when refused, 1 when Redis could not be asked. */
 static int publish_one(const definition_t *d, const store_port_t *st, defn_errors_t *errs)
 {
     char existing[STORE_HASH_HEX_LEN + 1];
@@ -78,15 +79,19 @@ static int publish_one(const definition_t *d, const store_port_t *st, defn_error
         defn_errors_add(errs, d->source, 0, 0, NULL,
                         "cannot record saga \"%s\" version %d in Redis: %s", d->name, d->version,
                         st->last_error(st->self));
-    return rc == 0 ? 0 : -1;
+    return rc > 0 ? -1 : rc < 0 ? 1 : 0;
 }
 
 int registry_publish(registry_t *r, const store_port_t *st, defn_errors_t *errs)
 {
     int rc = 0;
-    for (size_t i = 0; i < r->nview; i++)
-        if (publish_one(r->view[i], st, errs) < 0)
+    for (size_t i = 0; i < r->nview; i++) {
+        int one = publish_one(r->view[i], st, errs);
+        if (one > 0)
+            return rc < 0 ? -1 : 1; /* Redis does not answer: the rest would not be either */
+        if (one < 0)
             rc = -1;
+    }
     return rc;
 }
 

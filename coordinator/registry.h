@@ -30,10 +30,11 @@ void registry_free(registry_t *r);
  * version may still be in Redis: registry_fetch). */
 const definition_t *registry_find(const registry_t *r, const char *name, int version);
 
-/* Records every definition of the folder view in Redis (store_put_definition). Returns 0,
- * or -1 with an error per refused or unrecordable definition appended to errs (a version
- * recorded in Redis with another content is refused: the file changed without a new
- * version). */
+/* Records every definition of the folder view in Redis (store_put_definition). Returns 0;
+ * -1 with an error per refused definition appended to errs (a version recorded in Redis
+ * with another content is refused: the file changed without a new version); or 1 when
+ * Redis could not be asked (the error appended names the definition and why; the ones
+ * after it were not tried). */
 int registry_publish(registry_t *r, const store_port_t *st, defn_errors_t *errs);
 
 /* Loads NAME@VERSION from Redis, checks it (it loads, it is that name and version, its

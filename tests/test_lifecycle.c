@@ -1,7 +1,9 @@
 /* test_lifecycle.c - how a coordinator process starts and stops, against real redis-server
  * and the embedded broker: a clean stop (SIGTERM) hands its partitions over with nothing
  * left for the next owner to re-send; a fatal Kafka error stops it (exit non-zero) instead
- * of looping; Kafka properties that would break its guarantees are refused at start. */
+ * of looping; Kafka properties that would break its guarantees are refused at start; a
+ * Redis that is down or frozen at start is waited for, one that refuses the settings is
+ * an exit. */
 #include "scripted.h"
 #include "system.h"
 
@@ -54,10 +56,11 @@ static bool some_completed(void *opaque)
     return system_counter(&sys, "order:completed") >= 20;
 }
 
-static bool log_says(const char *needle)
+/* Whether coordinator i's log has a line containing needle. */
+static bool log_of_says(int i, const char *needle)
 {
     char path[PATH_MAX + 32], line[4096];
-    snprintf(path, sizeof path, "%s/coordinator-0.log", sys.dir);
+    snprintf(path, sizeof path, "%s/coordinator-%d.log", sys.dir, i);
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
@@ -66,6 +69,11 @@ static bool log_says(const char *needle)
         found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
+}
+
+static bool log_says(const char *needle)
+{
+    return log_of_says(0, needle);
 }
 
 Test(lifecycle, a_clean_stop_leaves_nothing_for_the_next_owner_to_resend)
@@ -170,4 +178,85 @@ Test(lifecycle, kafka_properties_that_break_the_guarantees_are_refused)
     cr_assert(system_wait_owned(&sys, WAIT_MS));
     cr_assert_eq(system_start_saga(&sys, "tuned-1", "order", INPUT), 0);
     cr_assert(system_wait_status(&sys, "tuned-1", "completed", WAIT_MS));
+}
+
+/* Whether coordinator i is still running (not exited). */
+static bool running(int i)
+{
+    int status;
+    return sys.coordinators[i] > 0 && waitpid(sys.coordinators[i], &status, WNOHANG) == 0;
+}
+
+typedef struct log_wait {
+    int coordinator;
+    const char *needle;
+} log_wait_t;
+
+static bool log_has(void *opaque)
+{
+    const log_wait_t *w = opaque;
+    return log_of_says(w->coordinator, w->needle);
+}
+
+/* A coordinator started while Redis is frozen (SIGSTOP: connections are accepted, nothing
+ * answers), then while it is down (killed: connections refused), waits for it instead of
+ * exiting, says so, and runs sagas once Redis answers. */
+Test(lifecycle, a_coordinator_started_without_redis_waits_for_it)
+{
+    start();
+    const char *const args[] = {"--redis_timeout_ms=500", NULL};
+    cr_assert_eq(kill(sys.redis.pid, SIGSTOP), 0);
+    int frozen = system_add_coordinator(&sys, args, NULL);
+    cr_assert_geq(frozen, 0);
+    log_wait_t w = {frozen, "redis: waiting for it to answer"};
+    bool said = fixture_wait_until(log_has, &w, WAIT_MS);
+    bool alive = running(frozen);
+    cr_assert_eq(kill(sys.redis.pid, SIGCONT), 0);
+    cr_assert(said, "the coordinator says it waits for the frozen Redis");
+    cr_assert(alive, "and waits rather than exits");
+    cr_assert(system_wait_owned(&sys, WAIT_MS), "it starts once Redis answers");
+    w.needle = "redis: done after waiting";
+    cr_assert(log_has(&w), "and says how long it waited");
+    cr_assert_eq(system_start_saga(&sys, "after-frozen", "order", INPUT), 0);
+    cr_assert(system_wait_status(&sys, "after-frozen", "completed", WAIT_MS));
+
+    /* Redis down: connections are refused. A second coordinator waits, is stopped while
+     * waiting (a clean exit), and a third starts once Redis is back. */
+    cr_assert_eq(fixture_redis_kill(&sys.redis), 0);
+    int down = system_add_coordinator(&sys, args, NULL);
+    cr_assert_geq(down, 0);
+    w = (log_wait_t){down, "redis: waiting for it to answer"};
+    cr_assert(fixture_wait_until(log_has, &w, WAIT_MS), "it waits for the Redis that is down");
+    w.needle = "cannot connect to redis";
+    cr_assert(log_has(&w), "naming why");
+    cr_assert_eq(kill(sys.coordinators[down], SIGTERM), 0);
+    int status = 0;
+    cr_assert_eq(fixture_wait_exit(sys.coordinators[down], WAIT_MS, &status), 0,
+                 "SIGTERM stops it while it waits");
+    sys.coordinators[down] = 0;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "cleanly (status 0x%x)", status);
+    int later = system_add_coordinator(&sys, args, NULL);
+    cr_assert_geq(later, 0);
+    w = (log_wait_t){later, "redis: waiting for it to answer"};
+    cr_assert(fixture_wait_until(log_has, &w, WAIT_MS));
+    cr_assert_eq(fixture_redis_start_again(&sys.redis), 0);
+    redisFree(sys.rc);
+    cr_assert_not_null(sys.rc = fixture_redis_connect(&sys.redis));
+    w.needle = "redis: done after waiting";
+    cr_assert(fixture_wait_until(log_has, &w, WAIT_MS), "it starts once Redis is back");
+    cr_assert(running(later));
+    cr_assert_eq(system_start_saga(&sys, "after-down", "order", INPUT), 0);
+    cr_assert(system_wait_status(&sys, "after-down", "completed", WAIT_MS));
+}
+
+/* A Redis that answers but refuses the settings (AUTH here) will not change its mind:
+ * the coordinator exits at once with the reason, rather than wait. */
+Test(lifecycle, a_redis_refusing_the_password_is_an_exit_not_a_wait)
+{
+    start();
+    char log[8192];
+    cr_assert_eq(run_with("--redis_password=not-the-password", log, sizeof log), 2,
+                 "exit 2: %s", log);
+    cr_assert(strstr(log, "cannot start: ") && strstr(log, "AUTH"), "the log says why: %s", log);
+    cr_assert_null(strstr(log, "waiting for it to answer"), "no wait: %s", log);
 }

@@ -14,6 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define START_RETRY_FIRST_MS 100  /* a start-up step that found no Redis or Kafka: first wait */
+#define START_RETRY_MAX_MS 1000   /* the waits double up to this */
+#define START_LOG_EVERY_MS 10000  /* the same reason is logged again at most this often */
 
 static volatile sig_atomic_t stop_requested = 0;
 static volatile sig_atomic_t reload_requested = 0;
@@ -56,8 +61,10 @@ static void usage(FILE *out)
             "(docs/definitions.md, \"Versions and reloading\").\n\n");
     config_usage(out);
     fprintf(out, "\nExit codes: 0 stopped cleanly, 1 invalid definitions or settings, 2 a\n"
-                 "fatal error at start (Redis unusable or unsafe, a librdkafka property\n"
-                 "librdkafka refuses, Kafka unusable, http_listen not available).\n"
+                 "fatal error at start (Redis refusing the settings or unsafe, a definition\n"
+                 "recorded with other content, a librdkafka property librdkafka refuses,\n"
+                 "http_listen not available). A Redis or Kafka that does not answer yet is\n"
+                 "waited for, not an exit (docs/operations.md).\n"
                  "--check and --graph: 0 valid, 1 a definition error, 2 bad arguments.\n"
                  "A non-loopback http_listen needs http_token (or http_token_file), or\n"
                  "http_open=1; without either the coordinator does not start (exit 1).\n"
@@ -67,6 +74,53 @@ static void usage(FILE *out)
                  "/api/definitions/NAME?version=V. With a token, all but /healthz and /readyz\n"
                  "need 'Authorization: Bearer TOKEN' (browsers: open /?token=TOKEN).\n"
                  "See docs/operations.md.\n");
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A start-up step waiting for Redis or Kafka to answer (a coordinator started during a
+ * Redis failover, or before Redis is up): how long, and what was logged. */
+typedef struct start_wait {
+    int64_t since, logged_at;
+    int backoff_ms;
+    char logged[512];
+} start_wait_t;
+
+/* After a step failed for want of Redis or Kafka (why): logs it (when the reason changes,
+ * and every START_LOG_EVERY_MS), sleeps the next backoff, and returns true to try again;
+ * false when a stop was asked for meanwhile. */
+static bool wait_to_retry(start_wait_t *w, const char *step, const char *why)
+{
+    int64_t now = mono_ms();
+    if (!w->since) {
+        w->since = now;
+        w->backoff_ms = START_RETRY_FIRST_MS;
+    }
+    if (strcmp(w->logged, why) != 0 || now - w->logged_at >= START_LOG_EVERY_MS) {
+        log_warn("%s: waiting for it to answer (%lld ms so far, trying every %d ms at most): "
+                 "%s", step, (long long)(now - w->since), START_RETRY_MAX_MS, why);
+        snprintf(w->logged, sizeof w->logged, "%s", why);
+        w->logged_at = now;
+    }
+    for (int64_t until = now + w->backoff_ms; !stop_requested && mono_ms() < until;) {
+        struct timespec nap = {0, 20 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+    w->backoff_ms = w->backoff_ms * 2 < START_RETRY_MAX_MS ? w->backoff_ms * 2
+                                                           : START_RETRY_MAX_MS;
+    return !stop_requested;
+}
+
+/* Says how long a step waited, once it succeeded after waiting. */
+static void waited(const start_wait_t *w, const char *step)
+{
+    if (w->since)
+        log_info("%s: done after waiting %lld ms", step, (long long)(mono_ms() - w->since));
 }
 
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
@@ -271,12 +325,25 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    coordinator_t *c = coordinator_new(&cfg, defs, err, sizeof err);
+    /* Redis may not answer yet (started with it, or during its failover): wait for it
+     * rather than exit, and exit only when it refuses (coordinator.h). */
+    coordinator_t *c = NULL;
+    bool unavailable = false;
+    start_wait_t redis_wait = {0};
+    while (!(c = coordinator_new(&cfg, defs, err, sizeof err, &unavailable)) && unavailable &&
+           wait_to_retry(&redis_wait, "redis", err))
+        ;
     if (!c) {
+        if (unavailable) {
+            log_info("stopped while waiting for Redis");
+            defn_set_free(defs);
+            return 0;
+        }
         log_error("cannot start: %s", err);
         defn_set_free(defs);
         return 2;
     }
+    waited(&redis_wait, "redis");
     http_server_t *http = NULL;
     if (cfg.http_listen[0]) {
         http = http_start(&cfg, &auth, coordinator_metrics(c), err, sizeof err);
@@ -304,7 +371,20 @@ int main(int argc, char **argv)
                      cfg.http_listen);
     }
     coordinator_set_reload_flag(c, &reload_requested);
-    int rc = coordinator_start(c) == 0 && coordinator_run(c, &stop_requested) == 0 ? 0 : 2;
+    start_wait_t meta_wait = {0};
+    int started;
+    while ((started = coordinator_start(c, err, sizeof err, &unavailable)) < 0 && unavailable &&
+           wait_to_retry(&meta_wait, "saga:meta", err))
+        ;
+    if (started == 0)
+        waited(&meta_wait, "saga:meta");
+    else if (unavailable)
+        log_info("stopped while waiting for Kafka and Redis");
+    else
+        log_error("cannot start: %s", err);
+    int rc = started == 0 ? coordinator_run(c, &stop_requested) == 0 ? 0 : 2
+             : unavailable ? 0
+                           : 2;
     http_stop(http); /* before the engine: it reads the engine's metrics */
     const coordinator_stats_t *st = coordinator_stats(c);
     log_info("stopped: %llu started, %llu completed, %llu compensated, %llu stuck, %llu "

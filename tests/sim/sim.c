@@ -1020,7 +1020,7 @@ static void instance_start(sim_t *w)
     defn_errors_t errs = {0};
     int published = registry_publish(in->registry, &in->store, &errs);
     defn_errors_release(&errs);
-    if (published < 0) { /* Redis down: coordinator.c does not start; it is started again */
+    if (published != 0) { /* Redis down: coordinator.c waits and starts again (the same) */
         trace(w, "START [%d] fails: %s", in->id, in->store.last_error(in->store.self));
         in->dead = true;
         (void)reap(w, in);
