@@ -218,6 +218,33 @@ static void start_slot(int i, bool allow_crash_point)
     slots[i].state = SLOT_ALIVE;
 }
 
+static int alive_count(void);
+static int pick_alive(void);
+
+/* The Redis-failover run, as a Redis fault begins: a coordinator is (re)started while no
+ * primary answers (the Sentinels still name the killed or frozen one): one that is down
+ * is started 200-1500 ms later, or else one is killed now and started then. It must wait
+ * for the new primary rather than exit (waited_starts counts it). */
+static void restart_during_redis_fault(int64_t now, int64_t rel)
+{
+    int dead = -1;
+    for (int i = 0; i < CHAOS_COORDINATORS && dead < 0; i++)
+        if (slots[i].state == SLOT_DEAD)
+            dead = i;
+    if (dead < 0 && alive_count() >= 2) {
+        dead = pick_alive();
+        fprintf(stderr, "chaos: +%lld ms: SIGKILL coordinator %d, to start it while Redis "
+                "fails over\n", (long long)rel, dead);
+        kill(sys.coordinators[dead], SIGKILL);
+        cr_assert_eq(fixture_wait_exit(sys.coordinators[dead], 5000, NULL), 0);
+        sys.coordinators[dead] = 0;
+        slots[dead].state = SLOT_DEAD;
+        kills++;
+    }
+    if (dead >= 0)
+        slots[dead].wake_at = now + rnd_between(200, 1500);
+}
+
 static int alive_count(void)
 {
     int n = 0;
@@ -757,8 +784,12 @@ static void chaos_run(const chaos_variant_t *v)
         long target = (long)((now - start) * nsagas / (produce_ms > 0 ? produce_ms : 1));
         while (produced < nsagas && produced < target)
             produce_order(produced++, ids);
-        if (failover_run)
+        if (failover_run) {
+            long faults_before = rf.faults;
             redis_faults_step(&rf, now, now - start, true, ids, produced);
+            if (rf.faults != faults_before)
+                restart_during_redis_fault(now, now - start);
+        }
         reap_self_kills(now, false);
         for (int i = 0; i < CHAOS_COORDINATORS; i++) {
             if (slots[i].state == SLOT_DEAD && now >= slots[i].wake_at) {
@@ -880,6 +911,8 @@ static void chaos_run(const chaos_variant_t *v)
         cr_assert_geq(rf.promotions - rf.unprovoked, 1,
                       "at least one Redis fault made the Sentinels promote a replica (seed %llu)",
                       (unsigned long long)seed);
+        cr_assert_geq(waited_starts(), 1, "a coordinator started during a Redis fault waited "
+                      "for the new primary (seed %llu)", (unsigned long long)seed);
         cr_assert_eq(rf.lost, 0, "%ld saga versions read before a Redis fault were missing "
                      "after it, with redis_sync_replicas=1 (seed %llu)", rf.lost,
                      (unsigned long long)seed);
