@@ -27,7 +27,7 @@ struct coordinator {
     config_t cfg;
     store_t *store;
     store_port_t store_port;     /* the store as the engine and the registry see it */
-    metrics_t *metrics;
+    metrics_t *metrics;          /* borrowed from the caller (coordinator_new) */
     registry_t *registry;
     kafka_t *kafka;
     engine_t *engine;
@@ -256,9 +256,8 @@ static int open_store(coordinator_t *c, defn_set_t *defs, char *err, size_t errl
                  : report.replicas > 0         ? 1
                                                : 0,
                  cfg->redis_sync_replicas);
-    c->metrics = metrics_new(defs);
     c->registry = registry_new(defs);
-    if (!c->metrics || !c->registry) {
+    if (!c->registry) {
         snprintf(err, errlen, "out of memory");
         return START_REFUSED;
     }
@@ -306,8 +305,8 @@ static void warm_topics(coordinator_t *c, const defn_set_t *defs)
     free(topics);
 }
 
-coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen,
-                               bool *unavailable)
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, metrics_t *metrics,
+                               char *err, size_t errlen, bool *unavailable)
 {
     *unavailable = false;
     coordinator_t *c = calloc(1, sizeof *c);
@@ -316,6 +315,7 @@ coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err,
         return NULL;
     }
     c->cfg = *cfg;
+    c->metrics = metrics;
     if (!leased(cfg) && strcmp(cfg->membership, "kafka") != 0) {
         snprintf(err, errlen, "membership: expected redis or kafka, got \"%s\"", cfg->membership);
         goto err;
@@ -469,7 +469,6 @@ void coordinator_free(coordinator_t *c)
     store_free(c->store);
     clusterstore_free(c->cluster_lease_store);
     clusterstore_free(c->cluster_store);
-    metrics_free(c->metrics);
     registry_free(c->registry); /* after the sagas: they point into it */
     free(c);
 }

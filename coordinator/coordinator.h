@@ -13,19 +13,22 @@
 #include <stdint.h>
 
 typedef struct coordinator coordinator_t;
+struct metrics;
 
 /* The engine's counters (engine.h). */
 typedef engine_stats_t coordinator_stats_t;
 
 /* Creates the coordinator: connects to Redis (refusing an unsafe one), records the
  * definitions there, creates the engine and the Kafka consumer (not yet subscribed) and
- * producer. defs (the definitions folder as loaded) is borrowed and must outlive it.
+ * producer. defs (the definitions folder as loaded) and metrics (metrics_new(defs): the
+ * HTTP server may serve it before, while start-up waits) are borrowed and must outlive
+ * it.
  * Returns NULL with the reason in err: refused for good (*unavailable false: a setting
  * Redis refuses, an unsafe Redis, a definition's NAME@VERSION recorded in Redis with other
  * content), or because Redis does not answer now (*unavailable true: down, frozen, no
  * primary during a failover; the caller waits and calls it again). */
-coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, char *err, size_t errlen,
-                               bool *unavailable);
+coordinator_t *coordinator_new(const config_t *cfg, defn_set_t *defs, struct metrics *metrics,
+                               char *err, size_t errlen, bool *unavailable);
 void coordinator_free(coordinator_t *c);
 
 /* The address the HTTP server listens on (HOST:PORT, copied; NULL = none): published in
@@ -58,8 +61,9 @@ const coordinator_stats_t *coordinator_stats(const coordinator_t *c);
 int coordinator_partitions_owned(const coordinator_t *c);
 size_t coordinator_sagas_in_memory(const coordinator_t *c);
 
-/* The engine's metrics (metrics.h): the loop publishes a snapshot of them at most every
- * METRICS_PUBLISH_MS, which any thread may read (the HTTP server does). Borrowed. */
+/* The engine's metrics (metrics.h), as given to coordinator_new: the loop publishes a
+ * snapshot of them at most every METRICS_PUBLISH_MS, which any thread may read (the HTTP
+ * server does). Borrowed. */
 struct metrics *coordinator_metrics(coordinator_t *c);
 
 #endif

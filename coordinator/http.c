@@ -219,11 +219,14 @@ static enum MHD_Result serve_metrics(http_server_t *h, struct MHD_Connection *co
 
 static json_t *health_json(http_server_t *h, const metrics_health_t *mh, int64_t now)
 {
-    return json_pack("{s:s, s:b, s:I, s:i, s:b, s:b}", "instance", h->cfg.instance_id,
-                     "loop_started", mh->published, "last_turn_age_ms",
-                     (json_int_t)(mh->published ? now - mh->last_turn_ms : -1),
-                     "partitions_owned", mh->partitions_owned, "joined", mh->joined,
-                     "redis_ok", mh->redis_ok);
+    json_t *o = json_pack("{s:s, s:b, s:I, s:i, s:b, s:b}", "instance", h->cfg.instance_id,
+                          "loop_started", mh->published, "last_turn_age_ms",
+                          (json_int_t)(mh->published ? now - mh->last_turn_ms : -1),
+                          "partitions_owned", mh->partitions_owned, "joined", mh->joined,
+                          "redis_ok", mh->redis_ok);
+    if (o && mh->waiting[0])
+        json_object_set_new(o, "waiting", json_string(mh->waiting));
+    return o;
 }
 
 static enum MHD_Result serve_health(http_server_t *h, struct MHD_Connection *conn, bool ready)
@@ -232,7 +235,13 @@ static enum MHD_Result serve_health(http_server_t *h, struct MHD_Connection *con
     metrics_health(h->metrics, &mh);
     int64_t now = wall_ms();
     const char *why = NULL;
-    if (!mh.published)
+    char waiting[sizeof mh.waiting + 32];
+    bool starting = !mh.published && mh.waiting[0];
+    if (starting) {
+        /* Start-up waits for Redis or Kafka: alive (it retries), not ready. */
+        snprintf(waiting, sizeof waiting, "starting, waiting for %s", mh.waiting);
+        why = ready ? waiting : NULL;
+    } else if (!mh.published)
         why = "the engine loop has not turned yet";
     else if (now - mh.last_turn_ms > HTTP_STALL_MS)
         why = "the engine loop has not turned recently";
@@ -243,7 +252,7 @@ static enum MHD_Result serve_health(http_server_t *h, struct MHD_Connection *con
     else if (ready && !mh.redis_ok)
         why = "redis unreachable at the last turn";
     json_t *o = health_json(h, &mh, now);
-    json_object_set_new(o, "status", json_string(why ? "fail" : "ok"));
+    json_object_set_new(o, "status", json_string(why ? "fail" : starting ? "starting" : "ok"));
     if (why)
         json_object_set_new(o, "reason", json_string(why));
     return send_json(conn, why ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, o);

@@ -64,6 +64,7 @@ struct metrics {
     int32_t *lag_partition;
     int64_t *lag;
     size_t lag_cap;
+    char waiting[512];       /* metrics_set_waiting; under lock */
 };
 
 static int values_init(values_t *v, size_t ndefs, size_t nhist)
@@ -301,10 +302,18 @@ void metrics_publish(metrics_t *m, const metrics_engine_t *e)
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_set_waiting(metrics_t *m, const char *why)
+{
+    pthread_mutex_lock(&m->lock);
+    snprintf(m->waiting, sizeof m->waiting, "%s", why ? why : "");
+    pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_health(metrics_t *m, metrics_health_t *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&m->lock);
+    memcpy(out->waiting, m->waiting, sizeof out->waiting);
     out->published = m->published;
     out->last_turn_ms = m->engine.last_turn_ms;
     out->partitions_owned = m->engine.partitions_owned;

@@ -54,12 +54,18 @@ typedef struct metrics_health {
     bool joined;
     bool redis_ok;
     bool fatal;
+    char waiting[512];        /* non-empty: start-up waits for Redis or Kafka (why) */
 } metrics_health_t;
 
 /* Creates the series of every definition in defs (borrowed for the call; names are
  * copied). Returns NULL when out of memory. */
 metrics_t *metrics_new(const defn_set_t *defs);
 void metrics_free(metrics_t *m);
+
+/* Start-up, before the loop's first snapshot: what the process waits for (why: "redis:
+ * cannot connect ...", copied), or NULL when it no longer waits. Health checks show it:
+ * alive, not ready. Any thread. */
+void metrics_set_waiting(metrics_t *m, const char *why);
 
 /* Loop thread. A transition of s was written: created says it was the saga's first (a
  * start); status is the saga's status after it (s may have moved on since, in a later

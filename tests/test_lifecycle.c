@@ -4,6 +4,7 @@
  * of looping; Kafka properties that would break its guarantees are refused at start; a
  * Redis that is down or frozen at start is waited for, one that refuses the settings is
  * an exit. */
+#include "opstest.h"
 #include "scripted.h"
 #include "system.h"
 
@@ -204,16 +205,30 @@ static bool log_has(void *opaque)
 Test(lifecycle, a_coordinator_started_without_redis_waits_for_it)
 {
     start();
+    int http = fixture_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "--http_listen=127.0.0.1:%d", http);
+    const char *const frozen_args[] = {"--redis_timeout_ms=500", listen, NULL};
     const char *const args[] = {"--redis_timeout_ms=500", NULL};
     cr_assert_eq(kill(sys.redis.pid, SIGSTOP), 0);
-    int frozen = system_add_coordinator(&sys, args, NULL);
+    int frozen = system_add_coordinator(&sys, frozen_args, NULL);
     cr_assert_geq(frozen, 0);
     log_wait_t w = {frozen, "redis: waiting for it to answer"};
     bool said = fixture_wait_until(log_has, &w, WAIT_MS);
     bool alive = running(frozen);
+    /* Meanwhile the health checks say so: alive (it retries), not ready, and why. */
+    char *live = NULL, *ready = NULL;
+    int live_status = ops_http_get(http, "/healthz", &live);
+    int ready_status = ops_http_get(http, "/readyz", &ready);
     cr_assert_eq(kill(sys.redis.pid, SIGCONT), 0);
     cr_assert(said, "the coordinator says it waits for the frozen Redis");
     cr_assert(alive, "and waits rather than exits");
+    bool live_ok = live_status == 200 && live && strstr(live, "\"starting\"");
+    bool ready_ok = ready_status == 503 && ready && strstr(ready, "waiting for redis: ");
+    free(live);
+    free(ready);
+    cr_assert(live_ok, "/healthz: 200, status starting (got %d)", live_status);
+    cr_assert(ready_ok, "/readyz: 503, waiting for redis (got %d)", ready_status);
     cr_assert(system_wait_owned(&sys, WAIT_MS), "it starts once Redis answers");
     w.needle = "redis: done after waiting";
     cr_assert(log_has(&w), "and says how long it waited");

@@ -7,6 +7,7 @@
 #include "graph.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "saga_version.h"
 
 #include <signal.h>
@@ -86,6 +87,7 @@ static int64_t mono_ms(void)
 /* A start-up step waiting for Redis or Kafka to answer (a coordinator started during a
  * Redis failover, or before Redis is up): how long, and what was logged. */
 typedef struct start_wait {
+    metrics_t *metrics;        /* the health checks show what is waited for */
     int64_t since, logged_at;
     int backoff_ms;
     char logged[512];
@@ -107,6 +109,9 @@ static bool wait_to_retry(start_wait_t *w, const char *step, const char *why)
         snprintf(w->logged, sizeof w->logged, "%s", why);
         w->logged_at = now;
     }
+    char waiting[sizeof w->logged + 64];
+    snprintf(waiting, sizeof waiting, "%s: %s", step, why);
+    metrics_set_waiting(w->metrics, waiting);
     for (int64_t until = now + w->backoff_ms; !stop_requested && mono_ms() < until;) {
         struct timespec nap = {0, 20 * 1000000L};
         nanosleep(&nap, NULL);
@@ -121,6 +126,7 @@ static void waited(const start_wait_t *w, const char *step)
 {
     if (w->since)
         log_info("%s: done after waiting %lld ms", step, (long long)(mono_ms() - w->since));
+    metrics_set_waiting(w->metrics, NULL);
 }
 
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
@@ -325,38 +331,52 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* Redis may not answer yet (started with it, or during its failover): wait for it
-     * rather than exit, and exit only when it refuses (coordinator.h). */
-    coordinator_t *c = NULL;
-    bool unavailable = false;
-    start_wait_t redis_wait = {0};
-    while (!(c = coordinator_new(&cfg, defs, err, sizeof err, &unavailable)) && unavailable &&
-           wait_to_retry(&redis_wait, "redis", err))
-        ;
-    if (!c) {
-        if (unavailable) {
-            log_info("stopped while waiting for Redis");
-            defn_set_free(defs);
-            return 0;
-        }
-        log_error("cannot start: %s", err);
+    /* The HTTP server first: while start-up waits for Redis, /healthz says the process is
+     * alive and /readyz what it waits for. */
+    metrics_t *metrics = metrics_new(defs);
+    if (!metrics) {
+        log_error("cannot start: out of memory");
         defn_set_free(defs);
         return 2;
     }
-    waited(&redis_wait, "redis");
     http_server_t *http = NULL;
     if (cfg.http_listen[0]) {
-        http = http_start(&cfg, &auth, coordinator_metrics(c), err, sizeof err);
+        http = http_start(&cfg, &auth, metrics, err, sizeof err);
         if (!http) {
             log_error("cannot start: %s (set http_listen to another address, or \"\" to turn "
                       "the HTTP server off)", err);
-            coordinator_free(c);
+            metrics_free(metrics);
             defn_set_free(defs);
             return 2;
         }
         log_info("http: metrics, health checks and dashboard on %s (port %d)%s", cfg.http_listen,
                  http_port(http),
                  auth.required ? ", bearer token required (but for /healthz, /readyz)" : "");
+        if (auth.open)
+            log_warn("http: %s is not a loopback address and no http_token is set "
+                     "(http_open=1): anyone who reaches it reads every saga",
+                     cfg.http_listen);
+    }
+    /* Redis may not answer yet (started with it, or during its failover): wait for it
+     * rather than exit, and exit only when it refuses (coordinator.h). */
+    coordinator_t *c = NULL;
+    bool unavailable = false;
+    start_wait_t redis_wait = {.metrics = metrics};
+    while (!(c = coordinator_new(&cfg, defs, metrics, err, sizeof err, &unavailable)) &&
+           unavailable && wait_to_retry(&redis_wait, "redis", err))
+        ;
+    if (!c) {
+        if (unavailable)
+            log_info("stopped while waiting for Redis");
+        else
+            log_error("cannot start: %s", err);
+        http_stop(http);
+        metrics_free(metrics);
+        defn_set_free(defs);
+        return unavailable ? 0 : 2;
+    }
+    waited(&redis_wait, "redis");
+    if (http) {
         char host[256], address[300];
         int port;
         if (http_parse_listen(cfg.http_listen, host, sizeof host, &port, err, sizeof err) == 0) {
@@ -365,13 +385,9 @@ int main(int argc, char **argv)
                      http_port(http));
             coordinator_set_http_address(c, address);
         }
-        if (auth.open)
-            log_warn("http: %s is not a loopback address and no http_token is set "
-                     "(http_open=1): anyone who reaches it reads every saga",
-                     cfg.http_listen);
     }
     coordinator_set_reload_flag(c, &reload_requested);
-    start_wait_t meta_wait = {0};
+    start_wait_t meta_wait = {.metrics = metrics};
     int started;
     while ((started = coordinator_start(c, err, sizeof err, &unavailable)) < 0 && unavailable &&
            wait_to_retry(&meta_wait, "saga:meta", err))
@@ -393,6 +409,7 @@ int main(int argc, char **argv)
              (unsigned long long)st->compensated, (unsigned long long)st->stuck,
              (unsigned long long)st->rejected, (unsigned long long)st->dead_letters);
     coordinator_free(c);
+    metrics_free(metrics); /* after the engine: it counts into them until freed */
     defn_set_free(defs);
     return rc;
 }
