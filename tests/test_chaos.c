@@ -867,12 +867,11 @@ static void chaos_run(const chaos_variant_t *v)
     }
     int64_t drain_ms = fixture_now_ms() - faults_stopped;
 
-    static const ledger_step_t STEPS[] = {
-        {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
     ledger_report_t r;
     cr_assert(redis_follow(), "the primary answers");
     cr_assert_eq(ledger_check(sys.rc, SYSTEM_INPUT_PARTITIONS, (const char *const *)ids,
-                              (size_t)nsagas, STEPS, 3, stderr, 50, &r),
+                              (size_t)nsagas, LEDGER_ORDER_STEPS, LEDGER_ORDER_STEP_COUNT,
+                              stderr, 50, &r),
                  0, "the ledgers and sagas could be read");
     int64_t total_ms = fixture_now_ms() - t0;
     char redis_figures[256] = "";

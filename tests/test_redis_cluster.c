@@ -236,21 +236,9 @@ Test(redis_cluster, sagas_end_through_a_slot_migration_and_a_primary_failover,
 
     long copied = rcfixture_copy_to(&cluster, sys.rc, "*");
     cr_assert_gt(copied, 0, "the cluster's keys copied into one Redis");
-    static const ledger_step_t STEPS[] = {
-        {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
-    char **ids = calloc((size_t)sagas_total, sizeof *ids);
-    cr_assert_not_null(ids);
-    for (long i = 0; i < sagas_total; i++) {
-        char id[64];
-        snprintf(id, sizeof id, "rc-%ld", i);
-        ids[i] = strdup(id);
-    }
     ledger_report_t r;
-    int rc = ledger_check(sys.rc, SYSTEM_INPUT_PARTITIONS, (const char *const *)ids,
-                          (size_t)sagas_total, STEPS, 3, stderr, 20, &r);
-    for (long i = 0; i < sagas_total; i++)
-        free(ids[i]);
-    free(ids);
+    int rc = ledger_check_orders(sys.rc, SYSTEM_INPUT_PARTITIONS, "rc", sagas_total, stderr, 20,
+                                 &r);
     fprintf(stderr,
             "redis cluster: %ld sagas (%ld saga hashes on %d primaries); slot %d of partition "
             "%d migrated from node %d to %d in %lld ms; primary node %d (%d partitions, %lld "

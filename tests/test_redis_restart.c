@@ -149,19 +149,8 @@ static void run(const char *redis_config)
     cr_assert(fixture_wait_until(all_terminal, NULL, RR_WAIT_MS), "every saga finished");
     int64_t finished = fixture_now_ms();
 
-    static const ledger_step_t STEPS[] = {
-        {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
-    char *ids[RR_SAGAS];
-    for (long i = 0; i < RR_SAGAS; i++) {
-        char id[64];
-        snprintf(id, sizeof id, "rr-%ld", i);
-        ids[i] = strdup(id);
-    }
     ledger_report_t r;
-    int rc = ledger_check(sys.rc, SYSTEM_INPUT_PARTITIONS, (const char *const *)ids, RR_SAGAS,
-                          STEPS, 3, stderr, 20, &r);
-    for (long i = 0; i < RR_SAGAS; i++)
-        free(ids[i]);
+    int rc = ledger_check_orders(sys.rc, SYSTEM_INPUT_PARTITIONS, "rr", RR_SAGAS, stderr, 20, &r);
     fprintf(stderr,
             "redis_restart (%s): killed with %ld sagas in Redis (%ld running), down %d ms; "
             "after the restart: %ld sagas lost a transition; all %ld finished %lld ms after the "

@@ -778,21 +778,8 @@ Test(sentinel_failover, sigkill_of_the_primary_under_load)
     int64_t finished = fixture_now_ms();
     cr_assert(follow_primary());
 
-    static const ledger_step_t STEPS[] = {
-        {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
-    char **ids = calloc((size_t)fo_sagas, sizeof *ids);
-    cr_assert_not_null(ids);
-    for (long i = 0; i < fo_sagas; i++) {
-        char id[64];
-        snprintf(id, sizeof id, "sn-%ld", i);
-        ids[i] = strdup(id);
-    }
     ledger_report_t r;
-    int rc = ledger_check(sys.rc, SYSTEM_INPUT_PARTITIONS, (const char *const *)ids,
-                          (size_t)fo_sagas, STEPS, 3, stderr, 20, &r);
-    for (long i = 0; i < fo_sagas; i++)
-        free(ids[i]);
-    free(ids);
+    int rc = ledger_check_orders(sys.rc, SYSTEM_INPUT_PARTITIONS, "sn", fo_sagas, stderr, 20, &r);
     fprintf(stderr,
             "sentinel (redis_sync_replicas=%d): killed the primary with %ld sagas in Redis "
             "(%ld active); new primary named after %lld ms; first saga written again after "

@@ -261,3 +261,26 @@ done:
     json_decref(known);
     return rc_;
 }
+
+const ledger_step_t LEDGER_ORDER_STEPS[LEDGER_ORDER_STEP_COUNT] = {
+    {"reserve", "inventory"}, {"charge", "payment"}, {"schedule", "shipping"}};
+
+int ledger_check_orders(redisContext *rc, int partitions, const char *prefix, long n, FILE *out,
+                        long max_report, ledger_report_t *report)
+{
+    char **ids = calloc(n > 0 ? (size_t)n : 1, sizeof *ids);
+    int rc_ = ids ? 0 : -1;
+    for (long i = 0; rc_ == 0 && i < n; i++) {
+        char id[128];
+        snprintf(id, sizeof id, "%s-%ld", prefix, i);
+        if (!(ids[i] = strdup(id)))
+            rc_ = -1;
+    }
+    if (rc_ == 0)
+        rc_ = ledger_check(rc, partitions, (const char *const *)ids, (size_t)n,
+                           LEDGER_ORDER_STEPS, LEDGER_ORDER_STEP_COUNT, out, max_report, report);
+    for (long i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc_;
+}

@@ -39,4 +39,14 @@ int ledger_check(redisContext *rc, int partitions, const char *const *ids, size_
                  const ledger_step_t *steps, size_t nsteps, FILE *out, long max_report,
                  ledger_report_t *report);
 
+/* The order-placement saga's steps and the example services that serve them (reserve:
+ * inventory, charge: payment, schedule: shipping), LEDGER_ORDER_STEP_COUNT of them. */
+#define LEDGER_ORDER_STEP_COUNT 3
+extern const ledger_step_t LEDGER_ORDER_STEPS[LEDGER_ORDER_STEP_COUNT];
+
+/* ledger_check of the order-placement sagas PREFIX-0 .. PREFIX-(n-1), as the suites that
+ * run the example services produce them (services_produce_order). */
+int ledger_check_orders(redisContext *rc, int partitions, const char *prefix, long n, FILE *out,
+                        long max_report, ledger_report_t *report);
+
 #endif
