@@ -27,6 +27,7 @@ struct rcluster {
     struct timespec last_try;            /* of the last map read that failed */
     unsigned long map_reads;
     char *config_error;                  /* a bad seed list: every use fails with it */
+    bool refused;                        /* the last failure: rcluster_refused */
     char error[REDISCONN_ERROR_MAX];
 };
 
@@ -37,11 +38,17 @@ static void set_error(rcluster_t *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->error, sizeof c->error, fmt, ap);
     va_end(ap);
+    c->refused = false; /* the callers that know better say so after */
 }
 
 const char *rcluster_last_error(const rcluster_t *c)
 {
     return c->error;
+}
+
+bool rcluster_refused(const rcluster_t *c)
+{
+    return c->refused;
 }
 
 /* --- slots -------------------------------------------------------------------------- */
@@ -188,6 +195,7 @@ static int read_slots(rcluster_t *c, rcluster_node_t *n, uint8_t *slots)
     redisReply *r = redisconn_command(conn, "CLUSTER SLOTS");
     if (!r) {
         set_error(c, "redis cluster %s: %s", n->address, redisconn_last_error(conn));
+        c->refused = redisconn_refused(conn);
         return -1;
     }
     char asked_host[REDISCONN_ADDRESS_MAX];
@@ -242,10 +250,12 @@ int rcluster_refresh(rcluster_t *c)
 {
     if (c->config_error) {
         set_error(c, "%s", c->config_error);
+        c->refused = true;
         return -1;
     }
     uint8_t slots[RCLUSTER_SLOTS];
     char first_error[REDISCONN_ERROR_MAX] = "";
+    bool refused = false;
     /* The primaries of the map first (they know the newest map), then every other node. */
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < c->nnodes; i++) {
@@ -255,6 +265,7 @@ int rcluster_refresh(rcluster_t *c)
             if (read_slots(c, &c->nodes[i], slots) < 0) {
                 if (!first_error[0])
                     snprintf(first_error, sizeof first_error, "%s", c->error);
+                refused = refused || c->refused;
                 continue;
             }
             memcpy(c->slot_node, slots, sizeof slots);
@@ -279,6 +290,7 @@ int rcluster_refresh(rcluster_t *c)
     }
     set_error(c, "redis cluster: no node answered CLUSTER SLOTS (%s)",
               first_error[0] ? first_error : "no node known");
+    c->refused = refused;
     return -1;
 }
 
@@ -448,6 +460,7 @@ static redisReply *run_formatted(rcluster_t *c, int slot, const char *cmd, size_
             /* A node down: the map may name its successor already; else give up soon,
              * the caller retries later (a failover takes the cluster's node timeout). */
             set_error(c, "%s", redisconn_last_error(conn));
+            c->refused = redisconn_refused(conn);
             rcluster_mark_stale(c);
             ask_to[0] = '\0';
             if (++refused == RCLUSTER_MAX_REFUSED)

@@ -110,5 +110,8 @@ int rcluster_pipeline(rcluster_t *c, const rcluster_cmd_t *cmds, size_t n, redis
 
 /* The reason of the last failure (never NULL; "" when none). Borrowed from c. */
 const char *rcluster_last_error(const rcluster_t *c);
+/* True when the last failure is one that trying again does not mend (redisconn_refused:
+ * a bad seed list, or a node that refused AUTH); false when nodes did not answer. */
+bool rcluster_refused(const rcluster_t *c);
 
 #endif

@@ -117,6 +117,18 @@ static pid_t service_start(impl_t impl, const char *const *extra)
     return service_start_as(impl, T_SERVICE, extra);
 }
 
+static bool log_has_assigned(void *opaque)
+{
+    (void)opaque;
+    return fixture_file_contains(T.log, "assigned");
+}
+
+static bool log_has_waiting(void *opaque)
+{
+    (void)opaque;
+    return fixture_file_contains(T.log, "redis does not answer yet");
+}
+
 /* Builds and produces one command as docs/protocol.md describes it. payload is JSON text
  * (NULL: {}). Returns the command_id in id (size 256). */
 static void command_send_to(const char *topic, const char *saga, const char *step, const char *kind,
@@ -644,6 +656,42 @@ Test(participant, failed_compensation_runs_again_on_retry) { case_compensation_f
 Test(participant, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_C); }
 Test(participant, payment_and_shipping_net_to_zero) { case_payment_and_shipping(IMPL_C); }
 Test(participant, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_C); }
+
+/* Started while Redis is down, the service does not exit: it says so, and its first
+ * command waits until Redis is back, then is applied once. A Redis that refuses the
+ * password is an exit at start, naming AUTH. */
+Test(participant, started_while_redis_is_down_it_waits_for_it)
+{
+    cr_assert_eq(fixture_redis_kill(&T.redis), 0);
+    T.svc = service_start(IMPL_C, NULL);
+    cr_assert(fixture_wait_until(log_has_waiting, NULL, T_REPLY_TIMEOUT_MS),
+              "the service says Redis does not answer yet (log %s)", T.log);
+    char id[256];
+    command_send("o-late", "reserve", "action", "inventory.reserve", 1,
+                 "{\"order_id\":\"9\",\"sku\":\"W-1\",\"qty\":4}", id);
+    cr_assert(fixture_wait_until(log_has_assigned, NULL, T_REPLY_TIMEOUT_MS),
+              "the service joins its group (log %s)", T.log);
+    usleep(1000 * 1000); /* it has the command now, and Redis does not answer */
+    int status;
+    cr_assert_eq(waitpid(T.svc, &status, WNOHANG), 0, "it is still running");
+    cr_assert_eq(reply_count(id), 0, "no reply while Redis is down");
+    cr_assert_eq(fixture_redis_start_again(&T.redis), 0);
+    redisFree(T.rc);
+    cr_assert_not_null(T.rc = fixture_redis_connect(&T.redis));
+    json_t *r = reply_wait(id, 1);
+    reply_assert_ok(r, id, 1);
+    json_decref(r);
+    cr_assert_eq(redis_hget_int(LEDGER("balance"), "W-1"), 4);
+    cr_assert_eq(redis_llen(LEDGER("entries")), 1);
+    cr_assert_eq(fixture_stop_process(T.svc, FIXTURE_STOP_TIMEOUT_MS), 0);
+    T.svc = 0;
+
+    const char *wrong[] = {"--redis-password", "not-the-password", NULL};
+    pid_t refused = service_start(IMPL_C, wrong);
+    cr_assert_eq(fixture_wait_exit(refused, T_REPLY_TIMEOUT_MS, &status), 0, "it exits");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "with a failure (0x%x)", status);
+    cr_assert(fixture_file_contains(T.log, "AUTH"), "naming AUTH (log %s)", T.log);
+}
 
 /* The effects are checked against the data before anything is written: a key of the
  * wrong type rejects the whole result (nothing applied, failed retryably), and a retry

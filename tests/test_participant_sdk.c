@@ -198,8 +198,10 @@ Test(participant_sdk, config_errors)
     cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
     cr_assert(strstr(err, "range"), "%s", err);
     cfg.redis_sync_replicas = 1;
-    cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
-    cr_assert(strstr(err, "redis"), "%s", err);
+    /* A Redis that does not answer yet is waited for by the commands, not refused. */
+    saga_participant_t *waiting = saga_participant_new(&cfg, err, sizeof err);
+    cr_assert_not_null(waiting, "%s", err);
+    saga_participant_free(waiting);
     /* Sentinel settings reach the connection: a bad list is refused with the reason. */
     cfg.redis_sentinels = "127.0.0.1:notaport";
     cfg.redis_master_name = "saga";

@@ -262,9 +262,17 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     d->sync_replicas = cfg->sync_replicas;
     if ((!d->conn && !d->cluster) || !d->prefix)
         goto oom;
+    /* Redis need not answer yet (started with it, or during its failover): the first
+     * command waits for it, as every command does during an outage. A Redis that refuses
+     * the settings will not change its mind: that fails here. */
     if (sp_dedup_connect(d) != 0) {
-        snprintf(err, errlen, "%s", d->error);
-        goto err;
+        bool refused = d->cluster ? rcluster_refused(d->cluster) : redisconn_refused(d->conn);
+        if (refused) {
+            snprintf(err, errlen, "%s", d->error);
+            goto err;
+        }
+        sp_log(SP_LOG_WARN, NULL, "redis does not answer yet (%s): commands wait for it",
+               d->error);
     }
     return d;
 oom:

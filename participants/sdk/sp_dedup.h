@@ -61,7 +61,10 @@ typedef struct sp_record {
     json_t *body;            /* new reference or NULL */
 } sp_record_t;
 
-/* Connects (AUTH, SELECT; through the Sentinels when configured) and loads the scripts. Returns NULL with a reason in err. */
+/* Connects (AUTH, SELECT; through the Sentinels when configured) and loads the scripts.
+ * A Redis that does not answer yet is logged, not an error: every use connects again.
+ * Returns NULL with a reason in err when out of memory or refused (redisconn_refused,
+ * rcluster_refused). */
 sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen);
 void sp_dedup_free(sp_dedup_t *d);
 

@@ -127,9 +127,11 @@ typedef struct saga_participant_config_s {
 SAGA_PARTICIPANT_API void saga_participant_config_init(saga_participant_config_t *cfg);
 
 /* Creates a participant: checks the configuration, connects to Redis (loading the
- * scripts) and creates the Kafka consumer and producer (which connect lazily).
- * Returns the participant (free with saga_participant_free), or NULL with a reason in
- * errbuf (errbuf may be NULL; errlen its size). */
+ * scripts) and creates the Kafka consumer and producer (which connect lazily). A Redis
+ * that does not answer yet is not an error (logged; the first command waits for it, as
+ * during any outage); one that refuses the settings (AUTH, SELECT, a bad Sentinel or
+ * cluster node list) is. Returns the participant (free with saga_participant_free), or
+ * NULL with a reason in errbuf (errbuf may be NULL; errlen its size). */
 SAGA_PARTICIPANT_API saga_participant_t *
 saga_participant_new(const saga_participant_config_t *cfg, char *errbuf, size_t errlen);
 
