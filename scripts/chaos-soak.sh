@@ -25,7 +25,7 @@ bin="$build/tests/test_chaos"
 [[ -x "$bin" ]] || { echo "chaos-soak: build first ($bin is missing)" >&2; exit 2; }
 export SAGA_BIN_DIR="$build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$build"
 export SAGA_CHAOS_SAGAS="$sagas" SAGA_CHAOS_FAULT_MS="$fault_ms"
-export SAGA_TEST_KEEP=1 # every run keeps its logs; a run that passed has them removed
+source "$root/scripts/soak-lib.sh"
 failed=0
 for variant in $variants; do
   case $variant in
@@ -35,23 +35,8 @@ for variant in $variants; do
     *) echo "chaos-soak: unknown variant $variant (leases, group, redis-failover)" >&2; exit 2 ;;
   esac
   for ((i = 1; i <= runs; i++)); do
-    out=$(mktemp /tmp/chaos-soak-XXXXXX)
-    if "$bin" --jobs 1 --filter "$filter" >"$out" 2>&1; then
-      status=ok
-    else
-      status=FAILED; failed=1
-    fi
-    line=$(grep -m1 '^chaos: seed [0-9]*: ' "$out" || grep -m1 '^chaos: membership' "$out" ||
-           echo "(no figures: see below)")
-    echo "run $i, $variant, $sagas sagas, $fault_ms ms of faults: $status: $line"
-    kept=$(sed -n 's/^system: logs kept in \(.*\)$/\1/p; s/^fixture: keeping \(.*\) (SAGA_TEST_KEEP=1)$/\1/p' "$out")
-    if [[ $status == ok ]]; then
-      for d in $kept; do [[ $d == /tmp/saga-* ]] && rm -rf "$d"; done
-      rm -f "$out"
-    else
-      tail -n 40 "$out"
-      echo "chaos-soak: the whole output is in $out; the logs in:" $kept
-    fi
+    soak_run "run $i, $variant, $sagas sagas, $fault_ms ms of faults" '^chaos: seed [0-9]*: ' \
+      "$bin" --jobs 1 --filter "$filter" || failed=1
   done
 done
 exit $failed

@@ -5,7 +5,8 @@
 # the primary serving the most partitions SIGKILLed two thirds in. RUNS runs of SAGAS
 # sagas each; prints every run's figures (the test's "redis cluster: ..." line: the
 # migration's time, the promotion's, how long the coordinators' store waited, when all
-# ended, ledger violations) and exits non-zero when a run failed.
+# ended, ledger violations) and exits non-zero when a run failed; a failed run's output and
+# its processes' logs are kept in /tmp (scripts/soak-lib.sh).
 # Usage: scripts/cluster-soak.sh [RUNS [SAGAS]]   (default 3 1500). Build first
 # (scripts/build.sh).
 set -euo pipefail
@@ -16,17 +17,9 @@ bin="$root/build/tests/test_redis_cluster"
 [[ -x "$bin" ]] || { echo "cluster-soak: build first ($bin is missing)" >&2; exit 2; }
 export SAGA_BIN_DIR="$root/build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$root/build"
 export SAGA_RCLUSTER_SAGAS="$sagas"
+source "$root/scripts/soak-lib.sh"
 failed=0
 for ((i = 1; i <= runs; i++)); do
-  out=$(mktemp)
-  if "$bin" >"$out" 2>&1; then
-    status=ok
-  else
-    status=FAILED; failed=1
-  fi
-  line=$(grep -m1 '^redis cluster: ' "$out" || echo "(no figures: see below)")
-  echo "run $i, $sagas sagas: $status: $line"
-  [[ $status == ok ]] || tail -n 40 "$out"
-  rm -f "$out"
+  soak_run "run $i, $sagas sagas" '^redis cluster: ' "$bin" --jobs 1 || failed=1
 done
 exit $failed

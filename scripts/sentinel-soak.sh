@@ -5,7 +5,8 @@
 # with SAGAS sagas each (half before the kill). Prints the figures of every run (the
 # test's "sentinel (...)" line: time until the Sentinels named a new primary, until every
 # saga active at the kill moved again, until all finished; transitions lost; ledger
-# violations) and exits non-zero when a run failed.
+# violations) and exits non-zero when a run failed; a failed run's output and its
+# processes' logs are kept in /tmp (scripts/soak-lib.sh).
 # Usage: scripts/sentinel-soak.sh [RUNS [SAGAS [SYNC_VALUES]]]   (default 3 1000 "1 0")
 # With redis_sync_replicas=0 a lost transition is reported, not failed: it is what the
 # setting allows. Build first (scripts/build.sh).
@@ -18,19 +19,12 @@ bin="$root/build/tests/test_sentinel"
 [[ -x "$bin" ]] || { echo "sentinel-soak: build first ($bin is missing)" >&2; exit 2; }
 export SAGA_BIN_DIR="$root/build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$root/build"
 export SAGA_SENTINEL_SAGAS="$sagas"
+source "$root/scripts/soak-lib.sh"
 failed=0
 for sync in $syncs; do
   for ((i = 1; i <= runs; i++)); do
-    out=$(mktemp)
-    if SAGA_SENTINEL_SYNC_REPLICAS="$sync" "$bin" --filter 'sentinel_failover/*' >"$out" 2>&1; then
-      status=ok
-    else
-      status=FAILED; failed=1
-    fi
-    line=$(grep -m1 '^sentinel (redis_sync_replicas' "$out" || echo "(no figures: see below)")
-    echo "run $i, redis_sync_replicas=$sync, $sagas sagas: $status: $line"
-    [[ $status == ok ]] || tail -n 40 "$out"
-    rm -f "$out"
+    SAGA_SENTINEL_SYNC_REPLICAS="$sync" soak_run "run $i, redis_sync_replicas=$sync, $sagas sagas" \
+      '^sentinel (redis_sync_replicas' "$bin" --jobs 1 --filter 'sentinel_failover/*' || failed=1
   done
 done
 exit $failed
