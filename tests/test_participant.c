@@ -693,6 +693,49 @@ Test(participant, started_while_redis_is_down_it_waits_for_it)
     cr_assert(fixture_file_contains(T.log, "AUTH"), "naming AUTH (log %s)", T.log);
 }
 
+/* Lines of the participant's log holding both needles. */
+static int log_lines_with(const char *a, const char *b)
+{
+    FILE *f = fopen(T.log, "r");
+    int n = 0;
+    char line[4096];
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, a) && strstr(line, b);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A frozen Redis (SIGSTOP: it accepts, never answers) holds a command redis_timeout_ms at
+ * a time: with --redis-timeout-ms 300 the service gives up on the connection and tries
+ * again several times during a 2.5 s freeze (the default, 10 s, would not once), and
+ * answers the command once Redis is back, applied once. */
+static void case_frozen_redis_let_go(impl_t impl)
+{
+    const char *flags[] = {"--redis-timeout-ms", "300", NULL};
+    T.svc = service_start(impl, flags);
+    char first[256], second[256];
+    command_send("o-frz", "reserve", "action", "inventory.reserve", 1,
+                 "{\"order_id\":\"7\",\"sku\":\"F-1\",\"qty\":1}", first);
+    json_decref(reply_wait(first, 1)); /* joined, connected */
+    int before = log_lines_with("\"warn\"", "redis");
+    cr_assert_eq(kill(T.redis.pid, SIGSTOP), 0);
+    command_send("o-frz2", "reserve", "action", "inventory.reserve", 1,
+                 "{\"order_id\":\"8\",\"sku\":\"F-1\",\"qty\":2}", second);
+    usleep(2500 * 1000);
+    int during = log_lines_with("\"warn\"", "redis") - before;
+    cr_assert_eq(kill(T.redis.pid, SIGCONT), 0);
+    cr_assert_geq(during, 2, "gave up on the frozen Redis %d time(s) in 2.5 s (log %s)", during,
+                  T.log);
+    json_t *r = reply_wait(second, 1);
+    reply_assert_ok(r, second, 1);
+    json_decref(r);
+    cr_assert_eq(redis_hget_int(LEDGER("balance"), "F-1"), 3);
+    cr_assert_eq(redis_llen(LEDGER("entries")), 2);
+}
+
+Test(participant, a_frozen_redis_is_let_go_after_redis_timeout_ms) { case_frozen_redis_let_go(IMPL_C); }
+
 /* The effects are checked against the data before anything is written: a key of the
  * wrong type rejects the whole result (nothing applied, failed retryably), and a retry
  * after an operator fixed the data applies it once. */
@@ -735,3 +778,4 @@ Test(participant_python, failed_compensation_runs_again_on_retry) { case_compens
 Test(participant_python, graceful_shutdown_on_sigterm) { case_graceful_sigterm(IMPL_PYTHON); }
 Test(participant_python, payment_and_shipping_net_to_zero) { case_payment_and_shipping(IMPL_PYTHON); }
 Test(participant_python, kill9_then_restart_applies_once) { case_kill9_restart(IMPL_PYTHON); }
+Test(participant_python, a_frozen_redis_is_let_go_after_redis_timeout_ms) { case_frozen_redis_let_go(IMPL_PYTHON); }

@@ -198,6 +198,11 @@ Test(participant_sdk, config_errors)
     cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
     cr_assert(strstr(err, "range"), "%s", err);
     cfg.redis_sync_replicas = 1;
+    cr_assert_eq(cfg.redis_timeout_ms, SAGA_PARTICIPANT_DEFAULT_REDIS_TIMEOUT_MS);
+    cfg.redis_timeout_ms = 99;
+    cr_assert_null(saga_participant_new(&cfg, err, sizeof err));
+    cr_assert(strstr(err, "redis_timeout_ms"), "%s", err);
+    cfg.redis_timeout_ms = 300;
     /* A Redis that does not answer yet is waited for by the commands, not refused. */
     saga_participant_t *waiting = saga_participant_new(&cfg, err, sizeof err);
     cr_assert_not_null(waiting, "%s", err);

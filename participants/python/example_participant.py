@@ -151,8 +151,10 @@ class Redis:
     again from the seed nodes. TRYAGAIN and CLUSTERDOWN (a migration or a failover under
     way) are raised as ConnectionError, so the caller retries after a pause."""
 
-    def __init__(self, host, port, user=None, password=None, db=0, cluster=False, seeds=()):
+    def __init__(self, host, port, user=None, password=None, db=0, cluster=False, seeds=(),
+                 timeout=REDIS_TIMEOUT_S):
         self.addr = (host, port)
+        self.timeout = timeout
         self.user, self.password, self.db = user, password, db
         self.cluster = cluster
         self.seeds = list(seeds) or [(host, port)]
@@ -168,7 +170,7 @@ class Redis:
         self.buf = b""
 
     def _connect(self):
-        self.sock = socket.create_connection(self.addr, timeout=REDIS_TIMEOUT_S)
+        self.sock = socket.create_connection(self.addr, timeout=self.timeout)
         self.buf = b""
         if self.password:
             self._call(*(["AUTH", self.user, self.password] if self.user else ["AUTH", self.password]))
@@ -265,7 +267,7 @@ class Redis:
                     self.close()
                     self.addr = target
                     continue
-                other = Redis(target[0], target[1], self.user, self.password)
+                other = Redis(target[0], target[1], self.user, self.password, timeout=self.timeout)
                 other.shas = self.shas
                 try:
                     return other._script_here(src, keys, args, asking=True)
@@ -490,7 +492,8 @@ class Participant:
         self.prefix = args.dedup_prefix or "dedup:{%s}:" % args.service
         self.ledger = ["ledger:{%s}:%s" % (args.service, k) for k in ("entries", "balance", "by_saga", "counts")]
         self.redis = Redis(args.redis_host, args.redis_port, args.redis_user, args.redis_password, args.redis_db,
-                           cluster=args.redis_cluster, seeds=args.seeds)
+                           cluster=args.redis_cluster, seeds=args.seeds,
+                           timeout=args.redis_timeout_ms / 1000.0)
         self.stop = False
         self.fatal = False
         self.entries = []  # [topic, partition, offset, state] in consumption order
@@ -766,6 +769,9 @@ def parse_args(argv):
     ap.add_argument("--redis-user", default=env("SAGA_REDIS_USER"))
     ap.add_argument("--redis-password", default=env("SAGA_REDIS_PASSWORD"))
     ap.add_argument("--redis-db", type=int, default=int(env("SAGA_REDIS_DB", "0")))
+    ap.add_argument("--redis-timeout-ms", type=int, default=int(env("SAGA_REDIS_TIMEOUT_MS", "10000")),
+                    help="how long one Redis command may take before the connection is "
+                         "dropped and tried again (100..600000) [SAGA_REDIS_TIMEOUT_MS]")
     ap.add_argument("--redis-cluster", type=int, choices=(0, 1), default=int(env("SAGA_REDIS_CLUSTER", "0")),
                     help="1 = a Redis Cluster: the scripts go to the node serving the slot of the "
                          "dedup prefix's hash tag, which the ledger keys share [SAGA_REDIS_CLUSTER]")
@@ -787,6 +793,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if not args.bootstrap:
         ap.error("--bootstrap (or SAGA_BOOTSTRAP_SERVERS) is required")
+    if not 100 <= args.redis_timeout_ms <= 600000:
+        ap.error("--redis-timeout-ms %d is not within 100..600000" % args.redis_timeout_ms)
     args.group = args.group or "%s-service" % args.service
     args.topic = args.topic or "%s.commands" % args.service
     args.seeds = []

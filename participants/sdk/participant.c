@@ -28,6 +28,8 @@
 #define SP_SHUTDOWN_DRAIN_MS 15000       /* waiting for reply deliveries at shutdown */
 #define SP_REVOKE_DRAIN_MS 10000         /* ... and before giving partitions away */
 #define SP_MAX_SYNC_REPLICAS 16          /* redis_sync_replicas at most */
+#define SP_MIN_REDIS_TIMEOUT_MS 100      /* redis_timeout_ms at least */
+#define SP_MAX_REDIS_TIMEOUT_MS 600000   /* and at most */
 #define SP_REDIS_BACKOFF_MIN_MS 100
 #define SP_REDIS_BACKOFF_MAX_MS 500
 #define SP_QUEUE_FULL_WAIT_MS 100
@@ -101,6 +103,7 @@ void saga_participant_config_init(saga_participant_config_t *cfg)
     cfg->redis_port = SAGA_PARTICIPANT_DEFAULT_REDIS_PORT;
     cfg->dedup_retention_s = SAGA_PARTICIPANT_DEFAULT_RETENTION_S;
     cfg->inflight_lease_ms = SAGA_PARTICIPANT_DEFAULT_LEASE_MS;
+    cfg->redis_timeout_ms = SAGA_PARTICIPANT_DEFAULT_REDIS_TIMEOUT_MS;
 }
 
 /* ---------------------------------------------------------------- the FIFO of entries */
@@ -405,9 +408,10 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
     if (cfg->redis_port <= 0 || cfg->redis_port > 65535 || cfg->dedup_retention_s <= 0 ||
         cfg->inflight_lease_ms <= 0 || cfg->redis_db < 0 || cfg->redis_sync_replicas < 0 ||
         cfg->redis_sync_replicas > SP_MAX_SYNC_REPLICAS || cfg->redis_cluster < 0 ||
-        cfg->redis_cluster > 1) {
+        cfg->redis_cluster > 1 || cfg->redis_timeout_ms < SP_MIN_REDIS_TIMEOUT_MS ||
+        cfg->redis_timeout_ms > SP_MAX_REDIS_TIMEOUT_MS) {
         snprintf(errbuf, errlen, "redis_port, redis_db, redis_sync_replicas, redis_cluster, "
-                 "dedup_retention_s or inflight_lease_ms out of range");
+                 "redis_timeout_ms, dedup_retention_s or inflight_lease_ms out of range");
         return NULL;
     }
     sp_log_init_once(cfg->client_id ? cfg->client_id : cfg->group_id);
@@ -439,6 +443,7 @@ saga_participant_t *saga_participant_new(const saga_participant_config_t *cfg, c
         .retention_s = cfg->dedup_retention_s,
         .lease_ms = cfg->inflight_lease_ms,
         .sync_replicas = cfg->redis_sync_replicas,
+        .timeout_ms = cfg->redis_timeout_ms,
     };
     if (!p->command_topic) {
         snprintf(errbuf, errlen, "out of memory");

@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SP_REDIS_CONNECT_TIMEOUT_MS 2000
-#define SP_REDIS_COMMAND_TIMEOUT_MS 10000
+#define SP_REDIS_CONNECT_TIMEOUT_MS 2000 /* at most: less when the command timeout is less */
 #define SP_MAX_SCRIPT_ARGS (8 + SAGA_PARTICIPANT_MAX_EFFECTS * (SAGA_PARTICIPANT_MAX_EFFECT_ARGS + 1))
 
 /* KEYS[1] the command's record, KEYS[2] its action's record (the same for an action).
@@ -135,6 +134,7 @@ struct sp_dedup {
     long retention_s;
     long lease_ms;
     int sync_replicas;
+    int timeout_ms;          /* a command's (the WAIT for replicas: half of it) */
     char check_sha[41];
     char record_sha[41];
 };
@@ -229,8 +229,10 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     if (!d)
         goto oom;
     redisconn_config_t rc = cfg->redis;
-    rc.connect_timeout_ms = SP_REDIS_CONNECT_TIMEOUT_MS;
-    rc.command_timeout_ms = SP_REDIS_COMMAND_TIMEOUT_MS;
+    rc.command_timeout_ms = cfg->timeout_ms;
+    rc.connect_timeout_ms = cfg->timeout_ms < SP_REDIS_CONNECT_TIMEOUT_MS
+                                ? cfg->timeout_ms
+                                : SP_REDIS_CONNECT_TIMEOUT_MS;
     if (rc.cluster) {
         if (!cfg->prefix || !sp_prefix_has_tag(cfg->prefix)) {
             snprintf(err, errlen,
@@ -260,6 +262,7 @@ sp_dedup_t *sp_dedup_new(const sp_dedup_config_t *cfg, char *err, size_t errlen)
     d->retention_s = cfg->retention_s;
     d->lease_ms = cfg->lease_ms;
     d->sync_replicas = cfg->sync_replicas;
+    d->timeout_ms = cfg->timeout_ms;
     if ((!d->conn && !d->cluster) || !d->prefix)
         goto oom;
     /* Redis need not answer yet (started with it, or during its failover): the first
@@ -308,7 +311,7 @@ static int sp_dedup_wait(sp_dedup_t *d)
 {
     char n[16], timeout[16];
     snprintf(n, sizeof n, "%d", d->sync_replicas);
-    snprintf(timeout, sizeof timeout, "%d", SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+    snprintf(timeout, sizeof timeout, "%d", d->timeout_ms / 2);
     const char *argv[] = {"WAIT", n, timeout};
     redisReply *w = sp_dedup_command_argv(d, 3, argv, NULL);
     long long acked = w && w->type == REDIS_REPLY_INTEGER ? w->integer : -1;
@@ -322,7 +325,7 @@ static int sp_dedup_wait(sp_dedup_t *d)
     else
         sp_log(SP_LOG_WARN, NULL, "redis: a de-duplication record reached %lld of %d replicas "
                "in %d ms (redis_sync_replicas); retrying", acked, d->sync_replicas,
-               SP_REDIS_COMMAND_TIMEOUT_MS / 2);
+               d->timeout_ms / 2);
     return -1;
 }
 

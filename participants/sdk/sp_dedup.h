@@ -27,11 +27,12 @@
 typedef struct sp_dedup sp_dedup_t;
 
 typedef struct sp_dedup_config {
-    redisconn_config_t redis; /* the server or the Sentinels, AUTH, db (timeouts: the SDK's) */
+    redisconn_config_t redis; /* the server or the Sentinels, AUTH, db (timeouts: below) */
     const char *prefix;
     long retention_s;
     long lease_ms;
     int sync_replicas;       /* replicas every script's writes must reach (WAIT); 0: none */
+    int timeout_ms;          /* a command's timeout (> 0); connecting: at most 2 s of it */
 } sp_dedup_config_t;
 
 typedef enum {

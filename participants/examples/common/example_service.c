@@ -35,7 +35,7 @@ typedef struct ex_opts {
     const char *redis_host, *redis_user, *redis_password, *dedup_prefix;
     const char *redis_sentinels, *redis_master_name, *redis_sentinel_user,
         *redis_sentinel_password;
-    int redis_port, redis_db, redis_sync_replicas, redis_cluster;
+    int redis_port, redis_db, redis_sync_replicas, redis_cluster, redis_timeout_ms;
     const char *redis_cluster_nodes;
     long retention_s, lease_ms;
     const char *kafka_props[EX_MAX_KAFKA_PROPS + 1];
@@ -63,7 +63,7 @@ static volatile sig_atomic_t ex_stop_seen = 0;
 enum {
     OPT_BOOTSTRAP = 256, OPT_GROUP, OPT_TOPIC, OPT_CLIENT_ID, OPT_REDIS_HOST, OPT_REDIS_PORT,
     OPT_REDIS_USER, OPT_REDIS_PASSWORD, OPT_REDIS_DB, OPT_REDIS_SENTINELS, OPT_REDIS_MASTER_NAME,
-    OPT_REDIS_SENTINEL_USER, OPT_REDIS_SENTINEL_PASSWORD, OPT_REDIS_SYNC_REPLICAS, OPT_REDIS_CLUSTER, OPT_REDIS_CLUSTER_NODES, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
+    OPT_REDIS_SENTINEL_USER, OPT_REDIS_SENTINEL_PASSWORD, OPT_REDIS_SYNC_REPLICAS, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER, OPT_REDIS_CLUSTER_NODES, OPT_DEDUP_PREFIX, OPT_RETENTION, OPT_LEASE,
     OPT_LOG_LEVEL, OPT_SEED, OPT_FAIL_RATE, OPT_FAIL_RETRYABLE_RATE, OPT_FAIL_ON, OPT_DELAY_MS,
     OPT_DELAY_ON, OPT_FAIL_COMP_TIMES, OPT_HELP, OPT_VERSION
 };
@@ -94,6 +94,7 @@ static const ex_flag_t EX_FLAGS[] = {
     {"redis-cluster", OPT_REDIS_CLUSTER, "SAGA_REDIS_CLUSTER", "0|1", "1 = a Redis Cluster: the de-duplication records (and the ledger, same hash tag) go to the primary of their slot (default 0)"},
     {"redis-cluster-nodes", OPT_REDIS_CLUSTER_NODES, "SAGA_REDIS_CLUSTER_NODES", "HOST:PORT,...", "seed nodes of the Redis Cluster (default: --redis-host:--redis-port)"},
     {"redis-sync-replicas", OPT_REDIS_SYNC_REPLICAS, "SAGA_REDIS_SYNC_REPLICAS", "N", "replicas each de-duplication record must reach (WAIT) before it counts (default 0)"},
+    {"redis-timeout-ms", OPT_REDIS_TIMEOUT, "SAGA_REDIS_TIMEOUT_MS", "MS", "how long one Redis command may take before the primary is looked for again (default 10000)"},
     {"dedup-prefix", OPT_DEDUP_PREFIX, "SAGA_DEDUP_PREFIX", "PREFIX", "dedup key prefix (default dedup:{NAME}:)"},
     {"dedup-retention", OPT_RETENTION, "SAGA_DEDUP_RETENTION_S", "SECONDS", "dedup record retention (default 604800)"},
     {"lease-ms", OPT_LEASE, "SAGA_LEASE_MS", "MS", "in-flight lease of a handler run (default 60000)"},
@@ -206,6 +207,11 @@ static int ex_opt_apply(ex_opts_t *o, int id, const char *name, const char *v)
         if (ex_parse_long(v, 0, 16, &n) != 0)
             goto bad;
         o->redis_sync_replicas = (int)n;
+        return 0;
+    case OPT_REDIS_TIMEOUT:
+        if (ex_parse_long(v, 100, 600000, &n) != 0)
+            goto bad;
+        o->redis_timeout_ms = (int)n;
         return 0;
     case OPT_REDIS_DB:
         if (ex_parse_long(v, 0, 1 << 20, &n) != 0)
@@ -539,6 +545,8 @@ int example_service_main(const example_service_t *svc, int argc, char **argv)
     cfg.redis_sentinel_user = o->redis_sentinel_user;
     cfg.redis_sentinel_password = o->redis_sentinel_password;
     cfg.redis_sync_replicas = o->redis_sync_replicas;
+    if (o->redis_timeout_ms > 0)
+        cfg.redis_timeout_ms = o->redis_timeout_ms;
     cfg.redis_cluster = o->redis_cluster;
     cfg.redis_cluster_nodes = o->redis_cluster_nodes;
     cfg.redis_db = o->redis_db;

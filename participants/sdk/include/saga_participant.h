@@ -56,6 +56,7 @@ extern "C" {
 #define SAGA_PARTICIPANT_DEFAULT_RETENTION_S (7L * 24 * 3600)   /* 7 days */
 #define SAGA_PARTICIPANT_DEFAULT_LEASE_MS 60000
 #define SAGA_PARTICIPANT_DEFAULT_SESSION_TIMEOUT_MS 10000
+#define SAGA_PARTICIPANT_DEFAULT_REDIS_TIMEOUT_MS 10000
 /* Limits. */
 #define SAGA_PARTICIPANT_MAX_EFFECTS 64        /* saga_result_effect calls per result */
 #define SAGA_PARTICIPANT_MAX_EFFECT_ARGS 16    /* arguments of one effect, name included */
@@ -121,6 +122,13 @@ typedef struct saga_participant_config_s {
     /* The cluster's seed nodes, "host:port[,host:port...]"; NULL or "": redis_host and
      * redis_port. Any node will do: the others are found from it. */
     const char *redis_cluster_nodes;
+    /* How long one Redis command may take (100..600000 ms; default
+     * SAGA_PARTICIPANT_DEFAULT_REDIS_TIMEOUT_MS). A primary that is frozen, not dead, holds
+     * the de-duplication step this long before the SDK drops the connection and asks the
+     * Sentinels (or the cluster) for the primary again; a WAIT for replicas waits half of
+     * it. Keep it below the steps' timeouts. The connect timeout is the smaller of this
+     * and 2 s. Added in ABI 2. */
+    int redis_timeout_ms;
 } saga_participant_config_t;
 
 /* Fills cfg with the defaults above (strings NULL, numbers set). */
