@@ -129,6 +129,66 @@ static void waited(const start_wait_t *w, const char *step)
     metrics_set_waiting(w->metrics, NULL);
 }
 
+/* coordinator_new, tried again while Redis does not answer (started with it, or during its
+ * failover): an exit only when Redis refuses (coordinator.h). NULL when refused (logged)
+ * or when a stop was asked for while waiting (*stopped). */
+static coordinator_t *open_coordinator(const config_t *cfg, defn_set_t *defs, metrics_t *metrics,
+                                       bool *stopped)
+{
+    char err[1024];
+    bool unavailable = false;
+    start_wait_t wait = {.metrics = metrics};
+    coordinator_t *c;
+    while (!(c = coordinator_new(cfg, defs, metrics, err, sizeof err, &unavailable)) &&
+           unavailable && wait_to_retry(&wait, "redis", err))
+        ;
+    *stopped = !c && unavailable;
+    if (c)
+        waited(&wait, "redis");
+    else if (unavailable)
+        log_info("stopped while waiting for Redis");
+    else
+        log_error("cannot start: %s", err);
+    return c;
+}
+
+/* The HTTP server's address, for the member record (cluster view). */
+static void publish_http_address(coordinator_t *c, const config_t *cfg, http_server_t *http)
+{
+    char host[256], address[300], err[256];
+    int port;
+    if (http_parse_listen(cfg->http_listen, host, sizeof host, &port, err, sizeof err) == 0) {
+        bool v6 = strchr(host, ':') != NULL;
+        snprintf(address, sizeof address, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+                 http_port(http));
+        coordinator_set_http_address(c, address);
+    }
+}
+
+/* coordinator_start, tried again while Kafka's metadata or Redis does not answer, then the
+ * loop until a stop. Returns the exit code: 0 after a clean stop (also while waiting), 2
+ * after a failure. */
+static int start_and_run(coordinator_t *c, metrics_t *metrics)
+{
+    char err[1024];
+    bool unavailable = false;
+    start_wait_t wait = {.metrics = metrics};
+    int started;
+    while ((started = coordinator_start(c, err, sizeof err, &unavailable)) < 0 && unavailable &&
+           wait_to_retry(&wait, "saga:meta", err))
+        ;
+    if (started == 0) {
+        waited(&wait, "saga:meta");
+        return coordinator_run(c, &stop_requested) == 0 ? 0 : 2;
+    }
+    if (unavailable) {
+        log_info("stopped while waiting for Kafka and Redis");
+        return 0;
+    }
+    log_error("cannot start: %s", err);
+    return 2;
+}
+
 /* Finds --config among the flags first: the file is weaker than the flags after it. */
 static const char *find_config_flag(int argc, char **argv)
 {
@@ -357,50 +417,18 @@ int main(int argc, char **argv)
                      "(http_open=1): anyone who reaches it reads every saga",
                      cfg.http_listen);
     }
-    /* Redis may not answer yet (started with it, or during its failover): wait for it
-     * rather than exit, and exit only when it refuses (coordinator.h). */
-    coordinator_t *c = NULL;
-    bool unavailable = false;
-    start_wait_t redis_wait = {.metrics = metrics};
-    while (!(c = coordinator_new(&cfg, defs, metrics, err, sizeof err, &unavailable)) &&
-           unavailable && wait_to_retry(&redis_wait, "redis", err))
-        ;
+    bool stopped = false;
+    coordinator_t *c = open_coordinator(&cfg, defs, metrics, &stopped);
     if (!c) {
-        if (unavailable)
-            log_info("stopped while waiting for Redis");
-        else
-            log_error("cannot start: %s", err);
         http_stop(http);
         metrics_free(metrics);
         defn_set_free(defs);
-        return unavailable ? 0 : 2;
+        return stopped ? 0 : 2;
     }
-    waited(&redis_wait, "redis");
-    if (http) {
-        char host[256], address[300];
-        int port;
-        if (http_parse_listen(cfg.http_listen, host, sizeof host, &port, err, sizeof err) == 0) {
-            bool v6 = strchr(host, ':') != NULL;
-            snprintf(address, sizeof address, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
-                     http_port(http));
-            coordinator_set_http_address(c, address);
-        }
-    }
+    if (http)
+        publish_http_address(c, &cfg, http);
     coordinator_set_reload_flag(c, &reload_requested);
-    start_wait_t meta_wait = {.metrics = metrics};
-    int started;
-    while ((started = coordinator_start(c, err, sizeof err, &unavailable)) < 0 && unavailable &&
-           wait_to_retry(&meta_wait, "saga:meta", err))
-        ;
-    if (started == 0)
-        waited(&meta_wait, "saga:meta");
-    else if (unavailable)
-        log_info("stopped while waiting for Kafka and Redis");
-    else
-        log_error("cannot start: %s", err);
-    int rc = started == 0 ? coordinator_run(c, &stop_requested) == 0 ? 0 : 2
-             : unavailable ? 0
-                           : 2;
+    int rc = start_and_run(c, metrics);
     http_stop(http); /* before the engine: it reads the engine's metrics */
     const coordinator_stats_t *st = coordinator_stats(c);
     log_info("stopped: %llu started, %llu completed, %llu compensated, %llu stuck, %llu "
