@@ -27,6 +27,8 @@ struct kafka {
     int64_t drained_us;           /* the input queue was last found empty (monotonic us) */
     bool fatal;
     bool assigned;                /* partitions were assigned explicitly (no group) */
+    bool *paused;                 /* by input partition: paused by us (bus_pause) */
+    size_t npaused;               /* entries of paused */
     rd_kafka_topic_t **warm;      /* topics the producer knows from the start (kafka_warm) */
     size_t nwarm;
 };
@@ -150,6 +152,64 @@ fail:
     return NULL;
 }
 
+/* --- pausing ------------------------------------------------------------------------
+
+   librdkafka before 2.4.0 (Debian 12 has 2.0.2) bumps a partition's fetch version on a
+   resume even when the partition is not paused, and the fetcher then starts from a stale
+   position (confluentinc/librdkafka#4637): right after an assignment, that can leave the
+   partition never fetched (its input waits for good), or fetched from where an earlier
+   assignment had read to (input skipped). So only a partition paused here is resumed,
+   and a paused partition is resumed before it is given up, so that none stays paused
+   into its next assignment. */
+
+static bool paused_here(const kafka_t *k, int32_t partition)
+{
+    return partition >= 0 && (size_t)partition < k->npaused && k->paused[partition];
+}
+
+/* Records partition's pause state. Returns 0, or -1 when out of memory. */
+static int note_paused(kafka_t *k, int32_t partition, bool paused)
+{
+    if (partition < 0)
+        return -1;
+    if ((size_t)partition >= k->npaused) {
+        if (!paused)
+            return 0;
+        size_t n = (size_t)partition + 1;
+        bool *grown = realloc(k->paused, n * sizeof *grown);
+        if (!grown)
+            return -1;
+        memset(grown + k->npaused, 0, (n - k->npaused) * sizeof *grown);
+        k->paused = grown;
+        k->npaused = n;
+    }
+    k->paused[partition] = paused;
+    return 0;
+}
+
+/* Resumes those of partitions[0..n) paused here (all of them when partitions is NULL), before
+ * they are given up. */
+static void resume_before_giving_up(kafka_t *k, const int32_t *partitions, int n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (partitions) {
+        for (int i = 0; i < n; i++)
+            if (paused_here(k, partitions[i])) {
+                rd_kafka_topic_partition_list_add(l, k->cfg.input_topic, partitions[i]);
+                k->paused[partitions[i]] = false;
+            }
+    } else {
+        for (size_t p = 0; p < k->npaused; p++)
+            if (k->paused[p]) {
+                rd_kafka_topic_partition_list_add(l, k->cfg.input_topic, (int32_t)p);
+                k->paused[p] = false;
+            }
+    }
+    if (l->cnt > 0)
+        (void)rd_kafka_resume_partitions(k->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* --- callbacks --------------------------------------------------------------------- */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -171,6 +231,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             log_error("rebalance error: %s", rd_kafka_err2str(err));
         k->ev.on_revoke(k->ev.opaque, parts, list->cnt);
+        resume_before_giving_up(k, NULL, 0);
         rd_kafka_assign(rk, NULL);
     }
     free(parts);
@@ -265,17 +326,29 @@ static rd_kafka_topic_partition_list_t *one_partition(kafka_t *k, int32_t partit
     return l;
 }
 
+/* Pauses or resumes partition; a resume of a partition not paused here is nothing (see
+ * "pausing" above). */
 static int bus_pause(void *opaque, int32_t partition, bool pause, char *err, size_t errlen)
 {
     kafka_t *k = opaque;
+    if (!pause && !paused_here(k, partition))
+        return 0;
+    if (pause && note_paused(k, partition, true) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     rd_kafka_topic_partition_t *tp;
     rd_kafka_topic_partition_list_t *l = one_partition(k, partition, &tp);
     rd_kafka_resp_err_t e = pause ? rd_kafka_pause_partitions(k->consumer, l)
                                   : rd_kafka_resume_partitions(k->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
-    if (e)
+    if (e) {
         snprintf(err, errlen, "%s", rd_kafka_err2str(e));
-    return e ? -1 : 0;
+        return -1;
+    }
+    if (!pause)
+        (void)note_paused(k, partition, false);
+    return 0;
 }
 
 static int bus_committed(void *opaque, int32_t partition, int timeout_ms, int64_t *offset)
@@ -515,6 +588,7 @@ void kafka_free(kafka_t *k)
     }
     free(k->batch);
     free(k->msgs);
+    free(k->paused);
     free(k);
 }
 
@@ -578,6 +652,8 @@ int kafka_subscribe(kafka_t *k)
 static int change_assignment(kafka_t *k, const int32_t *partitions, const int64_t *offsets,
                              int n, bool assign)
 {
+    if (!assign)
+        resume_before_giving_up(k, partitions, n);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, k->cfg.input_topic, partitions[i])->offset =
