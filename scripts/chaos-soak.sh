@@ -20,12 +20,9 @@ runs=${1:-3}
 sagas=${2:-2500}
 fault_ms=${3:-60000}
 variants=${4:-"leases group redis-failover"}
-build=${SAGA_BUILD_DIR:-$root/build}
-bin="$build/tests/test_chaos"
-[[ -x "$bin" ]] || { echo "chaos-soak: build first ($bin is missing)" >&2; exit 2; }
-export SAGA_BIN_DIR="$build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$build"
-export SAGA_CHAOS_SAGAS="$sagas" SAGA_CHAOS_FAULT_MS="$fault_ms"
 source "$root/scripts/soak-lib.sh"
+soak_setup chaos-soak "${SAGA_BUILD_DIR:-$root/build}" test_chaos
+export SAGA_CHAOS_SAGAS="$sagas" SAGA_CHAOS_FAULT_MS="$fault_ms"
 failed=0
 for variant in $variants; do
   case $variant in

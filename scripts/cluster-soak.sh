@@ -13,11 +13,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-3}
 sagas=${2:-1500}
-bin="$root/build/tests/test_redis_cluster"
-[[ -x "$bin" ]] || { echo "cluster-soak: build first ($bin is missing)" >&2; exit 2; }
-export SAGA_BIN_DIR="$root/build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$root/build"
-export SAGA_RCLUSTER_SAGAS="$sagas"
 source "$root/scripts/soak-lib.sh"
+soak_setup cluster-soak "$root/build" test_redis_cluster
+export SAGA_RCLUSTER_SAGAS="$sagas"
 failed=0
 for ((i = 1; i <= runs; i++)); do
   soak_run "run $i, $sagas sagas" '^redis cluster: ' "$bin" --jobs 1 || failed=1

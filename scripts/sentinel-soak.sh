@@ -15,11 +15,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-3}
 sagas=${2:-1000}
 syncs=${3:-"1 0"}
-bin="$root/build/tests/test_sentinel"
-[[ -x "$bin" ]] || { echo "sentinel-soak: build first ($bin is missing)" >&2; exit 2; }
-export SAGA_BIN_DIR="$root/build/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$root/build"
-export SAGA_SENTINEL_SAGAS="$sagas"
 source "$root/scripts/soak-lib.sh"
+soak_setup sentinel-soak "$root/build" test_sentinel
+export SAGA_SENTINEL_SAGAS="$sagas"
 failed=0
 for sync in $syncs; do
   for ((i = 1; i <= runs; i++)); do

@@ -3,6 +3,14 @@
 # sentinel-soak.sh): run one test run, print its figures line, keep its output and its
 # processes' logs when it failed, remove them when it passed. Sourced, not run.
 
+# soak_setup NAME BUILD TEST: the test binary BUILD/tests/TEST into $bin (exits 2, naming
+# NAME, when it is not built) and the environment its fixtures read.
+soak_setup() {
+  bin="$2/tests/$3"
+  [[ -x "$bin" ]] || { echo "$1: build first ($bin is missing)" >&2; exit 2; }
+  export SAGA_BIN_DIR="$2/bin" SAGA_SOURCE_DIR="$root" SAGA_BUILD_DIR="$2"
+}
+
 # soak_run LABEL PATTERN CMD...: runs CMD (a test binary and its flags) with
 # SAGA_TEST_KEEP=1, prints "LABEL: ok|FAILED: <the first output line matching the grep
 # PATTERN>", and returns 0 when CMD passed. A failed run's tail is printed, and its whole

@@ -391,25 +391,6 @@ static bool read_versions(char **ids, long n, long long *out)
     return ok;
 }
 
-/* The value of field in the INFO section of node i ("" when absent). */
-static const char *node_info(int i, const char *section, const char *field, char *out,
-                             size_t len)
-{
-    out[0] = '\0';
-    redisContext *c = fixture_redis_connect(nodes[i]);
-    redisReply *r = c ? redisCommand(c, "INFO %s", section) : NULL;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        char key[128];
-        snprintf(key, sizeof key, "\n%s:", field);
-        const char *at = strstr(r->str, key);
-        if (at)
-            snprintf(out, len, "%.*s", (int)strcspn(at + strlen(key), "\r\n"), at + strlen(key));
-    }
-    freeReplyObject(r);
-    redisFree(c);
-    return out;
-}
-
 /* Every data node runs, every one but the primary (primary_port) is a replica in sync
  * with it, and every Sentinel sees both replicas up and the other Sentinels: a failover
  * can be agreed on and has an up-to-date replica to promote. */
@@ -421,8 +402,10 @@ static bool redis_healthy(int primary_port)
             return false;
         if (nodes[i]->port == primary_port)
             continue;
-        if (strcmp(node_info(i, "replication", "master_link_status", v, sizeof v), "up") != 0 ||
-            atoi(node_info(i, "replication", "master_port", v, sizeof v)) != primary_port)
+        if (strcmp(fixture_redis_info(nodes[i], "replication", "master_link_status", v,
+                                      sizeof v), "up") != 0 ||
+            atoi(fixture_redis_info(nodes[i], "replication", "master_port", v, sizeof v)) !=
+                primary_port)
             return false;
     }
     for (int k = 0; k < CHAOS_SENTINELS; k++) {
@@ -460,7 +443,8 @@ static bool others_follow(int primary_port, int victim)
     char v[64];
     for (int i = 0; i < CHAOS_REDIS_NODES; i++)
         if (i != victim && node_states[i] == NODE_UP && nodes[i]->port != primary_port &&
-            atoi(node_info(i, "replication", "master_port", v, sizeof v)) != primary_port)
+            atoi(fixture_redis_info(nodes[i], "replication", "master_port", v, sizeof v)) !=
+                primary_port)
             return false;
     return true;
 }

@@ -465,30 +465,14 @@ static void failover_stop(void)
 TestSuite(sentinel_failover, .fini = failover_stop, .timeout = 240);
 
 /* A field of INFO section of r ("" when absent), into out. */
-static const char *info_field(redis_fixture_t *r, const char *section, const char *field,
-                              char *out, size_t len)
-{
-    out[0] = '\0';
-    redisContext *c = fixture_redis_connect(r);
-    redisReply *rep = c ? redisCommand(c, "INFO %s", section) : NULL;
-    if (rep && rep->type == REDIS_REPLY_STRING) {
-        char key[128];
-        snprintf(key, sizeof key, "%s:", field);
-        const char *at = strstr(rep->str, key);
-        if (at)
-            snprintf(out, len, "%.*s", (int)strcspn(at + strlen(key), "\r\n"), at + strlen(key));
-    }
-    freeReplyObject(rep);
-    redisFree(c);
-    return out;
-}
 
 static bool replicas_in_sync(void *opaque)
 {
     (void)opaque;
     char v[64];
     for (int i = 0; i < FO_REPLICAS; i++)
-        if (strcmp(info_field(&replicas[i], "replication", "master_link_status", v, sizeof v),
+        if (strcmp(fixture_redis_info(&replicas[i], "replication", "master_link_status", v,
+                                      sizeof v),
                    "up") != 0)
             return false;
     return true;

@@ -1175,3 +1175,32 @@ int fixture_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t
                ? 0
                : -1;
 }
+
+bool fixture_info_field(const char *text, const char *field, char *out, size_t len)
+{
+    size_t fl = strlen(field);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
+            const char *v = p + fl + 1;
+            snprintf(out, len, "%.*s", (int)strcspn(v, "\r\n"), v);
+            return true;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return false;
+}
+
+const char *fixture_redis_info(const redis_fixture_t *r, const char *section, const char *field,
+                               char *out, size_t len)
+{
+    out[0] = '\0';
+    redisContext *c = fixture_redis_connect(r);
+    redisReply *rep = c ? redisCommand(c, "INFO %s", section) : NULL;
+    if (rep && rep->type == REDIS_REPLY_STRING)
+        (void)fixture_info_field(rep->str, field, out, len);
+    freeReplyObject(rep);
+    redisFree(c);
+    return out;
+}

@@ -108,6 +108,13 @@ int fixture_redis_start_again(redis_fixture_t *r);
  * is appended to its config first (the last such line wins), so that it does not come
  * back as an empty primary. Returns 0 or -1. */
 int fixture_redis_start_again_replica(redis_fixture_t *r, int primary_port);
+/* The value of field ("master_link_status") in INFO-style text (a line "field:value")
+ * into out (len bytes); false when absent. */
+bool fixture_info_field(const char *text, const char *field, char *out, size_t len);
+/* The value of field in r's `INFO section` into out (len bytes; "" when absent or when
+ * r does not answer). Returns out. */
+const char *fixture_redis_info(const redis_fixture_t *r, const char *section, const char *field,
+                               char *out, size_t len);
 /* A new blocking hiredis connection to r (2 s connect timeout), or NULL (printed why).
  * The caller frees it with redisFree. */
 redisContext *fixture_redis_connect(const redis_fixture_t *r);

@@ -129,24 +129,6 @@ static int node_ok(rcfixture_t *c, int idx, const char *what, redisReply *r)
     return rc;
 }
 
-/* The value of field ("cluster_state") in an INFO-style text into out; false if absent. */
-static bool info_field(const char *text, const char *field, char *out, size_t len)
-{
-    size_t fl = strlen(field);
-    for (const char *p = text; p && *p;) {
-        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
-            const char *v = p + fl + 1;
-            size_t n = strcspn(v, "\r\n");
-            snprintf(out, len, "%.*s", (int)n, v);
-            return true;
-        }
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return false;
-}
-
 /* The node index listening on port, or -1. */
 static int index_of_port(const rcfixture_t *c, int port)
 {
@@ -237,9 +219,9 @@ static bool node_cluster_ok(rcfixture_t *c, int idx, int known)
     redisReply *r = node_command(c, idx, "CLUSTER INFO");
     char state[32] = "", nodes[32] = "";
     bool ok = r && r->type == REDIS_REPLY_STRING &&
-              info_field(r->str, "cluster_state", state, sizeof state) &&
+              fixture_info_field(r->str, "cluster_state", state, sizeof state) &&
               strcmp(state, "ok") == 0 &&
-              info_field(r->str, "cluster_known_nodes", nodes, sizeof nodes) &&
+              fixture_info_field(r->str, "cluster_known_nodes", nodes, sizeof nodes) &&
               (known == 0 || atoi(nodes) == known);
     freeReplyObject(r);
     return ok;
@@ -253,17 +235,17 @@ static bool node_in_sync(rcfixture_t *c, int idx)
 {
     redisReply *r = node_command(c, idx, "INFO replication");
     char role[32] = "", v[32] = "";
-    bool ok = r && r->type == REDIS_REPLY_STRING && info_field(r->str, "role", role, sizeof role);
+    bool ok = r && r->type == REDIS_REPLY_STRING && fixture_info_field(r->str, "role", role, sizeof role);
     if (ok && strcmp(role, "slave") == 0)
-        ok = info_field(r->str, "master_link_status", v, sizeof v) && strcmp(v, "up") == 0 &&
-             info_field(r->str, "master_sync_in_progress", v, sizeof v) && strcmp(v, "0") == 0;
+        ok = fixture_info_field(r->str, "master_link_status", v, sizeof v) && strcmp(v, "up") == 0 &&
+             fixture_info_field(r->str, "master_sync_in_progress", v, sizeof v) && strcmp(v, "0") == 0;
     freeReplyObject(r);
     if (!ok)
         return false;
     r = node_command(c, idx, "INFO persistence");
     ok = r && r->type == REDIS_REPLY_STRING &&
-         info_field(r->str, "aof_rewrite_in_progress", v, sizeof v) && strcmp(v, "0") == 0 &&
-         info_field(r->str, "aof_rewrite_scheduled", v, sizeof v) && strcmp(v, "0") == 0;
+         fixture_info_field(r->str, "aof_rewrite_in_progress", v, sizeof v) && strcmp(v, "0") == 0 &&
+         fixture_info_field(r->str, "aof_rewrite_scheduled", v, sizeof v) && strcmp(v, "0") == 0;
     freeReplyObject(r);
     return ok;
 }
